@@ -1,0 +1,111 @@
+"""The pure call-flow engine: ``step(flow, node_id, digits, speech, attempt) -> Transition``.
+
+No I/O, no clock: the same input always gives the same transition, so it is trivial to test.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+from callflows.loader import GLOBAL_KEYS, Flow, Menu
+
+Kind = Literal["node", "action", "repeat", "no_input", "invalid"]
+
+# Spoken words for the keys that work everywhere, in the languages we ship.
+_GLOBAL_WORDS = {
+    "*": ("repeat", "again", "repetir", "otra vez"),
+    "0": ("operator", "a person", "human", "persona", "operador"),
+    "9": ("crisis", "emergency", "suicide", "emergencia", "suicidio"),
+}
+_DIGIT_WORDS = {
+    "1": ("one", "uno"), "2": ("two", "dos"), "3": ("three", "tres"), "4": ("four", "cuatro"),
+    "5": ("five", "cinco"), "6": ("six", "seis"), "7": ("seven", "siete"), "8": ("eight", "ocho"),
+    "9": ("nine", "nueve"), "0": ("zero", "cero"),
+}
+NO_INPUT_RETRIES = 1  # repeat once in simpler words, then the node's safe default
+INVALID_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Where the call goes next and why.
+
+    ``kind`` is "node" (go to ``target`` menu), "action" (the app carries out ``target``),
+    "repeat" (say the same menu again), "no_input" or "invalid" (re-ask the same menu,
+    ``attempt`` counts tries so far; ``simpler`` asks for the simpler wording).
+    """
+
+    kind: Kind
+    target: str
+    attempt: int = 0
+    simpler: bool = False
+    matched: str | None = None
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text.lower())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return " " + re.sub(r"[^a-z0-9 ]+", " ", text).strip() + " "
+
+
+def _contains(folded: str, phrase: str) -> bool:
+    return f" {_fold(phrase).strip()} " in folded
+
+
+def match_speech(menu: Menu, speech: str) -> str | None:
+    """The key that spoken words choose in ``menu``, or None."""
+    folded = _fold(speech)
+    for key, words in _GLOBAL_WORDS.items():
+        if any(_contains(folded, w) for w in words):
+            return key
+    for option in menu.options:
+        if any(_contains(folded, w) for w in option.speech):
+            return option.key
+    for key, words in _DIGIT_WORDS.items():
+        if menu.option_for_key(key) and any(_contains(folded, w) for w in words):
+            return key
+    return None
+
+
+def _go(target: str, matched: str) -> Transition:
+    if target.startswith("action:"):
+        return Transition("action", target.removeprefix("action:"), matched=matched)
+    return Transition("node", target, matched=matched)
+
+
+def step(
+    flow: Flow,
+    node_id: str,
+    digits: str | None = None,
+    speech: str | None = None,
+    attempt: int = 0,
+) -> Transition:
+    """Decide the next move from ``node_id`` given what the caller pressed or said."""
+    menu = flow.nodes[node_id]
+    key = (digits or "").strip()[:1] or None
+    heard_speech = bool(speech and speech.strip())
+    if key is None and heard_speech:
+        key = match_speech(menu, speech or "")
+        if key is None:
+            return _invalid(menu, attempt, "speech")
+    if key is None:
+        if attempt >= NO_INPUT_RETRIES:
+            return _go(menu.default, "no-input")
+        return Transition("no_input", node_id, attempt=attempt + 1, simpler=True)
+    source = f"speech:{key}" if heard_speech and not digits else key
+    if key == "*":
+        return Transition("repeat", node_id, matched=source)
+    if key in GLOBAL_KEYS:
+        return _go(GLOBAL_KEYS[key], source)
+    option = menu.option_for_key(key)
+    if option is None:
+        return _invalid(menu, attempt, key)
+    return _go(option.target, source)
+
+
+def _invalid(menu: Menu, attempt: int, what: str) -> Transition:
+    if attempt >= INVALID_RETRIES:
+        return _go(menu.default, f"invalid:{what}")
+    return Transition("invalid", menu.id, attempt=attempt + 1, simpler=attempt >= 1, matched=what)

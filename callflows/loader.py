@@ -1,0 +1,227 @@
+"""Load call flows from YAML and check them: targets, reachability, dead ends, keys."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from callflows import FlowValidationError
+
+DATA_DIR = Path(__file__).parent / "data"
+
+# Actions the app knows how to carry out. "story:<topic>" takes any topic name.
+ACTIONS = frozenset(
+    {
+        "peer",
+        "story_peer",
+        "story_replay",
+        "story_next",
+        "callback",
+        "voicemail",
+        "person",
+        "crisis",
+        "language",
+        "pace_slow",
+        "pace_normal",
+        "goodbye",
+    }
+)
+# Keys that mean the same thing in every menu, so no menu may use them for an option.
+GLOBAL_KEYS = {"*": "repeat", "0": "action:person", "9": "action:crisis"}
+MAX_OPTIONS = 5
+MIN_OPTIONS = 1
+REQUIRED_STRINGS = frozenset(
+    {
+        "greeting", "press", "global_keys", "no_input", "simpler", "invalid", "invalid_speech",
+        "choices", "or_word", "crisis", "voicemail_consent", "voicemail_saved", "goodbye",
+        "error", "fallback",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One menu choice: a key, its spoken label, speech hints and where it leads."""
+
+    key: str
+    label: str
+    speech: tuple[str, ...]
+    target: str
+
+
+@dataclass(frozen=True)
+class Menu:
+    """A node of the flow: a prompt and 1 to 5 options."""
+
+    id: str
+    prompt: str
+    simple: str
+    default: str
+    options: tuple[Option, ...]
+
+    def option_for_key(self, key: str) -> Option | None:
+        """The option bound to ``key``, if any."""
+        return next((o for o in self.options if o.key == key), None)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A whole call flow in one language."""
+
+    language: str
+    name: str
+    voice: str
+    say_language: str
+    start: str
+    nodes: Mapping[str, Menu]
+    strings: Mapping[str, str]
+    entry_points: tuple[str, ...]
+
+    def text(self, name: str, /, **values: object) -> str:
+        """A phrase from the flow's strings, with ``{placeholders}`` filled in."""
+        return self.strings[name].format(**values)
+
+
+def _is_known_target(target: str, nodes: Mapping[str, Any]) -> bool:
+    if target.startswith("action:"):
+        name = target.removeprefix("action:")
+        return name in ACTIONS or (name.startswith("story:") and len(name) > len("story:"))
+    return target in nodes
+
+
+def validate(raw: Mapping[str, Any], source: str) -> list[str]:
+    """Return every problem in a raw flow mapping, each naming its node."""
+    problems: list[str] = []
+    for field_name in ("language", "name", "voice", "say_language", "start", "nodes", "strings"):
+        if field_name not in raw:
+            problems.append(f"flow: missing field '{field_name}'")
+    if problems:
+        return problems
+    nodes: Mapping[str, Any] = raw["nodes"] or {}
+    missing = sorted(REQUIRED_STRINGS - set(raw["strings"] or {}))
+    if missing:
+        problems.append(f"strings: missing {', '.join(missing)}")
+    if raw["start"] not in nodes:
+        problems.append(f"start: unknown node '{raw['start']}'")
+    for entry in raw.get("entry_points") or []:
+        if entry not in nodes:
+            problems.append(f"entry_points: unknown node '{entry}'")
+    for node_id, node in nodes.items():
+        if not isinstance(node, Mapping):
+            problems.append(f"node '{node_id}': must be a mapping")
+            continue
+        for field_name in ("prompt", "simple", "default"):
+            if not node.get(field_name):
+                problems.append(f"node '{node_id}': missing '{field_name}'")
+        options = node.get("options") or []
+        if len(options) < MIN_OPTIONS:
+            problems.append(f"node '{node_id}': dead end, it has no options")
+        if len(options) > MAX_OPTIONS:
+            problems.append(
+                f"node '{node_id}': {len(options)} options, at most {MAX_OPTIONS} keep a menu easy to hold in mind"
+            )
+        seen: set[str] = set()
+        for opt in options:
+            key = str(opt.get("key", ""))
+            if key in GLOBAL_KEYS:
+                problems.append(f"node '{node_id}': key '{key}' is reserved in every menu")
+            elif not (len(key) == 1 and key.isdigit()):
+                problems.append(f"node '{node_id}': key '{key}' must be one digit")
+            if key in seen:
+                problems.append(f"node '{node_id}': duplicate key '{key}'")
+            seen.add(key)
+            if not opt.get("label"):
+                problems.append(f"node '{node_id}': option '{key}' has no label")
+            target = str(opt.get("target", ""))
+            if not _is_known_target(target, nodes):
+                problems.append(f"node '{node_id}': option '{key}' leads to unknown target '{target}'")
+        default = node.get("default")
+        if default and not _is_known_target(str(default), nodes):
+            problems.append(f"node '{node_id}': default leads to unknown target '{default}'")
+    problems.extend(_unreachable(raw, nodes))
+    return problems
+
+
+def _unreachable(raw: Mapping[str, Any], nodes: Mapping[str, Any]) -> list[str]:
+    roots = [raw["start"], *(raw.get("entry_points") or [])]
+    seen: set[str] = set()
+    todo = [r for r in roots if r in nodes]
+    while todo:
+        node_id = todo.pop()
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        node = nodes[node_id] if isinstance(nodes[node_id], Mapping) else {}
+        targets = [str(o.get("target", "")) for o in node.get("options") or []]
+        targets.append(str(node.get("default", "")))
+        todo.extend(t for t in targets if t in nodes)
+    return [f"node '{n}': unreachable from '{raw['start']}'" for n in nodes if n not in seen]
+
+
+def build(raw: Mapping[str, Any], source: str) -> Flow:
+    """Validate a raw mapping and build a :class:`Flow`, raising FlowValidationError."""
+    problems = validate(raw, source)
+    if problems:
+        raise FlowValidationError(source, problems)
+    nodes = {
+        node_id: Menu(
+            id=node_id,
+            prompt=node["prompt"],
+            simple=node["simple"],
+            default=str(node["default"]),
+            options=tuple(
+                Option(
+                    key=str(o["key"]),
+                    label=o["label"],
+                    speech=tuple(str(s).lower() for s in o.get("speech") or ()),
+                    target=str(o["target"]),
+                )
+                for o in node["options"]
+            ),
+        )
+        for node_id, node in raw["nodes"].items()
+    }
+    return Flow(
+        language=raw["language"],
+        name=raw["name"],
+        voice=raw["voice"],
+        say_language=raw["say_language"],
+        start=raw["start"],
+        nodes=nodes,
+        strings=dict(raw["strings"]),
+        entry_points=tuple(raw.get("entry_points") or ()),
+    )
+
+
+def load_flow(path: Path) -> Flow:
+    """Load and validate one flow file."""
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    if not isinstance(raw, Mapping):
+        raise FlowValidationError(str(path), ["flow: file is not a mapping"])
+    return build(raw, str(path))
+
+
+def load_flows(directory: Path = DATA_DIR) -> dict[str, Flow]:
+    """Load every ``*.yaml`` flow in a folder and check that languages mirror each other."""
+    flows = {}
+    for path in sorted(Path(directory).glob("*.yaml")):
+        flow = load_flow(path)
+        flows[flow.language] = flow
+    if not flows:
+        raise FlowValidationError(str(directory), ["no flow files found"])
+    problems = []
+    reference = next(iter(flows.values()))
+    shape = {n: sorted(o.key for o in m.options) for n, m in reference.nodes.items()}
+    for flow in flows.values():
+        other = {n: sorted(o.key for o in m.options) for n, m in flow.nodes.items()}
+        for node_id in sorted(set(shape) | set(other)):
+            if shape.get(node_id) != other.get(node_id):
+                problems.append(
+                    f"node '{node_id}': keys differ between '{reference.language}' and '{flow.language}'"
+                )
+    if problems:
+        raise FlowValidationError(str(directory), problems)
+    return flows

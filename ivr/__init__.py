@@ -1,0 +1,92 @@
+"""The peerline Flask app: Twilio voice webhooks, TwiML rendering, staff pages, CLI.
+
+Exceptions: :class:`IvrError` is the base for errors raised by this package.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from callflows import load_flows
+from ivr.config import Settings, ensure_key_file
+from ivr.services import Services
+from models.crypto import Vault, generate_key
+from models.session import make_engine, make_sessionmaker
+from queues.connection import connect
+
+log = logging.getLogger(__name__)
+
+
+class IvrError(Exception):
+    """Base class for errors raised by the ivr package."""
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: settings, database, Redis, flows and blueprints on ``app.extensions``."""
+    app = Flask(__name__, instance_path=os.environ.get("PEERLINE_INSTANCE_PATH") or None,
+                instance_relative_config=True)
+    instance = Path(app.instance_path)
+    settings = Settings.from_env(instance)
+    if test_config:
+        overrides = {k: v for k, v in test_config.items() if k.islower()}
+        settings = settings.replace(**overrides)
+        app.config.update({k: v for k, v in test_config.items() if k.isupper()})
+
+    data_key = settings.data_key
+    secret_key = settings.secret_key
+    if not data_key or not secret_key:
+        instance.mkdir(parents=True, exist_ok=True)
+    if not data_key:
+        # Development only: a key kept in the instance folder, so `make run` needs no settings.
+        data_key = ensure_key_file(instance / "data.key", generate_key)
+        log.warning("PEERLINE_DATA_KEY is unset; using the generated key in %s", instance / "data.key")
+    if not secret_key:
+        secret_key = ensure_key_file(instance / "secret.key", lambda: secrets.token_urlsafe(32))
+    settings = settings.replace(data_key=data_key, secret_key=secret_key)
+
+    app.config.setdefault("SECRET_KEY", secret_key)
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("SESSION_COOKIE_SECURE", settings.public_base_url.startswith("https://"))
+
+    engine = make_engine(settings.database_url)
+    app.extensions["peerline"] = Services(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        redis=connect(settings.redis_url, instance),
+        vault=Vault(data_key),
+        flows=load_flows(),
+    )
+
+    from ivr import db, health, media, voice
+
+    db.init_app(app)
+    app.register_blueprint(voice.bp)
+    app.register_blueprint(media.bp)
+    app.register_blueprint(health.bp)
+    _register_optional_blueprints(app)
+
+    from ivr.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _register_optional_blueprints(app: Flask) -> None:
+    """Blueprints that later parts of the line add (staff dashboard, peer routing)."""
+    import importlib
+
+    for module_name in ("ivr.dashboard", "ivr.routing_voice"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.init_app(app)

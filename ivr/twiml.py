@@ -1,0 +1,185 @@
+"""The one place TwiML is made, with the ``twilio`` library's VoiceResponse.
+
+Views decide what happens; this module decides how it sounds: voice, language, pace,
+generous timeouts, option names before keys.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from flask import Response
+from twilio.twiml.voice_response import Gather, VoiceResponse
+
+from callflows import Flow, Menu
+
+GATHER_TIMEOUT_S = 10  # Twilio's 5 s default is too short for many of our callers
+SLOW_GATHER_TIMEOUT_S = 15
+SLOW_RATE = "80%"
+
+
+def to_response(twiml: VoiceResponse) -> Response:
+    """A Flask response carrying TwiML as text/xml."""
+    return Response(str(twiml), mimetype="text/xml")
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """How the line speaks to one caller: the flow's language and voice, and their pace."""
+
+    flow: Flow
+    slow: bool = False
+
+    @property
+    def timeout(self) -> int:
+        """Seconds to wait for a key or speech."""
+        return SLOW_GATHER_TIMEOUT_S if self.slow else GATHER_TIMEOUT_S
+
+    def say(self, parent: VoiceResponse | Gather, text: str) -> None:
+        """Add a <Say> in the caller's language, slowed with SSML prosody when asked."""
+        if self.slow:
+            say = parent.say(voice=self.flow.voice, language=self.flow.say_language)
+            say.prosody(text, rate=SLOW_RATE)
+        else:
+            parent.say(text, voice=self.flow.voice, language=self.flow.say_language)
+
+    def text(self, name: str, /, **values: object) -> str:
+        """A phrase of the flow in the caller's language."""
+        return self.flow.text(name, **values)
+
+    # Documents -------------------------------------------------------------------------
+
+    def menu(
+        self,
+        menu: Menu,
+        action_url: str,
+        preface: Iterable[str] = (),
+        simpler: bool = False,
+    ) -> VoiceResponse:
+        """A menu: optional preface, the prompt, each option named before its key, global keys."""
+        twiml = VoiceResponse()
+        gather = self._gather(twiml, action_url, hints=_hints(menu))
+        lines = list(preface)
+        if simpler:
+            lines.append(menu.simple)
+        else:
+            lines.append(menu.prompt)
+            lines.extend(self.flow.text("press", label=o.label, key=o.key) for o in menu.options)
+        lines.append(self.flow.text("global_keys"))
+        for line in lines:
+            self.say(gather, line)
+        # If Twilio ever reaches here the gather produced nothing: treat it as no input.
+        twiml.redirect(action_url, method="POST")
+        return twiml
+
+    def choose_language(self, flows: dict[str, Flow], action_url: str, prompts: list[tuple[Flow, str]]) -> VoiceResponse:
+        """The bilingual first question: each language speaks for itself."""
+        twiml = VoiceResponse()
+        hints = ", ".join(f.name for f in flows.values())
+        gather = self._gather(twiml, action_url, hints=hints)
+        for flow, line in prompts:
+            Speaker(flow, self.slow).say(gather, line)
+        twiml.redirect(action_url, method="POST")
+        return twiml
+
+    def say_then_redirect(self, lines: Iterable[str], url: str) -> VoiceResponse:
+        """Speak, then continue at ``url``."""
+        twiml = VoiceResponse()
+        for line in lines:
+            self.say(twiml, line)
+        twiml.redirect(url, method="POST")
+        return twiml
+
+    def say_then_hangup(self, lines: Iterable[str]) -> VoiceResponse:
+        """Speak, then end the call politely."""
+        twiml = VoiceResponse()
+        for line in lines:
+            self.say(twiml, line)
+        twiml.hangup()
+        return twiml
+
+    def dial(self, lines: Iterable[str], number: str, action_url: str, caller_id: str | None = None) -> VoiceResponse:
+        """Speak, then connect the caller to ``number``; ``action_url`` runs when that leg ends."""
+        twiml = VoiceResponse()
+        for line in lines:
+            self.say(twiml, line)
+        dial = twiml.dial(action=action_url, method="POST", timeout=30, caller_id=caller_id)
+        dial.number(number)
+        return twiml
+
+    def record(self, lines: Iterable[str], action_url: str, status_url: str, no_message_url: str,
+               max_length: int) -> VoiceResponse:
+        """Consent notice, then <Record> with # to finish and a recording status callback."""
+        twiml = VoiceResponse()
+        for line in lines:
+            self.say(twiml, line)
+        twiml.record(
+            action=action_url,
+            method="POST",
+            max_length=max_length,
+            finish_on_key="#",
+            timeout=10,
+            play_beep=True,
+            trim="trim-silence",
+            recording_status_callback=status_url,
+            recording_status_callback_method="POST",
+            recording_status_callback_event="completed",
+        )
+        # Twilio falls through to the next verb when nothing was recorded.
+        twiml.redirect(no_message_url, method="POST")
+        return twiml
+
+    def story(self, intro: str, audio_url: str | None, transcript: str, keys_line: str,
+              key_url: str, after_url: str) -> VoiceResponse:
+        """Play a story inside a one-key gather, so a key pauses, skips or replays it."""
+        twiml = VoiceResponse()
+        gather = twiml.gather(
+            input="dtmf", num_digits=1, timeout=2, action=key_url, method="POST",
+            action_on_empty_result=False,
+        )
+        self.say(gather, intro)
+        self.say(gather, keys_line)
+        if audio_url:
+            gather.play(audio_url)
+        else:
+            self.say(gather, transcript)
+        twiml.redirect(after_url, method="POST")
+        return twiml
+
+    def wait_for_key(self, line: str, action_url: str, seconds: int = 60) -> VoiceResponse:
+        """Say ``line`` and wait up to ``seconds`` for any key (a story paused)."""
+        twiml = VoiceResponse()
+        gather = twiml.gather(input="dtmf", num_digits=1, timeout=seconds, action=action_url,
+                              method="POST", action_on_empty_result=True)
+        self.say(gather, line)
+        twiml.redirect(action_url, method="POST")
+        return twiml
+
+    def _gather(self, twiml: VoiceResponse, action_url: str, hints: str) -> Gather:
+        return twiml.gather(
+            input="dtmf speech",
+            num_digits=1,
+            timeout=self.timeout,
+            speech_timeout="auto",
+            hints=hints,
+            language=self.flow.say_language,
+            action=action_url,
+            method="POST",
+            action_on_empty_result=True,
+        )
+
+
+def _hints(menu: Menu) -> str:
+    words: list[str] = []
+    for option in menu.options:
+        words.extend(option.speech)
+    return ", ".join(dict.fromkeys(words))
+
+
+def fallback(lines: Iterable[tuple[Flow, str]], crisis_number: str) -> VoiceResponse:
+    """Static TwiML for when everything else is down: apologise in each language, dial crisis."""
+    twiml = VoiceResponse()
+    for flow, line in lines:
+        Speaker(flow).say(twiml, line)
+    twiml.dial(timeout=30).number(crisis_number)
+    return twiml

@@ -1,0 +1,209 @@
+"""SQLAlchemy 2.0 models. Phone numbers, audio and transcripts are stored only encrypted."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """Current time as an aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base for all peerline tables."""
+
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON, list[str]: JSON}
+
+
+ROLES = ("admin", "supervisor", "peer")
+PEER_STATUSES = ("signed_off", "available", "busy", "wrap_up", "break")
+STORY_STATUSES = ("draft", "approved", "retired")
+VOICEMAIL_STATUSES = ("pending", "transcribing", "transcribed", "failed")
+
+
+class StaffUser(Base):
+    """A dashboard login: admin, supervisor or peer."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))
+    peer_id: Mapped[int | None] = mapped_column(ForeignKey("peers.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    peer: Mapped[Peer | None] = relationship()
+
+
+class Peer(Base):
+    """A peer supporter who takes calls. The personal phone is encrypted; the hash finds it."""
+
+    __tablename__ = "peers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(80))
+    phone_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    phone_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    languages: Mapped[list[str]] = mapped_column(default=lambda: ["en"])
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(20), default="signed_off")
+    status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_call_ended_at: Mapped[datetime | None]
+    calls_in_a_row: Mapped[int] = mapped_column(Integer, default=0)
+    pin_hash: Mapped[str | None] = mapped_column(String(255))
+    pin_failures: Mapped[int] = mapped_column(Integer, default=0)
+    pin_locked_until: Mapped[datetime | None]
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Caller(Base):
+    """Someone who called. Found by a keyed hash of the number; the number itself is encrypted."""
+
+    __tablename__ = "callers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    number_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    language: Mapped[str | None] = mapped_column(String(8))
+    slow_speech: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_call_at: Mapped[datetime | None]
+
+
+class Call(Base):
+    """One phone call through the line (inbound, or an outbound leg the line placed)."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    caller_id: Mapped[int | None] = mapped_column(ForeignKey("callers.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(16), default="inbound")
+    status: Mapped[str] = mapped_column(String(20), default="in-progress")
+    language: Mapped[str | None] = mapped_column(String(8))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    duration_s: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+
+    caller: Mapped[Caller | None] = relationship()
+    events: Mapped[list[CallEvent]] = relationship(
+        back_populates="call", order_by="CallEvent.id", cascade="all, delete-orphan"
+    )
+
+
+class CallEvent(Base):
+    """One step of a call's path through the menus, with its time."""
+
+    __tablename__ = "call_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    node: Mapped[str] = mapped_column(String(64))
+    # What the caller did: a key, "speech:<option>", "no-input", "invalid"; never raw speech.
+    input: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(255))
+
+    call: Mapped[Call] = relationship(back_populates="events")
+
+
+class PeerStory(Base):
+    """A recorded peer story, played to callers once approved and consented."""
+
+    __tablename__ = "peer_stories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(120))
+    topic: Mapped[str] = mapped_column(String(40), index=True)
+    language: Mapped[str] = mapped_column(String(8), index=True)
+    transcript: Mapped[str] = mapped_column(Text)
+    audio_path: Mapped[str | None] = mapped_column(String(500))
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    consent_given: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_at: Mapped[datetime | None]
+    peer_id: Mapped[int | None] = mapped_column(ForeignKey("peers.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Voicemail(Base):
+    """A message left by a caller. Audio and transcript are encrypted at rest."""
+
+    __tablename__ = "voicemails"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    recording_url: Mapped[str] = mapped_column(String(500))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+    caller_id: Mapped[int | None] = mapped_column(ForeignKey("callers.id"))
+    language: Mapped[str | None] = mapped_column(String(8))
+    duration_s: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    audio_path: Mapped[str | None] = mapped_column(String(500))
+    provider_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    transcript_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    words_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    engine: Mapped[str | None] = mapped_column(String(40))
+    model_name: Mapped[str | None] = mapped_column(String(120))
+    risk_level: Mapped[str | None] = mapped_column(String(10), index=True)
+    risk_score: Mapped[int] = mapped_column(Integer, default=0)
+    risk_terms_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    enqueued_at: Mapped[datetime | None]
+    transcribed_at: Mapped[datetime | None]
+    reviewed_at: Mapped[datetime | None]
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CallbackRequest(Base):
+    """A caller's request to be called back; keeps the caller's original arrival time."""
+
+    __tablename__ = "callback_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    caller_id: Mapped[int | None] = mapped_column(ForeignKey("callers.id"))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+    number_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    window: Mapped[str] = mapped_column(String(16), default="now")
+    allow_message: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    arrived_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Append-only record of a staff action (view, reveal, status change)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    staff_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    action: Mapped[str] = mapped_column(String(40))
+    target_type: Mapped[str | None] = mapped_column(String(40))
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(String(500))

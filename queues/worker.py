@@ -1,0 +1,22 @@
+"""Worker entry point: one app per process, reconcile, then work the queues."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from rq import Worker
+
+from ivr.services import services
+from queues.connection import ALL_QUEUES, queue
+from queues.reconcile import requeue_pending_voicemails
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(app: Flask, queue_names: tuple[str, ...] = ALL_QUEUES, burst: bool = False) -> bool:
+    """Run an RQ worker inside ``app``'s context (built once for all jobs of this process)."""
+    with app.app_context():
+        svc = services(app)
+        requeue_pending_voicemails(svc.sessions, svc.redis)
+        worker = Worker([queue(n, svc.redis) for n in queue_names], connection=svc.redis)
+        return bool(worker.work(burst=burst, with_scheduler=True, logging_level="INFO"))
