@@ -118,3 +118,27 @@ def db(app):  # type: ignore[no-untyped-def]
     """A database session on the app's engine."""
     with app.extensions["peerline"].sessions() as session:
         yield session
+
+
+@pytest.fixture
+def phone_network():  # type: ignore[no-untyped-def]
+    """A local Twilio REST API stand-in on a real HTTP port; ``.state`` holds what it received."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from ivr.simulator.phone_network import NetworkState, create_phone_network
+
+    state = NetworkState()
+    server = make_server("127.0.0.1", 0, create_phone_network(state), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    class Network:
+        base_url = f"http://127.0.0.1:{server.server_port}"
+
+    net = Network()
+    net.state = state  # type: ignore[attr-defined]
+    yield net
+    server.shutdown()
+    thread.join(timeout=5)
