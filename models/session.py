@@ -51,8 +51,8 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Run Alembic migrations up to ``revision``."""
+def upgrade(url: str, revision: str = "heads") -> None:
+    """Run Alembic migrations up to ``revision`` (every branch head by default)."""
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
