@@ -446,17 +446,15 @@ def voicemail_recording() -> Response:
     vm = session.scalar(select(Voicemail).where(Voicemail.recording_sid == sid))
     if vm is None:  # Twilio retries callbacks: one voicemail per recording
         call = find_or_create_call(session, form.get("CallSid", ""))
+        session.flush()
         vm = Voicemail(
             recording_sid=sid,
             recording_url=form.get("RecordingUrl", ""),
-            call_id=call.id if call.id else None,
+            call_id=call.id,
             caller_id=call.caller_id,
             language=request.args.get("lang") or call.language,
             duration_s=_form_int("RecordingDuration"),
         )
-        if call.id is None:
-            session.flush()
-            vm.call_id = call.id
         session.add(vm)
         session.commit()
     if vm.job_id is None:
