@@ -1,0 +1,94 @@
+"""Signatures, errors that still answer the caller, and the fallback with everything down."""
+from __future__ import annotations
+
+from ivr import create_app
+from tests.helpers import PUBLIC_BASE, TestCaller, parse_twiml, sign, spoken
+
+
+def test_unsigned_request_is_rejected(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.post("/voice/incoming", data={"CallSid": "CA1", "From": "+15555550100"})
+    assert response.status_code == 403
+
+
+def test_wrong_signature_is_rejected(client) -> None:  # type: ignore[no-untyped-def]
+    params = {"CallSid": "CA1", "From": "+15555550100"}
+    bad = sign(PUBLIC_BASE + "/voice/incoming", params, token="someone-elses-token")
+    response = client.post("/voice/incoming", data=params, headers={"X-Twilio-Signature": bad})
+    assert response.status_code == 403
+
+
+def test_signature_for_another_url_is_rejected(client) -> None:  # type: ignore[no-untyped-def]
+    params = {"CallSid": "CA1", "From": "+15555550100"}
+    other = sign("https://evil.example/voice/incoming", params)
+    response = client.post("/voice/incoming", data=params, headers={"X-Twilio-Signature": other})
+    assert response.status_code == 403
+
+
+def test_tampered_form_is_rejected(client) -> None:  # type: ignore[no-untyped-def]
+    params = {"CallSid": "CA1", "From": "+15555550100"}
+    signature = sign(PUBLIC_BASE + "/voice/incoming", params)
+    response = client.post("/voice/incoming", data={**params, "From": "+15555550111"},
+                           headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 403
+
+
+def test_signed_request_is_answered(caller: TestCaller) -> None:
+    caller.call()
+    assert "For English, press 1." in caller.said
+
+
+def test_error_inside_a_voice_route_answers_twiml_not_500(app, caller: TestCaller, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ivr import voice
+
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+
+    def explode(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(voice, "step", explode)
+    caller.press("1")
+    assert caller.said.startswith("Sorry, something went wrong on our side. You are still connected.")
+    redirect = caller.twiml.find("Redirect").text
+    assert "/voice/menu/main" in redirect and "err=1" in redirect
+    # If the menu itself keeps failing, the caller is handed to the crisis line, not looped.
+    monkeypatch.setattr(voice.Ctx, "url", explode)
+    caller.post(redirect)
+    assert caller.twiml.find("Dial/Number").text == "988"
+
+
+def test_fallback_answers_with_database_and_redis_down(app_config) -> None:  # type: ignore[no-untyped-def]
+    down = dict(app_config, database_url="postgresql+psycopg://nobody@127.0.0.1:1/none",
+                redis_url="redis://127.0.0.1:1/0")
+    client = create_app(down).test_client()
+    params = {"CallSid": "CA2", "From": "+15555550100", "ErrorCode": "11200"}
+    response = client.post("/voice/fallback", data=params,
+                           headers={"X-Twilio-Signature": sign(PUBLIC_BASE + "/voice/fallback", params)})
+    assert response.status_code == 200
+    root = parse_twiml(response.data)
+    heard = spoken(root)
+    assert "Please call again in a few minutes." in heard
+    assert "Llame otra vez en unos minutos." in heard
+    assert root.find("Dial/Number").text == "988"
+    # and the entry point itself still answers the caller with the database down
+    caller = TestCaller(client)
+    caller.call()
+    assert "something went wrong" in caller.said or "Please call again" in caller.said
+    assert caller.twiml.find("Hangup") is None
+
+
+def test_healthz_reports_each_part(client) -> None:  # type: ignore[no-untyped-def]
+    report = client.get("/healthz").get_json()
+    assert report["database"] == "ok"
+    assert report["redis"] == "ok"
+    assert report["workers"] == 0
+    assert report["speech_model"] in {"not configured", "ready", "missing"}
+    assert report["status"] == "ok"
+
+
+def test_healthz_is_503_when_redis_is_down(app_config) -> None:  # type: ignore[no-untyped-def]
+    client = create_app(dict(app_config, redis_url="redis://127.0.0.1:1/0")).test_client()
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["redis"].startswith("error")

@@ -1,0 +1,102 @@
+"""Leaving a voicemail: consent, <Record>, confirmation; stored as pending with a job on real Redis."""
+from __future__ import annotations
+
+from rq import Queue
+from sqlalchemy import select
+
+from models import Voicemail
+from queues.connection import TRANSCRIPTION_QUEUE
+from queues.reconcile import requeue_pending_voicemails
+from tests.helpers import TestCaller
+
+
+def leave_message(caller: TestCaller) -> None:
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    caller.press("4")
+
+
+def post_recording(caller: TestCaller, sid: str = "RE" + "a" * 32, url: str | None = None) -> None:
+    url = url or caller.twiml.find("Record").get("recordingStatusCallback")
+    caller.post(url, RecordingSid=sid, RecordingStatus="completed",
+                RecordingUrl=f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{sid}",
+                RecordingDuration="42", RecordingChannels="1")
+
+
+def test_consent_notice_then_record_with_pound_to_finish(caller: TestCaller) -> None:
+    leave_message(caller)
+    assert "Your message is private." in caller.said
+    assert "Press pound when you are done." in caller.said
+    record = caller.twiml.find("Record")
+    assert record.get("maxLength") == "180"
+    assert record.get("finishOnKey") == "#"
+    assert record.get("playBeep") == "true"
+    assert record.get("recordingStatusCallbackEvent") == "completed"
+    # the consent notice comes before the recording starts
+    children = [el.tag for el in caller.twiml]
+    assert children.index("Say") < children.index("Record")
+
+
+def test_recording_is_stored_pending_and_its_job_enqueued(caller: TestCaller, db, redis) -> None:  # type: ignore[no-untyped-def]
+    leave_message(caller)
+    action = caller.twiml.find("Record").get("action")
+    post_recording(caller)
+    vm = db.scalar(select(Voicemail))
+    assert vm.status == "pending"
+    assert vm.duration_s == 42
+    assert vm.language == "en"
+    assert vm.job_id == f"transcribe-voicemail-{vm.id}"
+    queue = Queue(TRANSCRIPTION_QUEUE, connection=redis)
+    assert queue.job_ids == [vm.job_id]
+    job = queue.fetch_job(vm.job_id)
+    assert job.func_name == "queues.jobs.transcribe_voicemail"
+    assert job.args == (vm.id,)
+    caller.post(action, RecordingSid="RE" + "a" * 32, RecordingDuration="42", Digits="#")
+    assert caller.said.startswith("Thank you. Your message is saved.")
+    assert caller.twiml.find("Hangup") is not None
+
+
+def test_repeated_callback_keeps_one_voicemail(caller: TestCaller, db, redis) -> None:  # type: ignore[no-untyped-def]
+    leave_message(caller)
+    url = caller.twiml.find("Record").get("recordingStatusCallback")
+    post_recording(caller, url=url)
+    post_recording(caller, url=url)
+    assert len(db.scalars(select(Voicemail)).all()) == 1
+    assert len(Queue(TRANSCRIPTION_QUEUE, connection=redis).job_ids) == 1
+
+
+def test_voicemail_survives_redis_down_and_is_enqueued_later(app_config, db, redis) -> None:  # type: ignore[no-untyped-def]
+    from ivr import create_app
+
+    down = dict(app_config, redis_url="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    caller = TestCaller(create_app(down).test_client())
+    leave_message(caller)
+    post_recording(caller)
+    assert caller.twiml.tag == "Response"  # Twilio still gets valid TwiML
+    vm = db.scalar(select(Voicemail))
+    assert vm.status == "pending" and vm.job_id is None
+    # The reconciler (run on worker start) finds it once Redis is back.
+    up_app = create_app(app_config)
+    svc = up_app.extensions["peerline"]
+    assert requeue_pending_voicemails(svc.sessions, svc.redis) == [vm.id]
+    assert Queue(TRANSCRIPTION_QUEUE, connection=redis).job_ids == [f"transcribe-voicemail-{vm.id}"]
+    # and a second pass does not enqueue it twice
+    assert requeue_pending_voicemails(svc.sessions, svc.redis) == []
+
+
+def test_no_recording_offers_the_menu_again(caller: TestCaller) -> None:
+    leave_message(caller)
+    caller.follow()  # Twilio falls through to the Redirect when nothing was recorded
+    assert caller.said.startswith("I did not hear a message.")
+    caller.follow()
+    assert "To talk with a peer, press 1." in caller.said
+
+
+def test_spanish_caller_gets_spanish_consent(caller: TestCaller) -> None:
+    caller.call()
+    caller.press("2")
+    caller.to_menu()
+    caller.press("4")
+    assert "Su mensaje es privado." in caller.said
+    assert caller.twiml.find("Say").get("language") == "es-US"
