@@ -30,6 +30,8 @@ class Settings:
     record_max_s: int = 180
     media_url_ttl_s: int = 3600
     delete_provider_recordings: bool = True
+    retention_days_voicemail: int = 90
+    retention_days_calls: int = 365
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -52,6 +54,8 @@ class Settings:
             crisis_number=env.get("CRISIS_NUMBER") or "988",
             supervisor_number=env.get("SUPERVISOR_NUMBER", ""),
             delete_provider_recordings=env.get("DELETE_PROVIDER_RECORDINGS", "1") not in ("0", "false", "no"),
+            retention_days_voicemail=int(env.get("RETENTION_DAYS_VOICEMAIL") or 90),
+            retention_days_calls=int(env.get("RETENTION_DAYS_CALLS") or 365),
         )
 
     def replace(self, **changes: object) -> Settings:

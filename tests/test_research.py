@@ -1,0 +1,149 @@
+"""``peerline export``: de-identified research CSV built from calls made through the webhooks."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+
+from ivr.research import DAY_COLUMNS, WEEK_COLUMNS, duration_bucket
+from models import Call, Caller, Voicemail
+from tests.helpers import TestCaller
+
+TRANSCRIPT = "I relapsed last night and I am thinking about an overdose, call me at five five five"
+
+
+def browse_stories(caller: TestCaller) -> None:
+    """Language 1, main menu, 2 (stories), 5 (back), then hang up after two minutes."""
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    caller.press("2")
+    caller.press("5")
+    assert caller.said.startswith("What would you like to do?")
+    hang_up(caller, 125)
+
+
+def leave_voicemail(caller: TestCaller, sid: str) -> None:
+    """Language 1, main menu, 4 (message), record, Twilio's recording callback, then hang up."""
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    caller.press("4")
+    record = caller.twiml.find("Record")
+    assert record is not None
+    caller.post(record.get("recordingStatusCallback"), RecordingSid=sid, RecordingStatus="completed",
+                RecordingUrl=f"https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/{sid}",
+                RecordingDuration="21")
+    caller.post(record.get("action"), RecordingSid=sid, RecordingDuration="21")
+    hang_up(caller, 40)
+
+
+def hang_up(caller: TestCaller, seconds: int) -> None:
+    """Twilio's status callback at the end of the call."""
+    caller.post("/voice/status", CallStatus="completed", CallDuration=str(seconds))
+
+
+def export_csv(runner, *args: str) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Run ``export`` and parse its CSV (header checked by the callers)."""
+    result = runner.invoke(args=["export", *args])
+    assert result.exit_code == 0, result.output
+    return list(csv.DictReader(io.StringIO(result.stdout)))
+
+
+def test_export_rows_are_coded_and_pseudonymous(app, client, runner, db) -> None:  # type: ignore[no-untyped-def]
+    browser = TestCaller(client, number="+1 (555) 555-0199")
+    browse_stories(browser)
+    texter = TestCaller(client, number="+15555550123")
+    leave_voicemail(texter, "RE" + "a" * 32)
+    hidden = TestCaller(client, number="anonymous")
+    hidden.call()
+    hidden.press("9")
+    # What the transcription would have stored: an encrypted transcript with risk terms.
+    vault = app.extensions["peerline"].vault
+    vm = db.scalar(select(Voicemail))
+    vm.transcript_encrypted = vault.encrypt_text(TRANSCRIPT)
+    vm.risk_terms_encrypted = vault.encrypt_text('["relapsed", "overdose"]')
+    vm.risk_level, vm.risk_score, vm.status = "high", 7, "transcribed"
+    db.commit()
+
+    result = runner.invoke(args=["export"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert text.splitlines()[0] == ",".join(DAY_COLUMNS)
+
+    callers = {c.id: c for c in db.scalars(select(Caller))}
+    calls = {c.call_sid: c for c in db.scalars(select(Call))}
+    today = datetime.now(timezone.utc).date().isoformat()
+    by_path = {row["menu_path"]: row for row in rows}
+    assert len(rows) == 3
+    assert by_path["incoming>language:1>main:2>stories:5"] == {
+        "caller": vault.pseudonym("caller", calls[browser.call_sid].caller_id),
+        "call_date": today, "language": "en", "menu_path": "incoming>language:1>main:2>stories:5",
+        "outcome": "hung_up", "duration": "1-5m", "voicemail_risk": "",
+    }
+    assert by_path["incoming>language:1>main:4>voicemail"] == {
+        "caller": vault.pseudonym("caller", calls[texter.call_sid].caller_id),
+        "call_date": today, "language": "en", "menu_path": "incoming>language:1>main:4>voicemail",
+        "outcome": "voicemail", "duration": "0-1m", "voicemail_risk": "high",
+    }
+    crisis = by_path["incoming>crisis:9"]
+    assert crisis["caller"] == "" and crisis["language"] == ""
+
+    # Nothing that identifies a caller or says what they said.
+    for number in ("5555550199", "555-0199", "5555550123"):
+        assert number not in text
+    for caller_row in callers.values():
+        assert caller_row.number_hash not in text
+        assert caller_row.number_hash[:10] not in text
+    assert not re.search(r"[0-9a-f]{16,}", text)
+    for sid in calls:
+        assert sid not in text
+    assert "RE" + "a" * 32 not in text
+    for word in ("relapsed", "overdose", "five", "night"):
+        assert word not in text.lower()
+
+
+def test_export_window_week_precision_and_output_file(runner, client, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    recent, old = TestCaller(client, number="+15555550101"), TestCaller(client, number="+15555550102")
+    browse_stories(recent)
+    browse_stories(old)
+    old_call = db.scalar(select(Call).where(Call.call_sid == old.call_sid))
+    old_call.started_at = datetime(2024, 3, 6, 23, 59, tzinfo=timezone.utc)  # a Wednesday, ISO week 10
+    db.commit()
+
+    only_old = export_csv(runner, "--since", "2024-03-06", "--until", "2024-03-06")
+    assert [r["call_date"] for r in only_old] == ["2024-03-06"]
+    assert export_csv(runner, "--until", "2024-03-05") == []
+    recent_only = export_csv(runner, "--since", "2024-03-07")
+    assert [r["call_date"] for r in recent_only] == [datetime.now(timezone.utc).date().isoformat()]
+
+    out = tmp_path / "calls.csv"
+    result = runner.invoke(args=["export", "--period", "week", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "exported 2 calls" in result.output
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert list(rows[0].keys()) == list(WEEK_COLUMNS)
+    assert rows[0]["call_week"] == "2024-W10"
+    assert "2024-03-06" not in out.read_text()
+
+
+def test_export_refuses_an_empty_window(runner) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(args=["export", "--since", "2024-03-07", "--until", "2024-03-01"])
+    assert result.exit_code != 0
+    assert "--since must be on or before --until" in result.output
+
+
+def test_duration_buckets_are_coarse() -> None:
+    assert [duration_bucket(s) for s in (None, 0, 59, 60, 299, 300, 1799, 1800, 7200)] == [
+        "", "0-1m", "0-1m", "1-5m", "1-5m", "5-15m", "15-30m", "30m+", "30m+"]
+
+
+def test_old_calls_keep_their_day_in_utc() -> None:
+    from ivr.research import period_label
+
+    assert period_label(datetime(2024, 12, 30, 1, 0), "week") == "2025-W01"
+    assert period_label(datetime(2024, 3, 6, 23, 0, tzinfo=timezone(timedelta(hours=-5))), "day") == "2024-03-07"
