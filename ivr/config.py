@@ -32,6 +32,9 @@ class Settings:
     delete_provider_recordings: bool = True
     retention_days_voicemail: int = 90
     retention_days_calls: int = 365
+    peer_wrapup_seconds: int = 120
+    peer_break_after_calls: int = 0  # 0 = no automatic break
+    peers_ring_at_once: int = 2
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -54,6 +57,9 @@ class Settings:
             crisis_number=env.get("CRISIS_NUMBER") or "988",
             supervisor_number=env.get("SUPERVISOR_NUMBER", ""),
             delete_provider_recordings=env.get("DELETE_PROVIDER_RECORDINGS", "1") not in ("0", "false", "no"),
+            peer_wrapup_seconds=int(env.get("PEER_WRAPUP_SECONDS") or 120),
+            peer_break_after_calls=int(env.get("PEER_BREAK_AFTER_CALLS") or 0),
+            peers_ring_at_once=max(1, int(env.get("PEERS_RING_AT_ONCE") or 2)),
             retention_days_voicemail=int(env.get("RETENTION_DAYS_VOICEMAIL") or 90),
             retention_days_calls=int(env.get("RETENTION_DAYS_CALLS") or 365),
         )

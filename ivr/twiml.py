@@ -155,6 +155,78 @@ class Speaker:
         twiml.redirect(action_url, method="POST")
         return twiml
 
+    # Live peer routing ------------------------------------------------------------------
+
+    def enqueue(self, lines: Iterable[str], queue_name: str, wait_url: str, action_url: str) -> VoiceResponse:
+        """Speak, then hold the caller in a Twilio queue; ``wait_url`` plays while they wait."""
+        twiml = VoiceResponse()
+        for line in lines:
+            self.say(twiml, line)
+        twiml.enqueue(queue_name, wait_url=wait_url, wait_url_method="POST", action=action_url, method="POST")
+        return twiml
+
+    def hold(self, lines: Iterable[str], story_audio: str | None, story_text: str | None,
+             options: Iterable[str], action_url: str) -> VoiceResponse:
+        """A wait document: position and wait, a story, then the hold choices in one gather.
+
+        Any key pressed during the story or the choices goes to ``action_url``; when nothing
+        is pressed the document ends and Twilio fetches the waitUrl again, so the caller
+        keeps their place in the queue whatever they listen to.
+        """
+        twiml = VoiceResponse()
+        for line in lines:
+            self.say(twiml, line)
+        gather = twiml.gather(input="dtmf", num_digits=1, timeout=self.timeout, action=action_url,
+                              method="POST", action_on_empty_result=False)
+        if story_audio:
+            gather.play(story_audio)
+        elif story_text:
+            self.say(gather, story_text)
+        for line in options:
+            self.say(gather, line)
+        return twiml
+
+    def leave_queue(self, lines: Iterable[str]) -> VoiceResponse:
+        """Speak, then <Leave> the queue (the Enqueue action URL decides what follows)."""
+        twiml = VoiceResponse()
+        for line in lines:
+            self.say(twiml, line)
+        twiml.leave()
+        return twiml
+
+    def whisper(self, line: str, action_url: str, missed: Iterable[str]) -> VoiceResponse:
+        """What a peer hears on pickup: one key to accept; nothing pressed means no answer."""
+        twiml = VoiceResponse()
+        gather = twiml.gather(input="dtmf", num_digits=1, timeout=self.timeout, action=action_url,
+                              method="POST", action_on_empty_result=False)
+        self.say(gather, line)
+        self.say(gather, line)  # said twice: the first words are often lost while the phone comes to the ear
+        for text in missed:
+            self.say(twiml, text)
+        twiml.hangup()
+        return twiml
+
+    def conference(self, lines: Iterable[str], room: str, action_url: str) -> VoiceResponse:
+        """Speak, then join the private two-person room; it ends when either side hangs up."""
+        twiml = VoiceResponse()
+        for line in lines:
+            self.say(twiml, line)
+        dial = twiml.dial(action=action_url, method="POST")
+        dial.conference(room, end_conference_on_exit=True, start_conference_on_enter=True, beep=False)
+        return twiml
+
+    def keypad(self, lines: Iterable[str], action_url: str, finish_on_key: str = "#",
+               num_digits: int | None = None) -> VoiceResponse:
+        """Ask for digits (a PIN, an id, a one-key menu); no input comes back to ``action_url``."""
+        twiml = VoiceResponse()
+        gather = twiml.gather(input="dtmf", timeout=self.timeout, finish_on_key=finish_on_key,
+                              num_digits=num_digits, action=action_url, method="POST",
+                              action_on_empty_result=True)
+        for line in lines:
+            self.say(gather, line)
+        twiml.redirect(action_url, method="POST")
+        return twiml
+
     def _gather(self, twiml: VoiceResponse, action_url: str, hints: str) -> Gather:
         return twiml.gather(
             input="dtmf speech",

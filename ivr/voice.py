@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from callflows import Flow, Transition, step
 from ivr.calls import caller_for_call, find_or_create_call, find_or_create_caller, is_withheld, record_event
+from ivr import peers_phone, routing_voice
 from ivr.db import get_session
 from ivr.media import story_audio_url
 from ivr.services import services
@@ -82,6 +83,9 @@ def incoming() -> Response:
     """Entry point of every call: greet, then the remembered language or the language question."""
     session = get_session()
     svc = services()
+    peer = peers_phone.peer_for_number(session, svc.vault, request.form.get("From"))
+    if peer is not None:  # a peer calling from their registered phone runs their shift
+        return to_response(peers_phone.greet_peer(peer))
     caller = find_or_create_caller(session, svc.vault, request.form.get("From"))
     call = find_or_create_call(session, request.form.get("CallSid", ""), caller)
     record_event(session, call.call_sid, "incoming")
@@ -123,6 +127,8 @@ def language() -> Response:
         return to_response(perform_action(current_ctx(), "person"))
     if digits == "*":
         return to_response(_language_question(current_ctx(), attempt=attempt))
+    if digits == "8":  # hidden: a peer on another phone signs in with peer number and PIN
+        return to_response(peers_phone.ask_peer_id(current_ctx().flow))
     if digits == "1" or "english" in speech or "inglés" in speech:
         chosen = "en"
     elif digits == "2" or "español" in speech or "spanish" in speech or "espanol" in speech:
@@ -287,9 +293,9 @@ def _story_action(ctx: Ctx, delta: int) -> VoiceResponse:
 
 
 ACTIONS: dict[str, Callable[[Ctx], VoiceResponse]] = {
-    "peer": _no_peer,
-    "story_peer": _no_peer,
-    "person": _person,
+    "peer": lambda ctx: routing_voice.talk_to_peer(ctx),
+    "story_peer": lambda ctx: routing_voice.talk_about_story(ctx),
+    "person": lambda ctx: routing_voice.reach_person(ctx),
     "crisis": _crisis,
     "callback": _callback,
     "voicemail": lambda ctx: _voicemail_twiml(ctx),

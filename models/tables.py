@@ -207,3 +207,44 @@ class AuditEntry(Base):
     target_type: Mapped[str | None] = mapped_column(String(40))
     target_id: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(String(500))
+
+
+PEER_REQUEST_STATUSES = ("ringing", "waiting", "connected", "ended", "abandoned", "callback", "message",
+                         "crisis", "no_peers")
+RING_LEG_STATUSES = ("ringing", "answered", "accepted", "taken", "no_answer", "canceled", "caller_gone")
+
+
+class PeerRequest(Base):
+    """A caller asking for a peer: from the request until connected, ended or given up.
+
+    ``peer_id`` is set once, atomically (``UPDATE ... WHERE peer_id IS NULL``), by the first
+    peer who presses 1; that claim is what makes two simultaneous accepts safe.
+    """
+
+    __tablename__ = "peer_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64), index=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    wanted_tag: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default="ringing", index=True)
+    peer_id: Mapped[int | None] = mapped_column(ForeignKey("peers.id"))
+    hold_plays: Mapped[int] = mapped_column(Integer, default=0)
+    arrived_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    connected_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+
+class RingLeg(Base):
+    """One outbound call that rings a peer for a request; its SID lets us cancel it."""
+
+    __tablename__ = "ring_legs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("peer_requests.id", ondelete="CASCADE"), index=True)
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"), index=True)
+    call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="ringing", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
