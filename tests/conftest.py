@@ -162,3 +162,18 @@ def audio_fixture():  # type: ignore[no-untyped-def]
     """Path of a committed audio fixture by name (tests/fixtures/audio, made by make_audio.sh)."""
     folder = Path(__file__).parent / "fixtures" / "audio"
     return lambda name: folder / name
+
+
+@pytest.fixture
+def live_app(app):  # type: ignore[no-untyped-def]
+    """The app served over real HTTP (werkzeug, in a thread); yields the URL it listens on."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)

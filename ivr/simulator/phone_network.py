@@ -4,12 +4,33 @@ It keeps every request it receives (method, path, form fields, auth), so tests c
 exactly what would have been sent to Twilio, and it holds recordings and calls in memory so
 whole calls with outbound legs run on one machine. Run it with ``peerline phone-network``;
 the app reaches it through ``TWILIO_API_BASE_URL``.
+
+It is also the hub of every simulated call:
+
+- Outbound legs (``Calls.json``) ring a simulated phone in a thread of this server when
+  ``peer_answers`` is set (``peerline phone-network`` sets it; the test fixture leaves it
+  off until a test asks): ``accept`` answers and presses 1 at the whisper's <Gather>,
+  ``ignore`` answers and presses nothing, ``voicemail`` is a machine (``AnsweredBy=machine_start``
+  when ``MachineDetection`` was asked), ``no-answer`` and ``busy`` never answer. Status
+  callbacks follow Twilio: the requested ``StatusCallbackEvent`` events, and the final status.
+- It holds per-call state: queue membership (position, time, average wait), conference
+  membership (``endConferenceOnExit`` ends the room for the others), and pending redirects.
+  Legs learn about REST changes by polling ``GET /_sim/calls/<sid>`` between verbs: the caller
+  simulator (``peerline call``) in its own process, the outbound legs here.
+
+Simulator-only endpoints (never on Twilio): ``POST /_sim/calls`` (an inbound call begins),
+``GET /_sim/calls/<sid>?since=N`` (its state, plus network events from N on),
+``POST /_sim/calls/<sid>/{enqueue,dequeue,join,leave,end}``, ``POST /_sim/recordings``
+(upload audio, get a RecordingSid), ``POST /_sim/settings`` (``peer_answers``, ``answers``
+per number, ``ring_s``, ``pace``).
 """
 from __future__ import annotations
 
 import base64
 import itertools
+import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +38,10 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 API = "/2010-04-01/Accounts/<account>"
+PEER_MODES = ("accept", "ignore", "voicemail", "no-answer", "busy")
+ENDED = ("completed", "canceled", "failed", "busy", "no-answer")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,14 +56,24 @@ class SentRequest:
 
 @dataclass
 class NetworkState:
-    """What the phone network holds: requests, recordings, calls, messages."""
+    """What the phone network holds: requests, recordings, calls, queues, conferences, messages."""
 
     requests: list[SentRequest] = field(default_factory=list)
     recordings: dict[str, bytes] = field(default_factory=dict)
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
     _counter: itertools.count = field(default_factory=lambda: itertools.count(1))
+    # Hub settings. peer_answers None: outbound calls are only recorded, never rung.
+    peer_answers: str | None = None
+    answers: dict[str, str] = field(default_factory=dict)  # per phone number, overrides peer_answers
+    ring_s: float = 0.3  # how long a phone rings before it is answered (or gives up)
+    pace: float = 0.0  # seconds of wall time per second of audio on the outbound legs
+    rewrite: dict[str, str] = field(default_factory=dict)  # public URL prefix -> where the app listens
+    queues: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> sid, members, waits
+    conferences: dict[str, dict[str, bool]] = field(default_factory=dict)  # name -> {sid: endConferenceOnExit}
+    events: list[str] = field(default_factory=list)  # what happened on the network, for the caller's screen
+    legs: list[threading.Thread] = field(default_factory=list)  # outbound legs being played
 
     def new_sid(self, prefix: str) -> str:
         """A Twilio-shaped SID (two letters and 32 hex digits)."""
@@ -51,6 +86,68 @@ class NetworkState:
             self.recordings[sid] = audio
         return sid
 
+    def event(self, line: str) -> None:
+        """Note something that happened on the network (shown by ``peerline call``)."""
+        with self.lock:
+            self.events.append(line)
+        log.info("%s", line)
+
+    def mode_for(self, number: str) -> str | None:
+        """How the phone at ``number`` answers, or None when outbound calls are not rung."""
+        return self.answers.get(number) or self.peer_answers
+
+    def wait_for_legs(self, timeout: float = 30.0) -> None:
+        """Wait until every outbound leg has ended (tests call this before asserting)."""
+        deadline = time.monotonic() + timeout
+        for leg in list(self.legs):
+            leg.join(max(0.0, deadline - time.monotonic()))
+
+    # Queues and conferences (callers hold the lock) ---------------------------------
+
+    def queue_info(self, sid: str) -> dict[str, Any] | None:
+        """Position, size, time and average wait of a queued call."""
+        call = self.calls.get(sid) or {}
+        name = call.get("queue")
+        if not name or name not in self.queues:
+            return None
+        queue = self.queues[name]
+        waits = queue["waits"]
+        return {"sid": queue["sid"], "name": name, "position": queue["members"].index(sid) + 1,
+                "size": len(queue["members"]), "time": int(time.monotonic() - call["queued_at"]),
+                "avg": int(sum(waits) / len(waits)) if waits else 0}
+
+    def dequeue(self, sid: str) -> int:
+        """Take a call out of its queue; returns the seconds it waited."""
+        call = self.calls.get(sid) or {}
+        name = call.get("queue")
+        if not name:
+            return int(call.get("queue_time", 0))
+        waited = int(time.monotonic() - call["queued_at"])
+        queue = self.queues.get(name)
+        if queue and sid in queue["members"]:
+            queue["members"].remove(sid)
+            queue["waits"].append(waited)
+        call["queue"] = None
+        call["queue_time"] = waited
+        return waited
+
+    def leave_conference(self, sid: str) -> None:
+        """A call leaves its conference; with endConferenceOnExit the others leave too."""
+        call = self.calls.get(sid) or {}
+        name = call.get("conference")
+        if not name:
+            return
+        call["conference"] = None
+        members = self.conferences.get(name, {})
+        end_all = members.pop(sid, False)
+        if end_all:
+            for other in list(members):
+                self.calls[other]["conference"] = None
+            members.clear()
+        if not members:
+            self.conferences.pop(name, None)
+            self.event(f"conference {name} ended")
+
 
 def _auth() -> tuple[str, str] | None:
     header = request.headers.get("Authorization", "")
@@ -58,6 +155,10 @@ def _auth() -> tuple[str, str] | None:
         return None
     user, _, password = base64.b64decode(header[6:]).decode().partition(":")
     return (user, password)
+
+
+def _not_found() -> tuple[Response, int]:
+    return jsonify(code=20404, message="The requested resource was not found", status=404), 404
 
 
 def create_phone_network(state: NetworkState | None = None) -> Flask:
@@ -74,39 +175,70 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
             )
 
     @app.get(f"{API}/Recordings/<sid>.wav")
-    def recording_audio(account: str, sid: str) -> Response:
+    def recording_audio(account: str, sid: str) -> Response | tuple[Response, int]:
         audio = network.recordings.get(sid)
         if audio is None:
-            return jsonify(code=20404, message="The requested resource was not found", status=404), 404
+            return _not_found()
         return Response(audio, mimetype="audio/x-wav")
 
     @app.delete(f"{API}/Recordings/<sid>.json")
-    def recording_delete(account: str, sid: str) -> Response:
+    def recording_delete(account: str, sid: str) -> Response | tuple[Response, int]:
         with network.lock:
             found = network.recordings.pop(sid, None)
         if found is None:
-            return jsonify(code=20404, message="The requested resource was not found", status=404), 404
+            return _not_found()
         return Response(status=204)
 
     @app.post(f"{API}/Calls.json")
-    def calls_create(account: str) -> Response:
+    def calls_create(account: str) -> tuple[Response, int]:
         sid = network.new_sid("CA")
-        call = {"sid": sid, "account_sid": account, "status": "queued", **request.form.to_dict(flat=True)}
-        network.calls[sid] = call
+        call = {"sid": sid, "account_sid": account, "status": "queued", "direction": "outbound-api",
+                **request.form.to_dict(flat=True),
+                "events": request.form.getlist("StatusCallbackEvent"), "redirect_seq": 0}
+        with network.lock:
+            network.calls[sid] = call
+        mode = network.mode_for(call.get("To", ""))
+        auth = _auth()
+        if mode is not None and auth is not None:
+            from ivr.simulator.legs import ring
+
+            leg = threading.Thread(target=ring, args=(network, sid, request.host_url.rstrip("/"), auth[1], mode),
+                                   name=f"leg-{sid}", daemon=True)
+            network.legs.append(leg)
+            leg.start()
         return jsonify(_call_json(call)), 201
 
     @app.post(f"{API}/Calls/<sid>.json")
-    def calls_update(account: str, sid: str) -> Response:
-        call = network.calls.get(sid)
-        if call is None:
-            return jsonify(code=20404, message="The requested resource was not found", status=404), 404
-        call.update(request.form.to_dict(flat=True))
-        if request.form.get("Status"):
-            call["status"] = request.form["Status"]
-        return jsonify(_call_json(call)), 200
+    def calls_update(account: str, sid: str) -> Response | tuple[Response, int]:
+        with network.lock:
+            call = network.calls.get(sid)
+            if call is None:
+                return _not_found()
+            form = request.form.to_dict(flat=True)
+            call.update({k: v for k, v in form.items() if k != "Status"})
+            status = form.get("Status")
+            live = call["status"] == "in-progress"
+            if status in ("completed", "canceled") and call["status"] in ("queued", "ringing", "initiated"):
+                # Either status stops a call that has not been answered yet.
+                call["status"] = "canceled"
+                network.event(f"call to {call.get('To')} canceled by the line")
+            elif status == "completed" and live:
+                call["status"] = "completed"
+                network.dequeue(sid)
+                network.leave_conference(sid)
+                network.event(f"the line ends the call of {_who(call)}")
+            elif (form.get("Url") or form.get("Twiml")) and live:
+                # A live call runs new TwiML: it leaves any queue or conference it was in.
+                call["redirect_seq"] += 1
+                call["redirect"] = {"url": form.get("Url"), "method": form.get("Method", "POST"),
+                                    "twiml": form.get("Twiml")}
+                network.dequeue(sid)
+                network.leave_conference(sid)
+                network.event(f"the line redirects the call of {_who(call)}")
+            return jsonify(_call_json(call)), 200
 
     @app.post(f"{API}/Messages.json")
-    def messages_create(account: str) -> Response:
+    def messages_create(account: str) -> tuple[Response, int]:
         message = {"sid": network.new_sid("SM"), "account_sid": account, "status": "queued",
                    **request.form.to_dict(flat=True)}
         network.messages.append(message)
@@ -119,7 +251,91 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
         sid = network.add_recording(request.get_data())
         return jsonify(sid=sid)
 
+    @app.post("/_sim/settings")
+    def sim_settings() -> Response | tuple[Response, int]:
+        """Simulator only: how simulated phones answer (``peer_answers``, ``answers``, ``ring_s``)."""
+        data = request.get_json(silent=True) or {}
+        mode = data.get("peer_answers")
+        modes = [mode, *dict(data.get("answers") or {}).values()] if mode else list(dict(data.get("answers") or {}).values())
+        if any(m not in PEER_MODES for m in modes):
+            return jsonify(message=f"peer_answers must be one of {', '.join(PEER_MODES)}"), 400
+        with network.lock:
+            if mode:
+                network.peer_answers = mode
+            network.answers.update(data.get("answers") or {})
+            if "ring_s" in data:
+                network.ring_s = float(data["ring_s"])
+            if "pace" in data:
+                network.pace = float(data["pace"])
+        return jsonify(peer_answers=network.peer_answers, answers=network.answers, ring_s=network.ring_s,
+                       pace=network.pace)
+
+    @app.post("/_sim/calls")
+    def sim_call_begins() -> Response:
+        """Simulator only: an inbound call reaches the line's number."""
+        data = request.get_json(silent=True) or {}
+        sid = data.get("CallSid") or network.new_sid("CA")
+        with network.lock:
+            network.calls[sid] = {"sid": sid, "account_sid": "", "status": "in-progress", "direction": "inbound",
+                                  "From": data.get("From"), "To": data.get("To"), "redirect_seq": 0}
+        return jsonify(sid=sid)
+
+    @app.get("/_sim/calls/<sid>")
+    def sim_call_state(sid: str) -> Response | tuple[Response, int]:
+        """Simulator only: a call's status, pending redirect, queue and conference (and new events)."""
+        with network.lock:
+            call = network.calls.get(sid)
+            if call is None:
+                return _not_found()
+            since = request.args.get("since", type=int)
+            events = network.events[since:] if since is not None else []
+            return jsonify(call={k: call.get(k) for k in ("sid", "status", "redirect_seq", "redirect", "queue",
+                                                          "conference", "To", "From")},
+                           queue=network.queue_info(sid), events=events, next_event=len(network.events))
+
+    @app.post("/_sim/calls/<sid>/<op>")
+    def sim_call_op(sid: str, op: str) -> Response | tuple[Response, int]:
+        """Simulator only: a leg enqueues, dequeues, joins or leaves a conference, or ends."""
+        data = request.get_json(silent=True) or {}
+        with network.lock:
+            call = network.calls.get(sid)
+            if call is None:
+                return _not_found()
+            if op == "enqueue":
+                name = str(data["queue"])
+                queue = network.queues.setdefault(name, {"sid": network.new_sid("QU"), "members": [], "waits": []})
+                network.dequeue(sid)
+                queue["members"].append(sid)
+                call["queue"], call["queued_at"] = name, time.monotonic()
+                network.event(f"a caller waits in queue {name} (position {len(queue['members'])})")
+                return jsonify(queue_sid=queue["sid"])
+            if op == "dequeue":
+                return jsonify(queue_time=network.dequeue(sid))
+            if op == "join":
+                name = str(data["conference"])
+                network.leave_conference(sid)
+                members = network.conferences.setdefault(name, {})
+                members[sid] = bool(data.get("end_on_exit"))
+                call["conference"] = name
+                network.event(f"{_who(call)} joins conference {name} ({len(members)} on the line)")
+                return jsonify(members=len(members))
+            if op == "leave":
+                network.leave_conference(sid)
+                return jsonify(ok=True)
+            if op == "end":
+                network.dequeue(sid)
+                network.leave_conference(sid)
+                if call["status"] not in ENDED:
+                    call["status"] = str(data.get("status") or "completed")
+                call["duration"] = data.get("duration")
+                return jsonify(ok=True)
+        return jsonify(message=f"unknown operation {op!r}"), 404
+
     return app
+
+
+def _who(call: dict[str, Any]) -> str:
+    return "the caller" if call.get("direction") == "inbound" else str(call.get("To"))
 
 
 def _call_json(call: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,187 @@
+"""``peerline call`` (the caller simulator) and ``peerline phone-network`` (the local Twilio stand-in).
+
+Both run without building the app: the simulator only speaks HTTP to the app (signed like
+Twilio) and to the phone network.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import select
+import sys
+from pathlib import Path
+
+import click
+
+from ivr.simulator import SimulatorError
+from ivr.simulator.engine import (
+    Answer,
+    HangUp,
+    HttpTransport,
+    HubClient,
+    Leg,
+    ScriptActor,
+    new_call_sid,
+    parse_answer,
+)
+from ivr.simulator.phone_network import PEER_MODES
+
+DEFAULT_APP_URL = "http://127.0.0.1:5000"
+DEFAULT_NETWORK_URL = "http://127.0.0.1:5001"
+TWILIO_HOST = "https://api.twilio.com"
+
+
+def find_token(instance: Path | None = None) -> str | None:
+    """The auth token to sign with: TWILIO_AUTH_TOKEN, else the dev token ``peerline up`` wrote."""
+    token = os.environ.get("TWILIO_AUTH_TOKEN")
+    if token:
+        return token
+    folder = instance or Path(os.environ.get("PEERLINE_INSTANCE_PATH") or Path.cwd() / "instance")
+    path = folder / "twilio-dev.token"
+    if path.exists():
+        return path.read_text().strip()
+    return None
+
+
+class TerminalActor:
+    """A person at the terminal: types keys or words for each menu, Enter for silence."""
+
+    def __init__(self, record_audio: bytes | None = None) -> None:
+        self.audio = record_audio
+
+    def gather(self, heard: str, input_types: str, on_hold: bool) -> Answer | None:
+        """Read one answer from the terminal."""
+        try:
+            typed = input("your answer (keys, words, Enter = nothing, /hangup) > ")
+        except (EOFError, KeyboardInterrupt):
+            raise HangUp(by="caller") from None
+        if typed.strip() == "/hangup":
+            raise HangUp(by="caller")
+        return parse_answer(typed)
+
+    def record(self) -> bytes | None:
+        """The --record file, else ask for a WAV file to play into the phone."""
+        if self.audio is not None:
+            audio, self.audio = self.audio, None
+            return audio
+        try:
+            typed = input("WAV file to say as your message (Enter = say nothing) > ").strip()
+        except (EOFError, KeyboardInterrupt):
+            raise HangUp(by="caller") from None
+        if not typed:
+            return None
+        try:
+            return Path(typed).expanduser().read_bytes()
+        except OSError as exc:
+            click.echo(f"  cannot read {typed}: {exc}; recording nothing")
+            return None
+
+    def stay(self, what: str, seconds: float) -> bool:
+        """Wait; pressing Enter hangs up (Ctrl-C too)."""
+        try:
+            ready, _, _ = select.select([sys.stdin], [], [], seconds)
+        except KeyboardInterrupt:
+            return False
+        except (OSError, ValueError):  # stdin is not selectable (not a terminal): just wait
+            return True
+        if ready:
+            sys.stdin.readline()
+            return False
+        return True
+
+
+@click.command("call")
+@click.option("--script", default=None, help='Answers for each menu, e.g. "1,*,2" or "1,talk to someone"; '
+              "empty item = silence. When it runs out you hang up (or stay on hold, or talk --talk-seconds).")
+@click.option("--record", "record_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="WAV file to leave as a voicemail at the recording tone.")
+@click.option("--peer-answers", type=click.Choice(PEER_MODES), default=None,
+              help="Tell the phone network how peers' phones answer from now on.")
+@click.option("--from", "from_", default="+15555550199", show_default=True, help="The caller's number.")
+@click.option("--to", default=None, help="The line's number (TWILIO_PHONE_NUMBER, else +15005550006).")
+@click.option("--url", "app_url", default=None, help="Where the app listens (PUBLIC_BASE_URL, else "
+              f"{DEFAULT_APP_URL}).")
+@click.option("--public-url", default=None, help="The URL Twilio signs (PUBLIC_BASE_URL, else --url).")
+@click.option("--token", default=None, help="Auth token to sign with (TWILIO_AUTH_TOKEN, else "
+              "<instance>/twilio-dev.token).")
+@click.option("--network", "network_url", default=None, help="The phone network (TWILIO_API_BASE_URL, else "
+              f"{DEFAULT_NETWORK_URL}).")
+@click.option("--pace", default=0.0, show_default=True, type=float,
+              help="Seconds of waiting per second of speech (1 = real time).")
+@click.option("--talk-seconds", default=3.0, show_default=True, type=float,
+              help="With --script: how long you stay once connected to a peer.")
+@click.option("--hold-seconds", default=120.0, show_default=True, type=float,
+              help="With --script: how long you stay on hold before hanging up.")
+@click.option("--max-seconds", default=600.0, show_default=True, type=float, help="End the call after this long.")
+@click.option("--no-status-callback", is_flag=True, help="Do not post /voice/status when the call ends.")
+def call_command(script: str | None, record_file: Path | None, peer_answers: str | None, from_: str, to: str | None,
+                 app_url: str | None, public_url: str | None, token: str | None, network_url: str | None,
+                 pace: float, talk_seconds: float, hold_seconds: float, max_seconds: float,
+                 no_status_callback: bool) -> None:
+    """Call the line from the terminal and hear what a caller hears (Twilio's side, simulated)."""
+    app_url = (app_url or os.environ.get("PUBLIC_BASE_URL") or DEFAULT_APP_URL).rstrip("/")
+    public_url = (public_url or os.environ.get("PUBLIC_BASE_URL") or app_url).rstrip("/")
+    token = token if token is not None else find_token()
+    if token is None:
+        raise click.ClickException("no auth token: set TWILIO_AUTH_TOKEN, pass --token, or start the line with "
+                                   "`peerline up` (it writes instance/twilio-dev.token)")
+    network_url = (network_url or os.environ.get("TWILIO_API_BASE_URL") or DEFAULT_NETWORK_URL).rstrip("/")
+    to = to or os.environ.get("TWILIO_PHONE_NUMBER") or "+15005550006"
+    audio = record_file.read_bytes() if record_file else None
+
+    hub: HubClient | None = None
+    call_sid = new_call_sid()
+    if not network_url.startswith(TWILIO_HOST):
+        hub = HubClient(network_url)
+        try:
+            if peer_answers:
+                hub.settings(peer_answers=peer_answers)
+            call_sid = hub.register(from_, to, call_sid)
+            hub.state(call_sid)  # skip events from earlier calls
+        except SimulatorError as exc:
+            if peer_answers or audio:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"(no phone network: {exc}; menus work, holding and peers do not)")
+            hub = None
+    actor = (ScriptActor([item for item in script.split(",")], audio, talk_s=talk_seconds, hold_s=hold_seconds)
+             if script is not None else TerminalActor(audio))
+    transport = HttpTransport({public_url: app_url} if public_url != app_url else None)
+    leg = Leg(transport, token, call_sid, from_, to, actor, hub=hub, network_url=network_url, out=click.echo,
+              pace=pace, max_s=max_seconds, hold_min_s=1.0,
+              status_callback=None if no_status_callback else f"{public_url}/voice/status")
+    click.echo(f"Calling {to} at {public_url} from {from_} (call {call_sid}).")
+    if script is None:
+        click.echo("Type keys (1, *, 12#) or words at each menu; Enter says nothing; /hangup or Ctrl-D hangs up.")
+    try:
+        status = leg.run(f"{public_url}/voice/incoming")
+    except SimulatorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        transport.close()
+        if hub is not None:
+            hub.close()
+    click.echo(f"Call ended ({status}).")
+
+
+@click.command("phone-network")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5001, show_default=True, type=int)
+@click.option("--peer-answers", type=click.Choice(PEER_MODES), default="accept", show_default=True,
+              help="How every phone the line rings answers (peer_answers; `peerline call` can change it).")
+@click.option("--ring-seconds", default=2.0, show_default=True, type=float, help="How long a phone rings.")
+@click.option("--pace", default=0.5, show_default=True, type=float,
+              help="Seconds of waiting per second of speech on the peers' phones.")
+def phone_network_command(host: str, port: int, peer_answers: str, ring_seconds: float, pace: float) -> None:
+    """Run the local stand-in for Twilio's REST API that also rings the peers' phones."""
+    from werkzeug.serving import run_simple
+
+    from ivr.simulator.phone_network import NetworkState, create_phone_network
+
+    logging.basicConfig(level=logging.INFO, format="phone-network: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    state = NetworkState(peer_answers=peer_answers, ring_s=ring_seconds, pace=pace)
+    click.echo(f"phone network on http://{host}:{port} (peers: {peer_answers})")
+    run_simple(host, port, create_phone_network(state), threaded=True)
+
+
+COMMANDS: list[click.Command] = [call_command, phone_network_command]

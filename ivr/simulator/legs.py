@@ -1,0 +1,118 @@
+"""Outbound legs played by the phone network: a simulated phone rings, answers (or not), plays the peer.
+
+Runs in a thread of the phone network for each ``Calls.json`` it receives while
+``peer_answers`` is set. Status callbacks follow Twilio: ``initiated``, ``ringing`` and
+``answered`` when asked in ``StatusCallbackEvent``, and the final status (``completed``,
+``no-answer``, ``busy``, ``canceled``) always, with ``CallDuration``.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from ivr.simulator import SimulatorError
+from ivr.simulator.engine import HttpTransport, HubClient, Leg, PeerActor
+
+if TYPE_CHECKING:
+    from ivr.simulator.phone_network import NetworkState
+
+MACHINE_GREETING_S = 1.0  # a voicemail greeting plays before the machine "listens"
+
+
+def ring(network: NetworkState, sid: str, hub_url: str, token: str, mode: str) -> None:
+    """Ring the phone of outbound call ``sid`` and play it as ``mode`` says (accept, ignore, ...)."""
+    call = network.calls[sid]
+    to = call.get("To", "")
+    transport = HttpTransport(network.rewrite)
+    hub = HubClient(hub_url, want_events=False)  # network events are for the caller's screen
+    extra: dict[str, str] = {}
+    leg = Leg(transport, token, sid, call.get("From", ""), to, PeerActor(mode), account_sid=call["account_sid"],
+              direction="outbound-api", hub=hub, network_url=hub_url, pace=network.pace, max_s=600,
+              out=lambda line: _show(network, to, line), status_callback=call.get("StatusCallback"),
+              status_events=("completed",), extra=extra)
+    sequence = iter(range(100))
+
+    def progress(event: str, status: str, **more: str) -> None:
+        leg.status = status
+        url = call.get("StatusCallback")
+        if url and (event in _events(call) or event == "completed"):
+            leg.notify(url, call.get("StatusCallbackMethod", "POST"), CallStatus=status,
+                       CallbackSource="call-progress-events", SequenceNumber=str(next(sequence)),
+                       Timestamp=time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime()), **more)
+
+    def cancelled() -> bool:
+        with network.lock:
+            return call["status"] == "canceled"
+
+    try:
+        network.event(f"ringing {to}")
+        with network.lock:
+            if call["status"] == "queued":
+                call["status"] = "initiated"
+        progress("initiated", "initiated")
+        with network.lock:
+            if call["status"] == "initiated":
+                call["status"] = "ringing"
+        progress("ringing", "ringing")
+        deadline = time.monotonic() + network.ring_s
+        while time.monotonic() < deadline and not cancelled():
+            time.sleep(0.02)
+        if cancelled():
+            network.event(f"{to} stops ringing (canceled)")
+            _end(network, sid, "canceled")
+            progress("completed", "canceled", CallDuration="0")
+            return
+        if mode in ("no-answer", "busy"):
+            network.event(f"{to} does not answer ({mode})")
+            _end(network, sid, mode)
+            progress("completed", mode, CallDuration="0")
+            return
+        with network.lock:
+            if call["status"] == "canceled":  # lost the race with a cancel: never answer
+                return
+            call["status"] = "in-progress"
+            url, method = call.get("Url", ""), call.get("Method", "POST")
+        if call.get("MachineDetection"):
+            extra["AnsweredBy"] = "machine_start" if mode == "voicemail" else "human"
+        network.event(f"{to} answers" + (" (a voicemail machine)" if mode == "voicemail" else ""))
+        progress("answered", "in-progress")
+        leg.status = "in-progress"
+        leg.started = time.monotonic()
+        if mode == "voicemail":
+            time.sleep(MACHINE_GREETING_S * network.pace)
+        # Twiml (inline) or Url, as Calls.create allows; the leg posts the final status callback itself.
+        leg.run(None if call.get("Twiml") else url, method, twiml=call.get("Twiml"))
+        network.event(f"{to} hangs up")
+    except SimulatorError as exc:
+        network.event(f"the leg to {to} failed: {exc}")
+        _end(network, sid, "failed")
+        progress("completed", "failed", CallDuration="0")
+    finally:
+        transport.close()
+        hub.close()
+
+
+def _show(network: NetworkState, to: str, line: str) -> None:
+    text = line.strip()
+    if text.startswith('"'):
+        network.event(f"{to} hears {text}")
+    elif text.startswith("> you press"):
+        network.event(f"{to} presses {text.removeprefix('> you press ')}")
+    elif text.startswith("> (you say nothing)"):
+        network.event(f"{to} presses nothing")
+    elif text.startswith("  [connected"):
+        network.event(f"{to} is connected")
+
+
+def _events(call: dict[str, object]) -> tuple[str, ...]:
+    events = call.get("events") or []
+    return tuple(str(e) for e in events) if isinstance(events, list) else ()
+
+
+def _end(network: NetworkState, sid: str, status: str) -> None:
+    with network.lock:
+        call = network.calls[sid]
+        if call["status"] not in ("completed", "canceled", "failed", "busy", "no-answer"):
+            call["status"] = status
+        network.dequeue(sid)
+        network.leave_conference(sid)
