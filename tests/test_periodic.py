@@ -1,0 +1,30 @@
+"""The periodic tick re-enqueues lost work and keeps exactly one next tick scheduled."""
+from __future__ import annotations
+
+from rq import Queue, SimpleWorker
+from rq.registry import ScheduledJobRegistry
+
+from models import Voicemail
+from queues.connection import DEFAULT_QUEUE, TRANSCRIPTION_QUEUE
+from queues.periodic import TICK_PREFIX, schedule_tick
+
+
+def test_tick_requeues_a_voicemail_whose_job_was_lost(app, db, redis) -> None:  # type: ignore[no-untyped-def]
+    vm = Voicemail(recording_sid="RE" + "b" * 32, recording_url="https://api.twilio.com/x", status="pending",
+                   job_id="transcribe-voicemail-999")  # a job id that Redis no longer knows (flushed)
+    db.add(vm)
+    db.commit()
+    default = Queue(DEFAULT_QUEUE, connection=redis)
+    default.enqueue("queues.periodic.tick", 60, job_id=TICK_PREFIX + "now")
+    with app.app_context():
+        SimpleWorker([default], connection=redis).work(burst=True)
+    transcription = Queue(TRANSCRIPTION_QUEUE, connection=redis)
+    assert transcription.job_ids == [f"transcribe-voicemail-{vm.id}"]
+    scheduled = ScheduledJobRegistry(queue=default).get_job_ids()
+    assert len(scheduled) == 1 and scheduled[0].startswith(TICK_PREFIX)
+
+
+def test_only_one_tick_is_scheduled(redis) -> None:  # type: ignore[no-untyped-def]
+    assert schedule_tick(redis, 60) is True
+    assert schedule_tick(redis, 60) is False
+    assert len(ScheduledJobRegistry(queue=Queue(DEFAULT_QUEUE, connection=redis)).get_job_ids()) == 1
