@@ -25,11 +25,10 @@ def ring(network: NetworkState, sid: str, hub_url: str, token: str, mode: str) -
     to = call.get("To", "")
     transport = HttpTransport(network.rewrite)
     hub = HubClient(hub_url, want_events=False)  # network events are for the caller's screen
-    extra: dict[str, str] = {}
     leg = Leg(transport, token, sid, call.get("From", ""), to, PeerActor(mode), account_sid=call["account_sid"],
               direction="outbound-api", hub=hub, network_url=hub_url, pace=network.pace, max_s=600,
               out=lambda line: _show(network, to, line), status_callback=call.get("StatusCallback"),
-              status_events=("completed",), extra=extra)
+              status_events=("completed",))
     sequence = iter(range(100))
 
     def progress(event: str, status: str, **more: str) -> None:
@@ -73,7 +72,7 @@ def ring(network: NetworkState, sid: str, hub_url: str, token: str, mode: str) -
             call["status"] = "in-progress"
             url, method = call.get("Url", ""), call.get("Method", "POST")
         if call.get("MachineDetection"):
-            extra["AnsweredBy"] = "machine_start" if mode == "voicemail" else "human"
+            leg.extra["AnsweredBy"] = "machine_start" if mode == "voicemail" else "human"
         network.event(f"{to} answers" + (" (a voicemail machine)" if mode == "voicemail" else ""))
         progress("answered", "in-progress")
         leg.status = "in-progress"
