@@ -91,7 +91,9 @@ def talk_to_peer(ctx: Ctx, tag: str | None = None, none_on: str = "menu") -> Voi
 
 def talk_about_story(ctx: Ctx) -> VoiceResponse:
     """"Talk with a peer about this story": prefer a peer with that lived experience."""
-    return talk_to_peer(ctx, tag=routing.TOPIC_TAGS.get(request.args.get("topic", "")))
+    # The topic is in the path while a story plays, in the query at the menu after it.
+    topic = (request.view_args or {}).get("topic") or request.args.get("topic", "")
+    return talk_to_peer(ctx, tag=routing.TOPIC_TAGS.get(str(topic)))
 
 
 def reach_person(ctx: Ctx) -> VoiceResponse:

@@ -1,0 +1,401 @@
+"""Live peer routing through the public webhooks, with Twilio's REST API at the HTTP boundary."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+from rq import Queue, SimpleWorker
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select
+
+from ivr import routing
+from models import CallbackRequest, Peer, PeerStory, utcnow
+from models.tables import PeerRequest, RingLeg
+from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TestCaller
+
+LINE = "+15005550006"
+CALLS = f"/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Calls.json"
+
+
+@pytest.fixture(autouse=True)
+def net(app_config, phone_network):  # type: ignore[no-untyped-def]
+    """The phone network, wired in before the app is built (autouse: it must come first)."""
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    return phone_network
+
+
+def add_peer(app, db, name: str, phone: str, languages=("en",), tags=(), status="available",  # type: ignore[no-untyped-def]
+             idle_minutes: int | None = None) -> Peer:
+    vault = app.extensions["peerline"].vault
+    peer = Peer(display_name=name, phone_encrypted=vault.encrypt_text(phone), phone_hash=vault.lookup_hash(phone),
+                languages=list(languages), tags=list(tags), status=status,
+                last_call_ended_at=None if idle_minutes is None else utcnow() - timedelta(minutes=idle_minutes))
+    db.add(peer)
+    db.commit()
+    return peer
+
+
+def dial_in(client, net, number: str, lang_key: str = "1") -> TestCaller:  # type: ignore[no-untyped-def]
+    """A caller reaches the main menu (the phone network knows the call is live)."""
+    caller = TestCaller(client, number=number)
+    net.state.calls[caller.call_sid] = {"sid": caller.call_sid, "account_sid": TEST_ACCOUNT_SID, "status": "in-progress",
+                                        "direction": "inbound", "From": number, "To": LINE, "redirect_seq": 0}
+    caller.call()
+    caller.press(lang_key)
+    caller.to_menu()
+    return caller
+
+
+def ask_for_peer(client, net, number: str, lang_key: str = "1") -> TestCaller:  # type: ignore[no-untyped-def]
+    caller = dial_in(client, net, number, lang_key)
+    caller.press("1")
+    return caller
+
+
+def creates(net) -> list[dict[str, list[str]]]:  # type: ignore[no-untyped-def]
+    return [r.form for r in net.state.requests if r.method == "POST" and r.path == CALLS]
+
+
+def updates(net) -> list[tuple[str, dict[str, list[str]]]]:  # type: ignore[no-untyped-def]
+    return [(r.path.rsplit("/", 1)[-1].removesuffix(".json"), r.form) for r in net.state.requests
+            if r.method == "POST" and r.path.startswith(CALLS.removesuffix(".json") + "/")]
+
+
+def leg_sid(net, url: str) -> str:  # type: ignore[no-untyped-def]
+    """The CallSid the phone network gave the leg whose whisper is ``url``."""
+    return next(sid for sid, call in net.state.calls.items() if call.get("Url") == url)
+
+
+def pick_up(client, net, form: dict[str, list[str]]) -> TestCaller:  # type: ignore[no-untyped-def]
+    """The peer answers a ringing leg: Twilio fetches the leg's Url."""
+    url = form["Url"][0]
+    peer_phone = TestCaller(client, number=LINE, call_sid=leg_sid(net, url))
+    peer_phone.post(url, CallStatus="in-progress", Direction="outbound-api", To=form["To"][0])
+    return peer_phone
+
+
+def wait_doc(caller: TestCaller, position: int) -> None:
+    enqueue = caller.twiml.find("Enqueue") if caller.twiml is not None else None
+    assert enqueue is not None
+    caller.post(enqueue.get("waitUrl"), QueuePosition=str(position), QueueTime="10", CurrentQueueSize=str(position))
+
+
+def enqueue_of(caller: TestCaller):  # type: ignore[no-untyped-def]
+    assert caller.twiml is not None
+    return caller.twiml.find("Enqueue")
+
+
+def test_rings_longest_idle_first_in_the_callers_language(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(app, db, "recent", "+15555550111", idle_minutes=5)
+    add_peer(app, db, "long", "+15555550112", idle_minutes=90)
+    add_peer(app, db, "never", "+15555550113")
+    add_peer(app, db, "spanish-only", "+15555550114", languages=("es",))
+    add_peer(app, db, "busy", "+15555550115", status="busy")
+    caller = ask_for_peer(client, net, "+15555550199")
+    enqueue = enqueue_of(caller)
+    assert enqueue.text == "peerline-en"
+    assert "Finding a peer for you." in caller.said
+    legs = db.scalars(select(RingLeg).order_by(RingLeg.id)).all()
+    req = db.scalar(select(PeerRequest))
+    assert enqueue.get("waitUrl") == f"{PUBLIC_BASE}/peer/hold/{req.id}/wait?lang=en"
+    assert enqueue.get("action") == f"{PUBLIC_BASE}/peer/hold/{req.id}/done?lang=en"
+    # Two at once (PEERS_RING_AT_ONCE default), never-called first, then the longest idle.
+    assert creates(net) == [
+        {"To": [phone], "From": [LINE], "Url": [f"{PUBLIC_BASE}/peer/leg/{leg.id}/whisper"],
+         "StatusCallback": [f"{PUBLIC_BASE}/peer/leg/{leg.id}/status"],
+         "StatusCallbackEvent": ["initiated", "ringing", "answered", "completed"], "Timeout": ["20"]}
+        for phone, leg in zip(["+15555550113", "+15555550112"], legs)
+    ]
+    db.expire_all()
+    statuses = {p.display_name: p.status for p in db.scalars(select(Peer)).all()}
+    assert statuses == {"recent": "available", "long": "busy", "never": "busy", "spanish-only": "available",
+                        "busy": "busy"}
+    # A Spanish caller rings only the peer who speaks Spanish.
+    ask_for_peer(client, net, "+15555550198", lang_key="2")
+    assert creates(net)[-1]["To"] == ["+15555550114"] and len(creates(net)) == 3
+
+
+def test_lived_experience_is_matched_with_fallback_to_any_peer(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    db.add(PeerStory(title="Methadone mornings", topic="medication", language="en", transcript="It helped me.",
+                     status="approved", consent_given=True))
+    db.commit()
+    add_peer(app, db, "idle", "+15555550121", idle_minutes=300)
+    add_peer(app, db, "mbr", "+15555550122", tags=("medication-based-recovery",), idle_minutes=1)
+    caller = dial_in(client, net, "+15555550197")
+    caller.press("2")  # stories
+    caller.press("1")  # medication
+    caller.press("1")  # talk with a peer about this story
+    assert creates(net)[0]["To"] == ["+15555550122"]  # the peer with that experience, not the longest idle
+    assert len(creates(net)) == 1  # the others are not rung when one with the experience is free
+    whisper = pick_up(client, net, creates(net)[0])
+    assert "The caller asked for a peer in recovery with medication." in whisper.said
+    # Nobody with that experience free: any peer.
+    picked = routing.pick_peers(db, "en", "medication-based-recovery", 2)
+    assert [p.display_name for p in picked] == ["idle"]
+
+
+def test_whisper_accept_bridges_caller_and_cancels_other_legs(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(app, db, "a", "+15555550131")
+    add_peer(app, db, "b", "+15555550132", idle_minutes=10)
+    caller = ask_for_peer(client, net, "+15555550196")
+    first, second = creates(net)
+    peer_a = pick_up(client, net, first)
+    whisper = "Peer support call in English. Press 1 to accept."
+    assert [" ".join(say.itertext()) for say in peer_a.twiml.findall("Gather/Say")] == [whisper, whisper]
+    assert "5555550196" not in peer_a.said and "5 5 5" not in peer_a.said
+    peer_a.press("1")
+    req = db.scalar(select(PeerRequest))
+    conf = peer_a.twiml.find("Dial/Conference")
+    assert conf.text == f"call-{req.id}" and conf.get("endConferenceOnExit") == "true"
+    b_sid = leg_sid(net, second["Url"][0])
+    assert updates(net) == [
+        (b_sid, {"Status": ["canceled"]}),
+        (caller.call_sid, {"Url": [f"{PUBLIC_BASE}/peer/caller/{req.id}/connect?lang=en"], "Method": ["POST"]}),
+    ]
+    caller.post(f"{PUBLIC_BASE}/peer/caller/{req.id}/connect?lang=en")
+    assert caller.said == "A peer is here. Connecting you now."
+    assert caller.twiml.find("Dial/Conference").text == f"call-{req.id}"
+    db.expire_all()
+    assert {p.display_name: p.status for p in db.scalars(select(Peer))} == {"a": "busy", "b": "available"}
+
+
+def test_no_key_or_voicemail_counts_as_no_answer_and_next_peer_rings(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(app, db, "a", "+15555550141")
+    add_peer(app, db, "b", "+15555550142", idle_minutes=10)
+    add_peer(app, db, "c", "+15555550143", idle_minutes=5)
+    ask_for_peer(client, net, "+15555550195")
+    first, second = creates(net)
+    # a's voicemail answers: it hears the whisper, presses nothing; the document hangs up.
+    machine = pick_up(client, net, first)
+    assert machine.twiml.find("Hangup") is not None
+    assert machine.twiml.find("Gather").get("actionOnEmptyResult") == "false"
+    machine.post(first["StatusCallback"][0], CallStatus="completed")
+    # b never answers.
+    TestCaller(client, number=LINE, call_sid=leg_sid(net, second["Url"][0])).post(
+        second["StatusCallback"][0], CallStatus="no-answer")
+    assert [f["To"][0] for f in creates(net)] == ["+15555550141", "+15555550142", "+15555550143"]
+    db.expire_all()
+    assert db.scalar(select(Peer).where(Peer.display_name == "a")).status == "available"
+
+
+def test_two_peers_press_1_at_once_one_wins(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(app, db, "a", "+15555550151")
+    add_peer(app, db, "b", "+15555550152", idle_minutes=10)
+    ask_for_peer(client, net, "+15555550194")
+    svc = app.extensions["peerline"]
+    leg_ids = [leg.id for leg in db.scalars(select(RingLeg).order_by(RingLeg.id))]
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def press_one(leg_id: int) -> None:
+        with svc.sessions() as session:
+            leg = session.get(RingLeg, leg_id)
+            barrier.wait()
+            outcomes.append(routing.accept(session, svc, leg, utcnow()))
+
+    threads = [threading.Thread(target=press_one, args=(leg_id,)) for leg_id in leg_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["accepted", "taken"]
+    db.expire_all()
+    assert db.scalar(select(PeerRequest)).status == "connected"
+    assert sum(1 for _ in db.scalars(select(Peer).where(Peer.status == "busy"))) == 1
+
+
+def test_second_peer_hears_the_call_was_taken(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(app, db, "a", "+15555550161")
+    add_peer(app, db, "b", "+15555550162", idle_minutes=10)
+    ask_for_peer(client, net, "+15555550193")
+    first, second = creates(net)
+    peer_a, peer_b = pick_up(client, net, first), pick_up(client, net, second)
+    peer_a.press("1")
+    peer_b.press("1")
+    assert peer_b.said == "Another peer already took this call. Thank you."
+    assert peer_b.twiml.find("Dial") is None
+    # b was in the whisper, so the line hung up b's leg (completed, not canceled).
+    assert (leg_sid(net, second["Url"][0]), {"Status": ["completed"]}) in updates(net)
+
+
+def test_caller_hangs_up_while_peers_ring(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(app, db, "a", "+15555550171")
+    add_peer(app, db, "b", "+15555550172", idle_minutes=10)
+    caller = ask_for_peer(client, net, "+15555550192")
+    first, second = creates(net)
+    late = pick_up(client, net, first)  # a is hearing the whisper when the caller hangs up
+    caller.post(enqueue_of(caller).get("action"), QueueResult="hangup", QueueTime="4")
+    assert updates(net) == [(leg_sid(net, first["Url"][0]), {"Status": ["completed"]}),
+                            (leg_sid(net, second["Url"][0]), {"Status": ["canceled"]})]
+    late.press("1")
+    assert late.said == "The caller has hung up. Thank you."
+    assert len(updates(net)) == 2  # nobody is bridged to the dead call
+    db.expire_all()
+    assert {p.status for p in db.scalars(select(Peer))} == {"available"}
+    assert db.scalar(select(PeerRequest)).status == "abandoned"
+
+
+def test_caller_hangs_up_on_hold_frees_the_queue(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(app, db, "a", "+15555550173", status="busy")
+    caller = ask_for_peer(client, net, "+15555550191")
+    assert creates(net) == []
+    caller.post(enqueue_of(caller).get("action"), QueueResult="hangup")
+    db.expire_all()
+    assert db.scalar(select(PeerRequest)).status == "abandoned"
+    assert routing.waiting_count(db) == 0
+
+
+def test_peer_hangs_up_during_whisper_next_peer_rings(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    svc = app.extensions["peerline"]
+    svc.settings = svc.settings.replace(peers_ring_at_once=1)
+    add_peer(app, db, "a", "+15555550174")
+    add_peer(app, db, "b", "+15555550175", idle_minutes=10)
+    ask_for_peer(client, net, "+15555550190")
+    (first,) = creates(net)
+    peer_a = pick_up(client, net, first)
+    peer_a.post(first["StatusCallback"][0], CallStatus="completed", CallDuration="3")
+    assert [f["To"] for f in creates(net)] == [["+15555550174"], ["+15555550175"]]
+    db.expire_all()
+    leg = db.scalar(select(RingLeg).order_by(RingLeg.id))
+    assert leg.status == "no_answer"
+
+
+def test_no_peers_signed_on_says_so_and_offers_callback_or_message(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(app, db, "off", "+15555550176", status="signed_off")
+    caller = ask_for_peer(client, net, "+15555550189")
+    assert caller.said.startswith("We are sorry. No peers are on shift right now, so nobody can answer live.")
+    assert "To get a call back, press 1." in caller.said and "To leave a message, press 2." in caller.said
+    assert caller.twiml.find("Enqueue") is None
+    assert creates(net) == []
+
+
+def test_hold_positions_expected_wait_and_stories(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(app, db, "a", "+15555550177", status="busy")
+    db.add(PeerStory(title="The first call I made", topic="loneliness", language="en",
+                     transcript="I almost hung up.", status="approved", consent_given=True))
+    now = utcnow()
+    # Recent history: one caller waited four minutes for a peer.
+    db.add(PeerRequest(call_sid="CAold", language="en", status="ended", arrived_at=now - timedelta(minutes=30),
+                       connected_at=now - timedelta(minutes=26)))
+    db.commit()
+    callers = [ask_for_peer(client, net, f"+1555555018{i}") for i in range(3)]
+    for position, caller in enumerate(callers, start=1):
+        wait_doc(caller, position)
+        said = caller.said
+        assert said.startswith(f"You are number {position} in line. The expected wait is about {4 * position} minutes.")
+        assert "Here is a story from a peer: The first call I made. I almost hung up." in said
+        assert "To get a call back and keep your place, press 2." in said
+    gather = callers[1].twiml.find("Gather")
+    assert gather.get("action") == f"{PUBLIC_BASE}/peer/hold/{callers[1].call_sid and db.scalars(select(PeerRequest).where(PeerRequest.call_sid == callers[1].call_sid)).one().id}/choice?lang=en"
+    # 1 keeps the place: the document ends and Twilio plays the waitUrl again.
+    callers[1].press("1")
+    assert callers[1].said == "All right. You keep your place in line."
+    assert callers[1].twiml.find("Leave") is None
+
+
+def test_hold_callback_keeps_the_callers_arrival_time(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(app, db, "a", "+15555550178", status="busy")
+    caller = ask_for_peer(client, net, "+15555550188")
+    action = enqueue_of(caller).get("action")
+    wait_doc(caller, 1)
+    caller.press("2")
+    assert caller.said == "Thank you. Your callback request is saved, and you keep your place in line."
+    assert caller.twiml.find("Leave") is not None
+    req = db.scalar(select(PeerRequest))
+    callback = db.scalar(select(CallbackRequest))
+    assert routing.aware(callback.arrived_at) == routing.aware(req.arrived_at)
+    assert req.status == "callback"
+    caller.post(action, QueueResult="leave")
+    assert caller.twiml.find("Hangup") is not None
+    # 3 leaves a message instead: after <Leave>, the Enqueue action goes to voicemail.
+    other = ask_for_peer(client, net, "+15555550187")
+    other_action = enqueue_of(other).get("action")
+    wait_doc(other, 1)
+    other.press("3")
+    other.post(other_action, QueueResult="leave")
+    assert urlsplit(other.twiml.find("Redirect").text).path == "/voice/voicemail"
+
+
+def test_wrap_up_reconciled_by_clock_and_break_after_n_calls(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    svc = app.extensions["peerline"]
+    svc.settings = svc.settings.replace(peer_break_after_calls=2)
+    peer = add_peer(app, db, "a", "+15555550179", status="wrap_up")
+    peer.calls_in_a_row = 1
+    peer.status_changed_at = utcnow()
+    db.commit()
+    routing.reconcile(db, svc, utcnow() + timedelta(seconds=60))
+    assert peer.status == "wrap_up"  # two minutes by default: not yet
+    routing.reconcile(db, svc, utcnow() + timedelta(seconds=121))
+    assert peer.status == "available"
+    peer.status, peer.calls_in_a_row, peer.status_changed_at = "wrap_up", 2, utcnow()
+    db.commit()
+    routing.reconcile(db, svc, utcnow() + timedelta(seconds=121))
+    assert peer.status == "break" and peer.calls_in_a_row == 0
+
+
+def test_two_callers_one_peer_first_connected_second_waits_then_connected(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    """The issue's "done when": all through the public webhooks, the wrap-up by a real RQ job."""
+    db.add(PeerStory(title="I stopped hiding my recovery", topic="stigma", language="en",
+                     transcript="Now I look the pharmacist in the eye.", status="approved", consent_given=True))
+    db.commit()
+    add_peer(app, db, "sam", "+15555550101", tags=("medication-based-recovery",))
+    first = ask_for_peer(client, net, "+15555550160")
+    second = ask_for_peer(client, net, "+15555550161")
+    assert len(creates(net)) == 1  # one peer: only the first caller's leg rings
+    req1, req2 = db.scalars(select(PeerRequest).order_by(PeerRequest.id)).all()
+    sam = pick_up(client, net, creates(net)[0])
+    sam.press("1")
+    assert sam.twiml.find("Dial/Conference").text == f"call-{req1.id}"
+    first.post(f"{PUBLIC_BASE}/peer/caller/{req1.id}/connect?lang=en")
+    assert first.twiml.find("Dial/Conference").text == f"call-{req1.id}"
+    # The second caller is now first in line, and hears a peer story while waiting.
+    wait_doc(second, 1)
+    assert second.said.startswith("You are number 1 in line.")
+    assert "Now I look the pharmacist in the eye." in second.said
+    # The first call ends (the room closes for both): peer's leg completes, wrap-up starts.
+    first.post(first.twiml.find("Dial").get("action"), DialCallStatus="completed")
+    assert "Your call with the peer has ended." in first.said
+    sam.post(sam.twiml.find("Dial").get("action"), DialCallStatus="completed")
+    sam.post(creates(net)[0]["StatusCallback"][0], CallStatus="completed", CallDuration="600")
+    db.expire_all()
+    peer = db.scalar(select(Peer))
+    assert peer.status == "wrap_up" and peer.calls_in_a_row == 1
+    assert len(creates(net)) == 1  # not rung during wrap-up
+    # The wrap-up end is a scheduled RQ job, two minutes after the call ended.
+    svc = app.extensions["peerline"]
+    queue = Queue("default", connection=svc.redis)
+    registry = ScheduledJobRegistry(queue=queue)
+    (job_id,) = registry.get_job_ids()
+    scheduled = registry.get_scheduled_time(job_id)
+    ended = routing.aware(peer.last_call_ended_at)
+    assert abs((scheduled - ended).total_seconds() - 120) < 5
+    # The wrap-up passes: run the job now, in a real worker.
+    job = queue.fetch_job(job_id)
+    registry.remove(job)
+    queue.enqueue_job(job)
+    with app.app_context():
+        SimpleWorker([queue], connection=svc.redis).work(burst=True)
+    assert len(creates(net)) == 2 and creates(net)[1]["To"] == ["+15555550101"]
+    sam2 = pick_up(client, net, creates(net)[1])
+    sam2.press("1")
+    assert sam2.twiml.find("Dial/Conference").text == f"call-{req2.id}"
+    assert updates(net)[-1] == (second.call_sid, {"Url": [f"{PUBLIC_BASE}/peer/caller/{req2.id}/connect?lang=en"],
+                                                  "Method": ["POST"]})
+    second.post(f"{PUBLIC_BASE}/peer/caller/{req2.id}/connect?lang=en")
+    assert second.said == "A peer is here. Connecting you now."
+    db.expire_all()
+    assert [r.status for r in db.scalars(select(PeerRequest).order_by(PeerRequest.id))] == ["ended", "connected"]
+
+
+def test_dropped_peer_call_is_repaired_from_the_status_callback(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(app, db, "a", "+15555550181")
+    ask_for_peer(client, net, "+15555550159")
+    (leg_form, ) = creates(net)[:1]
+    peer_phone = pick_up(client, net, leg_form)
+    peer_phone.press("1")
+    # The peer's phone drops mid-call: only the status callback tells us.
+    peer_phone.post(leg_form["StatusCallback"][0], CallStatus="failed")
+    db.expire_all()
+    assert db.scalar(select(Peer).where(Peer.display_name == "a")).status == "wrap_up"
