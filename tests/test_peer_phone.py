@@ -1,0 +1,114 @@
+"""Peers run their shift by phone: sign in with a PIN, choose available, break or sign off."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from ivr import routing
+from models import Peer, utcnow
+from models.tables import PeerRequest
+from tests.helpers import TestCaller
+
+PEER_PHONE = "+15555550101"
+
+
+@pytest.fixture(autouse=True)
+def net(app_config, phone_network):  # type: ignore[no-untyped-def]
+    """The phone network, wired in before the app is built."""
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    return phone_network
+
+
+@pytest.fixture
+def peer(app, db) -> Peer:  # type: ignore[no-untyped-def]
+    vault = app.extensions["peerline"].vault
+    row = Peer(display_name="Sam", phone_encrypted=vault.encrypt_text(PEER_PHONE), phone_hash=vault.lookup_hash(PEER_PHONE),
+               languages=["en"], tags=[], status="signed_off", pin_hash=generate_password_hash("4321"))
+    db.add(row)
+    db.commit()
+    return row
+
+
+def test_sign_on_from_registered_phone_and_hear_waiting_callers(app, db, client, peer) -> None:  # type: ignore[no-untyped-def]
+    db.add(PeerRequest(call_sid="CAwaiting", language="en", status="waiting", arrived_at=utcnow()))
+    db.commit()
+    phone = TestCaller(client, number=PEER_PHONE)
+    phone.call()
+    assert phone.said == "Peer sign in. Enter your PIN, then press pound."
+    assert phone.gather().get("finishOnKey") == "#"
+    phone.press("4321")
+    assert phone.said.startswith("You are signed off. Callers waiting: 1. To be available for calls, press 1.")
+    phone.press("1")
+    assert phone.said.startswith("You are available. Callers waiting: 1. Hang up now")
+    assert phone.twiml.find("Hangup") is not None
+    db.expire_all()
+    assert db.get(Peer, peer.id).status == "available"
+    assert peer.pin_hash != "4321" and peer.pin_hash.startswith(("scrypt:", "pbkdf2:"))
+
+
+def test_break_and_sign_off_from_the_menu(app, db, client, peer) -> None:  # type: ignore[no-untyped-def]
+    for key, status, word in (("2", "break", "on a break"), ("3", "signed_off", "signed off")):
+        phone = TestCaller(client, number=PEER_PHONE)
+        phone.call()
+        phone.press("4321")
+        phone.press(key)
+        assert phone.said.startswith(f"You are {word}.")
+        db.expire_all()
+        assert db.get(Peer, peer.id).status == status
+
+
+def test_menu_token_is_bound_to_the_call(app, db, client, peer) -> None:  # type: ignore[no-untyped-def]
+    phone = TestCaller(client, number=PEER_PHONE)
+    phone.call()
+    phone.press("4321")
+    choice_url = phone.gather().get("action")
+    intruder = TestCaller(client, number="+15555550999")
+    intruder.post(choice_url, Digits="1")
+    db.expire_all()
+    assert db.get(Peer, peer.id).status == "signed_off"
+
+
+def test_other_phone_signs_in_with_peer_number_and_pin(app, db, client, peer) -> None:  # type: ignore[no-untyped-def]
+    phone = TestCaller(client, number="+15555550998")
+    phone.call()
+    phone.press("8")  # the hidden option at the language question
+    assert phone.said == "Peer sign in. Enter your peer number, then press pound."
+    phone.press(str(peer.id))
+    assert phone.said == "Peer sign in. Enter your PIN, then press pound."
+    phone.press("4321")
+    assert phone.said.startswith("You are signed off.")
+
+
+def test_wrong_pins_lock_sign_in(app, db, client, peer) -> None:  # type: ignore[no-untyped-def]
+    phone = TestCaller(client, number=PEER_PHONE)
+    phone.call()
+    for _ in range(4):
+        phone.press("0000")
+        assert phone.said.startswith("That PIN is not right.")
+    phone.press("0000")
+    assert phone.said == "Too many wrong PINs. Sign in is locked for 15 minutes. Goodbye."
+    assert phone.twiml.find("Hangup") is not None
+    again = TestCaller(client, number=PEER_PHONE)
+    again.call()
+    again.press("4321")  # the right PIN, but locked
+    assert again.said.startswith("Too many wrong PINs.")
+    db.expire_all()
+    locked = db.get(Peer, peer.id)
+    assert locked.status == "signed_off" and routing.aware(locked.pin_locked_until) > utcnow()
+
+
+def test_peer_signing_on_is_offered_the_longest_waiting_caller(app, db, client, peer, net) -> None:  # type: ignore[no-untyped-def]
+    svc = app.extensions["peerline"]
+    now = utcnow()
+    db.add_all([PeerRequest(call_sid="CAsecond", language="en", status="waiting", arrived_at=now),
+                PeerRequest(call_sid="CAfirst", language="en", status="waiting", arrived_at=now - timedelta(minutes=3))])
+    db.commit()
+    routing.set_status(db, svc, peer, "available", now)
+    assert routing.dispatch(db, svc, now) == 1
+    first = db.scalar(select(PeerRequest).where(PeerRequest.call_sid == "CAfirst"))
+    assert first.status == "ringing"
+    sent = [r.form for r in net.state.requests if r.path.endswith("/Calls.json")]
+    assert [f["To"] for f in sent] == [[PEER_PHONE]]
