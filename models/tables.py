@@ -213,6 +213,47 @@ class AuditEntry(Base):
     detail: Mapped[str | None] = mapped_column(String(500))
 
 
+class VoicemailNote(Base):
+    """A supervisor's note on a voicemail; the text is encrypted like the transcript."""
+
+    __tablename__ = "voicemail_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    voicemail_id: Mapped[int] = mapped_column(ForeignKey("voicemails.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    body_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FollowUp(Base):
+    """A follow-up a supervisor assigns to a peer (for example after a voicemail)."""
+
+    __tablename__ = "follow_ups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    voicemail_id: Mapped[int | None] = mapped_column(ForeignKey("voicemails.id", ondelete="SET NULL"), index=True)
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"), index=True)
+    assigned_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    note: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]
+
+    peer: Mapped[Peer] = relationship()
+
+
+class WrapUpNote(Base):
+    """A peer's short wrap-up note after a call (no caller details; encrypted at rest)."""
+
+    __tablename__ = "wrap_up_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"), index=True)
+    body_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 PEER_REQUEST_STATUSES = ("ringing", "waiting", "connected", "ended", "abandoned", "callback", "message",
                          "crisis", "no_peers")
 RING_LEG_STATUSES = ("ringing", "answered", "accepted", "taken", "no_answer", "canceled", "caller_gone")

