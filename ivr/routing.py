@@ -194,7 +194,9 @@ def _recently_missed(session: Session, request_id: int, now: datetime) -> set[in
 
 
 def dispatch(session: Session, svc: Services, now: datetime) -> int:
-    """Offer free peers to waiting callers, longest-waiting first; returns legs rung."""
+    """Offer free peers to waiting callers and due callbacks, in one order by arrival; returns calls placed."""
+    from ivr import callbacks  # imports this module; due callbacks share the callers' line
+
     rung = 0
     waiting = session.scalars(
         select(PeerRequest).where(PeerRequest.status == "waiting").order_by(PeerRequest.arrived_at, PeerRequest.id)
@@ -202,8 +204,10 @@ def dispatch(session: Session, svc: Services, now: datetime) -> int:
     for req in waiting:
         if not session.scalar(select(func.count()).select_from(Peer).where(Peer.status == "available")):
             break
+        # Callbacks that arrived before this caller go first: a callback keeps its place, never jumps it.
+        rung += callbacks.offer_due(session, svc, now, arrived_before=aware(req.arrived_at))
         rung += ring(session, svc, req, now, exclude=_recently_missed(session, req.id, now))
-    return rung
+    return rung + callbacks.offer_due(session, svc, now)
 
 
 def _end_legs(session: Session, svc: Services, legs: list[RingLeg], new_status: str, now: datetime) -> None:

@@ -14,12 +14,12 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import Flow
 from ivr import routing
-from ivr.calls import find_or_create_call, is_withheld, record_event
+from ivr.calls import find_or_create_call, record_event
 from ivr.db import get_session
 from ivr.services import services
 from ivr.signature import require_twilio_signature
 from ivr.twiml import Speaker, to_response
-from models import CallbackRequest, Peer, utcnow
+from models import Peer, utcnow
 from models.tables import PeerRequest, RingLeg
 
 if TYPE_CHECKING:
@@ -164,7 +164,6 @@ def hold_choice(req_id: int) -> Response:
     req = _request_for_caller(req_id)
     if req is None:
         return to_response(_speaker().leave_queue([]))
-    flow = _flow(req.language)
     speaker = _speaker(req.language)
     digits = request.form.get("Digits", "")
     target = HOLD_KEYS.get(digits, "stay")
@@ -172,19 +171,9 @@ def hold_choice(req_id: int) -> Response:
     session.commit()
     now = utcnow()
     if target == "callback":
-        number = request.form.get("From", "")
-        if is_withheld(number):
-            routing.caller_left(session, svc, req, "message", now)
-            return to_response(speaker.leave_queue([flow.text("callback_no_number")]))
-        call = find_or_create_call(session, req.call_sid)
-        # The callback keeps the caller's place: it carries the time they first asked.
-        session.add(CallbackRequest(caller_id=call.caller_id, call_id=call.id,
-                                    number_encrypted=svc.vault.encrypt_text(number),
-                                    language=req.language, arrived_at=req.arrived_at))
-        call.outcome = "callback_requested"
-        session.commit()
+        # After <Leave>, hold_done hands over to the callback flow, which keeps req.arrived_at.
         routing.caller_left(session, svc, req, "callback", now)
-        return to_response(speaker.leave_queue([flow.text("callback_saved")]))
+        return to_response(speaker.leave_queue([]))
     if target == "message":
         routing.caller_left(session, svc, req, "message", now)
         return to_response(speaker.leave_queue([]))
@@ -217,7 +206,9 @@ def hold_done(req_id: int) -> Response:
         routing.caller_left(session, services(), req, "abandoned", now)
         return to_response(VoiceResponse())
     if req.status == "callback":
-        return to_response(speaker.say_then_hangup([speaker.text("goodbye")]))
+        from ivr import callbacks_voice  # registered after this blueprint
+
+        return to_response(callbacks_voice.after_hold(req))
     if req.status == "message":
         return to_response(speaker.say_then_redirect([], _url("voice.voicemail", lang=req.language)))
     if req.status == "crisis":
