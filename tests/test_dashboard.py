@@ -10,7 +10,7 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
 from models import AuditEntry, Call, CallbackRequest, Peer, PeerStory, StaffUser, Voicemail
-from models.tables import FollowUp, VoicemailNote
+from models.tables import FollowUp, PeerRequest, VoicemailNote, WrapUpNote
 from tests.conftest import CALLER_NUMBER
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -381,13 +381,20 @@ def test_live_board_shows_calls_and_callbacks_without_numbers(as_supervisor: Any
     assert "No calls in progress." in empty and "Nobody is on hold." in empty and "No callbacks waiting." in empty
     vault = as_supervisor.application.extensions["peerline"].vault
     call = Call(call_sid="CA_live", caller_id=dashboard_data.caller.id, status="in-progress", language="es")
-    db.add(call)
-    db.add(Call(call_sid="CA_done", status="completed"))
+    talking = Call(call_sid="CA_talk", status="in-progress", language="en")
+    held = Call(call_sid="CA_hold", status="in-progress", language="en")
+    db.add_all([call, talking, held, Call(call_sid="CA_done", status="completed")])
+    db.flush()
+    db.add(PeerRequest(call_sid="CA_talk", call_id=talking.id, status="connected", peer_id=dashboard_data.sam.id))
+    db.add(PeerRequest(call_sid="CA_hold", call_id=held.id, status="waiting", language="en",
+                       wanted_tag="medication-based-recovery"))
     db.add(CallbackRequest(caller_id=dashboard_data.caller.id, number_encrypted=vault.encrypt_text(CALLER_NUMBER),
                            language="en", window="evening"))
     db.commit()
     html = as_supervisor.get("/staff/board").get_data(as_text=True)
-    assert f"Call {call.id} ·" in html and "Calls in progress (1)" in html
+    assert f"Call {call.id} ·" in html and "Calls in progress (2)" in html
+    assert re.search(rf"Call {talking.id} · \d+ min · en · with Sam", html)
+    assert "Callers waiting for a peer (1)" in html and "On hold · waiting 0 min · en · asked for medication" in html
     assert "Pending callbacks (1)" in html and "window: evening" in html
     assert CALLER_NUMBER not in html
     assert '<meta http-equiv="refresh" content="15">' in html
@@ -432,6 +439,26 @@ def test_peer_sets_status_and_it_is_logged(as_peer: Any, db: Any, dashboard_data
     post(as_peer, "/staff/me/status", status="busy")  # routing sets busy, not the peer
     db.expire_all()
     assert db.get(Peer, dashboard_data.sam.id).status == "break"
+
+
+def test_peer_sees_calls_they_took_and_adds_a_wrap_up_note(as_peer: Any, db: Any, dashboard_data: Any) -> None:
+    assert "Calls you take will show here." in as_peer.get("/staff/me").get_data(as_text=True)
+    mine = Call(call_sid="CA_mine", caller_id=dashboard_data.caller.id, status="completed", duration_s=600,
+                outcome="peer")
+    theirs = Call(call_sid="CA_theirs", status="completed")
+    db.add_all([mine, theirs])
+    db.flush()
+    db.add(PeerRequest(call_sid="CA_mine", call_id=mine.id, status="ended", peer_id=dashboard_data.sam.id))
+    db.add(PeerRequest(call_sid="CA_theirs", call_id=theirs.id, status="ended", peer_id=dashboard_data.rosa.id))
+    db.commit()
+    html = as_peer.get("/staff/me").get_data(as_text=True)
+    assert f'id="wrap-{mine.id}"' in html and f'id="wrap-{theirs.id}"' not in html and "10 min · peer" in html
+    post(as_peer, f"/staff/me/calls/{mine.id}/wrap-up", note="Talked about clinic hours")
+    assert post(as_peer, f"/staff/me/calls/{theirs.id}/wrap-up", note="not mine").status_code == 404
+    assert "Talked about clinic hours" in as_peer.get("/staff/me").get_data(as_text=True)
+    note = db.scalars(select(WrapUpNote)).one()
+    assert (note.call_id, note.peer_id) == (mine.id, dashboard_data.sam.id)
+    assert b"clinic" not in note.body_encrypted
 
 
 def test_peer_never_sees_a_callers_number(as_peer: Any, db: Any, dashboard_data: Any) -> None:

@@ -15,13 +15,12 @@ from ivr.dashboard.core import audit, aware, bp, supervisor_required
 from ivr.db import get_session
 from ivr.services import services
 from models import Call, CallbackRequest, CallEvent, Peer, utcnow
+from models.tables import PeerRequest
 from models.crypto import normalize_number
 from queues.connection import ALL_QUEUES, queue
 
 _PHONE = re.compile(r"^\+?[0-9]{7,15}$")
 _TAG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-# Call-flow nodes where the caller waits for a peer (the routing work names its hold node so).
-HOLD_NODE_PREFIXES = ("hold", "queue", "wait")
 
 
 # Roster --------------------------------------------------------------------------------
@@ -145,23 +144,32 @@ def set_peer_active(peer_id: int) -> Response:
 @bp.get("/board")
 @supervisor_required
 def board() -> str:
-    """Calls in progress, callers on hold, pending callbacks, and who is available."""
+    """Calls in progress (with their peer), callers waiting for a peer, pending callbacks, peers."""
     db = get_session()
     calls = db.scalars(select(Call).where(Call.status == "in-progress", Call.direction == "inbound")
                       .order_by(Call.started_at)).all()
+    call_ids = [c.id for c in calls]
     last_node: dict[int, str] = {}
-    if calls:
+    peer_of_call: dict[int, str] = {}
+    if call_ids:
         latest = (select(CallEvent.call_id, func.max(CallEvent.id).label("last_id"))
-                  .where(CallEvent.call_id.in_([c.id for c in calls])).group_by(CallEvent.call_id).subquery())
+                  .where(CallEvent.call_id.in_(call_ids)).group_by(CallEvent.call_id).subquery())
         for event in db.scalars(select(CallEvent).join(latest, CallEvent.id == latest.c.last_id)):
             last_node[event.call_id] = event.node
-    on_hold = [c for c in calls if last_node.get(c.id, "").startswith(HOLD_NODE_PREFIXES)]
-    talking = [c for c in calls if c not in on_hold]
+        for call_id, name in db.execute(
+                select(PeerRequest.call_id, Peer.display_name).join(Peer, Peer.id == PeerRequest.peer_id)
+                .where(PeerRequest.call_id.in_(call_ids), PeerRequest.status == "connected")):
+            peer_of_call[call_id] = name
+    # Callers waiting for a peer: routing keeps them as open peer requests (ringing or on hold).
+    waiting = db.scalars(select(PeerRequest).where(PeerRequest.status.in_(("ringing", "waiting")))
+                         .order_by(PeerRequest.arrived_at, PeerRequest.id)).all()
+    waiting_calls = {r.call_id for r in waiting}
+    talking = [c for c in calls if c.id not in waiting_calls]
     callbacks = db.scalars(select(CallbackRequest).where(CallbackRequest.status == "pending")
                            .order_by(CallbackRequest.arrived_at)).all()
     peers = db.scalars(select(Peer).where(Peer.active.is_(True)).order_by(Peer.display_name)).all()
-    return render_template("staff/board.html", calls=talking, on_hold=on_hold, last_node=last_node,
-                           callbacks=callbacks, peers=peers, now=utcnow(), aware=aware)
+    return render_template("staff/board.html", calls=talking, waiting=waiting, last_node=last_node,
+                           peer_of_call=peer_of_call, callbacks=callbacks, peers=peers, now=utcnow(), aware=aware)
 
 
 # Failed jobs ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from ivr.db import get_session
 from ivr.services import services
 from models import Call, CallbackRequest, Peer, utcnow
 from models.crypto import DecryptError
-from models.tables import FollowUp, WrapUpNote
+from models.tables import FollowUp, PeerRequest, WrapUpNote
 
 # The statuses a peer sets; "busy" and "wrap_up" are set by the call routing itself.
 SELF_STATUSES = ("available", "break", "signed_off")
@@ -27,14 +27,12 @@ def _me() -> Peer:
 
 
 def _my_calls(peer: Peer) -> list[Call]:
-    """Calls this peer took (when routing records it) or wrote a wrap-up note for."""
+    """Calls this peer took (routing records who accepted each request) or wrote a note for."""
     db = get_session()
     noted = select(WrapUpNote.call_id).where(WrapUpNote.peer_id == peer.id)
-    condition = Call.id.in_(noted)
-    peer_column = getattr(Call, "peer_id", None)
-    if peer_column is not None:
-        condition = or_(condition, peer_column == peer.id)
-    return list(db.scalars(select(Call).where(condition).order_by(Call.started_at.desc()).limit(15)))
+    taken = select(PeerRequest.call_id).where(PeerRequest.peer_id == peer.id, PeerRequest.call_id.is_not(None))
+    return list(db.scalars(select(Call).where(or_(Call.id.in_(noted), Call.id.in_(taken)))
+                           .order_by(Call.started_at.desc()).limit(15)))
 
 
 @bp.get("/me")
