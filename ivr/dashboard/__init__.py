@@ -37,7 +37,7 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
     app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
     app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", False))
-    app.config.setdefault("STAFF_AUDIO_URL_TTL", 300)
+    app.config.setdefault("STAFF_AUDIO_URL_TTL", 600)
     app.config.setdefault("STAFF_MAX_FAILED_SIGN_INS", 5)
     app.config.setdefault("STAFF_LOCKOUT_MINUTES", 15)
 
