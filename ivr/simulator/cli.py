@@ -178,7 +178,8 @@ def phone_network_command(host: str, port: int, peer_answers: str, ring_seconds:
     from ivr.simulator.phone_network import NetworkState, create_phone_network
 
     logging.basicConfig(level=logging.INFO, format="phone-network: %(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    for noisy in ("werkzeug", "httpx"):  # one line per request drowns what the phones do
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     state = NetworkState(peer_answers=peer_answers, ring_s=ring_seconds, pace=pace)
     click.echo(f"phone network on http://{host}:{port} (peers: {peer_answers})")
     run_simple(host, port, create_phone_network(state), threaded=True)
