@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
 
@@ -41,11 +42,19 @@ class TwilioGateway:
 
     def fetch_recording(self, recording_sid: str) -> bytes:
         """Download a recording's WAV audio (HTTP basic auth with the account SID and token)."""
-        response = self._request("GET", self.recording_media_url(recording_sid))
+        # The twilio library's HTTP client hands back bodies as decoded text, which corrupts
+        # audio, so the media is fetched as bytes with httpx: same URL, same basic auth.
+        # Twilio answers with a redirect to its media store; httpx drops the credentials when
+        # a redirect leaves the host.
+        url = self.recording_media_url(recording_sid)
+        try:
+            response = httpx.get(url, auth=(self.settings.twilio_account_sid, self.settings.twilio_auth_token),
+                                 timeout=60.0, follow_redirects=True)
+        except httpx.HTTPError as exc:
+            raise TwilioGatewayError(f"GET {url}: {exc}") from exc
         if response.status_code != 200:
             raise TwilioGatewayError(f"fetching recording {recording_sid}: HTTP {response.status_code}")
-        content = response.content
-        return content if isinstance(content, bytes) else content.encode("latin-1")
+        return response.content
 
     def delete_recording(self, recording_sid: str) -> None:
         """Delete Twilio's copy of a recording (after ours is stored safely)."""

