@@ -26,6 +26,16 @@ ACTIONS = frozenset(
         "pace_slow",
         "pace_normal",
         "goodbye",
+        # callbacks (ivr.callbacks_voice)
+        "callback_key",
+        "callback_now",
+        "callback_morning",
+        "callback_afternoon",
+        "callback_evening",
+        "callback_message_yes",
+        "callback_message_no",
+        "callback_keep",
+        "callback_cancel",
     }
 )
 # Keys that mean the same thing in every menu, so no menu may use them for an option.

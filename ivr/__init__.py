@@ -82,7 +82,7 @@ def _register_optional_blueprints(app: Flask) -> None:
     """Blueprints that later parts of the line add (staff dashboard, peer routing)."""
     import importlib
 
-    for module_name in ("ivr.dashboard", "ivr.routing_voice"):
+    for module_name in ("ivr.dashboard", "ivr.routing_voice", "ivr.callbacks_voice"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

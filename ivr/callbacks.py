@@ -1,13 +1,569 @@
-"""Callbacks that keep the caller's place (being built; see ivr.callbacks_voice)."""
+"""Callbacks that keep the caller's place: safe windows, the request, dispatch and each attempt.
+
+No Flask views here (they are in :mod:`ivr.callbacks_voice`); functions take a session, the
+app's :class:`~ivr.services.Services` and ``now``, so tests drive the clock.
+
+A callback row is the source of truth. Its life:
+
+- ``draft`` while the caller confirms the number, the window and the message permission;
+- ``pending`` with ``due_at`` (the window's start, or the next retry) until a peer is free.
+  :func:`ivr.routing.dispatch` offers free peers to waiting callers and due callbacks in one
+  order by arrival time (the callback keeps the caller's first ``arrived_at``);
+- ``dialing`` while an attempt runs: one atomic ``UPDATE ... WHERE status = 'pending'``
+  claims it before Twilio is asked for anything, so two dispatchers never dial twice. The
+  peer is rung first; when they press 1 the caller is dialled from the line's number with
+  answering-machine detection; every leg has a status callback;
+- ``completed`` (connected), ``missed`` (attempts or window used up) or ``canceled``.
+
+An attempt (:class:`~models.tables.CallbackAttempt`) moves through the stages ``peer_ringing``,
+``peer_answered``, ``caller_ringing``, ``connected`` and ``ended`` (with an ``outcome``).
+RQ jobs (:mod:`queues.callbacks`) wake dispatch when a callback falls due; the reconciler
+re-creates them after a Redis flush.
+
+Exceptions: :class:`CallbackConfigError` for an unusable window or retry setting.
+"""
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
+from redis.exceptions import RedisError
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ivr.config import Settings
 from ivr.services import Services
+from ivr.twilio_client import TwilioGatewayError
+from models import CallbackRequest, Peer
+from models.crypto import normalize_number
+from models.tables import CallbackAttempt
+
+log = logging.getLogger(__name__)
+
+WINDOW_CHOICES = ("now", "morning", "afternoon", "evening")
+LIVE_STAGES = ("peer_ringing", "peer_answered", "caller_ringing", "connected")
+PEER_RING_S = 20
+CALLER_RING_S = 30
+# An attempt Twilio never told us anything about after this long is presumed lost (a worker
+# killed before it could ask Twilio): it counts as a failed attempt and follows the retry
+# schedule, so at worst the caller hears from us once more, later, never twice at once.
+STALE_ATTEMPT = timedelta(minutes=10)
+RETRY_SAME_PEER_AFTER = timedelta(minutes=2)
+CALLER_FAILURES = {"no-answer": "no_answer", "busy": "busy", "failed": "failed", "canceled": "no_answer",
+                   "completed": "no_answer"}
+
+
+class CallbackConfigError(ValueError):
+    """A callback window or retry schedule setting cannot be used."""
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+# Settings: zone, windows, retries ----------------------------------------------------------
+
+
+def line_zone(settings: Settings) -> ZoneInfo:
+    """The line's IANA time zone (LINE_TIMEZONE)."""
+    return ZoneInfo(settings.line_timezone)
+
+
+def parse_windows(spec: str) -> dict[str, tuple[int, int]]:
+    """``morning=9-12,evening=18-1`` -> local start and end hours (an end before the start passes midnight)."""
+    windows: dict[str, tuple[int, int]] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        match = re.fullmatch(r"(\w+)=(\d{1,2})-(\d{1,2})", part)
+        if not match or int(match[2]) > 23 or int(match[3]) > 24 or match[2] == match[3]:
+            raise CallbackConfigError(f"CALLBACK_WINDOWS: cannot read {part!r} (want name=start-end, hours 0-24)")
+        windows[match[1]] = (int(match[2]), int(match[3]) % 24)
+    missing = set(WINDOW_CHOICES[1:]) - set(windows)
+    if missing:
+        raise CallbackConfigError(f"CALLBACK_WINDOWS: missing {', '.join(sorted(missing))}")
+    return windows
+
+
+def parse_schedule(spec: str) -> list[timedelta]:
+    """``10m,1h`` -> the waits before the second, third... attempt (the last one repeats)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    waits = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        match = re.fullmatch(r"(\d+)([smh])", part)
+        if not match:
+            raise CallbackConfigError(f"CALLBACK_RETRY_SCHEDULE: cannot read {part!r} (want e.g. 10m or 1h)")
+        waits.append(timedelta(seconds=int(match[1]) * units[match[2]]))
+    if not waits:
+        raise CallbackConfigError("CALLBACK_RETRY_SCHEDULE is empty")
+    return waits
+
+
+def _local(day: date, hour: int, zone: ZoneInfo) -> datetime:
+    # Wall-clock hour on that day; zoneinfo resolves daylight saving (a skipped hour moves on).
+    return datetime.combine(day, time(hour), tzinfo=zone).astimezone(timezone.utc).astimezone(zone)
+
+
+def window_bounds(choice: str, now: datetime, settings: Settings) -> tuple[datetime, datetime]:
+    """The next safe window for ``choice`` as (not_before, not_after) in UTC; a window open now starts now."""
+    if choice == "now":
+        return now, now + timedelta(hours=settings.callback_now_hours)
+    start_h, end_h = parse_windows(settings.callback_windows)[choice]
+    zone = line_zone(settings)
+    today = now.astimezone(zone).date()
+    # Yesterday's window may still be open after midnight (an evening window to 1 am).
+    for offset in (-1, 0, 1, 2):
+        day = today + timedelta(days=offset)
+        start = _local(day, start_h, zone)
+        end = _local(day + timedelta(days=1) if end_h <= start_h else day, end_h, zone)
+        if end > now:
+            return max(start, now).astimezone(timezone.utc), end.astimezone(timezone.utc)
+    raise AssertionError("a daily window always opens within two days")
+
+
+def spoken_time(moment: datetime, settings: Settings) -> str:
+    """A time as a person says it, in the line's zone: ``3:40 pm``."""
+    local = moment.astimezone(line_zone(settings))
+    hour = local.hour % 12 or 12
+    return f"{hour}:{local.minute:02d} {'am' if local.hour < 12 else 'pm'}"
+
+
+def spoken_hour(hour: int) -> str:
+    """A whole hour as a person says it: ``5:00 pm``."""
+    return f"{hour % 12 or 12}:00 {'am' if hour % 24 < 12 else 'pm'}"
+
+
+def spoken_digits(number: str) -> str:
+    """A number read back digit by digit, in groups, with pauses: ``5 5 5, 0 1 9, 9 9 9 9``."""
+    digits = re.sub(r"\D", "", number)
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    groups = [digits[:3], digits[3:6], digits[6:]] if len(digits) == 10 else [digits]
+    return ", ".join(" ".join(group) for group in groups if group)
+
+
+@dataclass(frozen=True)
+class KeyedNumber:
+    """A number the caller keyed in: the E.164 form, or what is wrong with it."""
+
+    e164: str | None
+    problem: str | None = None  # a flow string name
+    count: int = 0
+
+
+def check_keyed_number(digits: str) -> KeyedNumber:
+    """Accept 10 digits (area code first), or 11 starting with 1; say what is wrong otherwise."""
+    digits = re.sub(r"\D", "", digits or "")
+    if not digits:
+        return KeyedNumber(None, "callback_key_none")
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    if len(digits) < 10:
+        return KeyedNumber(None, "callback_key_short", len(digits))
+    if len(digits) > 10:
+        return KeyedNumber(None, "callback_key_long", len(digits))
+    if digits[0] in "01":
+        return KeyedNumber(None, "callback_key_area", len(digits))
+    return KeyedNumber(normalize_number("+1" + digits), None, 10)
+
+
+# The request -------------------------------------------------------------------------------
+
+
+def draft_for_call(session: Session, call_sid: str) -> CallbackRequest | None:
+    """The callback being asked for on this call, if any."""
+    return session.scalar(select(CallbackRequest).where(CallbackRequest.call_sid == call_sid,
+                                                        CallbackRequest.status == "draft"))
+
+
+def start_draft(session: Session, svc: Services, call_sid: str, call_id: int | None, caller_id: int | None,
+                number: str | None, language: str, arrived_at: datetime) -> CallbackRequest:
+    """Begin (or resume) the request on this call; it keeps ``arrived_at``, the caller's place in line."""
+    cb = draft_for_call(session, call_sid)
+    if cb is None:
+        cb = CallbackRequest(call_sid=call_sid, call_id=call_id, caller_id=caller_id, status="draft",
+                             number_encrypted=svc.vault.encrypt_text(normalize_number(number) if number else ""),
+                             language=language, arrived_at=arrived_at)
+        session.add(cb)
+    else:
+        cb.arrived_at = min(aware(cb.arrived_at) or arrived_at, arrived_at)
+    session.flush()
+    return cb
+
+
+def number_of(svc: Services, cb: CallbackRequest) -> str:
+    """The number to call back (decrypted)."""
+    return svc.vault.decrypt_text(cb.number_encrypted)
+
+
+def confirm(session: Session, svc: Services, cb: CallbackRequest, now: datetime) -> None:
+    """The caller said yes to everything: the callback waits for its window and a free peer."""
+    not_before, not_after = window_bounds(cb.window, now, svc.settings)
+    cb.not_before, cb.not_after, cb.due_at = not_before, not_after, not_before
+    cb.status = "pending"
+    cb.updated_at = now
+    session.commit()
+    _wake(svc, cb)
+
+
+def pending_for_caller(session: Session, caller_id: int) -> CallbackRequest | None:
+    """A callback this caller is still waiting for (the oldest)."""
+    return session.scalar(select(CallbackRequest).where(CallbackRequest.caller_id == caller_id,
+                                                        CallbackRequest.status == "pending")
+                          .order_by(CallbackRequest.arrived_at).limit(1))
+
+
+def cancel(session: Session, cb: CallbackRequest, now: datetime) -> bool:
+    """Cancel a pending callback (False if an attempt already started)."""
+    done = session.execute(update(CallbackRequest).where(CallbackRequest.id == cb.id,
+                                                         CallbackRequest.status == "pending")
+                           .values(status="canceled", outcome="canceled_by_caller", updated_at=now))
+    session.commit()
+    session.refresh(cb)
+    return done.rowcount == 1  # type: ignore[attr-defined]
+
+
+def _wake(svc: Services, cb: CallbackRequest) -> None:
+    """Schedule the RQ job that offers this callback when it falls due (the reconciler repairs a failure)."""
+    from queues.callbacks import schedule_due
+
+    try:
+        schedule_due(svc.redis, cb.id, cb.attempts, aware(cb.due_at))
+    except (RedisError, OSError) as exc:
+        log.warning("could not schedule callback %s (the reconciler will): %s", cb.id, exc)
+
+
+# URLs (paths match ivr.callbacks_voice; built without a request so jobs can dial) -------------
+
+
+def _url(svc: Services, path: str, **query: object) -> str:
+    return svc.settings.public_base_url + path + ("?" + urlencode(query) if query else "")
+
+
+def peer_whisper_url(svc: Services, attempt_id: int) -> str:
+    """What Twilio fetches when the peer picks up."""
+    return _url(svc, f"/callbacks/attempt/{attempt_id}/peer")
+
+
+def peer_status_url(svc: Services, attempt_id: int) -> str:
+    """Status callback of the peer's leg."""
+    return _url(svc, f"/callbacks/attempt/{attempt_id}/peer/status")
+
+
+def caller_url(svc: Services, attempt_id: int) -> str:
+    """What Twilio fetches when the caller (or their machine) answers."""
+    return _url(svc, f"/callbacks/attempt/{attempt_id}/caller")
+
+
+def caller_status_url(svc: Services, attempt_id: int) -> str:
+    """Status callback of the caller's leg."""
+    return _url(svc, f"/callbacks/attempt/{attempt_id}/caller/status")
+
+
+def peer_notice_url(svc: Services, attempt_id: int) -> str:
+    """Where the peer is redirected when the caller could not be reached."""
+    return _url(svc, f"/callbacks/attempt/{attempt_id}/peer/notice")
+
+
+def room_name(attempt_id: int) -> str:
+    """The private conference of one callback attempt."""
+    return f"callback-{attempt_id}"
+
+
+# Dispatch ----------------------------------------------------------------------------------
+
+
+def due_callbacks(session: Session, now: datetime, arrived_before: datetime | None = None) -> list[CallbackRequest]:
+    """Pending callbacks whose time has come, in arrival order (optionally only those before a time)."""
+    stmt = (select(CallbackRequest)
+            .where(CallbackRequest.status == "pending", CallbackRequest.due_at <= now)
+            .order_by(CallbackRequest.arrived_at, CallbackRequest.id))
+    if arrived_before is not None:
+        stmt = stmt.where(CallbackRequest.arrived_at < arrived_before)
+    return [cb for cb in session.scalars(stmt) if cb.not_after is None or (aware(cb.not_after) or now) > now]
+
+
+def live_attempts(session: Session) -> int:
+    """Callback attempts in progress (the cap on concurrent outbound callback calls counts these)."""
+    return int(session.scalar(select(func.count()).select_from(CallbackAttempt)
+                              .where(CallbackAttempt.stage.in_(LIVE_STAGES))) or 0)
+
+
+def _recent_peer_misses(session: Session, callback_id: int, now: datetime) -> set[int]:
+    rows = session.scalars(select(CallbackAttempt).where(CallbackAttempt.callback_id == callback_id,
+                                                         CallbackAttempt.outcome == "peer_no_answer"))
+    return {a.peer_id for a in rows
+            if a.peer_id is not None and (aware(a.ended_at) or now) > now - RETRY_SAME_PEER_AFTER}
 
 
 def offer_due(session: Session, svc: Services, now: datetime, arrived_before: datetime | None = None) -> int:
     """Offer free peers to due callbacks (arrived before ``arrived_before``); returns peer calls placed."""
-    return 0
+    from ivr import routing
+
+    placed = 0
+    for cb in due_callbacks(session, now, arrived_before):
+        if live_attempts(session) >= svc.settings.callback_max_concurrent:
+            break
+        peers = routing.pick_peers(session, cb.language, None, 1, _recent_peer_misses(session, cb.id, now))
+        if not peers:
+            continue
+        placed += int(ring_peer(session, svc, cb, peers[0], now))
+    return placed
+
+
+def ring_peer(session: Session, svc: Services, cb: CallbackRequest, peer: Peer, now: datetime) -> bool:
+    """Claim the callback and the peer atomically, record the attempt, then ring the peer's phone."""
+    from ivr import routing
+
+    claimed = session.execute(
+        update(CallbackRequest).where(CallbackRequest.id == cb.id, CallbackRequest.status == "pending")
+        .values(status="dialing", peer_id=peer.id, updated_at=now)
+    ).rowcount == 1  # type: ignore[attr-defined]
+    if not claimed or not routing.claim_peer(session, peer.id, now):
+        session.rollback()  # neither claim stands alone
+        return False
+    attempt = CallbackAttempt(callback_id=cb.id, number=cb.attempts + 1, peer_id=peer.id, stage="peer_ringing",
+                              started_at=now)
+    session.add(attempt)
+    session.commit()  # claimed and recorded before Twilio can call back
+    try:
+        sid = svc.twilio.create_call(svc.vault.decrypt_text(peer.phone_encrypted), peer_whisper_url(svc, attempt.id),
+                                     peer_status_url(svc, attempt.id), timeout=PEER_RING_S)
+    except (TwilioGatewayError, OSError):
+        log.exception("could not ring peer %s for callback %s", peer.id, cb.id)
+        _end_attempt(session, attempt, "peer_failed", now)
+        _back_in_line(session, cb, now)
+        session.refresh(peer)
+        routing.release_peer(session, peer, now)
+        session.commit()
+        return False
+    # A webhook of this very call may already have recorded the SID; never overwrite it.
+    session.execute(update(CallbackAttempt).where(CallbackAttempt.id == attempt.id,
+                                                  CallbackAttempt.peer_call_sid.is_(None))
+                    .values(peer_call_sid=sid))
+    session.commit()
+    log.info("callback %s: ringing peer %s (attempt %s)", cb.id, peer.id, attempt.id)
+    return True
+
+
+def _end_attempt(session: Session, attempt: CallbackAttempt, outcome: str, now: datetime,
+                 stages: tuple[str, ...] = LIVE_STAGES) -> bool:
+    """Move an attempt to ``ended`` once (False when another request already ended it)."""
+    done = session.execute(update(CallbackAttempt)
+                           .where(CallbackAttempt.id == attempt.id, CallbackAttempt.stage.in_(stages))
+                           .values(stage="ended", outcome=outcome, ended_at=now))
+    session.commit()
+    session.refresh(attempt)
+    return done.rowcount == 1  # type: ignore[attr-defined]
+
+
+def _back_in_line(session: Session, cb: CallbackRequest, now: datetime) -> None:
+    """The peer side failed, not the caller: the callback is due again at once, same place in line."""
+    session.refresh(cb)
+    if cb.status == "dialing":
+        cb.status = "pending"
+        cb.peer_id = None
+        cb.due_at = now
+        cb.updated_at = now
+    session.commit()
+
+
+def next_try(settings: Settings, cb: CallbackRequest, now: datetime) -> datetime | None:
+    """When to try the caller again after ``cb.attempts`` failed tries; None when it is missed."""
+    if cb.attempts >= settings.callback_max_attempts:
+        return None
+    waits = parse_schedule(settings.callback_retry_schedule)
+    when = now + waits[min(cb.attempts, len(waits)) - 1]
+    not_after = aware(cb.not_after)
+    return when if not_after is None or when < not_after else None
+
+
+def caller_not_reached(session: Session, svc: Services, attempt: CallbackAttempt, outcome: str,
+                       now: datetime) -> bool:
+    """The caller did not answer (or a machine did): retry inside the window, else missed; tell the peer."""
+    if not _end_attempt(session, attempt, outcome, now):
+        return False
+    cb = session.get(CallbackRequest, attempt.callback_id)
+    assert cb is not None
+    cb.attempts = attempt.number
+    when = next_try(svc.settings, cb, now)
+    cb.outcome = outcome
+    cb.updated_at = now
+    cb.peer_id = None
+    if when is None:
+        cb.status = "missed"
+    else:
+        cb.status, cb.due_at = "pending", when
+    session.commit()
+    if when is not None:
+        _wake(svc, cb)
+    if attempt.peer_call_sid:
+        try:
+            svc.twilio.update_call(attempt.peer_call_sid, url=peer_notice_url(svc, attempt.id), method="POST")
+        except (TwilioGatewayError, OSError):
+            log.info("peer leg of attempt %s already ended", attempt.id)
+    return True
+
+
+# Webhook steps -----------------------------------------------------------------------------
+
+
+def peer_answered(session: Session, attempt: CallbackAttempt) -> None:
+    """The peer picked up (the whisper plays)."""
+    session.execute(update(CallbackAttempt).where(CallbackAttempt.id == attempt.id,
+                                                  CallbackAttempt.stage == "peer_ringing")
+                    .values(stage="peer_answered"))
+    session.commit()
+    session.refresh(attempt)
+
+
+def peer_accepts(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> str:
+    """The peer pressed 1: dial the caller from the line's number with machine detection.
+
+    Returns ``dialing``, ``gone`` (the attempt is over) or ``failed`` (Twilio refused).
+    """
+    moved = session.execute(update(CallbackAttempt)
+                            .where(CallbackAttempt.id == attempt.id,
+                                   CallbackAttempt.stage.in_(("peer_ringing", "peer_answered")))
+                            .values(stage="caller_ringing"))
+    session.commit()
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return "gone"
+    session.refresh(attempt)
+    cb = session.get(CallbackRequest, attempt.callback_id)
+    assert cb is not None
+    try:
+        sid = svc.twilio.create_call(
+            number_of(svc, cb), caller_url(svc, attempt.id), caller_status_url(svc, attempt.id),
+            timeout=CALLER_RING_S,
+            # DetectMessageEnd waits for the beep, so a permitted message is not cut off.
+            machine_detection="DetectMessageEnd" if cb.allow_message else "Enable",
+        )
+    except (TwilioGatewayError, OSError):
+        log.exception("could not dial the caller of callback %s", cb.id)
+        caller_not_reached(session, svc, attempt, "failed", now)
+        return "failed"
+    session.execute(update(CallbackAttempt).where(CallbackAttempt.id == attempt.id,
+                                                  CallbackAttempt.caller_call_sid.is_(None))
+                    .values(caller_call_sid=sid))
+    session.commit()
+    return "dialing"
+
+
+def is_machine(answered_by: str | None) -> bool:
+    """Twilio's AnsweredBy for an answering machine or fax."""
+    return bool(answered_by) and (answered_by.startswith("machine") or answered_by == "fax")  # type: ignore[union-attr]
+
+
+def caller_answers(session: Session, svc: Services, attempt: CallbackAttempt, answered_by: str | None,
+                   now: datetime) -> str:
+    """The caller's phone answered: ``human`` (connect), ``machine`` (message or not, retry later) or ``gone``."""
+    attempt.answered_by = (answered_by or "")[:32] or None
+    session.commit()
+    if is_machine(answered_by):
+        return "machine" if caller_not_reached(session, svc, attempt, "machine", now) else "gone"
+    moved = session.execute(update(CallbackAttempt)
+                            .where(CallbackAttempt.id == attempt.id, CallbackAttempt.stage == "caller_ringing")
+                            .values(stage="connected"))
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        session.commit()
+        return "gone"
+    cb = session.get(CallbackRequest, attempt.callback_id)
+    assert cb is not None
+    cb.status, cb.outcome, cb.attempts, cb.updated_at = "completed", "connected", attempt.number, now
+    session.commit()
+    session.refresh(attempt)
+    return "human"
+
+
+def caller_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, call_status: str,
+                     now: datetime) -> None:
+    """Final status of the caller's leg: not reached (retry), or the end of a connected call."""
+    if attempt.stage == "caller_ringing":
+        caller_not_reached(session, svc, attempt, CALLER_FAILURES.get(call_status, "failed"), now)
+    elif attempt.stage == "connected":
+        _end_attempt(session, attempt, "connected", now, stages=("connected",))
+
+
+def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> None:
+    """Final status of the peer's leg: free the peer (wrap-up after a real call) and offer the next caller."""
+    from ivr import routing
+
+    cb = session.get(CallbackRequest, attempt.callback_id)
+    assert cb is not None
+    if attempt.stage in ("peer_ringing", "peer_answered"):
+        # The peer did not take it: not the caller's fault, so no attempt is used up.
+        if _end_attempt(session, attempt, "peer_no_answer", now, stages=("peer_ringing", "peer_answered")):
+            _back_in_line(session, cb, now)
+    elif attempt.stage == "caller_ringing":
+        # The peer hung up while the caller's phone rang: stop that call, put the callback back in line.
+        if _end_attempt(session, attempt, "peer_left", now, stages=("caller_ringing",)):
+            if attempt.caller_call_sid:
+                try:
+                    svc.twilio.update_call(attempt.caller_call_sid, status="canceled")
+                except (TwilioGatewayError, OSError):
+                    log.info("caller leg of attempt %s already ended", attempt.id)
+            _back_in_line(session, cb, now)
+    elif attempt.stage == "connected":
+        _end_attempt(session, attempt, "connected", now, stages=("connected",))
+    peer = session.get(Peer, attempt.peer_id) if attempt.peer_id else None
+    if peer is not None and peer.status == "busy":
+        if attempt.outcome == "connected":
+            _start_wrap_up(session, svc, peer, attempt.id, now)
+        else:
+            routing.release_peer(session, peer, now)
+            session.commit()
+    routing.dispatch(session, svc, now)
+
+
+def _start_wrap_up(session: Session, svc: Services, peer: Peer, attempt_id: int, now: datetime) -> None:
+    """After a callback conversation: wrap-up time, then available (a scheduled job, or the clock)."""
+    from queues.callbacks import schedule_wrap_up
+
+    peer.status = "wrap_up"
+    peer.status_changed_at = now
+    peer.last_call_ended_at = now
+    peer.calls_in_a_row = (peer.calls_in_a_row or 0) + 1
+    session.commit()
+    try:
+        schedule_wrap_up(svc.redis, peer.id, attempt_id, svc.settings.peer_wrapup_seconds)
+    except (RedisError, OSError) as exc:
+        log.warning("could not schedule wrap-up end for peer %s: %s", peer.id, exc)
+
+
+# Upkeep ------------------------------------------------------------------------------------
+
+
+def expire_and_recover(session: Session, svc: Services, now: datetime) -> dict[str, list[int]]:
+    """Close windows that passed, and recover attempts Twilio never reported on (a killed worker)."""
+    missed = []
+    for cb in session.scalars(select(CallbackRequest).where(CallbackRequest.status == "pending",
+                                                            CallbackRequest.not_after <= now)):
+        cb.status, cb.outcome, cb.updated_at = "missed", cb.outcome or "window_closed", now
+        missed.append(cb.id)
+    session.commit()
+    recovered = []
+    stale = session.scalars(select(CallbackAttempt).where(CallbackAttempt.stage.in_(("peer_ringing",)),
+                                                          CallbackAttempt.peer_call_sid.is_(None),
+                                                          CallbackAttempt.started_at <= now - STALE_ATTEMPT)).all()
+    for attempt in stale:
+        if _end_attempt(session, attempt, "lost", now, stages=("peer_ringing",)):
+            cb = session.get(CallbackRequest, attempt.callback_id)
+            assert cb is not None
+            # Counted as a try: if Twilio did place that call, the next one follows the retry schedule.
+            cb.attempts = attempt.number
+            when = next_try(svc.settings, cb, now)
+            cb.status, cb.due_at, cb.peer_id = ("pending", when, None) if when else ("missed", cb.due_at, None)
+            peer = session.get(Peer, attempt.peer_id) if attempt.peer_id else None
+            if peer is not None:
+                from ivr import routing
+
+                routing.release_peer(session, peer, now)
+            session.commit()
+            recovered.append(cb.id)
+    return {"missed": missed, "recovered": recovered}

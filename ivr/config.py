@@ -35,6 +35,13 @@ class Settings:
     peer_wrapup_seconds: int = 120
     peer_break_after_calls: int = 0  # 0 = no automatic break
     peers_ring_at_once: int = 2
+    # Callbacks: windows are local hours in the line's IANA time zone (start-end, end may pass midnight).
+    line_timezone: str = "America/New_York"
+    callback_windows: str = "morning=9-12,afternoon=12-17,evening=17-21"
+    callback_now_hours: int = 4  # how long a "now" callback stays open
+    callback_max_attempts: int = 3
+    callback_retry_schedule: str = "10m,1h"
+    callback_max_concurrent: int = 2  # outbound callback attempts in progress at once
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -62,6 +69,12 @@ class Settings:
             peers_ring_at_once=max(1, int(env.get("PEERS_RING_AT_ONCE") or 2)),
             retention_days_voicemail=int(env.get("RETENTION_DAYS_VOICEMAIL") or 90),
             retention_days_calls=int(env.get("RETENTION_DAYS_CALLS") or 365),
+            line_timezone=env.get("LINE_TIMEZONE") or cls.line_timezone,
+            callback_windows=env.get("CALLBACK_WINDOWS") or cls.callback_windows,
+            callback_now_hours=int(env.get("CALLBACK_NOW_HOURS") or 4),
+            callback_max_attempts=max(1, int(env.get("CALLBACK_MAX_ATTEMPTS") or 3)),
+            callback_retry_schedule=env.get("CALLBACK_RETRY_SCHEDULE") or cls.callback_retry_schedule,
+            callback_max_concurrent=max(1, int(env.get("CALLBACK_MAX_CONCURRENT") or 2)),
         )
 
     def replace(self, **changes: object) -> Settings:

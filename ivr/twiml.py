@@ -227,6 +227,27 @@ class Speaker:
         twiml.redirect(action_url, method="POST")
         return twiml
 
+    # Callbacks ------------------------------------------------------------------------
+
+    def say_slowly(self, parent: VoiceResponse | Gather, text: str) -> None:
+        """A <Say> slowed with SSML whatever the caller's pace (a number read back digit by digit)."""
+        say = parent.say(voice=self.flow.voice, language=self.flow.say_language)
+        say.prosody(text, rate="slow")
+
+    def readback_menu(self, menu: Menu, action_url: str, before: Iterable[str], digits: str) -> VoiceResponse:
+        """A menu that first reads a number back slowly, digit by digit, so the caller can check it."""
+        twiml = VoiceResponse()
+        gather = self._gather(twiml, action_url, hints=_hints(menu))
+        for line in before:
+            self.say(gather, line)
+        self.say_slowly(gather, digits)
+        lines = [menu.prompt, *(self.flow.text("press", label=o.label, key=o.key) for o in menu.options),
+                 self.flow.text("global_keys")]
+        for line in lines:
+            self.say(gather, line)
+        twiml.redirect(action_url, method="POST")
+        return twiml
+
     def _gather(self, twiml: VoiceResponse, action_url: str, hints: str) -> Gather:
         return twiml.gather(
             input="dtmf speech",

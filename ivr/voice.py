@@ -19,14 +19,14 @@ from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
 from callflows import Flow, Transition, step
-from ivr.calls import caller_for_call, find_or_create_call, find_or_create_caller, is_withheld, record_event
+from ivr.calls import caller_for_call, find_or_create_call, find_or_create_caller, record_event
 from ivr import peers_phone, routing_voice
 from ivr.db import get_session
 from ivr.media import story_audio_url
 from ivr.services import services
 from ivr.signature import require_twilio_signature
 from ivr.twiml import Speaker, fallback as fallback_twiml, to_response
-from models import CallbackRequest, PeerStory, Voicemail, utcnow
+from models import PeerStory, Voicemail, utcnow
 from queues.enqueue import enqueue_transcription
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,13 @@ def incoming() -> Response:
     caller = find_or_create_caller(session, svc.vault, request.form.get("From"))
     call = find_or_create_call(session, request.form.get("CallSid", ""), caller)
     record_event(session, call.call_sid, "incoming")
+    if caller is not None and caller.id is not None:
+        from ivr import callbacks_voice  # imports this module
+
+        pending = callbacks_voice.pending_prompt(caller, call.call_sid)  # keep or cancel a waiting callback
+        if pending is not None:
+            session.commit()
+            return to_response(pending)
     if caller is not None and caller.language in svc.flows:
         call.language = caller.language
         session.commit()
@@ -244,25 +251,10 @@ def _crisis(ctx: Ctx) -> VoiceResponse:
 
 
 def _callback(ctx: Ctx) -> VoiceResponse:
-    session = get_session()
-    svc = services()
-    number = request.form.get("From", "")
-    if is_withheld(number):
-        return _voicemail_twiml(ctx, preface=[ctx.flow.text("callback_no_number")])
-    call = find_or_create_call(session, ctx.call_sid)
-    session.add(
-        CallbackRequest(
-            caller=None,
-            caller_id=call.caller_id,
-            call_id=call.id,
-            number_encrypted=svc.vault.encrypt_text(number),
-            language=ctx.flow.language,
-            arrived_at=call.started_at or utcnow(),
-        )
-    )
-    call.outcome = "callback_requested"
-    session.commit()
-    return ctx.speaker.say_then_hangup([ctx.flow.text("callback_saved"), ctx.flow.text("goodbye")])
+    # The callback flow (ivr.callbacks_voice): confirm or key the number, a safe window, a message or not.
+    from ivr import callbacks_voice  # imports this module
+
+    return callbacks_voice.start_request(ctx)
 
 
 def _set_pace(ctx: Ctx, slow: bool) -> VoiceResponse:

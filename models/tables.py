@@ -197,6 +197,15 @@ class CallbackRequest(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     arrived_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Callbacks (ivr.callbacks): the safe window in UTC, when the next attempt is due, attempts made.
+    not_before: Mapped[datetime | None]
+    not_after: Mapped[datetime | None]
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    peer_id: Mapped[int | None] = mapped_column(ForeignKey("peers.id"))
+    call_sid: Mapped[str | None] = mapped_column(String(64), index=True)  # the call it was asked on
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime | None]
 
 
 class AuditEntry(Base):
@@ -292,4 +301,26 @@ class RingLeg(Base):
     call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(20), default="ringing", index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+
+
+CALLBACK_STATUSES = ("draft", "pending", "dialing", "completed", "missed", "canceled")
+CALLBACK_STAGES = ("peer_ringing", "peer_answered", "caller_ringing", "connected", "ended")
+
+
+class CallbackAttempt(Base):
+    """One try at a callback: the peer's leg, then the caller's leg, and how it ended."""
+
+    __tablename__ = "callback_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    callback_id: Mapped[int] = mapped_column(ForeignKey("callback_requests.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer, default=1)  # the caller attempt this counts as
+    peer_id: Mapped[int | None] = mapped_column(ForeignKey("peers.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(20), default="peer_ringing", index=True)
+    peer_call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    caller_call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    answered_by: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]

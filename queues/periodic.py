@@ -11,6 +11,7 @@ from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
 from ivr.services import services
+from queues.callbacks import reconcile_callbacks
 from queues.connection import DEFAULT_QUEUE, queue
 from queues.reconcile import requeue_pending_voicemails
 
@@ -42,5 +43,6 @@ def tick(interval_s: int = DEFAULT_INTERVAL_S) -> dict[str, list[int]]:
     """Run every reconciler once, then schedule the next tick."""
     svc = services()
     done = {"voicemails": requeue_pending_voicemails(svc.sessions, svc.redis)}
+    done["callbacks"] = reconcile_callbacks(svc)
     schedule_tick(svc.redis, interval_s)
     return done

@@ -7,6 +7,7 @@ from flask import Flask
 from rq import Worker
 
 from ivr.services import services
+from queues.callbacks import reconcile_callbacks
 from queues.connection import ALL_QUEUES, queue
 from queues.periodic import schedule_tick
 from queues.reconcile import requeue_pending_voicemails
@@ -19,6 +20,7 @@ def run_worker(app: Flask, queue_names: tuple[str, ...] = ALL_QUEUES, burst: boo
     with app.app_context():
         svc = services(app)
         requeue_pending_voicemails(svc.sessions, svc.redis)
+        reconcile_callbacks(svc)  # a flushed Redis or a killed worker loses no callback
         schedule_tick(svc.redis)
         worker = Worker([queue(n, svc.redis) for n in queue_names], connection=svc.redis)
         return bool(worker.work(burst=burst, with_scheduler=True, logging_level="INFO"))

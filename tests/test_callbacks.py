@@ -1,0 +1,510 @@
+"""Callbacks that keep the caller's place: the request, the order, retries, machines, durability.
+
+Real SQL, real Redis and RQ workers (burst SimpleWorker, and one spawned ``peerline worker``);
+Twilio's REST API is the phone network at the HTTP boundary.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from rq import Queue, SimpleWorker
+from sqlalchemy import select
+
+from ivr import callbacks, routing
+from models import CallbackRequest, Peer, utcnow
+from models.tables import CallbackAttempt, PeerRequest
+from queues.callbacks import due_job_id, reconcile_callbacks
+from queues.connection import CALLBACK_QUEUE, DEFAULT_QUEUE
+from tests.conftest import DATA_KEY
+from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
+
+LINE = "+15005550006"
+CALLS = f"/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Calls.json"
+PEER_PHONE = "+15555550301"
+
+
+@pytest.fixture(autouse=True)
+def net(app_config, phone_network):  # type: ignore[no-untyped-def]
+    """The phone network, wired in before the app is built."""
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    return phone_network
+
+
+def add_peer(app, db, phone: str = PEER_PHONE, status: str = "available", languages=("en",)) -> Peer:  # type: ignore[no-untyped-def]
+    vault = app.extensions["peerline"].vault
+    peer = Peer(display_name=phone[-4:], phone_encrypted=vault.encrypt_text(phone), phone_hash=vault.lookup_hash(phone),
+                languages=list(languages), tags=[], status=status)
+    db.add(peer)
+    db.commit()
+    return peer
+
+
+def creates(net, to: str | None = None) -> list[dict[str, list[str]]]:  # type: ignore[no-untyped-def]
+    forms = [r.form for r in net.state.requests if r.method == "POST" and r.path == CALLS]
+    return [f for f in forms if to is None or f["To"] == [to]]
+
+
+def sid_of(net, form: dict[str, list[str]]) -> str:  # type: ignore[no-untyped-def]
+    return next(sid for sid, call in net.state.calls.items() if call.get("Url") == form["Url"][0])
+
+
+def dial_in(client, net, number: str) -> TestCaller:  # type: ignore[no-untyped-def]
+    caller = TestCaller(client, number=number)
+    net.state.calls[caller.call_sid] = {"sid": caller.call_sid, "account_sid": TEST_ACCOUNT_SID,
+                                        "status": "in-progress", "direction": "inbound", "From": number,
+                                        "To": LINE, "redirect_seq": 0}
+    caller.call()
+    caller.press("1")  # English
+    caller.to_menu()
+    return caller
+
+
+def finish_request(caller: TestCaller, window_key: str = "1", message_key: str = "1") -> None:
+    """At the number read-back: 1 (right), a window, message yes (1) or no (2)."""
+    caller.press("1")
+    assert caller.said.startswith("When is a safe time for us to call you?")
+    caller.press(window_key)
+    assert caller.said.startswith("If nobody answers when we call, may we leave a short message?")
+    caller.press(message_key)
+    assert caller.twiml.find("Hangup") is not None
+
+
+def request_callback(client, net, number: str, **keys: str) -> TestCaller:  # type: ignore[no-untyped-def]
+    caller = dial_in(client, net, number)
+    caller.press("3")  # main menu: a call back
+    finish_request(caller, **keys)
+    return caller
+
+
+def pending(db, number: str, app) -> CallbackRequest:  # type: ignore[no-untyped-def]
+    vault = app.extensions["peerline"].vault
+    db.expire_all()
+    return next(cb for cb in db.scalars(select(CallbackRequest).order_by(CallbackRequest.id))
+                if vault.decrypt_text(cb.number_encrypted) == number)
+
+
+def make_callback(app, db, number: str, arrived_at: datetime, now: datetime, window: str = "now",  # type: ignore[no-untyped-def]
+                  allow_message: bool = True) -> CallbackRequest:
+    svc = app.extensions["peerline"]
+    not_before, not_after = callbacks.window_bounds(window, now, svc.settings)
+    cb = CallbackRequest(number_encrypted=svc.vault.encrypt_text(number), language="en", window=window,
+                         allow_message=allow_message, status="pending", arrived_at=arrived_at,
+                         not_before=not_before, not_after=not_after, due_at=not_before)
+    db.add(cb)
+    db.commit()
+    return cb
+
+
+def work(app, redis) -> None:  # type: ignore[no-untyped-def]
+    """Run every queued job in a real RQ burst worker inside the app."""
+    with app.app_context():
+        SimpleWorker([Queue(CALLBACK_QUEUE, connection=redis), Queue(DEFAULT_QUEUE, connection=redis)],
+                     connection=redis).work(burst=True)
+
+
+def peer_picks_up(client, net, form) -> TestCaller:  # type: ignore[no-untyped-def]
+    phone = TestCaller(client, number=LINE, call_sid=sid_of(net, form))
+    phone.post(form["Url"][0], CallStatus="in-progress", Direction="outbound-api", To=form["To"][0])
+    return phone
+
+
+# The request -------------------------------------------------------------------------------
+
+
+def test_caller_id_is_read_back_slowly_then_window_and_message(app, db, client, net, redis) -> None:  # type: ignore[no-untyped-def]
+    caller = dial_in(client, net, "+15555550199")
+    caller.press("3")
+    assert caller.said.startswith("We will call you back at this number: 5 5 5, 5 5 5, 0 1 9 9 Is that the right number?")
+    prosody = caller.gather().find("Say/prosody")
+    assert prosody.get("rate") == "slow" and prosody.text == "5 5 5, 5 5 5, 0 1 9 9"
+    assert "If that number is right, press 1. To key a different number, press 2." in caller.said
+    caller.press("*")  # star repeats
+    assert "5 5 5, 5 5 5, 0 1 9 9" in caller.said
+    finish_request(caller, window_key="1", message_key="2")
+    assert caller.said.startswith("Thank you. We will call you back as soon as a peer is free, from this line's number. "
+                                  "You keep your place in line.")
+    cb = pending(db, "+15555550199", app)
+    assert cb.status == "pending" and cb.window == "now" and cb.allow_message is False
+    assert callbacks.aware(cb.due_at) <= utcnow() < callbacks.aware(cb.not_after)
+    # The job that offers it is in RQ under its deterministic id.
+    assert Queue(CALLBACK_QUEUE, connection=redis).job_ids == [due_job_id(cb.id, 0)]
+
+
+def test_withheld_number_keys_one_and_hears_what_is_wrong(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    caller = dial_in(client, net, "anonymous")
+    caller.press("3")
+    assert caller.said.startswith("Your number is hidden, so we cannot see it. Please key the phone number")
+    caller.post(caller.gather().get("action"), Digits="555019")
+    assert caller.said.startswith("That number has only 6 digits. A phone number here has 10 digits, starting with the area code.")
+    caller.post(caller.gather().get("action"), Digits="0555501234")
+    assert caller.said.startswith("That number does not start with an area code.")
+    caller.post(caller.gather().get("action"), Digits="6175550123")
+    assert "6 1 7, 5 5 5, 0 1 2 3" in caller.said
+    finish_request(caller, window_key="4", message_key="1")
+    assert "between 5:00 pm and 9:00 pm" in caller.said
+    cb = pending(db, "+16175550123", app)
+    assert cb.window == "evening" and cb.allow_message is True and cb.caller_id is None
+
+
+def test_windows_use_the_line_time_zone_across_midnight_and_dst(app) -> None:  # type: ignore[no-untyped-def]
+    settings = app.extensions["peerline"].settings.replace(callback_windows="morning=9-12,afternoon=12-17,evening=20-2")
+    ny = callbacks.line_zone(settings)
+    # 10 pm in New York: the evening window (8 pm to 2 am) is open now and closes at 2 am.
+    now = datetime(2026, 7, 1, 22, 0, tzinfo=ny)
+    start, end = callbacks.window_bounds("evening", now, settings)
+    assert start == now and end == datetime(2026, 7, 2, 2, 0, tzinfo=ny)
+    # 1 am: still yesterday's evening window.
+    start, end = callbacks.window_bounds("evening", datetime(2026, 7, 2, 1, 0, tzinfo=ny), settings)
+    assert end == datetime(2026, 7, 2, 2, 0, tzinfo=ny)
+    # Morning asked at 3 pm is tomorrow at 9 am local, across the switch to winter time (EDT -> EST).
+    start, _ = callbacks.window_bounds("morning", datetime(2026, 10, 31, 15, 0, tzinfo=ny), settings)
+    assert start.astimezone(ny) == datetime(2026, 11, 1, 9, 0, tzinfo=ny)
+    assert start == datetime(2026, 11, 1, 14, 0, tzinfo=timezone.utc)  # 9 am EST is 14:00 UTC
+    assert callbacks.spoken_time(datetime(2026, 7, 1, 19, 40, tzinfo=timezone.utc), settings) == "3:40 pm"
+
+
+def test_a_second_call_hears_the_pending_callback_and_can_cancel_it(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    request_callback(client, net, "+15555550198", window_key="2")
+    again = TestCaller(client, number="+15555550198")
+    again.call()
+    assert "You have a call back waiting, asked for at" in again.said
+    assert "To keep your call back, press 1. To cancel it, press 2." in again.said
+    again.press("1")
+    assert again.said.startswith("All right. Your call back is kept")
+    assert pending(db, "+15555550198", app).status == "pending"
+    third = TestCaller(client, number="+15555550198")
+    third.call()
+    third.press("2")
+    assert third.said.startswith("All right. Your call back is canceled.")
+    assert pending(db, "+15555550198", app).status == "canceled"
+    fourth = TestCaller(client, number="+15555550198")
+    fourth.call()
+    assert "call back waiting" not in fourth.said
+
+
+# Place in line, dispatch, the two legs ------------------------------------------------------
+
+
+def test_free_peer_takes_callbacks_and_waiting_callers_in_arrival_order(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    svc = app.extensions["peerline"]
+    peer1 = add_peer(app, db, "+15555550311", status="busy")
+    peer2 = add_peer(app, db, "+15555550312", status="busy")
+    now = utcnow()
+    early = make_callback(app, db, "+15555550401", now - timedelta(minutes=20), now)
+    db.add(PeerRequest(call_sid="CAwaiting", language="en", status="waiting", arrived_at=now - timedelta(minutes=10)))
+    db.commit()
+    late = make_callback(app, db, "+15555550402", now - timedelta(minutes=5), now)
+    # One peer comes free: the callback that arrived first, not the later caller on hold.
+    routing.set_status(db, svc, db.get(Peer, peer1.id), "available", now)
+    routing.dispatch(db, svc, now)
+    assert [f["To"] for f in creates(net)] == [["+15555550311"]]
+    assert creates(net)[0]["Url"][0].startswith(f"{PUBLIC_BASE}/callbacks/attempt/")
+    db.expire_all()
+    assert db.get(CallbackRequest, early.id).status == "dialing"
+    # The next peer: the caller on hold (arrived 10 minutes ago) before the later callback.
+    routing.set_status(db, svc, db.get(Peer, peer2.id), "available", now)
+    routing.dispatch(db, svc, now)
+    second = creates(net)[1]
+    assert second["To"] == ["+15555550312"] and "/peer/leg/" in second["Url"][0]
+    assert db.get(CallbackRequest, late.id).status == "pending"
+
+
+def test_peer_first_then_caller_with_machine_detection_then_connected(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    svc = app.extensions["peerline"]
+    add_peer(app, db)
+    arrived = datetime(2026, 7, 1, 19, 40, tzinfo=timezone.utc)  # 3:40 pm in New York
+    now = utcnow()
+    cb = make_callback(app, db, "+15555550403", arrived, now)
+    routing.dispatch(db, svc, now)
+    (peer_form,) = creates(net)
+    assert peer_form["From"] == [LINE] and peer_form["StatusCallback"][0].endswith("/peer/status")
+    peer = peer_picks_up(client, net, peer_form)
+    assert peer.said.startswith("Callback for a caller who called at 3:40 pm. Press 1 to call them now.")
+    assert "0403" not in peer.said and "4 0 3" not in peer.said
+    peer.press("1")
+    assert peer.said == "Calling them now. Please stay on the line."
+    room = peer.twiml.find("Dial/Conference").text
+    caller_form = creates(net, "+15555550403")[0]
+    assert caller_form["From"] == [LINE] and caller_form["MachineDetection"] == ["DetectMessageEnd"]
+    assert caller_form["StatusCallback"][0].endswith("/caller/status")
+    person = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
+    person.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="human")
+    assert person.said == "Hello. This is the call back you asked for. Connecting you now."
+    assert person.twiml.find("Dial/Conference").text == room
+    db.expire_all()
+    assert db.get(CallbackRequest, cb.id).status == "completed"
+    attempt = db.scalar(select(CallbackAttempt))
+    assert attempt.stage == "connected" and attempt.answered_by == "human"
+    # The caller hangs up: the peer's leg ends and the peer goes into wrap-up.
+    person.post(caller_form["StatusCallback"][0], CallStatus="completed")
+    peer.post(peer_form["StatusCallback"][0], CallStatus="completed")
+    db.expire_all()
+    assert db.scalar(select(CallbackAttempt)).outcome == "connected"
+    assert db.scalar(select(Peer)).status == "wrap_up"
+
+
+def test_machine_gets_a_neutral_message_only_if_allowed_and_a_retry(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    svc = app.extensions["peerline"]
+    add_peer(app, db)
+    now = utcnow()
+    allowed = make_callback(app, db, "+15555550404", now - timedelta(minutes=3), now, allow_message=True)
+    routing.dispatch(db, svc, now)
+    peer_form = creates(net)[0]
+    peer = peer_picks_up(client, net, peer_form)
+    peer_sid = peer.call_sid
+    peer.press("1")
+    caller_form = creates(net, "+15555550404")[0]
+    machine = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
+    machine.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="machine_end_beep")
+    assert machine.said == "This is a return call you asked for. We will try again later."
+    assert "peer" not in machine.said.lower() and machine.twiml.find("Hangup") is not None
+    db.expire_all()
+    cb = db.get(CallbackRequest, allowed.id)
+    assert cb.status == "pending" and cb.attempts == 1 and cb.outcome == "machine"
+    assert timedelta(minutes=9) < callbacks.aware(cb.due_at) - now <= timedelta(minutes=11)  # the 10m retry
+    # The peer is told, and hears it on their own leg.
+    redirect = [r.form for r in net.state.requests if r.path.endswith(f"/Calls/{peer_sid}.json")]
+    assert redirect and redirect[-1]["Url"][0].endswith("/peer/notice")
+    peer.post(redirect[-1]["Url"][0])
+    assert peer.said == "They did not answer. We will try again later. Thank you."
+    peer.post(peer_form["StatusCallback"][0], CallStatus="completed")
+    db.expire_all()
+    assert db.scalar(select(Peer)).status == "available"
+    # Without permission a machine hears nothing at all.
+    silent = make_callback(app, db, "+15555550405", now - timedelta(minutes=2), now, allow_message=False)
+    routing.dispatch(db, svc, now)
+    peer2 = peer_picks_up(client, net, creates(net, PEER_PHONE)[-1])
+    peer2.press("1")
+    form = creates(net, "+15555550405")[0]
+    assert form["MachineDetection"] == ["Enable"]
+    quiet = TestCaller(client, number=LINE, call_sid=sid_of(net, form))
+    quiet.post(form["Url"][0], CallStatus="in-progress", AnsweredBy="machine_start")
+    assert quiet.said == "" and quiet.twiml.find("Hangup") is not None
+    db.expire_all()
+    assert db.get(CallbackRequest, silent.id).status == "pending"
+
+
+def test_no_answer_retries_with_backoff_then_missed(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    svc = app.extensions["peerline"]
+    add_peer(app, db)
+    start = utcnow()
+    cb = make_callback(app, db, "+15555550406", start - timedelta(minutes=1), start)
+    now = start
+    expected_waits = [timedelta(minutes=10), timedelta(hours=1)]
+    for attempt_no in range(1, 4):
+        routing.dispatch(db, svc, now)
+        peer_form = creates(net, PEER_PHONE)[-1]
+        peer = peer_picks_up(client, net, peer_form)
+        peer.press("1")
+        caller_form = creates(net, "+15555550406")[-1]
+        phone = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
+        failed_at = utcnow()
+        phone.post(caller_form["StatusCallback"][0], CallStatus="busy" if attempt_no == 2 else "no-answer")
+        peer.post(peer_form["StatusCallback"][0], CallStatus="completed")
+        db.expire_all()
+        row = db.get(CallbackRequest, cb.id)
+        assert row.attempts == attempt_no
+        if attempt_no < 3:
+            assert row.status == "pending"
+            due = callbacks.aware(row.due_at)
+            wait = expected_waits[attempt_no - 1]
+            assert wait <= due - failed_at < wait + timedelta(seconds=30)
+            # Not offered before its retry time, even with the peer free.
+            routing.dispatch(db, svc, due - timedelta(seconds=1))
+            assert len(creates(net, PEER_PHONE)) == attempt_no
+            now = due
+        else:
+            assert row.status == "missed"
+    outcomes = [a.outcome for a in db.scalars(select(CallbackAttempt).order_by(CallbackAttempt.id))]
+    assert outcomes == ["no_answer", "busy", "no_answer"]
+    assert len(creates(net, "+15555550406")) == 3
+
+
+def test_a_retry_past_the_window_is_missed_and_a_closed_window_expires(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    svc = app.extensions["peerline"]
+    add_peer(app, db)
+    now = utcnow()
+    cb = make_callback(app, db, "+15555550407", now, now)
+    cb.not_after = now + timedelta(minutes=5)  # the 10-minute retry would fall outside
+    db.commit()
+    routing.dispatch(db, svc, now)
+    peer = peer_picks_up(client, net, creates(net)[0])
+    peer.press("1")
+    form = creates(net, "+15555550407")[0]
+    TestCaller(client, number=LINE, call_sid=sid_of(net, form)).post(form["StatusCallback"][0], CallStatus="no-answer")
+    db.expire_all()
+    assert db.get(CallbackRequest, cb.id).status == "missed"
+    later = make_callback(app, db, "+15555550408", now, now - timedelta(hours=5))  # a "now" window long closed
+    reconcile_callbacks(svc, now)
+    db.expire_all()
+    assert db.get(CallbackRequest, later.id).status == "missed"
+
+
+def test_concurrent_outbound_callbacks_are_capped(app, db, client, net, app_config) -> None:  # type: ignore[no-untyped-def]
+    svc = app.extensions["peerline"]
+    for i in range(4):
+        add_peer(app, db, f"+1555555032{i}")
+    now = utcnow()
+    for i in range(4):
+        make_callback(app, db, f"+1555555050{i}", now - timedelta(minutes=10 - i), now)
+    routing.dispatch(db, svc, now)
+    assert len(creates(net)) == svc.settings.callback_max_concurrent == 2
+
+
+# Durability ---------------------------------------------------------------------------------
+
+
+def test_redis_flushed_midway_the_reconciler_recovers_without_a_double_call(app, db, client, net, redis) -> None:  # type: ignore[no-untyped-def]
+    svc = app.extensions["peerline"]
+    peer = add_peer(app, db, status="busy")
+    request_callback(client, net, "+15555550409")
+    cb = pending(db, "+15555550409", app)
+    assert Queue(CALLBACK_QUEUE, connection=redis).job_ids == [due_job_id(cb.id, 0)]
+    redis.flushdb()  # every job is gone
+    routing.set_status(db, svc, db.get(Peer, peer.id), "available", utcnow())
+    assert creates(net) == []
+    with app.app_context():
+        assert reconcile_callbacks(svc) == [cb.id]
+    assert len(creates(net, PEER_PHONE)) == 1  # the reconciler offered it to the free peer
+    work(app, redis)  # the re-created job finds it already dialling
+    with app.app_context():
+        assert reconcile_callbacks(svc) == []
+    work(app, redis)
+    assert len(creates(net, PEER_PHONE)) == 1
+    db.expire_all()
+    assert db.get(CallbackRequest, cb.id).status == "dialing"
+
+
+def test_rq_job_offers_the_callback_when_its_time_comes(app, db, client, net, redis) -> None:  # type: ignore[no-untyped-def]
+    add_peer(app, db)
+    request_callback(client, net, "+15555550410")
+    assert creates(net) == []  # nothing happens inside the web request
+    work(app, redis)
+    (form,) = creates(net)
+    assert form["To"] == [PEER_PHONE]
+    work(app, redis)
+    assert len(creates(net)) == 1
+
+
+class Gate:
+    """Holds the phone network's answer to Calls.json (after the call was placed) while closed."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self.closed = threading.Event()
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
+        result = self.app(environ, start_response)
+        if self.closed.is_set() and environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"].endswith("/Calls.json"):
+            self.arrived.set()
+            self.release.wait(30)
+        return result
+
+
+def test_worker_killed_mid_dispatch_loses_nothing_and_never_calls_twice(app, db, client, net, redis, database_url,  # type: ignore[no-untyped-def]
+                                                                      redis_url, tmp_path) -> None:
+    from werkzeug.serving import make_server
+
+    from ivr.simulator.phone_network import create_phone_network
+
+    gate = Gate(create_phone_network(net.state))
+    server = make_server("127.0.0.1", 0, gate, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    svc = app.extensions["peerline"]
+    add_peer(app, db)
+    now = utcnow()
+    cb = make_callback(app, db, "+15555550411", now - timedelta(minutes=4), now)
+    gate.closed.set()
+    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, PUBLIC_BASE_URL=PUBLIC_BASE,
+               TWILIO_API_BASE_URL=f"http://127.0.0.1:{server.server_port}", TWILIO_ACCOUNT_SID=TEST_ACCOUNT_SID,
+               TWILIO_AUTH_TOKEN=TEST_AUTH_TOKEN, TWILIO_PHONE_NUMBER=LINE, PEERLINE_DATA_KEY=DATA_KEY,
+               PEERLINE_SECRET_KEY="test-secret-key", PEERLINE_INSTANCE_PATH=str(tmp_path / "worker"))
+    peerline = Path(sys.executable).parent / "peerline"
+    worker = subprocess.Popen([str(peerline), "worker"], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # The worker's start-up reconciler dials the peer; kill it before Twilio's answer is stored.
+        assert gate.arrived.wait(60), worker.stderr.read().decode() if worker.poll() is not None else "no call"
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+        gate.closed.clear()
+        gate.release.set()
+    assert len(creates(net, PEER_PHONE)) == 1
+    db.expire_all()
+    assert db.get(CallbackRequest, cb.id).status == "dialing"
+    assert db.scalar(select(CallbackAttempt)).peer_call_sid is None  # killed before it was stored
+    # Recovery: the reconciler and a fresh worker run; nothing dials again.
+    with app.app_context():
+        reconcile_callbacks(svc)
+    work(app, redis)
+    assert len(creates(net, PEER_PHONE)) == 1
+    # Twilio's own webhooks carry on: the peer answers, accepts, the caller is dialled once.
+    peer = peer_picks_up(client, net, creates(net, PEER_PHONE)[0])
+    assert peer.said.startswith("Callback for a caller who called at")
+    peer.press("1")
+    caller_form = creates(net, "+15555550411")[0]
+    person = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
+    person.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="human")
+    assert person.twiml.find("Dial/Conference") is not None
+    assert len(creates(net, PEER_PHONE)) == 1 and len(creates(net, "+15555550411")) == 1
+    db.expire_all()
+    assert db.get(CallbackRequest, cb.id).status == "completed"
+    server.shutdown()
+
+
+# Done when ---------------------------------------------------------------------------------
+
+
+def test_on_hold_callback_is_called_back_ahead_of_a_later_caller(app, db, client, net, redis) -> None:  # type: ignore[no-untyped-def]
+    """A caller on hold asks for a callback, hangs up, and is called back when the one peer is free,
+    ahead of a caller who phoned later and is still on hold."""
+    peer = add_peer(app, db, status="busy")
+    first = dial_in(client, net, "+15555550412")
+    first.press("1")  # talk to a peer: nobody free, so the hold queue
+    enqueue = first.twiml.find("Enqueue")
+    first.post(enqueue.get("waitUrl"), QueuePosition="1")
+    first.press("2")  # a callback that keeps my place
+    assert first.twiml.find("Leave") is not None
+    first.post(enqueue.get("action"), QueueResult="leave")
+    assert first.said.startswith("We will call you back at this number: 5 5 5, 5 5 5, 0 4 1 2")
+    finish_request(first, window_key="1", message_key="1")
+    first.post("/voice/status", CallStatus="completed", CallDuration="95")  # hangs up
+    cb = pending(db, "+15555550412", app)
+    req = db.scalar(select(PeerRequest).where(PeerRequest.call_sid == first.call_sid))
+    assert callbacks.aware(cb.arrived_at) == callbacks.aware(req.arrived_at)
+    work(app, redis)  # its job runs, but the one peer is still busy
+    assert creates(net) == []
+    later = dial_in(client, net, "+15555550413")
+    later.press("1")
+    later_wait = later.twiml.find("Enqueue").get("waitUrl")
+    # The peer finishes their call; wrap-up is over by the clock at the next hold poll.
+    row = db.get(Peer, peer.id)
+    row.status, row.status_changed_at = "wrap_up", utcnow() - timedelta(hours=1)
+    db.commit()
+    later.post(later_wait, QueuePosition="1")
+    (peer_form,) = creates(net)
+    peer_phone = peer_picks_up(client, net, peer_form)
+    assert peer_phone.said.startswith("Callback for a caller who called at")
+    peer_phone.press("1")
+    (caller_form,) = creates(net, "+15555550412")
+    back = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
+    back.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="human")
+    assert back.said == "Hello. This is the call back you asked for. Connecting you now."
+    assert back.twiml.find("Dial/Conference").text == peer_phone.twiml.find("Dial/Conference").text
+    db.expire_all()
+    assert db.scalar(select(PeerRequest).where(PeerRequest.call_sid == later.call_sid)).status == "waiting"
+    assert db.get(CallbackRequest, cb.id).status == "completed"
+    assert urlsplit(peer_form["Url"][0]).path.startswith("/callbacks/attempt/")
