@@ -156,6 +156,8 @@ def up(port: int) -> None:
         click.echo(choice.note)
     children: list[subprocess.Popen[bytes]] = []
     exe = shutil.which("peerline") or sys.argv[0]
+    # SIGTERM (a service manager, `kill`) stops everything just like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         if not env.get("TWILIO_API_BASE_URL"):
             env["TWILIO_API_BASE_URL"] = f"http://127.0.0.1:{port + 1}"
@@ -167,6 +169,7 @@ def up(port: int) -> None:
         time.sleep(1.5)
         from ivr.demo import DEMO_LOGINS
 
+        sim_args = "" if port == 5000 else f" --url {env['PUBLIC_BASE_URL']} --network {env['TWILIO_API_BASE_URL']}"
         click.echo("\n".join([
             "",
             "peerline is running.",
@@ -174,8 +177,10 @@ def up(port: int) -> None:
             f"  health:         {env['PUBLIC_BASE_URL']}/healthz",
             f"  staff pages:    {env['PUBLIC_BASE_URL']}/staff/",
             "  demo logins:    " + ", ".join(f"{u} / {p}" for u, p, _ in DEMO_LOGINS),
-            "  call the line:  .venv/bin/peerline call            (type keys or words)",
-            '  or scripted:    .venv/bin/peerline call --script "2,1,3,4" ',
+            f"  call the line:  .venv/bin/peerline call{sim_args}    (type keys or words)",
+            f'  stories:        .venv/bin/peerline call{sim_args} --script "1,2,1"',
+            f'  talk to a peer: .venv/bin/peerline call{sim_args} --script "1,1" --talk-seconds 5',
+            f'  leave a message:.venv/bin/peerline call{sim_args} --script "1,4" --record FILE.wav',
             "Press Ctrl-C to stop everything.",
             "",
         ]))
@@ -197,6 +202,10 @@ def up(port: int) -> None:
                 child.kill()
         for server in keep_alive:
             server.shutdown()
+
+
+def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def register_commands(app: Flask) -> None:

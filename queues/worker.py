@@ -11,6 +11,7 @@ from queues.callbacks import reconcile_callbacks
 from queues.connection import ALL_QUEUES, queue
 from queues.periodic import schedule_tick
 from queues.reconcile import requeue_pending_voicemails
+from queues.retention import schedule_purge
 
 log = logging.getLogger(__name__)
 
@@ -22,5 +23,6 @@ def run_worker(app: Flask, queue_names: tuple[str, ...] = ALL_QUEUES, burst: boo
         requeue_pending_voicemails(svc.sessions, svc.redis)
         reconcile_callbacks(svc)  # a flushed Redis or a killed worker loses no callback
         schedule_tick(svc.redis)
+        schedule_purge(svc.redis)  # the daily retention purge; never a second copy
         worker = Worker([queue(n, svc.redis) for n in queue_names], connection=svc.redis)
         return bool(worker.work(burst=burst, with_scheduler=True, logging_level="INFO"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import select
 import sys
 from pathlib import Path
@@ -97,7 +98,9 @@ class TerminalActor:
               help="WAV file to leave as a voicemail at the recording tone.")
 @click.option("--peer-answers", type=click.Choice(PEER_MODES), default=None,
               help="Tell the phone network how peers' phones answer from now on.")
-@click.option("--from", "from_", default="+15555550199", show_default=True, help="The caller's number.")
+@click.option("--from", "from_", default=None,
+              help="The caller's number. Default: a new caller each run (a fictional 555-01xx number), so a "
+                   "script always starts at the language question; give a number to call again as the same caller.")
 @click.option("--to", default=None, help="The line's number (TWILIO_PHONE_NUMBER, else +15005550006).")
 @click.option("--url", "app_url", default=None, help="Where the app listens (PUBLIC_BASE_URL, else "
               f"{DEFAULT_APP_URL}).")
@@ -114,7 +117,8 @@ class TerminalActor:
               help="With --script: how long you stay on hold before hanging up.")
 @click.option("--max-seconds", default=600.0, show_default=True, type=float, help="End the call after this long.")
 @click.option("--no-status-callback", is_flag=True, help="Do not post /voice/status when the call ends.")
-def call_command(script: str | None, record_file: Path | None, peer_answers: str | None, from_: str, to: str | None,
+def call_command(script: str | None, record_file: Path | None, peer_answers: str | None, from_: str | None,
+                 to: str | None,
                  app_url: str | None, public_url: str | None, token: str | None, network_url: str | None,
                  pace: float, talk_seconds: float, hold_seconds: float, max_seconds: float,
                  no_status_callback: bool) -> None:
@@ -127,6 +131,8 @@ def call_command(script: str | None, record_file: Path | None, peer_answers: str
                                    "`peerline up` (it writes instance/twilio-dev.token)")
     network_url = (network_url or os.environ.get("TWILIO_API_BASE_URL") or DEFAULT_NETWORK_URL).rstrip("/")
     to = to or os.environ.get("TWILIO_PHONE_NUMBER") or "+15005550006"
+    # A fictional number (555-01xx is reserved for fiction) that is new on each run.
+    from_ = from_ or f"+1555555{secrets.randbelow(10000):04d}"
     audio = record_file.read_bytes() if record_file else None
 
     hub: HubClient | None = None
