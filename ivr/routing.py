@@ -183,7 +183,7 @@ def ring(session: Session, svc: Services, req: PeerRequest, now: datetime,
 
 def _live_legs(session: Session, request_id: int) -> list[RingLeg]:
     return list(session.scalars(
-        select(RingLeg).where(RingLeg.request_id == request_id, RingLeg.status.in_(LIVE_LEGS))
+        select(RingLeg).where(RingLeg.request_id == request_id, RingLeg.status.in_(LIVE_LEGS)).order_by(RingLeg.id)
     ))
 
 
