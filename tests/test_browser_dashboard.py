@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import shutil
 import threading
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
 
@@ -62,8 +61,13 @@ def live(request: pytest.FixtureRequest, app_config: dict[str, object], driver: 
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     driver.set_window_size(1280, 900)
-    driver.get(base + "/staff/sign-in")
-    driver.delete_all_cookies()
+    # Start signed out: the previous test's session cookie is for the same host (127.0.0.1).
+    for _ in range(3):
+        driver.get(base + "/staff/sign-in")
+        if driver.current_url.endswith("/staff/sign-in"):
+            break
+        driver.delete_all_cookies()
+    assert driver.current_url.endswith("/staff/sign-in")
     yield SimpleNamespace(base=base, app=holder["app"], data=data)
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:

@@ -8,7 +8,7 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_login import current_user
 from sqlalchemy import or_, select
 
-from ivr.dashboard.core import audit, aware, bp, peer_required
+from ivr.dashboard.core import PEER_STATUS_LABELS, audit, aware, bp, peer_required
 from ivr.db import get_session
 from ivr.services import services
 from models import Call, CallbackRequest, Peer, utcnow
@@ -80,8 +80,6 @@ def set_my_status() -> Response:
         peer.status = new
         peer.status_changed_at = utcnow()
         db.commit()
-    from ivr.dashboard.core import PEER_STATUS_LABELS
-
     flash(f"Your status is now: {PEER_STATUS_LABELS[new]}.", "success")
     return redirect(url_for("staff.my_shift"))
 

@@ -18,7 +18,7 @@ from ivr.dashboard.core import audit, aware, bp, supervisor_required
 from ivr.dashboard.transcript import tokens_for
 from ivr.db import get_session
 from ivr.services import services
-from models import Caller, Peer, Voicemail, utcnow
+from models import Caller, Peer, PeerStory, StaffUser, Voicemail, utcnow
 from models.crypto import DecryptError
 from models.tables import FollowUp, VoicemailNote
 from queues.connection import TRANSCRIPTION_QUEUE, queue
@@ -75,8 +75,6 @@ def _mimetype(data: bytes) -> str:
 @supervisor_required
 def audio(token: str) -> Response:
     """Serve a recording at its signed, expiring URL, decrypting on the fly; audit-logged."""
-    from models import PeerStory
-
     try:
         data = _serializer("peerline-staff-audio").loads(token, max_age=current_app.config["STAFF_AUDIO_URL_TTL"])
     except SignatureExpired:
@@ -162,8 +160,6 @@ def _render_voicemail(vm: Voicemail, revealed_number: str | None = None, status:
             note_texts.append((note, "(this note cannot be decrypted with the current key)"))
     follow_ups = db.scalars(select(FollowUp).where(FollowUp.voicemail_id == vm.id).order_by(FollowUp.id)).all()
     peers = db.scalars(select(Peer).where(Peer.active.is_(True)).order_by(Peer.display_name)).all()
-    from models import StaffUser
-
     reviewer = db.get(StaffUser, vm.reviewed_by_id) if vm.reviewed_by_id else None
     db.commit()
     html = render_template(
