@@ -463,11 +463,18 @@ def test_peer_sees_calls_they_took_and_adds_a_wrap_up_note(as_peer: Any, db: Any
 
 def test_peer_never_sees_a_callers_number(as_peer: Any, db: Any, dashboard_data: Any) -> None:
     vault = as_peer.application.extensions["peerline"].vault
-    db.add(CallbackRequest(caller_id=dashboard_data.caller.id, number_encrypted=vault.encrypt_text(CALLER_NUMBER),
-                           language="es", window="morning"))
+    def callback(window: str, peer_id: int | None, status: str = "pending") -> None:
+        db.add(CallbackRequest(caller_id=dashboard_data.caller.id, number_encrypted=vault.encrypt_text(CALLER_NUMBER),
+                               language="es", window=window, peer_id=peer_id, status=status))
+
+    callback("morning", dashboard_data.sam.id)
+    callback("evening", None, "dialing")
+    callback("afternoon", dashboard_data.rosa.id)  # Rosa's, not Sam's
+    callback("night", None, "completed")
     db.commit()
     html = as_peer.get("/staff/me").get_data(as_text=True)
-    assert "Upcoming callbacks (1)" in html and "window: morning" in html
+    assert "Upcoming callbacks (2)" in html and "window: morning" in html and "window: evening" in html
+    assert "<strong>Yours</strong> · Asked" in html and "afternoon" not in html and "night" not in html
     assert CALLER_NUMBER not in html and "555" not in html
 
 
@@ -514,3 +521,13 @@ def test_create_user_makes_a_login_that_signs_in(runner: Any, client: Any, db: A
     assert sign_in(client, "ana", "a-long-password").headers["Location"] == "/staff/"
     short = runner.invoke(args=["create-user", "bo", "--role", "peer", "--password", "short"])
     assert short.exit_code != 0 and "at least 10 characters" in short.output
+
+
+def test_risk_phrases_are_found_through_punctuation_and_case() -> None:
+    from ivr.dashboard.transcript import Token, tokens_for
+
+    tokens = tokens_for("I can't go on. End it, all? no; end it later", None, ["end it all", "can't go on"])
+    assert [t.text for t in tokens if t.risk] == ["can't", "go", "on.", "End", "it,", "all?"]
+    assert not any(t.unsure for t in tokens)  # text alone carries no confidence
+    words = [{"word": "pills", "conf": 0.3, "start": 0.0, "end": 0.4}, {"word": "", "conf": 1.0}]
+    assert tokens_for("pills", words, ["pills"]) == [Token("pills", risk=True, unsure=True, conf=0.3, start=0.0)]

@@ -165,11 +165,14 @@ def board() -> str:
                          .order_by(PeerRequest.arrived_at, PeerRequest.id)).all()
     waiting_calls = {r.call_id for r in waiting}
     talking = [c for c in calls if c.id not in waiting_calls]
-    callbacks = db.scalars(select(CallbackRequest).where(CallbackRequest.status == "pending")
-                           .order_by(CallbackRequest.arrived_at)).all()
+    # "dialing" is a callback being placed right now; it is still the caller's turn in line.
+    callbacks = db.scalars(select(CallbackRequest).where(CallbackRequest.status.in_(("pending", "dialing")))
+                           .order_by(CallbackRequest.arrived_at, CallbackRequest.id)).all()
     peers = db.scalars(select(Peer).where(Peer.active.is_(True)).order_by(Peer.display_name)).all()
+    peer_names = {p.id: p.display_name for p in peers}
     return render_template("staff/board.html", calls=talking, waiting=waiting, last_node=last_node,
-                           peer_of_call=peer_of_call, callbacks=callbacks, peers=peers, now=utcnow(), aware=aware)
+                           peer_of_call=peer_of_call, callbacks=callbacks, peers=peers, peer_names=peer_names,
+                           now=utcnow(), aware=aware)
 
 
 # Failed jobs ----------------------------------------------------------------------------

@@ -43,11 +43,12 @@ def my_shift() -> str:
     peer = _me()
     follow_ups = db.scalars(select(FollowUp).where(FollowUp.peer_id == peer.id, FollowUp.status == "open")
                             .order_by(FollowUp.created_at)).all()
-    stmt = select(CallbackRequest).where(CallbackRequest.status == "pending").order_by(CallbackRequest.arrived_at)
-    callback_peer = getattr(CallbackRequest, "peer_id", None)
-    if callback_peer is not None:  # when callbacks are assigned, a peer sees only their own
-        stmt = stmt.where(or_(callback_peer == peer.id, callback_peer.is_(None)))
-    callbacks = db.scalars(stmt.limit(20)).all()
+    # Callbacks assigned to me, and the line's unassigned ones (any available peer may be rung for them).
+    callbacks = db.scalars(
+        select(CallbackRequest)
+        .where(CallbackRequest.status.in_(("pending", "dialing")),
+               or_(CallbackRequest.peer_id == peer.id, CallbackRequest.peer_id.is_(None)))
+        .order_by(CallbackRequest.arrived_at, CallbackRequest.id).limit(20)).all()
     calls = _my_calls(peer)
     notes: dict[int, list[str]] = {}
     vault = services().vault
