@@ -77,6 +77,13 @@ def create_user(username: str, role: str, password: str, peer_id: int | None) ->
     with services().sessions() as session:
         if session.scalar(select(StaffUser).where(StaffUser.username == username)):
             raise click.ClickException(f"user {username!r} already exists")
+        from models import Peer
+
+        # A peer login is useless without its peer: the dashboard shows a peer their own shift.
+        if role == "peer" and peer_id is None:
+            raise click.ClickException("a peer login needs --peer-id (the peer it belongs to)")
+        if peer_id is not None and session.get(Peer, peer_id) is None:
+            raise click.ClickException(f"there is no peer with id {peer_id}")
         session.add(StaffUser(username=username, password_hash=generate_password_hash(password), role=role,
                               peer_id=peer_id))
         try:

@@ -523,6 +523,20 @@ def test_create_user_makes_a_login_that_signs_in(runner: Any, client: Any, db: A
     assert short.exit_code != 0 and "at least 10 characters" in short.output
 
 
+def test_create_user_links_a_peer_login_to_its_peer(runner: Any, client: Any, db: Any, dashboard_data: Any) -> None:
+    unlinked = runner.invoke(args=["create-user", "bo", "--role", "peer", "--password", "a-long-password"])
+    assert unlinked.exit_code != 0 and "needs --peer-id" in unlinked.output
+    missing = runner.invoke(args=["create-user", "bo", "--role", "peer", "--password", "a-long-password",
+                                  "--peer-id", "999999"])
+    assert missing.exit_code != 0 and "no peer with id 999999" in missing.output
+    assert db.scalars(select(StaffUser).where(StaffUser.username == "bo")).all() == []
+    ok = runner.invoke(args=["create-user", "rosa", "--role", "peer", "--password", "a-long-password",
+                             "--peer-id", str(dashboard_data.rosa.id)])
+    assert ok.exit_code == 0, ok.output
+    sign_in(client, "rosa", "a-long-password")
+    assert "My shift, Rosa" in client.get("/staff/me").get_data(as_text=True)
+
+
 def test_risk_phrases_are_found_through_punctuation_and_case() -> None:
     from ivr.dashboard.transcript import Token, tokens_for
 
