@@ -60,7 +60,7 @@ class TwilioGateway:
         """Delete Twilio's copy of a recording (after ours is stored safely)."""
         try:
             self.client.api.v2010.accounts(self.settings.twilio_account_sid).recordings(recording_sid).delete()
-        except TwilioException as exc:
+        except (TwilioException, OSError) as exc:  # requests errors are OSErrors
             raise TwilioGatewayError(f"deleting recording {recording_sid}: {exc}") from exc
 
     def create_call(self, to: str, url: str, status_callback: str, **extra: Any) -> str:
@@ -74,7 +74,7 @@ class TwilioGateway:
                 status_callback_event=["initiated", "ringing", "answered", "completed"],
                 **extra,
             )
-        except TwilioException as exc:
+        except (TwilioException, OSError) as exc:  # requests errors are OSErrors
             raise TwilioGatewayError(f"creating call: {exc}") from exc
         return str(call.sid)
 
@@ -82,14 +82,14 @@ class TwilioGateway:
         """Redirect, end or otherwise change a live call (``url=``, ``status='completed'``...)."""
         try:
             self.client.calls(call_sid).update(**fields)
-        except TwilioException as exc:
+        except (TwilioException, OSError) as exc:  # requests errors are OSErrors
             raise TwilioGatewayError(f"updating call {call_sid}: {exc}") from exc
 
     def send_sms(self, to: str, body: str) -> str:
         """Send a text message from the line's number; returns the message SID."""
         try:
             message = self.client.messages.create(to=to, from_=self.settings.twilio_phone_number, body=body)
-        except TwilioException as exc:
+        except (TwilioException, OSError) as exc:  # requests errors are OSErrors
             raise TwilioGatewayError(f"sending SMS: {exc}") from exc
         return str(message.sid)
 

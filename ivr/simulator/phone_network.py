@@ -215,6 +215,11 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
             if call is None:
                 return _not_found()
             form = request.form.to_dict(flat=True)
+            if (form.get("Url") or form.get("Twiml")) and call["status"] in ENDED:
+                # Twilio refuses to redirect a call that is over (error 21220), and the line's
+                # "caller gone" handling relies on that refusal.
+                return jsonify(code=21220, message="Call is not in-progress. Cannot redirect.",
+                               status=400), 400
             call.update({k: v for k, v in form.items() if k != "Status"})
             status = form.get("Status")
             live = call["status"] == "in-progress"
