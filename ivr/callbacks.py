@@ -285,6 +285,8 @@ def due_callbacks(session: Session, now: datetime, arrived_before: datetime | No
             .order_by(CallbackRequest.arrived_at, CallbackRequest.id))
     if arrived_before is not None:
         stmt = stmt.where(CallbackRequest.arrived_at < arrived_before)
+    if not _anyone_available(session):
+        return []  # nothing to offer: skip loading the line of callbacks
     return [cb for cb in session.scalars(stmt) if cb.not_after is None or (aware(cb.not_after) or now) > now]
 
 
@@ -306,14 +308,22 @@ def offer_due(session: Session, svc: Services, now: datetime, arrived_before: da
     from ivr import routing
 
     placed = 0
+    live = live_attempts(session)
     for cb in due_callbacks(session, now, arrived_before):
-        if live_attempts(session) >= svc.settings.callback_max_concurrent:
+        # Cheap checks first: with a thousand callbacks waiting, stop as soon as nobody is free.
+        if live >= svc.settings.callback_max_concurrent or not _anyone_available(session):
             break
         peers = routing.pick_peers(session, cb.language, None, 1, _recent_peer_misses(session, cb.id, now))
         if not peers:
             continue
-        placed += int(ring_peer(session, svc, cb, peers[0], now))
+        if ring_peer(session, svc, cb, peers[0], now):
+            placed += 1
+            live += 1
     return placed
+
+
+def _anyone_available(session: Session) -> bool:
+    return bool(session.scalar(select(func.count()).select_from(Peer).where(Peer.status == "available")))
 
 
 def ring_peer(session: Session, svc: Services, cb: CallbackRequest, peer: Peer, now: datetime) -> bool:
