@@ -49,10 +49,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         secret_key = ensure_key_file(instance / "secret.key", lambda: secrets.token_urlsafe(32))
     settings = settings.replace(data_key=data_key, secret_key=secret_key)
 
-    app.config.setdefault("SECRET_KEY", secret_key)
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("SESSION_COOKIE_SECURE", settings.public_base_url.startswith("https://"))
+    # Flask pre-fills these keys (None / False), so they are set outright unless a test set them.
+    app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or secret_key
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = app.config.get("SESSION_COOKIE_SAMESITE") or "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = bool(app.config.get("SESSION_COOKIE_SECURE")) or \
+        settings.public_base_url.startswith("https://")
 
     engine = make_engine(settings.database_url)
     app.extensions["peerline"] = Services(

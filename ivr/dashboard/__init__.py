@@ -13,7 +13,6 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
 from ivr.dashboard.core import bp, install_audit_guard, load_user
-from ivr.services import services
 
 
 def init_app(app: Flask) -> None:
@@ -21,16 +20,6 @@ def init_app(app: Flask) -> None:
     # CSRF is checked by the staff blueprint itself (see core.bp.before_request): Twilio
     # POSTs to /voice and to any webhook others add, and those carry a signature, not a token.
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
-    # Flask pre-fills these keys (None / False), so create_app's setdefault leaves them unset;
-    # sessions need the secret key, and the cookie is TLS-only whenever the line is served on https.
-    settings = services(app).settings
-    if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = settings.secret_key
-    if not app.config.get("SESSION_COOKIE_SAMESITE"):
-        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    app.config["SESSION_COOKIE_HTTPONLY"] = True
-    app.config["SESSION_COOKIE_SECURE"] = bool(app.config.get("SESSION_COOKIE_SECURE")) or \
-        settings.public_base_url.startswith("https://")
     # A peer may keep the status page open on a phone for a whole shift; the token lives as
     # long as the signed-in session instead of the default hour.
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
