@@ -163,8 +163,10 @@ def up(port: int) -> None:
         click.echo(choice.note)
     children: list[subprocess.Popen[bytes]] = []
     exe = shutil.which("peerline") or sys.argv[0]
-    # SIGTERM (a service manager, `kill`) stops everything just like Ctrl-C does.
+    # SIGTERM (a service manager, `kill`) stops everything just like Ctrl-C does; SIGINT is set
+    # explicitly because a shell starts background jobs with it ignored.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     try:
         if not env.get("TWILIO_API_BASE_URL"):
             env["TWILIO_API_BASE_URL"] = f"http://127.0.0.1:{port + 1}"
