@@ -64,6 +64,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         redis=connect(settings.redis_url, instance),
         vault=Vault(data_key),
         flows=load_flows(),
+        url_map=app.url_map,
     )
 
     from ivr import db, health, media, voice

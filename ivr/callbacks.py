@@ -28,7 +28,6 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
@@ -238,36 +237,32 @@ def _wake(svc: Services, cb: CallbackRequest) -> None:
         log.warning("could not schedule callback %s (the reconciler will): %s", cb.id, exc)
 
 
-# URLs (paths match ivr.callbacks_voice; built without a request so jobs can dial) -------------
-
-
-def _url(svc: Services, path: str, **query: object) -> str:
-    return svc.settings.public_base_url + path + ("?" + urlencode(query) if query else "")
+# URLs Twilio fetches, from the routes themselves (jobs have an app context, no request)
 
 
 def peer_whisper_url(svc: Services, attempt_id: int) -> str:
     """What Twilio fetches when the peer picks up."""
-    return _url(svc, f"/callbacks/attempt/{attempt_id}/peer")
+    return svc.public_url("callbacks.peer_whisper", attempt_id=attempt_id)
 
 
 def peer_status_url(svc: Services, attempt_id: int) -> str:
     """Status callback of the peer's leg."""
-    return _url(svc, f"/callbacks/attempt/{attempt_id}/peer/status")
+    return svc.public_url("callbacks.peer_status", attempt_id=attempt_id)
 
 
 def caller_url(svc: Services, attempt_id: int) -> str:
     """What Twilio fetches when the caller (or their machine) answers."""
-    return _url(svc, f"/callbacks/attempt/{attempt_id}/caller")
+    return svc.public_url("callbacks.caller_answer", attempt_id=attempt_id)
 
 
 def caller_status_url(svc: Services, attempt_id: int) -> str:
     """Status callback of the caller's leg."""
-    return _url(svc, f"/callbacks/attempt/{attempt_id}/caller/status")
+    return svc.public_url("callbacks.caller_status", attempt_id=attempt_id)
 
 
 def peer_notice_url(svc: Services, attempt_id: int) -> str:
     """Where the peer is redirected when the caller could not be reached."""
-    return _url(svc, f"/callbacks/attempt/{attempt_id}/peer/notice")
+    return svc.public_url("callbacks.peer_notice", attempt_id=attempt_id)
 
 
 def room_name(attempt_id: int) -> str:

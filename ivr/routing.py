@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlencode
 
 from redis.exceptions import RedisError
 from rq import Queue
@@ -49,26 +48,22 @@ def aware(value: datetime | None) -> datetime | None:
     return value
 
 
-# URLs (paths match the routes in ivr.routing_voice; built without a request so jobs can ring)
-
-
-def _url(svc: Services, path: str, **query: object) -> str:
-    return svc.settings.public_base_url + path + ("?" + urlencode(query) if query else "")
+# URLs Twilio fetches, from the routes themselves (jobs have an app context, no request)
 
 
 def whisper_url(svc: Services, leg_id: int) -> str:
     """What Twilio fetches when a peer picks up."""
-    return _url(svc, f"/peer/leg/{leg_id}/whisper")
+    return svc.public_url("routing.leg_whisper", leg_id=leg_id)
 
 
 def leg_status_url(svc: Services, leg_id: int) -> str:
     """Status callback of a peer's leg (no-answer, completed...)."""
-    return _url(svc, f"/peer/leg/{leg_id}/status")
+    return svc.public_url("routing.leg_status", leg_id=leg_id)
 
 
 def caller_connect_url(svc: Services, req: PeerRequest) -> str:
     """Where the waiting caller is redirected once a peer accepted."""
-    return _url(svc, f"/peer/caller/{req.id}/connect", lang=req.language)
+    return svc.public_url("routing.caller_connect", req_id=req.id, lang=req.language)
 
 
 def queue_name(language: str) -> str:

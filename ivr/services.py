@@ -8,6 +8,7 @@ from flask import Flask, current_app
 from redis import Redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.routing import Map
 
 from callflows import Flow
 from ivr.config import Settings
@@ -27,7 +28,17 @@ class Services:
     redis: Redis
     vault: Vault
     flows: dict[str, Flow]
+    url_map: Map = field(default_factory=Map, repr=False)  # the app's routes, for URLs built in jobs
     _twilio: TwilioGateway | None = field(default=None, repr=False)
+
+    def public_url(self, endpoint: str, **values: object) -> str:
+        """Absolute URL of ``endpoint`` on PUBLIC_BASE_URL, with or without a request or app context.
+
+        Built from the app's URL map rather than ``url_for`` so that RQ jobs and worker threads
+        produce the same URLs that the routes answer.
+        """
+        path = self.url_map.bind("peerline.internal").build(endpoint, values)
+        return self.settings.public_base_url + path
 
     @property
     def twilio(self) -> TwilioGateway:
