@@ -232,17 +232,6 @@ def perform_action(ctx: Ctx, name: str) -> VoiceResponse:
     return handler(ctx)
 
 
-def _no_peer(ctx: Ctx) -> VoiceResponse:
-    # Live routing to peers arrives with the routing module; until then, callback or message.
-    menu_ = ctx.flow.nodes["no_peer"]
-    return ctx.speaker.menu(menu_, ctx.url("voice.answer", node="no_peer", attempt=0))
-
-
-def _person(ctx: Ctx) -> VoiceResponse:
-    # "0" reaches a person, or voicemail when nobody is free.
-    return _voicemail_twiml(ctx, preface=[ctx.flow.text("no_peer_yet")])
-
-
 def _crisis(ctx: Ctx) -> VoiceResponse:
     settings = services().settings
     record_event(get_session(), ctx.call_sid, "crisis", "9")
