@@ -10,6 +10,8 @@ Usage: ``.venv/bin/python bench/callbacks.py [--trials 100] [--pending 1000]``
 """
 from __future__ import annotations
 
+import logging
+
 import argparse
 import os
 import statistics
@@ -68,6 +70,7 @@ def main() -> None:
     db_url = os.environ.get("DATABASE_URL") or f"sqlite:///{tmp / 'bench.db'}"
     upgrade(db_url)
     stamp = Stamp(create_phone_network(NetworkState()))
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request would drown the figures
     server = make_server("127.0.0.1", 0, stamp, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     app = create_app({"database_url": db_url, "redis_url": os.environ.get("REDIS_URL", ""),
@@ -101,12 +104,13 @@ def main() -> None:
     empty: list[float] = []
     with app.app_context():
         for trial in range(args.trials):
+            ended = utcnow() - timedelta(hours=1)
             with svc.engine.begin() as conn:  # the peer has just finished a call: wrap-up is over
                 conn.execute(text("UPDATE peers SET status='wrap_up', status_changed_at=:t WHERE id=:id"),
-                             {"t": utcnow() - timedelta(hours=1), "id": peer_id})
+                             {"t": ended, "id": peer_id})
             before = len(stamp.times)
             t0 = time.perf_counter()
-            default.enqueue("queues.callbacks.wrap_up_done", peer_id, job_id=f"bench-free-{trial}")
+            default.enqueue("ivr.routing.wrap_up_done", peer_id, ended.timestamp(), job_id=f"bench-free-{trial}")
             SimpleWorker(queues, connection=redis).work(burst=True, logging_level="WARNING")
             assert len(stamp.times) == before + 1, "the peer's call was not placed"
             dispatch.append(stamp.times[-1] - t0)

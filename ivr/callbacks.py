@@ -519,26 +519,11 @@ def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, no
     peer = session.get(Peer, attempt.peer_id) if attempt.peer_id else None
     if peer is not None and peer.status == "busy":
         if attempt.outcome == "connected":
-            _start_wrap_up(session, svc, peer, attempt.id, now)
+            routing.start_wrap_up(session, svc, peer, now)
         else:
             routing.release_peer(session, peer, now)
             session.commit()
     routing.dispatch(session, svc, now)
-
-
-def _start_wrap_up(session: Session, svc: Services, peer: Peer, attempt_id: int, now: datetime) -> None:
-    """After a callback conversation: wrap-up time, then available (a scheduled job, or the clock)."""
-    from queues.callbacks import schedule_wrap_up
-
-    peer.status = "wrap_up"
-    peer.status_changed_at = now
-    peer.last_call_ended_at = now
-    peer.calls_in_a_row = (peer.calls_in_a_row or 0) + 1
-    session.commit()
-    try:
-        schedule_wrap_up(svc.redis, peer.id, attempt_id, svc.settings.peer_wrapup_seconds)
-    except (RedisError, OSError) as exc:
-        log.warning("could not schedule wrap-up end for peer %s: %s", peer.id, exc)
 
 
 # Upkeep ------------------------------------------------------------------------------------

@@ -286,7 +286,7 @@ def leg_ended(session: Session, svc: Services, leg: RingLeg, call_status: str, n
             req.status = "ended"
             req.ended_at = now
         if peer is not None:
-            start_wrap_up(session, svc, peer, req.id, now)
+            start_wrap_up(session, svc, peer, now)
         session.commit()
         return
     if leg.status in LIVE_LEGS:
@@ -324,17 +324,18 @@ def caller_call_over(session: Session, req: PeerRequest, now: datetime) -> None:
 # Peer state -----------------------------------------------------------------------------
 
 
-def start_wrap_up(session: Session, svc: Services, peer: Peer, request_id: int, now: datetime) -> None:
-    """After a call: wrap-up time, then available again (scheduled job, see module docstring)."""
+def start_wrap_up(session: Session, svc: Services, peer: Peer, now: datetime) -> None:
+    """After a call (live or callback): wrap-up time, then available again (see module docstring)."""
     peer.status = "wrap_up"
     peer.status_changed_at = now
     peer.last_call_ended_at = now
     peer.calls_in_a_row = (peer.calls_in_a_row or 0) + 1
     session.commit()
+    started = now.timestamp()
     try:
         Queue(DEFAULT_QUEUE, connection=svc.redis).enqueue_in(
-            timedelta(seconds=svc.settings.peer_wrapup_seconds), WRAP_UP_JOB, peer.id, request_id,
-            job_id=f"wrap-up-{peer.id}-{request_id}",
+            timedelta(seconds=svc.settings.peer_wrapup_seconds), WRAP_UP_JOB, peer.id, started,
+            job_id=f"wrap-up-{peer.id}-{int(started * 1000)}",
         )
     except (RedisError, OSError) as exc:
         # The waitUrl reconciler still frees the peer by the clock.
@@ -356,15 +357,15 @@ def finish_wrap_up(session: Session, svc: Services, peer: Peer, now: datetime) -
     dispatch(session, svc, now)
 
 
-def wrap_up_done(peer_id: int, request_id: int) -> str:
-    """RQ job: the wrap-up after request ``request_id`` has passed for peer ``peer_id``."""
+def wrap_up_done(peer_id: int, started: float) -> str:
+    """RQ job: the wrap-up that began at ``started`` (epoch seconds) has passed for ``peer_id``."""
     svc = services()
     with svc.sessions() as session:
         peer = session.get(Peer, peer_id)
         if peer is None or peer.status != "wrap_up":
             return "nothing to do"
-        latest = session.scalar(select(func.max(PeerRequest.id)).where(PeerRequest.peer_id == peer_id))
-        if latest != request_id:  # a later call's wrap-up has its own job
+        began = aware(peer.status_changed_at)
+        if began is None or abs(began.timestamp() - started) > 0.001:  # a later call's wrap-up has its own job
             return "superseded"
         finish_wrap_up(session, svc, peer, utcnow())
         return peer.status

@@ -1,5 +1,4 @@
-"""RQ side of callbacks: the job that wakes dispatch when a callback falls due, the wrap-up job,
-and the reconciler that rebuilds lost jobs from the database (the source of truth).
+"""RQ side of callbacks: the job that wakes dispatch when a callback falls due, and the reconciler that rebuilds lost jobs from the database (the source of truth).
 
 Job ids are deterministic (``callback-due-<id>-<attempts>``), so enqueueing twice is harmless,
 and every job is idempotent: it re-reads the row and does nothing unless the callback is still
@@ -12,7 +11,7 @@ Scheduling relies on RQ's own scheduler (``Worker.work(with_scheduler=True)``, s
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from redis import Redis
 from rq.exceptions import NoSuchJobError
@@ -20,14 +19,13 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from ivr.services import Services, services
-from models import CallbackRequest, Peer, utcnow
-from queues.connection import CALLBACK_QUEUE, DEFAULT_QUEUE, queue
+from models import CallbackRequest, utcnow
+from queues.connection import CALLBACK_QUEUE, queue
 from queues.reconcile import LIVE
 
 log = logging.getLogger(__name__)
 
 DUE_JOB = "queues.callbacks.callback_due"
-WRAP_UP_JOB = "queues.callbacks.wrap_up_done"
 
 
 def due_job_id(callback_id: int, attempts: int) -> str:
@@ -56,12 +54,6 @@ def schedule_due(connection: Redis, callback_id: int, attempts: int, due_at: dat
     return job_id
 
 
-def schedule_wrap_up(connection: Redis, peer_id: int, attempt_id: int, seconds: int) -> None:
-    """Free the peer after wrap-up (the periodic reconciler also frees them by the clock)."""
-    queue(DEFAULT_QUEUE, connection).enqueue_in(timedelta(seconds=seconds), WRAP_UP_JOB, peer_id,
-                                                job_id=f"callback-wrap-up-{peer_id}-{attempt_id}")
-
-
 def callback_due(callback_id: int) -> str:
     """RQ job: a callback's window opened (or its retry time came): offer free peers in arrival order."""
     from ivr import callbacks, routing
@@ -76,17 +68,6 @@ def callback_due(callback_id: int) -> str:
             return "not yet due"
         placed = routing.dispatch(session, svc, now)
         return f"dispatched ({placed} calls placed)"
-
-
-def wrap_up_done(peer_id: int) -> str:
-    """RQ job: a peer's wrap-up after a callback may be over; free peers by the clock and offer them."""
-    from ivr import routing
-
-    svc = services()
-    with svc.sessions() as session:
-        routing.reconcile(session, svc, utcnow())
-        peer = session.get(Peer, peer_id)
-        return peer.status if peer else "missing"
 
 
 def reconcile_callbacks(svc: Services, now: datetime | None = None) -> list[int]:
