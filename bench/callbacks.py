@@ -10,9 +10,8 @@ Usage: ``.venv/bin/python bench/callbacks.py [--trials 100] [--pending 1000]``
 """
 from __future__ import annotations
 
-import logging
-
 import argparse
+import logging
 import os
 import statistics
 import sys
