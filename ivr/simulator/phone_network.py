@@ -176,6 +176,7 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
 
     @app.get(f"{API}/Recordings/<sid>.wav")
     def recording_audio(account: str, sid: str) -> Response | tuple[Response, int]:
+        """GET a recording's WAV audio, as Twilio serves it."""
         audio = network.recordings.get(sid)
         if audio is None:
             return _not_found()
@@ -183,6 +184,7 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
 
     @app.delete(f"{API}/Recordings/<sid>.json")
     def recording_delete(account: str, sid: str) -> Response | tuple[Response, int]:
+        """DELETE a recording (204), or 404 when it is already gone."""
         with network.lock:
             found = network.recordings.pop(sid, None)
         if found is None:
@@ -191,6 +193,7 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
 
     @app.post(f"{API}/Calls.json")
     def calls_create(account: str) -> tuple[Response, int]:
+        """Create an outbound call (Calls.json) and ring the simulated phone."""
         sid = network.new_sid("CA")
         call = {"sid": sid, "account_sid": account, "status": "queued", "direction": "outbound-api",
                 **request.form.to_dict(flat=True),
@@ -210,6 +213,7 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
 
     @app.post(f"{API}/Calls/<sid>.json")
     def calls_update(account: str, sid: str) -> Response | tuple[Response, int]:
+        """Update a call: redirect it (Url/Twiml) or end or cancel it (Status)."""
         with network.lock:
             call = network.calls.get(sid)
             if call is None:
@@ -244,6 +248,7 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
 
     @app.post(f"{API}/Messages.json")
     def messages_create(account: str) -> tuple[Response, int]:
+        """Send a text message (kept for assertions; nothing is delivered)."""
         message = {"sid": network.new_sid("SM"), "account_sid": account, "status": "queued",
                    **request.form.to_dict(flat=True)}
         network.messages.append(message)
