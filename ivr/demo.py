@@ -89,8 +89,9 @@ def seed_demo(session: Session, vault: Vault, media_dir: Path, with_audio: bool 
         return False
     peers = []
     for name, phone, languages, tags, pin in DEMO_PEERS:
-        peer = Peer(display_name=name, phone_encrypted=vault.encrypt_text(phone), phone_hash=vault.lookup_hash(phone),
-                    languages=languages, tags=tags, status="available", pin_hash=generate_password_hash(pin))
+        peer = Peer(display_name=name, languages=languages, tags=tags, status="available",
+                    pin_hash=generate_password_hash(pin))
+        peer.set_phone(vault, phone)
         session.add(peer)
         peers.append(peer)
     session.flush()

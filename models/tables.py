@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -16,6 +16,9 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+if TYPE_CHECKING:
+    from models.crypto import Vault
 
 
 def utcnow() -> datetime:
@@ -73,6 +76,11 @@ class Peer(Base):
     pin_locked_until: Mapped[datetime | None]
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def set_phone(self, vault: Vault, phone: str) -> None:
+        """Store the personal phone encrypted, with the keyed hash that finds it (never in clear)."""
+        self.phone_encrypted = vault.encrypt_text(phone)
+        self.phone_hash = vault.lookup_hash(phone)
 
 
 class Caller(Base):

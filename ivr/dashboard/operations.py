@@ -71,10 +71,9 @@ def add_peer() -> Response | tuple[str, int]:
     if request.method == "POST":
         values, errors = _parse_peer_form(None)
         if not errors:
-            vault = services().vault
-            peer = Peer(display_name=values["display_name"], phone_encrypted=vault.encrypt_text(values["phone"]),
-                        phone_hash=vault.lookup_hash(values["phone"]), languages=values["languages"],
-                        tags=values["tags"], status="signed_off")
+            peer = Peer(display_name=values["display_name"], languages=values["languages"], tags=values["tags"],
+                        status="signed_off")
+            peer.set_phone(services().vault, values["phone"])
             db = get_session()
             db.add(peer)
             db.flush()
@@ -105,9 +104,7 @@ def edit_peer(peer_id: int) -> Response | tuple[str, int]:
             peer.languages = values["languages"]
             peer.tags = values["tags"]
             if values["phone"]:
-                vault = services().vault
-                peer.phone_encrypted = vault.encrypt_text(values["phone"])
-                peer.phone_hash = vault.lookup_hash(values["phone"])
+                peer.set_phone(services().vault, values["phone"])
                 changed.append("phone")
             audit("edit_peer", "peer", peer.id, detail="changed " + (", ".join(changed) or "nothing"))
             db.commit()
