@@ -27,7 +27,7 @@ from ivr.services import services
 from ivr.signature import require_twilio_signature
 from ivr.twiml import Speaker, fallback as fallback_twiml, to_response
 from models import PeerStory, Voicemail, utcnow
-from queues.enqueue import enqueue_transcription
+from queues.enqueue import enqueue_voicemail
 
 log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/voice")
@@ -446,13 +446,11 @@ def voicemail_recording() -> Response:
         session.commit()
     if vm.job_id is None:
         try:
-            enqueue_transcription(services().redis, vm.id)
+            enqueue_voicemail(services().redis, vm)
         except (RedisError, OSError):
             # Kept as pending with no job; the reconciler enqueues it once Redis is back.
             log.exception("could not enqueue transcription of voicemail %s", vm.id)
         else:
-            vm.job_id = f"transcribe-voicemail-{vm.id}"
-            vm.enqueued_at = utcnow()
             session.commit()
     return to_response(VoiceResponse())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from redis import Redis
 from rq import Retry
 
+from models import Voicemail, utcnow
 from queues.connection import TRANSCRIPTION_QUEUE, queue
 
 TRANSCRIBE_JOB = "queues.jobs.transcribe_voicemail"
@@ -26,3 +27,9 @@ def enqueue_transcription(connection: Redis, voicemail_id: int) -> str:
         failure_ttl=7 * 86400,
     )
     return job.id
+
+
+def enqueue_voicemail(connection: Redis, voicemail: Voicemail) -> None:
+    """Enqueue a voicemail's transcription and record the job on its row (the caller commits)."""
+    voicemail.job_id = enqueue_transcription(connection, voicemail.id)
+    voicemail.enqueued_at = utcnow()

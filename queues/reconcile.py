@@ -9,8 +9,8 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Voicemail, utcnow
-from queues.enqueue import enqueue_transcription, transcription_job_id
+from models import Voicemail
+from queues.enqueue import enqueue_voicemail, transcription_job_id
 
 log = logging.getLogger(__name__)
 LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
@@ -31,9 +31,7 @@ def requeue_pending_voicemails(sessions: sessionmaker[Session], connection: Redi
         for vm in pending:
             if _job_is_live(connection, transcription_job_id(vm.id)):
                 continue
-            enqueue_transcription(connection, vm.id)
-            vm.job_id = transcription_job_id(vm.id)
-            vm.enqueued_at = utcnow()
+            enqueue_voicemail(connection, vm)
             requeued.append(vm.id)
         session.commit()
     if requeued:

@@ -22,7 +22,7 @@ from models import Caller, Peer, PeerStory, StaffUser, Voicemail, utcnow
 from models.crypto import DecryptError
 from models.tables import FollowUp, VoicemailNote
 from queues.connection import TRANSCRIPTION_QUEUE, queue
-from queues.enqueue import enqueue_transcription, transcription_job_id
+from queues.enqueue import enqueue_voicemail, transcription_job_id
 
 RISK_LABELS = {"high": "High risk", "medium": "Medium risk", "low": "Low risk", "none": "No risk words",
                None: "Not yet triaged"}
@@ -258,18 +258,15 @@ def retry_transcription(vm_id: int) -> Response | tuple[str, int]:
         flash("Only a failed transcription can be retried.", "error")
         return _render_voicemail(vm, status=409)
     redis = services().redis
-    job_id = transcription_job_id(vm.id)
     try:
         # The job keeps a fixed id; take the dead one out of the failed list before enqueueing again.
-        FailedJobRegistry(queue=queue(TRANSCRIPTION_QUEUE, redis)).remove(job_id)
-        enqueue_transcription(redis, vm.id)
+        FailedJobRegistry(queue=queue(TRANSCRIPTION_QUEUE, redis)).remove(transcription_job_id(vm.id))
+        enqueue_voicemail(redis, vm)
     except (RedisError, OSError):
         flash("The job queue cannot be reached right now; try again in a minute.", "error")
         return _render_voicemail(vm, status=503)
     vm.status = "pending"
     vm.failure_reason = None
-    vm.job_id = job_id
-    vm.enqueued_at = utcnow()
     audit("retry_transcription", "voicemail", vm.id)
     db.commit()
     flash(f"Voicemail {vm.id} is queued for transcription again.", "success")
