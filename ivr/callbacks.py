@@ -339,7 +339,7 @@ def ring_peer(session: Session, svc: Services, cb: CallbackRequest, peer: Peer, 
     try:
         sid = svc.twilio.create_call(svc.vault.decrypt_text(peer.phone_encrypted), peer_whisper_url(svc, attempt.id),
                                      peer_status_url(svc, attempt.id), timeout=PEER_RING_S)
-    except (TwilioGatewayError, OSError):
+    except TwilioGatewayError:  # network failures included
         log.exception("could not ring peer %s for callback %s", peer.id, cb.id)
         _end_attempt(session, attempt, "peer_failed", now)
         _back_in_line(session, cb, now)
@@ -410,7 +410,7 @@ def caller_not_reached(session: Session, svc: Services, attempt: CallbackAttempt
     if attempt.peer_call_sid:
         try:
             svc.twilio.update_call(attempt.peer_call_sid, url=peer_notice_url(svc, attempt.id), method="POST")
-        except (TwilioGatewayError, OSError):
+        except TwilioGatewayError:  # network failures included
             log.info("peer leg of attempt %s already ended", attempt.id)
     return True
 
@@ -449,7 +449,7 @@ def peer_accepts(session: Session, svc: Services, attempt: CallbackAttempt, now:
             # DetectMessageEnd waits for the beep, so a permitted message is not cut off.
             machine_detection="DetectMessageEnd" if cb.allow_message else "Enable",
         )
-    except (TwilioGatewayError, OSError):
+    except TwilioGatewayError:  # network failures included
         log.exception("could not dial the caller of callback %s", cb.id)
         caller_not_reached(session, svc, attempt, "failed", now)
         return "failed"
@@ -511,7 +511,7 @@ def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, no
             if attempt.caller_call_sid:
                 try:
                     svc.twilio.update_call(attempt.caller_call_sid, status="canceled")
-                except (TwilioGatewayError, OSError):
+                except TwilioGatewayError:  # network failures included
                     log.info("caller leg of attempt %s already ended", attempt.id)
             _back_in_line(session, cb, now)
     elif attempt.stage == "connected":

@@ -162,7 +162,7 @@ def ring(session: Session, svc: Services, req: PeerRequest, now: datetime,
                 leg_status_url(svc, leg.id),
                 timeout=RING_TIMEOUT_S,
             )
-        except (TwilioGatewayError, OSError):
+        except TwilioGatewayError:  # network failures included
             log.exception("could not ring peer %s", peer.id)
             leg.status = "no_answer"
             leg.ended_at = now
@@ -215,7 +215,7 @@ def _end_legs(session: Session, svc: Services, legs: list[RingLeg], new_status: 
         if leg.call_sid:
             try:
                 svc.twilio.update_call(leg.call_sid, status="canceled" if previous == "ringing" else "completed")
-            except (TwilioGatewayError, OSError):
+            except TwilioGatewayError:  # network failures included
                 log.warning("could not end leg %s (it may have ended already)", leg.call_sid)
         peer = session.get(Peer, leg.peer_id)
         if peer is not None:
@@ -247,7 +247,7 @@ def accept(session: Session, svc: Services, leg: RingLeg, now: datetime) -> str:
     _end_legs(session, svc, others, "canceled", now)
     try:
         svc.twilio.update_call(req.call_sid, url=caller_connect_url(svc, req), method="POST")
-    except (TwilioGatewayError, OSError):
+    except TwilioGatewayError:  # network failures included
         # The caller's call is over (Twilio refuses to redirect a finished call): never
         # bridge a peer to nobody.
         log.info("caller of request %s is gone; not bridging", req.id)

@@ -92,11 +92,3 @@ class TwilioGateway:
         except (TwilioException, OSError) as exc:  # requests errors are OSErrors
             raise TwilioGatewayError(f"sending SMS: {exc}") from exc
         return str(message.sid)
-
-    def _request(self, method: str, url: str):  # type: ignore[no-untyped-def]
-        try:
-            return self.client.request(
-                method, url, auth=(self.settings.twilio_account_sid, self.settings.twilio_auth_token)
-            )
-        except (TwilioException, OSError) as exc:
-            raise TwilioGatewayError(f"{method} {url}: {exc}") from exc
