@@ -1,29 +1,19 @@
 """Menus as data: loading, validation and a pure engine. Plain Python, no Flask.
 
-Exceptions:
+The package also holds the line's rules as plain Python (no Flask, werkzeug or RQ): peers
+and their state (:mod:`callflows.peers`), who gets rung and the first-pickup claim
+(:mod:`callflows.routing`), callbacks (:mod:`callflows.callbacks`), the one arrival-ordered
+line and the events that free a peer (:mod:`callflows.line`), stories, research export and
+retention, the settings, the services of a process and the Twilio REST client.
 
-- :class:`FlowError`: base class.
-- :class:`FlowValidationError`: a flow file is wrong; ``.problems`` lists each problem with
-  the node id it concerns.
+Exceptions live in :mod:`callflows.errors`, under :class:`~callflows.errors.CallflowError`.
 """
 from __future__ import annotations
 
 
-class FlowError(Exception):
-    """Base class for call-flow errors."""
-
-
-class FlowValidationError(FlowError):
-    """A flow failed validation; ``problems`` names every offending node."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems))
-
-
-from callflows.engine import Transition, step  # noqa: E402
-from callflows.loader import ACTIONS, Flow, Menu, Option, load_flow, load_flows  # noqa: E402
+from callflows.errors import FlowError, FlowValidationError
+from callflows.engine import Transition, step
+from callflows.loader import ACTIONS, Flow, Menu, Option, load_flow, load_flows
 
 __all__ = [
     "ACTIONS",

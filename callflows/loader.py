@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from callflows import FlowValidationError
+from callflows.errors import FlowValidationError
 
 DATA_DIR = Path(__file__).parent / "data"
 

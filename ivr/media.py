@@ -8,6 +8,8 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, send_file, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from callflows.storage import stored_path
+from callflows.stories import is_playable
 from ivr.db import get_session
 from ivr.services import services
 from models import PeerStory
@@ -35,11 +37,9 @@ def story(token: str) -> Response:
     except BadSignature:
         abort(404)
     story_row = get_session().get(PeerStory, int(data["story"]))
-    if story_row is None or not story_row.audio_path or story_row.status != "approved":
+    if story_row is None or not story_row.audio_path or not is_playable(story_row):
         abort(404)
-    path = Path(story_row.audio_path)
-    if not path.is_absolute():
-        path = Path(services().settings.instance_path) / path
+    path = stored_path(services().settings.instance_path, story_row.audio_path)
     if not path.exists():
         abort(404)
     start = float(data.get("start") or 0)

@@ -8,38 +8,24 @@ sign-in through the menu (no server memory, and a token is useless on another ca
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
 from flask import Blueprint, Response, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.security import check_password_hash
 
-from callflows import Flow
-from ivr import routing
+from callflows import Flow, line, peers
 from ivr.db import get_session
 from ivr.services import services
 from ivr.signature import require_twilio_signature
 from ivr.twiml import Speaker, to_response
 from models import Peer, utcnow
-from models.crypto import Vault
 
 bp = Blueprint("peer_phone", __name__, url_prefix="/peer/phone")
 bp.before_request(require_twilio_signature)
 
-MAX_PIN_FAILURES = 5
-PIN_LOCK = timedelta(minutes=15)
 TOKEN_MAX_AGE_S = 3600
 CHOICES = {"1": "available", "2": "break", "3": "signed_off"}
-
-
-def peer_for_number(session: Session, vault: Vault, number: str | None) -> Peer | None:
-    """The active peer whose registered phone this is, if any."""
-    if not number:
-        return None
-    return session.scalar(select(Peer).where(Peer.phone_hash == vault.lookup_hash(number), Peer.active.is_(True)))
 
 
 def _flow_for(peer: Peer | None) -> Flow:
@@ -85,26 +71,17 @@ def pin() -> Response:
     peer = session.get(Peer, request.args.get("peer", type=int) or 0)
     speaker = Speaker(_flow_for(peer))
     digits = request.form.get("Digits", "")
-    if peer is not None and peer.pin_locked_until and (routing.aware(peer.pin_locked_until) or now) > now:
-        minutes = max(1, int(((routing.aware(peer.pin_locked_until) or now) - now).total_seconds() // 60) + 1)
-        return to_response(speaker.say_then_hangup([speaker.text("peer_locked", minutes=minutes)]))
-    if not digits:
-        return to_response(speaker.keypad([speaker.text("peer_signin")], _abs("peer_phone.pin", peer=request.args.get("peer", ""))))
-    if peer is None or not peer.active or not peer.pin_hash or not check_password_hash(peer.pin_hash, digits):
-        if peer is not None:
-            peer.pin_failures = (peer.pin_failures or 0) + 1
-            if peer.pin_failures >= MAX_PIN_FAILURES:
-                peer.pin_failures = 0
-                peer.pin_locked_until = now + PIN_LOCK
-                session.commit()
-                minutes = int(PIN_LOCK.total_seconds() // 60)
-                return to_response(speaker.say_then_hangup([speaker.text("peer_locked", minutes=minutes)]))
-            session.commit()
-        return to_response(speaker.keypad([speaker.text("peer_pin_wrong"), speaker.text("peer_signin")],
-                                          _abs("peer_phone.pin", peer=request.args.get("peer", ""))))
-    peer.pin_failures = 0
-    peer.pin_locked_until = None
-    session.commit()
+    again = _abs("peer_phone.pin", peer=request.args.get("peer", ""))
+    if not digits and not peers.locked_minutes(peer, now):
+        return to_response(speaker.keypad([speaker.text("peer_signin")], again))
+    # The same hash check whatever the peer: a wrong id and a wrong PIN sound alike.
+    pin_ok = bool(peer is not None and peer.pin_hash and digits and check_password_hash(peer.pin_hash, digits))
+    result = peers.sign_in(session, peer, pin_ok, now)
+    if result.outcome == "locked":
+        return to_response(speaker.say_then_hangup([speaker.text("peer_locked", minutes=result.minutes)]))
+    if result.outcome == "wrong":
+        return to_response(speaker.keypad([speaker.text("peer_pin_wrong"), speaker.text("peer_signin")], again))
+    assert peer is not None
     return to_response(_menu(session, peer, _token(peer)))
 
 
@@ -130,7 +107,7 @@ def _menu(session: Session, peer: Peer, token: str, preface: list[str] | None = 
     speaker = Speaker(_flow_for(peer))
     lines = [*(preface or []),
              speaker.text("peer_status", status=speaker.text(f"status_{peer.status}")),
-             speaker.text("peer_waiting", count=routing.waiting_count(session)),
+             speaker.text("peer_waiting", count=line.waiting_count(session)),
              speaker.text("peer_menu")]
     return speaker.keypad(lines, _abs("peer_phone.choice", t=token), finish_on_key="", num_digits=1)
 
@@ -147,15 +124,12 @@ def choice() -> Response:
     status = CHOICES.get(request.form.get("Digits", ""))
     if status is None:
         return to_response(_menu(session, peer, request.args.get("t", "")))
-    svc = services()
-    routing.set_status(session, svc, peer, status, utcnow())
+    # Ringing waits until they have hung up this call: the rule offers them a few seconds later.
+    line.set_peer_status(session, services(), peer, status, utcnow(), on_phone=True)
     session.refresh(peer)
     lines = [speaker.text("peer_status", status=speaker.text(f"status_{peer.status}")),
-             speaker.text("peer_waiting", count=routing.waiting_count(session))]
+             speaker.text("peer_waiting", count=line.waiting_count(session))]
     if peer.status == "available":
         lines.append(speaker.text("peer_hang_up"))
-        # Ring only once they have hung up this call: a job a few seconds later (and every
-        # waiting caller's next hold poll) offers them the longest-waiting caller.
-        routing.offer_after_delay(svc)
     lines.append(speaker.text("peer_thanks"))
     return to_response(speaker.say_then_hangup(lines))

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, Flask, Response, request, url_for
+from flask import Blueprint, Response, request, url_for
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import Flow
-from ivr import routing
-from ivr.calls import find_or_create_call, record_event
+from callflows import line, routing, stories
+from callflows.calls import find_or_create_call, record_event
+from callflows.peers import LIVE_LEGS, peers_on_shift
 from ivr.db import get_session
 from ivr.services import services
 from ivr.signature import require_twilio_signature
@@ -32,14 +33,6 @@ bp.before_request(require_twilio_signature)
 FINAL_CALL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
 # Keys while on hold (said in the "hold_choices" phrase); 0 and 9 mean what they mean everywhere.
 HOLD_KEYS = {"1": "stay", "2": "callback", "3": "message", "0": "message", "9": "crisis", "*": "repeat"}
-
-
-def init_app(app: Flask) -> None:
-    """Register the routing and peer-phone blueprints (called by ``create_app``)."""
-    from ivr import peers_phone
-
-    app.register_blueprint(bp)
-    app.register_blueprint(peers_phone.bp)
 
 
 def _flow(lang: str | None) -> Flow:
@@ -68,7 +61,7 @@ def talk_to_peer(ctx: Ctx, tag: str | None = None, none_on: str = "menu") -> Voi
     svc = services()
     lang = ctx.flow.language
     now = utcnow()
-    if routing.peers_on_shift(session, lang) == 0:
+    if peers_on_shift(session, lang) == 0:
         # Say so honestly and offer a callback or a message at once, not a wait for nobody.
         record_event(session, ctx.call_sid, "peer", None, "no peers on shift")
         session.commit()
@@ -123,10 +116,10 @@ def _wait_document(req: PeerRequest) -> VoiceResponse:
     speaker = _speaker(req.language)
     flow = speaker.flow
     position = _position()
-    minutes = routing.expected_wait_minutes(session, position, utcnow())
+    minutes = line.expected_wait_minutes(session, position, utcnow())
     lines = [flow.text("hold_position", position=position),
              flow.text("hold_wait", minutes=minutes) if minutes else flow.text("hold_wait_unknown")]
-    story = routing.hold_story(session, req)
+    story = stories.hold_story(session, req)
     audio = text = None
     if story is not None:
         from ivr.media import story_audio_url
@@ -151,7 +144,7 @@ def hold_wait(req_id: int) -> Response:
     if req is None:
         return to_response(_speaker().leave_queue([]))
     # Every poll is also a reconciler: frees peers whose wrap-up is over and offers them.
-    routing.reconcile(session, services(), utcnow())
+    line.reconcile(session, services(), utcnow())
     session.refresh(req)
     return to_response(_wait_document(req))
 
@@ -172,13 +165,13 @@ def hold_choice(req_id: int) -> Response:
     now = utcnow()
     if target == "callback":
         # After <Leave>, hold_done hands over to the callback flow, which keeps req.arrived_at.
-        routing.caller_left(session, svc, req, "callback", now)
+        line.caller_left(session, svc, req, "callback", now)
         return to_response(speaker.leave_queue([]))
     if target == "message":
-        routing.caller_left(session, svc, req, "message", now)
+        line.caller_left(session, svc, req, "message", now)
         return to_response(speaker.leave_queue([]))
     if target == "crisis":
-        routing.caller_left(session, svc, req, "crisis", now)
+        line.caller_left(session, svc, req, "crisis", now)
         return to_response(speaker.leave_queue([]))
     if target == "repeat":
         return to_response(_wait_document(req))
@@ -203,7 +196,7 @@ def hold_done(req_id: int) -> Response:
     result = request.form.get("QueueResult", "")
     now = utcnow()
     if result == "hangup":
-        routing.caller_left(session, services(), req, "abandoned", now)
+        line.caller_left(session, services(), req, "abandoned", now)
         return to_response(VoiceResponse())
     if req.status == "callback":
         from ivr import callbacks_voice  # registered after this blueprint
@@ -216,7 +209,7 @@ def hold_done(req_id: int) -> Response:
     if req.status == "connected":
         return to_response(speaker.say_then_redirect([], _url("routing.caller_connect", req_id=req.id)))
     # queue-full, system-error...: never a dead end; callback or message at once.
-    routing.caller_left(session, services(), req, "abandoned", now)
+    line.caller_left(session, services(), req, "abandoned", now)
     return to_response(speaker.say_then_redirect(
         [speaker.text("no_peer_yet")], _url("voice.menu", node="no_peer", lang=req.language)))
 
@@ -271,7 +264,7 @@ def leg_whisper(leg_id: int) -> Response:
         return to_response(VoiceResponse())
     leg, req, peer = found
     speaker = _peer_speaker(peer)
-    if leg.status not in routing.LIVE_LEGS:
+    if leg.status not in LIVE_LEGS:
         return to_response(speaker.say_then_hangup(
             [speaker.text("peer_taken" if req.status in ("connected", "ended") else "peer_caller_gone")]))
     routing.leg_answered(get_session(), leg)
@@ -323,5 +316,5 @@ def leg_status(leg_id: int) -> Response:
     if status in ("in-progress", "answered"):
         routing.leg_answered(session, leg)
     elif status in FINAL_CALL_STATUSES:
-        routing.leg_ended(session, services(), leg, status, utcnow())
+        line.ring_leg_ended(session, services(), leg, utcnow())
     return to_response(VoiceResponse())

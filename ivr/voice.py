@@ -12,22 +12,22 @@ from dataclasses import dataclass
 from typing import Callable
 
 from flask import Blueprint, Response, request, url_for
-from redis.exceptions import RedisError
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
 from callflows import Flow, Transition, step
-from ivr.calls import caller_for_call, find_or_create_call, find_or_create_caller, record_event
+from callflows import voicemails
+from callflows.calls import caller_for_call, find_or_create_call, find_or_create_caller, record_event
+from callflows.peers import peer_for_number
+from callflows.stories import approved_stories
 from ivr import peers_phone, routing_voice
 from ivr.db import get_session
 from ivr.media import story_audio_url
 from ivr.services import services
 from ivr.signature import require_twilio_signature
 from ivr.twiml import Speaker, fallback as fallback_twiml, to_response
-from models import PeerStory, Voicemail, utcnow
-from queues.enqueue import enqueue_voicemail
+from models import utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/voice")
@@ -83,7 +83,7 @@ def incoming() -> Response:
     """Entry point of every call: greet, then the remembered language or the language question."""
     session = get_session()
     svc = services()
-    peer = peers_phone.peer_for_number(session, svc.vault, request.form.get("From"))
+    peer = peer_for_number(session, svc.vault, request.form.get("From"))
     if peer is not None:  # a peer calling from their registered phone runs their shift
         return to_response(peers_phone.greet_peer(peer))
     caller = find_or_create_caller(session, svc.vault, request.form.get("From"))
@@ -308,20 +308,8 @@ def crisis_done() -> Response:
 # Peer stories -------------------------------------------------------------------------
 
 
-def approved_stories(topic: str, language: str) -> list[PeerStory]:
-    """Approved, consented stories on a topic in a language, in a stable order."""
-    return list(
-        get_session().scalars(
-            select(PeerStory)
-            .where(PeerStory.topic == topic, PeerStory.language == language,
-                   PeerStory.status == "approved", PeerStory.consent_given.is_(True))
-            .order_by(PeerStory.id)
-        )
-    )
-
-
 def _play_story(ctx: Ctx, topic: str, index: int, start_s: float = 0.0) -> VoiceResponse:
-    stories = approved_stories(topic, ctx.flow.language)
+    stories = approved_stories(get_session(), topic, ctx.flow.language)
     stories_menu = ctx.flow.nodes["stories"]
     if not stories:
         return ctx.speaker.menu(stories_menu, ctx.url("voice.answer", node="stories", attempt=0),
@@ -428,30 +416,8 @@ def voicemail_recording() -> Response:
     form = request.form
     if form.get("RecordingStatus", "completed") != "completed":
         return to_response(VoiceResponse())
-    session = get_session()
-    sid = form.get("RecordingSid", "")
-    vm = session.scalar(select(Voicemail).where(Voicemail.recording_sid == sid))
-    if vm is None:  # Twilio retries callbacks: one voicemail per recording
-        call = find_or_create_call(session, form.get("CallSid", ""))
-        session.flush()
-        vm = Voicemail(
-            recording_sid=sid,
-            recording_url=form.get("RecordingUrl", ""),
-            call_id=call.id,
-            caller_id=call.caller_id,
-            language=request.args.get("lang") or call.language,
-            duration_s=_form_int("RecordingDuration"),
-        )
-        session.add(vm)
-        session.commit()
-    if vm.job_id is None:
-        try:
-            enqueue_voicemail(services().redis, vm)
-        except (RedisError, OSError):
-            # Kept as pending with no job; the reconciler enqueues it once Redis is back.
-            log.exception("could not enqueue transcription of voicemail %s", vm.id)
-        else:
-            session.commit()
+    voicemails.recording_done(get_session(), services(), form.get("RecordingSid", ""), form.get("RecordingUrl", ""),
+                              form.get("CallSid", ""), request.args.get("lang"), _form_int("RecordingDuration"))
     return to_response(VoiceResponse())
 
 

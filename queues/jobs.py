@@ -1,22 +1,53 @@
-"""RQ job functions. They take ids, never objects, and are idempotent.
+"""RQ job functions. They take ids, never objects, are idempotent, and find this process's
+services in the job context (:mod:`queues.context`), never in Flask or a global.
 
-Jobs run inside the app context that the worker builds once per process (see
-:mod:`queues.worker`), so connections come from ``app.extensions``, never from globals.
+Scheduling them is :mod:`queues.scheduler`'s job; the periodic ones are in :mod:`queues.periodic`.
 """
 from __future__ import annotations
 
 import logging
 
-from ivr.services import services
+from callflows import line
+from callflows.times import aware
+from models import CallbackRequest, utcnow
+from queues.context import current
+from queues.transcribe import run_transcription
 
 log = logging.getLogger(__name__)
 
 
 def transcribe_voicemail(voicemail_id: int) -> str:
     """Fetch, store, transcribe and triage one voicemail (the transcription pipeline)."""
-    from queues.transcribe import run_transcription
-
-    status = run_transcription(services(), voicemail_id)
+    ctx = current()
+    status = run_transcription(ctx.services, voicemail_id, ctx.speech())
     if status == "missing":
         log.warning("voicemail %s no longer exists; nothing to do", voicemail_id)
     return status
+
+
+def wrap_up_done(peer_id: int, started: float) -> str:
+    """The wrap-up that began at ``started`` (epoch seconds) has passed for ``peer_id``: free them."""
+    svc = current().services
+    with svc.sessions() as session:
+        return line.wrap_up_passed(session, svc, peer_id, started, utcnow())
+
+
+def dispatch_line() -> int:
+    """Offer free peers to waiting callers and due callbacks; returns calls placed."""
+    svc = current().services
+    with svc.sessions() as session:
+        return line.dispatch(session, svc, utcnow())
+
+
+def callback_due(callback_id: int) -> str:
+    """A callback's window opened (or its retry time came): offer free peers in arrival order."""
+    svc = current().services
+    now = utcnow()
+    with svc.sessions() as session:
+        cb = session.get(CallbackRequest, callback_id)
+        if cb is None or cb.status != "pending":
+            return "nothing to do"
+        if (aware(cb.due_at) or now) > now:
+            return "not yet due"
+        placed = line.dispatch(session, svc, now)
+        return f"dispatched ({placed} calls placed)"

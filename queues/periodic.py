@@ -1,48 +1,81 @@
-"""Periodic upkeep without an extra service: a self-rescheduling RQ job run by the workers'
-built-in scheduler (``with_scheduler=True``). It re-enqueues work that lost its job, so a Redis
-flush or a killed worker is repaired within one interval."""
+"""Periodic upkeep without an extra service: self-rescheduling RQ jobs run by the workers'
+built-in scheduler (``with_scheduler=True``).
+
+- the *tick* (every minute) runs the reconcilers, so a Redis flush or a killed worker is
+  repaired within one interval;
+- the *retention purge* (daily) applies the retention policy.
+"""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from redis import Redis
-from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
-from ivr.services import services
-from queues.callbacks import reconcile_callbacks
+from callflows.retention import policy_from, purge
 from queues.connection import DEFAULT_QUEUE, queue
-from queues.reconcile import requeue_pending_voicemails
+from queues.context import current
+from queues.reconcile import reconcile_callbacks, requeue_pending_voicemails
 
 log = logging.getLogger(__name__)
 
-TICK_JOB = "queues.periodic.tick"
 TICK_PREFIX = "peerline-tick-"
 DEFAULT_INTERVAL_S = 60
+PURGE_JOB_PREFIX = "retention-purge"
+PURGE_INTERVAL = timedelta(days=1)
 
 
-def _tick_scheduled(q: Queue) -> bool:
-    registry = ScheduledJobRegistry(queue=q)
-    return any(job_id.startswith(TICK_PREFIX) for job_id in registry.get_job_ids())
+def _waiting(connection: Redis, prefix: str, include_queued: bool) -> bool:
+    q = queue(DEFAULT_QUEUE, connection)
+    ids = list(ScheduledJobRegistry(queue=q).get_job_ids())
+    if include_queued:
+        ids.extend(q.get_job_ids())
+    return any(job_id.startswith(prefix) for job_id in ids)
 
 
 def schedule_tick(connection: Redis, interval_s: int = DEFAULT_INTERVAL_S) -> bool:
     """Schedule the next tick unless one is already scheduled; returns whether it scheduled."""
-    q = queue(DEFAULT_QUEUE, connection)
-    if _tick_scheduled(q):
+    if _waiting(connection, TICK_PREFIX, include_queued=False):
         return False
-    import uuid
-
-    q.enqueue_in(timedelta(seconds=interval_s), TICK_JOB, interval_s,
-                 job_id=TICK_PREFIX + uuid.uuid4().hex[:12], result_ttl=0, failure_ttl=3600)
+    queue(DEFAULT_QUEUE, connection).enqueue_in(
+        timedelta(seconds=interval_s), tick, interval_s,
+        job_id=TICK_PREFIX + uuid.uuid4().hex[:12], result_ttl=0, failure_ttl=3600)
     return True
 
 
 def tick(interval_s: int = DEFAULT_INTERVAL_S) -> dict[str, list[int]]:
     """Run every reconciler once, then schedule the next tick."""
-    svc = services()
-    done = {"voicemails": requeue_pending_voicemails(svc.sessions, svc.redis)}
+    svc = current().services
+    done = {"voicemails": requeue_pending_voicemails(svc)}
     done["callbacks"] = reconcile_callbacks(svc)
     schedule_tick(svc.redis, interval_s)
     return done
+
+
+def purge_is_scheduled(connection: Redis) -> bool:
+    """True when a retention purge job is already waiting (scheduled or queued)."""
+    return _waiting(connection, PURGE_JOB_PREFIX, include_queued=True)
+
+
+def schedule_purge(connection: Redis, delay: timedelta = PURGE_INTERVAL) -> str | None:
+    """Schedule the next retention purge after ``delay``; None when one is already waiting."""
+    if purge_is_scheduled(connection):
+        return None
+    # A fresh id per run: the running job schedules its successor, and reusing the running
+    # job's own id would let the worker's bookkeeping for this run overwrite the next one.
+    job_id = f"{PURGE_JOB_PREFIX}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    job = queue(DEFAULT_QUEUE, connection).enqueue_in(
+        delay, scheduled_purge, job_id=job_id, job_timeout=3600, result_ttl=7 * 86400, failure_ttl=30 * 86400)
+    return job.id
+
+
+def scheduled_purge() -> dict[str, int]:
+    """Schedule the next run, then purge with the configured retention."""
+    svc = current().services
+    # The successor is scheduled first, so a failing purge does not end the daily chain.
+    schedule_purge(svc.redis, PURGE_INTERVAL)
+    settings = svc.settings
+    return purge(svc.sessions, Path(settings.instance_path), policy_from(settings)).counts()

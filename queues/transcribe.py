@@ -20,48 +20,29 @@ import os
 import tempfile
 from pathlib import Path
 
-from flask import Flask, current_app
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 from twilio.base.exceptions import TwilioRestException
 
-from ivr.services import Services, services
-from ivr.twilio_client import TwilioGatewayError
+from callflows.errors import TwilioGatewayError
+from callflows.services import Services
+from callflows.storage import stored_path
 from models import Voicemail, utcnow
 from models.crypto import DecryptError
-from transcription import AudioError, ModelUnavailableError, Transcriber, VoskTranscriber
+from queues.errors import StoredAudioMissing
+from transcription import AudioError, ModelUnavailableError, Transcriber
 from transcription.audio import read_header
 from transcription.pipeline import Analysis, analyse
 
 log = logging.getLogger(__name__)
 
-TRANSCRIBER_EXTENSION = "peerline.transcriber"
 AUDIO_DIR = "voicemails"
 SUPERVISOR_ALERT = ("peerline: a voicemail marked HIGH RISK is waiting (message #{id}). "
                     "Please review it on the staff dashboard now.")
 
 
-class StoredAudioMissing(Exception):
-    """Our copy of the audio is gone and Twilio's copy was already deleted."""
-
-
-def app_transcriber(app: Flask | None = None) -> Transcriber:
-    """The transcriber of this process, created on first use and kept on the app.
-
-    The worker builds one app per process, so the speech model is loaded once per worker
-    process and reused by every job (never per job, never in a module global).
-    """
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    transcriber = app.extensions.get(TRANSCRIBER_EXTENSION)
-    if transcriber is None:
-        transcriber = app.extensions.setdefault(
-            TRANSCRIBER_EXTENSION, VoskTranscriber(services(app).settings.vosk_model_path))
-    return transcriber  # type: ignore[no-any-return]
-
-
-def run_transcription(svc: Services, voicemail_id: int, transcriber: Transcriber | None = None) -> str:
+def run_transcription(svc: Services, voicemail_id: int, transcriber: Transcriber) -> str:
     """Process one voicemail; returns its resulting status."""
-    transcriber = transcriber or app_transcriber()
     with svc.sessions() as session:
         vm = session.get(Voicemail, voicemail_id)
         if vm is None:
@@ -97,7 +78,7 @@ def _transcribe(svc: Services, session: Session, vm: Voicemail, transcriber: Tra
 def _audio(svc: Services, session: Session, vm: Voicemail) -> bytes:
     """Our stored copy if there is one that decodes, else Twilio's (stored before use)."""
     if vm.audio_path:
-        path = _absolute(svc, vm.audio_path)
+        path = stored_path(svc.settings.instance_path, vm.audio_path)
         if path.is_file():
             audio = svc.vault.decrypt(path.read_bytes())
             try:
@@ -119,7 +100,7 @@ def _audio(svc: Services, session: Session, vm: Voicemail) -> bytes:
 def _store(svc: Services, voicemail_id: int, audio: bytes) -> str:
     """Write the audio encrypted (atomically, mode 600); returns its path under the instance."""
     relative = f"{AUDIO_DIR}/{voicemail_id}.wav.enc"
-    target = _absolute(svc, relative)
+    target = stored_path(svc.settings.instance_path, relative)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
     try:
@@ -132,11 +113,6 @@ def _store(svc: Services, voicemail_id: int, audio: bytes) -> str:
         Path(tmp).unlink(missing_ok=True)
         raise
     return relative
-
-
-def _absolute(svc: Services, stored: str) -> Path:
-    path = Path(stored)
-    return path if path.is_absolute() else Path(svc.settings.instance_path) / path
 
 
 def _save(svc: Services, session: Session, vm: Voicemail, analysis: Analysis) -> None:

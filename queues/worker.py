@@ -1,28 +1,35 @@
-"""Worker entry point: one app per process, reconcile, then work the queues."""
+"""Worker entry point: reconcile, schedule upkeep, then work the queues with this process's services."""
 from __future__ import annotations
 
 import logging
 
-from flask import Flask
 from rq import Worker
 
-from ivr.services import services
-from queues.callbacks import reconcile_callbacks
+from callflows.services import Services
 from queues.connection import ALL_QUEUES, queue
-from queues.periodic import schedule_tick
-from queues.reconcile import requeue_pending_voicemails
-from queues.retention import schedule_purge
+from queues.context import JobContext, job_context
+from queues.periodic import schedule_purge, schedule_tick
+from queues.reconcile import reconcile_callbacks, requeue_pending_voicemails
+from transcription import ModelUnavailableError
 
 log = logging.getLogger(__name__)
 
 
-def run_worker(app: Flask, queue_names: tuple[str, ...] = ALL_QUEUES, burst: bool = False) -> bool:
-    """Run an RQ worker inside ``app``'s context (built once for all jobs of this process)."""
-    with app.app_context():
-        svc = services(app)
-        requeue_pending_voicemails(svc.sessions, svc.redis)
-        reconcile_callbacks(svc)  # a flushed Redis or a killed worker loses no callback
-        schedule_tick(svc.redis)
-        schedule_purge(svc.redis)  # the daily retention purge; never a second copy
-        worker = Worker([queue(n, svc.redis) for n in queue_names], connection=svc.redis)
+def run_worker(svc: Services, queue_names: tuple[str, ...] = ALL_QUEUES, burst: bool = False,
+               worker_class: type[Worker] = Worker) -> bool:
+    """Run an RQ worker whose jobs share ``svc`` (built once for all jobs of this process)."""
+    requeue_pending_voicemails(svc)
+    reconcile_callbacks(svc)  # a flushed Redis or a killed worker loses no callback
+    schedule_tick(svc.redis)
+    schedule_purge(svc.redis)  # the daily retention purge; never a second copy
+    context = JobContext(svc)
+    if svc.settings.vosk_model_path:
+        # Loaded once here, before the worker forks a work horse per job: every horse
+        # inherits the loaded model instead of loading it again.
+        try:
+            context.speech().check()
+        except ModelUnavailableError as exc:
+            log.warning("speech model unavailable; voicemails stay pending: %s", exc)
+    with job_context(context):
+        worker = worker_class([queue(n, svc.redis) for n in queue_names], connection=svc.redis)
         return bool(worker.work(burst=burst, with_scheduler=True, logging_level="INFO"))

@@ -18,10 +18,13 @@ import pytest
 from rq import Queue, SimpleWorker
 from sqlalchemy import select
 
-from ivr import callbacks, routing
+from callflows import callbacks, line, peers, routing
+from callflows.times import aware
 from models import CallbackRequest, Peer, utcnow
 from models.tables import CallbackAttempt, PeerRequest
-from queues.callbacks import due_job_id, reconcile_callbacks
+from queues.context import job_context
+from queues.reconcile import reconcile_callbacks
+from queues.scheduler import due_job_id
 from queues.connection import CALLBACK_QUEUE, DEFAULT_QUEUE
 from tests.conftest import DATA_KEY
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
@@ -105,7 +108,7 @@ def make_callback(app, db, number: str, arrived_at: datetime, now: datetime, win
 
 def work(app, redis) -> None:  # type: ignore[no-untyped-def]
     """Run every queued job in a real RQ burst worker inside the app."""
-    with app.app_context():
+    with job_context(app.extensions["peerline"]):
         SimpleWorker([Queue(CALLBACK_QUEUE, connection=redis), Queue(DEFAULT_QUEUE, connection=redis)],
                      connection=redis).work(burst=True)
 
@@ -133,7 +136,7 @@ def test_caller_id_is_read_back_slowly_then_window_and_message(app, db, client, 
                                   "You keep your place in line.")
     cb = pending(db, "+15555550199", app)
     assert cb.status == "pending" and cb.window == "now" and cb.allow_message is False
-    assert callbacks.aware(cb.due_at) <= utcnow() < callbacks.aware(cb.not_after)
+    assert aware(cb.due_at) <= utcnow() < aware(cb.not_after)
     # The job that offers it is in RQ under its deterministic id.
     assert Queue(CALLBACK_QUEUE, connection=redis).job_ids == [due_job_id(cb.id, 0)]
 
@@ -156,7 +159,7 @@ def test_withheld_number_keys_one_and_hears_what_is_wrong(app, db, client, net) 
 
 def test_windows_use_the_line_time_zone_across_midnight_and_dst(app) -> None:  # type: ignore[no-untyped-def]
     settings = app.extensions["peerline"].settings.replace(callback_windows="morning=9-12,afternoon=12-17,evening=20-2")
-    ny = callbacks.line_zone(settings)
+    ny = settings.zone
     # 10 pm in New York: the evening window (8 pm to 2 am) is open now and closes at 2 am.
     now = datetime(2026, 7, 1, 22, 0, tzinfo=ny)
     start, end = callbacks.window_bounds("evening", now, settings)
@@ -203,15 +206,15 @@ def test_free_peer_takes_callbacks_and_waiting_callers_in_arrival_order(app, db,
     db.commit()
     late = make_callback(app, db, "+15555550402", now - timedelta(minutes=5), now)
     # One peer comes free: the callback that arrived first, not the later caller on hold.
-    routing.set_status(db, svc, db.get(Peer, peer1.id), "available", now)
-    routing.dispatch(db, svc, now)
+    line.set_peer_status(db, svc, db.get(Peer, peer1.id), "available", now)
+    line.dispatch(db, svc, now)
     assert [f["To"] for f in creates(net)] == [["+15555550311"]]
     assert creates(net)[0]["Url"][0].startswith(f"{PUBLIC_BASE}/callbacks/attempt/")
     db.expire_all()
     assert db.get(CallbackRequest, early.id).status == "dialing"
     # The next peer: the caller on hold (arrived 10 minutes ago) before the later callback.
-    routing.set_status(db, svc, db.get(Peer, peer2.id), "available", now)
-    routing.dispatch(db, svc, now)
+    line.set_peer_status(db, svc, db.get(Peer, peer2.id), "available", now)
+    line.dispatch(db, svc, now)
     second = creates(net)[1]
     assert second["To"] == ["+15555550312"] and "/peer/leg/" in second["Url"][0]
     assert db.get(CallbackRequest, late.id).status == "pending"
@@ -223,7 +226,7 @@ def test_peer_first_then_caller_with_machine_detection_then_connected(app, db, c
     arrived = datetime(2026, 7, 1, 19, 40, tzinfo=timezone.utc)  # 3:40 pm in New York
     now = utcnow()
     cb = make_callback(app, db, "+15555550403", arrived, now)
-    routing.dispatch(db, svc, now)
+    line.dispatch(db, svc, now)
     (peer_form,) = creates(net)
     assert peer_form["From"] == [LINE] and peer_form["StatusCallback"][0].endswith("/peer/status")
     peer = peer_picks_up(client, net, peer_form)
@@ -256,7 +259,7 @@ def test_machine_gets_a_neutral_message_only_if_allowed_and_a_retry(app, db, cli
     add_peer(app, db)
     now = utcnow()
     allowed = make_callback(app, db, "+15555550404", now - timedelta(minutes=3), now, allow_message=True)
-    routing.dispatch(db, svc, now)
+    line.dispatch(db, svc, now)
     peer_form = creates(net)[0]
     peer = peer_picks_up(client, net, peer_form)
     peer_sid = peer.call_sid
@@ -269,7 +272,7 @@ def test_machine_gets_a_neutral_message_only_if_allowed_and_a_retry(app, db, cli
     db.expire_all()
     cb = db.get(CallbackRequest, allowed.id)
     assert cb.status == "pending" and cb.attempts == 1 and cb.outcome == "machine"
-    assert timedelta(minutes=9) < callbacks.aware(cb.due_at) - now <= timedelta(minutes=11)  # the 10m retry
+    assert timedelta(minutes=9) < aware(cb.due_at) - now <= timedelta(minutes=11)  # the 10m retry
     # The peer is told, and hears it on their own leg.
     redirect = [r.form for r in net.state.requests if r.path.endswith(f"/Calls/{peer_sid}.json")]
     assert redirect and redirect[-1]["Url"][0].endswith("/peer/notice")
@@ -280,7 +283,7 @@ def test_machine_gets_a_neutral_message_only_if_allowed_and_a_retry(app, db, cli
     assert db.scalar(select(Peer)).status == "available"
     # Without permission a machine hears nothing at all.
     silent = make_callback(app, db, "+15555550405", now - timedelta(minutes=2), now, allow_message=False)
-    routing.dispatch(db, svc, now)
+    line.dispatch(db, svc, now)
     peer2 = peer_picks_up(client, net, creates(net, PEER_PHONE)[-1])
     peer2.press("1")
     form = creates(net, "+15555550405")[0]
@@ -300,7 +303,7 @@ def test_no_answer_retries_with_backoff_then_missed(app, db, client, net) -> Non
     now = start
     expected_waits = [timedelta(minutes=10), timedelta(hours=1)]
     for attempt_no in range(1, 4):
-        routing.dispatch(db, svc, now)
+        line.dispatch(db, svc, now)
         peer_form = creates(net, PEER_PHONE)[-1]
         peer = peer_picks_up(client, net, peer_form)
         peer.press("1")
@@ -314,11 +317,11 @@ def test_no_answer_retries_with_backoff_then_missed(app, db, client, net) -> Non
         assert row.attempts == attempt_no
         if attempt_no < 3:
             assert row.status == "pending"
-            due = callbacks.aware(row.due_at)
+            due = aware(row.due_at)
             wait = expected_waits[attempt_no - 1]
             assert wait <= due - failed_at < wait + timedelta(seconds=30)
             # Not offered before its retry time, even with the peer free.
-            routing.dispatch(db, svc, due - timedelta(seconds=1))
+            line.dispatch(db, svc, due - timedelta(seconds=1))
             assert len(creates(net, PEER_PHONE)) == attempt_no
             now = due
         else:
@@ -335,7 +338,7 @@ def test_a_retry_past_the_window_is_missed_and_a_closed_window_expires(app, db, 
     cb = make_callback(app, db, "+15555550407", now, now)
     cb.not_after = now + timedelta(minutes=5)  # the 10-minute retry would fall outside
     db.commit()
-    routing.dispatch(db, svc, now)
+    line.dispatch(db, svc, now)
     peer = peer_picks_up(client, net, creates(net)[0])
     peer.press("1")
     form = creates(net, "+15555550407")[0]
@@ -355,7 +358,7 @@ def test_concurrent_outbound_callbacks_are_capped(app, db, client, net, app_conf
     now = utcnow()
     for i in range(4):
         make_callback(app, db, f"+1555555050{i}", now - timedelta(minutes=10 - i), now)
-    routing.dispatch(db, svc, now)
+    line.dispatch(db, svc, now)
     assert len(creates(net)) == svc.settings.callback_max_concurrent == 2
 
 
@@ -368,8 +371,9 @@ def test_redis_flushed_midway_the_reconciler_recovers_without_a_double_call(app,
     request_callback(client, net, "+15555550409")
     cb = pending(db, "+15555550409", app)
     assert Queue(CALLBACK_QUEUE, connection=redis).job_ids == [due_job_id(cb.id, 0)]
-    redis.flushdb()  # every job is gone
-    routing.set_status(db, svc, db.get(Peer, peer.id), "available", utcnow())
+    redis.flushdb()  # every job is gone, the wrap-up end that would have offered this peer too
+    db.get(Peer, peer.id).status = "available"
+    db.commit()
     assert creates(net) == []
     with app.app_context():
         assert reconcile_callbacks(svc) == [cb.id]
@@ -484,7 +488,7 @@ def test_on_hold_callback_is_called_back_ahead_of_a_later_caller(app, db, client
     first.post("/voice/status", CallStatus="completed", CallDuration="95")  # hangs up
     cb = pending(db, "+15555550412", app)
     req = db.scalar(select(PeerRequest).where(PeerRequest.call_sid == first.call_sid))
-    assert callbacks.aware(cb.arrived_at) == callbacks.aware(req.arrived_at)
+    assert aware(cb.arrived_at) == aware(req.arrived_at)
     work(app, redis)  # its job runs, but the one peer is still busy
     assert creates(net) == []
     later = dial_in(client, net, "+15555550413")

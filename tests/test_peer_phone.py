@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from ivr import routing
+from callflows import line, peers, routing
+from callflows.times import aware
 from models import Peer, utcnow
 from models.tables import PeerRequest
 from tests.helpers import TestCaller
@@ -97,7 +98,7 @@ def test_wrong_pins_lock_sign_in(app, db, client, peer) -> None:  # type: ignore
     assert again.said.startswith("Too many wrong PINs.")
     db.expire_all()
     locked = db.get(Peer, peer.id)
-    assert locked.status == "signed_off" and routing.aware(locked.pin_locked_until) > utcnow()
+    assert locked.status == "signed_off" and aware(locked.pin_locked_until) > utcnow()
 
 
 def test_peer_signing_on_is_offered_the_longest_waiting_caller(app, db, client, peer, net) -> None:  # type: ignore[no-untyped-def]
@@ -106,8 +107,8 @@ def test_peer_signing_on_is_offered_the_longest_waiting_caller(app, db, client, 
     db.add_all([PeerRequest(call_sid="CAsecond", language="en", status="waiting", arrived_at=now),
                 PeerRequest(call_sid="CAfirst", language="en", status="waiting", arrived_at=now - timedelta(minutes=3))])
     db.commit()
-    routing.set_status(db, svc, peer, "available", now)
-    assert routing.dispatch(db, svc, now) == 1
+    line.set_peer_status(db, svc, peer, "available", now, on_phone=True)  # offered once they hang up
+    assert line.dispatch(db, svc, now) == 1
     first = db.scalar(select(PeerRequest).where(PeerRequest.call_sid == "CAfirst"))
     assert first.status == "ringing"
     sent = [r.form for r in net.state.requests if r.path.endswith("/Calls.json")]

@@ -5,6 +5,7 @@ from rq import Queue, SimpleWorker
 from rq.registry import ScheduledJobRegistry
 
 from models import Voicemail
+from queues.context import job_context
 from queues.connection import DEFAULT_QUEUE, TRANSCRIPTION_QUEUE
 from queues.periodic import TICK_PREFIX, schedule_tick
 
@@ -16,7 +17,7 @@ def test_tick_requeues_a_voicemail_whose_job_was_lost(app, db, redis) -> None:  
     db.commit()
     default = Queue(DEFAULT_QUEUE, connection=redis)
     default.enqueue("queues.periodic.tick", 60, job_id=TICK_PREFIX + "now")
-    with app.app_context():
+    with job_context(app.extensions["peerline"]):
         SimpleWorker([default], connection=redis).work(burst=True)
     transcription = Queue(TRANSCRIPTION_QUEUE, connection=redis)
     assert transcription.job_ids == [f"transcribe-voicemail-{vm.id}"]

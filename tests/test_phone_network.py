@@ -15,9 +15,9 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 from werkzeug.serving import make_server
 
-from ivr.config import Settings
+from callflows.settings import Settings
 from ivr.simulator.engine import HttpTransport, HubClient, Leg, ScriptActor, new_call_sid
-from ivr.twilio_client import TwilioGateway
+from callflows.twilio_client import TwilioGateway
 from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from ivr.research import DAY_COLUMNS, WEEK_COLUMNS, duration_bucket
+from callflows.research import DAY_COLUMNS, WEEK_COLUMNS, duration_bucket
 from models import Call, Caller, Voicemail
 from tests.helpers import TestCaller
 
@@ -144,7 +144,7 @@ def test_duration_buckets_are_coarse() -> None:
 
 
 def test_old_calls_keep_their_day_in_utc() -> None:
-    from ivr.research import period_label
+    from callflows.research import period_label
 
     assert period_label(datetime(2024, 12, 30, 1, 0), "week") == "2025-W01"
     assert period_label(datetime(2024, 3, 6, 23, 0, tzinfo=timezone(timedelta(hours=-5))), "day") == "2024-03-07"

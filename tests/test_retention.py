@@ -10,8 +10,10 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import func, select
 
 from models import Call, CallbackRequest, CallEvent, Caller, Voicemail, utcnow
+from queues.context import job_context
 from queues.connection import DEFAULT_QUEUE
-from queues.retention import PURGE_JOB, PURGE_JOB_PREFIX, RetentionPolicy, purge
+from callflows.retention import RetentionPolicy, purge
+from queues.periodic import PURGE_JOB_PREFIX, scheduled_purge
 from tests.helpers import TestCaller
 from tests.test_research import browse_stories, leave_voicemail
 
@@ -189,8 +191,8 @@ def test_purge_runs_as_a_scheduled_rq_job(app, client, runner, db, redis) -> Non
 
     # Run the job now in a real worker, as the scheduler would when it is due.
     scheduled.remove(first[0])
-    job = q.enqueue(PURGE_JOB, job_id=first[0])
-    with app.app_context():
+    job = q.enqueue(scheduled_purge, job_id=first[0])
+    with job_context(app.extensions["peerline"]):
         SimpleWorker([q], connection=redis).work(burst=True)
     job.refresh()
     assert job.get_status() == "finished", job.latest_result()

@@ -10,7 +10,9 @@ from rq import Queue, SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from ivr import routing
+from callflows import line, peers, routing
+from callflows.times import aware
+from queues.context import job_context
 from models import CallbackRequest, Peer, PeerStory, utcnow
 from models.tables import PeerRequest, RingLeg
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TestCaller
@@ -132,7 +134,7 @@ def test_lived_experience_is_matched_with_fallback_to_any_peer(app, db, client, 
     whisper = pick_up(client, net, creates(net)[0])
     assert "The caller asked for a peer in recovery with medication." in whisper.said
     # Nobody with that experience free: any peer.
-    picked = routing.pick_peers(db, "en", "medication-based-recovery", 2)
+    picked = peers.pick_peers(db, "en", "medication-based-recovery", 2)
     assert [p.display_name for p in picked] == ["idle"]
 
 
@@ -244,7 +246,7 @@ def test_caller_hangs_up_on_hold_frees_the_queue(app, db, client, net) -> None: 
     caller.post(enqueue_of(caller).get("action"), QueueResult="hangup")
     db.expire_all()
     assert db.scalar(select(PeerRequest)).status == "abandoned"
-    assert routing.waiting_count(db) == 0
+    assert line.waiting_count(db) == 0
 
 
 def test_peer_hangs_up_during_whisper_next_peer_rings(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
@@ -309,7 +311,7 @@ def test_hold_callback_keeps_the_callers_arrival_time(app, db, client, net) -> N
     db.expire_all()
     callback = db.scalar(select(CallbackRequest))
     # The callback keeps the caller's place: it carries the time they first asked for a peer.
-    assert routing.aware(callback.arrived_at) == routing.aware(req.arrived_at)
+    assert aware(callback.arrived_at) == aware(req.arrived_at)
     # 3 leaves a message instead: after <Leave>, the Enqueue action goes to voicemail.
     other = ask_for_peer(client, net, "+15555550187")
     other_action = enqueue_of(other).get("action")
@@ -326,13 +328,13 @@ def test_wrap_up_reconciled_by_clock_and_break_after_n_calls(app, db, client, ne
     peer.calls_in_a_row = 1
     peer.status_changed_at = utcnow()
     db.commit()
-    routing.reconcile(db, svc, utcnow() + timedelta(seconds=60))
+    line.reconcile(db, svc, utcnow() + timedelta(seconds=60))
     assert peer.status == "wrap_up"  # two minutes by default: not yet
-    routing.reconcile(db, svc, utcnow() + timedelta(seconds=121))
+    line.reconcile(db, svc, utcnow() + timedelta(seconds=121))
     assert peer.status == "available"
     peer.status, peer.calls_in_a_row, peer.status_changed_at = "wrap_up", 2, utcnow()
     db.commit()
-    routing.reconcile(db, svc, utcnow() + timedelta(seconds=121))
+    line.reconcile(db, svc, utcnow() + timedelta(seconds=121))
     assert peer.status == "break" and peer.calls_in_a_row == 0
 
 
@@ -370,13 +372,13 @@ def test_two_callers_one_peer_first_connected_second_waits_then_connected(app, d
     registry = ScheduledJobRegistry(queue=queue)
     (job_id,) = registry.get_job_ids()
     scheduled = registry.get_scheduled_time(job_id)
-    ended = routing.aware(peer.last_call_ended_at)
+    ended = aware(peer.last_call_ended_at)
     assert abs((scheduled - ended).total_seconds() - 120) < 5
     # The wrap-up passes: run the job now, in a real worker.
     job = queue.fetch_job(job_id)
     registry.remove(job)
     queue.enqueue_job(job)
-    with app.app_context():
+    with job_context(app.extensions["peerline"]):
         SimpleWorker([queue], connection=svc.redis).work(burst=True)
     assert len(creates(net)) == 2 and creates(net)[1]["To"] == ["+15555550101"]
     sam2 = pick_up(client, net, creates(net)[1])

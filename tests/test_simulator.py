@@ -17,7 +17,7 @@ from ivr.simulator.cli import call_command
 from ivr.simulator.engine import FlaskTransport, HttpTransport, HubClient, Leg, ScriptActor, new_call_sid
 from models import Call, Voicemail
 from queues.connection import TRANSCRIPTION_QUEUE
-from queues.enqueue import transcription_job_id
+from queues.scheduler import transcription_job_id
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
 
 

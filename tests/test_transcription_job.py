@@ -20,10 +20,11 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import select
 
 from models import Voicemail
+from queues.context import JobContext, job_context
 from queues.connection import TRANSCRIPTION_QUEUE, queue
-from queues.enqueue import transcription_job_id
+from queues.scheduler import transcription_job_id
 from queues.reconcile import requeue_pending_voicemails
-from queues.transcribe import TRANSCRIBER_EXTENSION, run_transcription
+from queues.transcribe import run_transcription
 from tests.conftest import DATA_KEY
 from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
 from transcription import TranscriptResult, VoskTranscriber
@@ -58,9 +59,14 @@ def leave_voicemail(caller: TestCaller, network: Any, audio: bytes) -> int:
     return int(vm_id)
 
 
+def jobs_of(app: Any) -> JobContext:
+    """The job context of the test's worker (one per app, as one per worker process)."""
+    return app.extensions.setdefault("test.jobs", JobContext(app.extensions["peerline"]))  # type: ignore[no-any-return]
+
+
 def work(app: Any, redis: Any) -> None:
-    """Run a real RQ worker over the transcription queue until it is empty, in the app's context."""
-    with app.app_context():
+    """Run a real RQ worker over the transcription queue until it is empty, with the worker's job context."""
+    with job_context(jobs_of(app)):
         SimpleWorker([queue(TRANSCRIPTION_QUEUE, redis)], connection=redis).work(burst=True)
 
 
@@ -78,7 +84,7 @@ def requests_to(network: Any, method: str, suffix: str) -> list[Any]:
 
 def test_voicemail_is_fetched_stored_encrypted_transcribed_and_deleted_at_twilio(
         line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
-    app.extensions[TRANSCRIBER_EXTENSION] = shared_transcriber
+    jobs_of(app).transcriber = shared_transcriber
     audio = (AUDIO / "speech_8k.wav").read_bytes()
     vm_id = leave_voicemail(caller, line, audio)
     sid = reload(app, vm_id).recording_sid
@@ -132,12 +138,12 @@ def test_model_is_loaded_once_for_several_jobs_in_one_worker(
 
     assert [reload(app, i).status for i in ids] == ["transcribed"] * 3
     assert len(built) == 1
-    assert app.extensions[TRANSCRIBER_EXTENSION].loads == 1
+    assert jobs_of(app).speech().loads == 1
 
 
 def test_silence_is_an_empty_transcript_marked_no_speech(
         line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
-    app.extensions[TRANSCRIBER_EXTENSION] = shared_transcriber
+    jobs_of(app).transcriber = shared_transcriber
     vm_id = leave_voicemail(caller, line, (AUDIO / "silence.wav").read_bytes())
     work(app, redis)
     vm = reload(app, vm_id)
@@ -147,7 +153,7 @@ def test_silence_is_an_empty_transcript_marked_no_speech(
 
 def test_truncated_audio_fails_with_the_reason_and_keeps_the_audio_for_a_retry(
         line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
-    app.extensions[TRANSCRIBER_EXTENSION] = shared_transcriber
+    jobs_of(app).transcriber = shared_transcriber
     truncated = (AUDIO / "truncated.wav").read_bytes()
     vm_id = leave_voicemail(caller, line, truncated)
     work(app, redis)
@@ -168,7 +174,7 @@ def test_truncated_audio_fails_with_the_reason_and_keeps_the_audio_for_a_retry(
         session.get(Voicemail, vm_id).status = "pending"
         session.commit()
     with app.app_context():
-        assert run_transcription(app.extensions["peerline"], vm_id) == "transcribed"
+        assert run_transcription(app.extensions["peerline"], vm_id, jobs_of(app).speech()) == "transcribed"
     vm = reload(app, vm_id)
     assert vm.failure_reason is None and vm.provider_deleted
     assert len(requests_to(line, "GET", f"/Recordings/{vm.recording_sid}.wav")) == 2
@@ -176,13 +182,13 @@ def test_truncated_audio_fails_with_the_reason_and_keeps_the_audio_for_a_retry(
 
 def test_a_retried_job_never_duplicates_the_work(
         line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
-    app.extensions[TRANSCRIBER_EXTENSION] = shared_transcriber
+    jobs_of(app).transcriber = shared_transcriber
     vm_id = leave_voicemail(caller, line, (AUDIO / "speech_16k.wav").read_bytes())
     work(app, redis)
     first = reload(app, vm_id)
     with app.app_context():
-        assert run_transcription(app.extensions["peerline"], vm_id) == "transcribed"
-        assert run_transcription(app.extensions["peerline"], vm_id) == "transcribed"
+        assert run_transcription(app.extensions["peerline"], vm_id, jobs_of(app).speech()) == "transcribed"
+        assert run_transcription(app.extensions["peerline"], vm_id, jobs_of(app).speech()) == "transcribed"
     again = reload(app, vm_id)
     assert again.transcribed_at == first.transcribed_at
     assert again.transcript_encrypted == first.transcript_encrypted
@@ -217,7 +223,7 @@ def test_without_a_model_voicemails_wait_and_are_processed_once_it_is_there(
         app = create_app({**app_config, "vosk_model_path": vosk_model_dir})
     with app.app_context():
         svc = app.extensions["peerline"]
-        assert requeue_pending_voicemails(svc.sessions, svc.redis) == [vm_id]
+        assert requeue_pending_voicemails(svc) == [vm_id]
     work(app, redis)
     assert reload(app, vm_id).status == "transcribed"
     assert app.test_client().get("/healthz").get_json()["voicemails_pending"] == 0
@@ -247,7 +253,7 @@ class RiskyWords:
 
 def test_high_risk_voicemail_texts_the_supervisor_once_without_caller_details(
         line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
-    app.extensions[TRANSCRIBER_EXTENSION] = RiskyWords(shared_transcriber, "i took too many pills i want to die")
+    jobs_of(app).transcriber = RiskyWords(shared_transcriber, "i took too many pills i want to die")
     vm_id = leave_voicemail(caller, line, (AUDIO / "speech_8k.wav").read_bytes())
     work(app, redis)
 
@@ -264,7 +270,7 @@ def test_high_risk_voicemail_texts_the_supervisor_once_without_caller_details(
     for private in (caller.number, caller.number[-4:], "pills", "die"):
         assert private not in body
     with app.app_context():  # a retry does not text again
-        run_transcription(app.extensions["peerline"], vm_id)
+        run_transcription(app.extensions["peerline"], vm_id, jobs_of(app).speech())
     assert len(requests_to(line, "POST", "/Messages.json")) == 1
 
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.config import Settings
-from ivr.twilio_client import TwilioGateway, TwilioGatewayError
+from callflows.settings import Settings
+from callflows.twilio_client import TwilioGateway
+from callflows.errors import TwilioGatewayError
 from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
 
 

@@ -79,10 +79,10 @@ def test_voicemail_survives_redis_down_and_is_enqueued_later(app_config, db, red
     # The reconciler (run on worker start) finds it once Redis is back.
     up_app = create_app(app_config)
     svc = up_app.extensions["peerline"]
-    assert requeue_pending_voicemails(svc.sessions, svc.redis) == [vm.id]
+    assert requeue_pending_voicemails(svc) == [vm.id]
     assert Queue(TRANSCRIPTION_QUEUE, connection=redis).job_ids == [f"transcribe-voicemail-{vm.id}"]
     # and a second pass does not enqueue it twice
-    assert requeue_pending_voicemails(svc.sessions, svc.redis) == []
+    assert requeue_pending_voicemails(svc) == []
 
 
 def test_no_recording_offers_the_menu_again(caller: TestCaller) -> None:

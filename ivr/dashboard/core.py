@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 
 from flask import Blueprint, Flask, Response, abort, current_app, request
@@ -11,6 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from callflows.times import aware  # noqa: F401  (the staff pages use it from here)
 from ivr.db import get_session
 from ivr.services import services
 from models import AuditEntry, StaffUser
@@ -62,13 +62,6 @@ def load_user(user_id: str) -> StaffLogin | None:
     if user is None or not user.active:
         return None
     return StaffLogin(user)
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """Treat naive datetimes (SQLite drops the zone) as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 def roles_required(*roles: str) -> Callable[[F], F]:

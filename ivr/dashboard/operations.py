@@ -11,6 +11,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from sqlalchemy import func, select
 
+from callflows import line
 from ivr.dashboard.core import audit, aware, bp, supervisor_required
 from ivr.db import get_session
 from ivr.services import services
@@ -125,11 +126,12 @@ def set_peer_active(peer_id: int) -> Response:
     if peer is None:
         abort(404)
     active = request.form.get("active") == "yes"
-    peer.active = active
-    if not active and peer.status != "signed_off":
-        audit("peer_status", "peer", peer.id, detail=f"{peer.status} -> signed_off (deactivated)")
-        peer.status = "signed_off"
-        peer.status_changed_at = utcnow()
+    if active:
+        peer.active = True
+    else:
+        change = line.deactivate_peer(db, services(), peer, utcnow())
+        if change.outcome == "changed":
+            audit("peer_status", "peer", peer.id, detail=f"{change.before} -> signed_off (deactivated)")
     audit("activate_peer" if active else "deactivate_peer", "peer", peer.id)
     db.commit()
     flash(f"{peer.display_name} is {'active again' if active else 'deactivated'}.", "success")

@@ -8,6 +8,8 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_login import current_user
 from sqlalchemy import or_, select
 
+from callflows import line
+from callflows.peers import SELF_STATUSES
 from ivr.dashboard.core import PEER_STATUS_LABELS, audit, aware, bp, peer_required
 from ivr.db import get_session
 from ivr.services import services
@@ -15,8 +17,6 @@ from models import Call, CallbackRequest, Peer, utcnow
 from models.crypto import DecryptError
 from models.tables import FollowUp, PeerRequest, WrapUpNote
 
-# The statuses a peer sets; "busy" and "wrap_up" are set by the call routing itself.
-SELF_STATUSES = ("available", "break", "signed_off")
 
 
 def _me() -> Peer:
@@ -73,13 +73,12 @@ def set_my_status() -> Response:
     if new not in SELF_STATUSES:
         flash("Choose available, on a break or signed off.", "error")
         return redirect(url_for("staff.my_shift"))
-    if peer.status in ("busy",) and new == "available":
+    change = line.set_peer_status(db, services(), peer, new, utcnow())
+    if change.outcome == "on_call":
         flash("You are on a call; your status changes when it ends.", "error")
         return redirect(url_for("staff.my_shift"))
-    if new != peer.status:
-        audit("peer_status", "peer", peer.id, detail=f"{peer.status} -> {new}")
-        peer.status = new
-        peer.status_changed_at = utcnow()
+    if change.outcome == "changed":
+        audit("peer_status", "peer", peer.id, detail=f"{change.before} -> {change.after}")
         db.commit()
     flash(f"Your status is now: {PEER_STATUS_LABELS[new]}.", "success")
     return redirect(url_for("staff.my_shift"))

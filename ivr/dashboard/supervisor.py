@@ -3,17 +3,17 @@ audio, and the actions on it (reviewed, follow-up, note, retry, reveal the calle
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from redis.exceptions import RedisError
-from rq.registry import FailedJobRegistry
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
+from callflows import voicemails
+from callflows.errors import SchedulingError
+from callflows.storage import stored_path
 from ivr.dashboard.core import audit, aware, bp, supervisor_required
 from ivr.dashboard.transcript import tokens_for
 from ivr.db import get_session
@@ -21,8 +21,6 @@ from ivr.services import services
 from models import Caller, Peer, PeerStory, StaffUser, Voicemail, utcnow
 from models.crypto import DecryptError
 from models.tables import FollowUp, VoicemailNote
-from queues.connection import TRANSCRIPTION_QUEUE, queue
-from queues.enqueue import enqueue_voicemail, transcription_job_id
 
 RISK_LABELS = {"high": "High risk", "medium": "Medium risk", "low": "Low risk", "none": "No risk words",
                None: "Not yet triaged"}
@@ -47,11 +45,9 @@ def audio_url(kind: str, ident: int) -> str:
     return url_for("staff.audio", token=token)
 
 
-def read_audio(stored_path: str, encrypted: bool) -> bytes:
+def read_audio(stored: str, encrypted: bool) -> bytes:
     """The audio bytes of a stored recording (decrypted when it is stored encrypted)."""
-    path = Path(stored_path)
-    if not path.is_absolute():
-        path = Path(services().settings.instance_path) / path
+    path = stored_path(services().settings.instance_path, stored)
     if not path.is_file():
         abort(404)
     data = path.read_bytes()
@@ -257,12 +253,9 @@ def retry_transcription(vm_id: int) -> Response | tuple[str, int]:
     if vm.status != "failed":
         flash("Only a failed transcription can be retried.", "error")
         return _render_voicemail(vm, status=409)
-    redis = services().redis
     try:
-        # The job keeps a fixed id; take the dead one out of the failed list before enqueueing again.
-        FailedJobRegistry(queue=queue(TRANSCRIPTION_QUEUE, redis)).remove(transcription_job_id(vm.id))
-        enqueue_voicemail(redis, vm)
-    except (RedisError, OSError):
+        voicemails.enqueue_transcription(services(), vm)
+    except SchedulingError:
         flash("The job queue cannot be reached right now; try again in a minute.", "error")
         return _render_voicemail(vm, status=503)
     vm.status = "pending"

@@ -3,7 +3,8 @@
 Every request goes to ``TWILIO_API_BASE_URL`` with Twilio's own paths and form fields, so a
 local server that speaks the same API (the simulator, the tests) can stand in for Twilio.
 
-Exceptions: :class:`TwilioGatewayError` wraps what the REST API or the network refused.
+Exceptions: :class:`~callflows.errors.TwilioGatewayError` wraps what the REST API or the
+network refused.
 """
 from __future__ import annotations
 
@@ -13,13 +14,10 @@ import httpx
 from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
 
-from ivr.config import Settings
+from callflows.errors import TwilioGatewayError
+from callflows.settings import Settings
 
 API_VERSION = "2010-04-01"
-
-
-class TwilioGatewayError(Exception):
-    """Twilio's REST API (or the network to it) refused or failed a request."""
 
 
 class TwilioGateway:

@@ -1,7 +1,7 @@
 """Retention: purge voicemail content, call records and callers older than the configured days.
 
-Plain SQLAlchemy and RQ, no Flask: the ``peerline purge`` command and the scheduled job
-(:func:`ivr.research.scheduled_purge`) both call :func:`purge`.
+Plain SQLAlchemy: the ``peerline purge`` command and the daily job
+(:func:`queues.periodic.scheduled_purge`) both call :func:`purge`.
 
 What is removed, and what stays:
 
@@ -19,38 +19,29 @@ Rows elsewhere that point at a deleted call, callback or caller through a nullab
 key (voicemail tombstones, tables other parts of the line add) are detached (set to NULL)
 first, found from the models' metadata, so new tables need no change here.
 
-Exceptions: :class:`RetentionError` (a :class:`queues.QueueError`) for a bad policy or a
-purge the database refused.
+Exceptions: :class:`~callflows.errors.RetentionError` for a bad policy or a purge the
+database refused.
 """
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from redis import Redis
-from rq.registry import ScheduledJobRegistry
 from sqlalchemy import ColumnElement, Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from callflows.errors import RetentionError
+from callflows.settings import Settings
+from callflows.storage import stored_path
 from models import Base, Call, CallbackRequest, CallEvent, Caller, Voicemail, utcnow
-from queues import QueueError
-from queues.connection import DEFAULT_QUEUE, queue
 
 log = logging.getLogger(__name__)
 
 PURGED = "purged"
 BATCH = 200
-PURGE_JOB = "ivr.research.scheduled_purge"
-PURGE_JOB_PREFIX = "retention-purge"
-PURGE_INTERVAL = timedelta(days=1)
-
-
-class RetentionError(QueueError):
-    """The retention policy is unusable, or the database refused the purge."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +86,6 @@ class PurgeReport:
         return head + [f"  {name.replace('_', ' ')}: {count}" for name, count in self.counts().items()]
 
 
-def resolve_audio_path(stored: str, instance_path: Path) -> Path:
-    """The file a voicemail's ``audio_path`` names (relative paths are in the instance folder)."""
-    path = Path(stored)
-    return path if path.is_absolute() else Path(instance_path) / path
-
-
 def purge(sessions: sessionmaker[Session], instance_path: Path, policy: RetentionPolicy,
           now: datetime | None = None, dry_run: bool = False) -> PurgeReport:
     """Apply the retention policy (or only count, with ``dry_run``); idempotent."""
@@ -120,7 +105,7 @@ def _purge_voicemails(sessions: sessionmaker[Session], instance_path: Path, repo
         if report.dry_run:
             for audio_path in session.scalars(select(Voicemail.audio_path).where(*due)):
                 report.voicemails_purged += 1
-                if audio_path and resolve_audio_path(audio_path, instance_path).is_file():
+                if audio_path and stored_path(instance_path, audio_path).is_file():
                     report.audio_files_deleted += 1
             return
         while True:
@@ -130,7 +115,7 @@ def _purge_voicemails(sessions: sessionmaker[Session], instance_path: Path, repo
             for vm in batch:
                 # The file goes first: if the commit then fails, the next run finds the row
                 # again and only clears it; the other order could leave an orphaned file.
-                if vm.audio_path and _delete_file(resolve_audio_path(vm.audio_path, instance_path)):
+                if vm.audio_path and _delete_file(stored_path(instance_path, vm.audio_path)):
                     report.audio_files_deleted += 1
                 vm.audio_path = None
                 vm.transcript_encrypted = None
@@ -195,23 +180,6 @@ def _detach(session: Session, target: Table, ids: object) -> None:
             session.execute(update(table).where(column.in_(ids)).values({column.name: None}))  # type: ignore[arg-type]
 
 
-# Scheduling -----------------------------------------------------------------------------
-
-
-def purge_is_scheduled(connection: Redis) -> bool:
-    """True when a retention purge job is already waiting (scheduled or queued)."""
-    q = queue(DEFAULT_QUEUE, connection)
-    waiting = [*ScheduledJobRegistry(queue=q).get_job_ids(), *q.get_job_ids()]
-    return any(job_id.startswith(PURGE_JOB_PREFIX) for job_id in waiting)
-
-
-def schedule_purge(connection: Redis, delay: timedelta = PURGE_INTERVAL) -> str | None:
-    """Schedule the next retention purge after ``delay``; None when one is already waiting."""
-    if purge_is_scheduled(connection):
-        return None
-    # A fresh id per run: the running job schedules its successor, and reusing the running
-    # job's own id would let the worker's bookkeeping for this run overwrite the next one.
-    job_id = f"{PURGE_JOB_PREFIX}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    job = queue(DEFAULT_QUEUE, connection).enqueue_in(
-        delay, PURGE_JOB, job_id=job_id, job_timeout=3600, result_ttl=7 * 86400, failure_ttl=30 * 86400)
-    return job.id
+def policy_from(settings: Settings) -> RetentionPolicy:
+    """The retention policy the settings configure (RETENTION_DAYS_VOICEMAIL, RETENTION_DAYS_CALLS)."""
+    return RetentionPolicy(settings.retention_days_voicemail, settings.retention_days_calls)

@@ -1,13 +1,13 @@
 """Callbacks that keep the caller's place: safe windows, the request, dispatch and each attempt.
 
-No Flask views here (they are in :mod:`ivr.callbacks_voice`); functions take a session, the
-app's :class:`~ivr.services.Services` and ``now``, so tests drive the clock.
+Plain Python (the webhooks are in :mod:`ivr.webhooks`); functions take a session, the
+process's :class:`~callflows.services.Services` and ``now``, so tests drive the clock.
 
 A callback row is the source of truth. Its life:
 
 - ``draft`` while the caller confirms the number, the window and the message permission;
 - ``pending`` with ``due_at`` (the window's start, or the next retry) until a peer is free.
-  :func:`ivr.routing.dispatch` offers free peers to waiting callers and due callbacks in one
+  :func:`callflows.line.dispatch` offers free peers to waiting callers and due callbacks in one
   order by arrival time (the callback keeps the caller's first ``arrived_at``);
 - ``dialing`` while an attempt runs: one atomic ``UPDATE ... WHERE status = 'pending'``
   claims it before Twilio is asked for anything, so two dispatchers never dial twice. The
@@ -17,10 +17,9 @@ A callback row is the source of truth. Its life:
 
 An attempt (:class:`~models.tables.CallbackAttempt`) moves through the stages ``peer_ringing``,
 ``peer_answered``, ``caller_ringing``, ``connected`` and ``ended`` (with an ``outcome``).
-RQ jobs (:mod:`queues.callbacks`) wake dispatch when a callback falls due; the reconciler
-re-creates them after a Redis flush.
-
-Exceptions: :class:`CallbackConfigError` for an unusable window or retry setting.
+A job scheduled through ``svc.jobs`` wakes dispatch when a callback falls due; the reconciler
+(:mod:`queues.reconcile`) re-creates it after a Redis flush. Windows and the retry schedule
+are settings, checked when the process starts (:meth:`callflows.settings.Settings.check`).
 """
 from __future__ import annotations
 
@@ -30,20 +29,20 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ivr.config import Settings
-from ivr.services import Services
-from ivr.twilio_client import TwilioGatewayError
+from callflows.errors import SchedulingError, TwilioGatewayError
+from callflows.peers import anyone_available, claim_peer, pick_peers, release_peer, start_wrap_up
+from callflows.services import Services
+from callflows.settings import Settings
+from callflows.times import aware
 from models import CallbackRequest, Peer
 from models.crypto import normalize_number
 from models.tables import CallbackAttempt
 
 log = logging.getLogger(__name__)
 
-WINDOW_CHOICES = ("now", "morning", "afternoon", "evening")
 LIVE_STAGES = ("peer_ringing", "peer_answered", "caller_ringing", "connected")
 PEER_RING_S = 20
 CALLER_RING_S = 30
@@ -56,51 +55,7 @@ CALLER_FAILURES = {"no-answer": "no_answer", "busy": "busy", "failed": "failed",
                    "completed": "no_answer"}
 
 
-class CallbackConfigError(ValueError):
-    """A callback window or retry schedule setting cannot be used."""
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
-# Settings: zone, windows, retries ----------------------------------------------------------
-
-
-def line_zone(settings: Settings) -> ZoneInfo:
-    """The line's IANA time zone (LINE_TIMEZONE)."""
-    return ZoneInfo(settings.line_timezone)
-
-
-def parse_windows(spec: str) -> dict[str, tuple[int, int]]:
-    """``morning=9-12,evening=18-1`` -> local start and end hours (an end before the start passes midnight)."""
-    windows: dict[str, tuple[int, int]] = {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        match = re.fullmatch(r"(\w+)=(\d{1,2})-(\d{1,2})", part)
-        if not match or int(match[2]) > 23 or int(match[3]) > 24 or match[2] == match[3]:
-            raise CallbackConfigError(f"CALLBACK_WINDOWS: cannot read {part!r} (want name=start-end, hours 0-24)")
-        windows[match[1]] = (int(match[2]), int(match[3]) % 24)
-    missing = set(WINDOW_CHOICES[1:]) - set(windows)
-    if missing:
-        raise CallbackConfigError(f"CALLBACK_WINDOWS: missing {', '.join(sorted(missing))}")
-    return windows
-
-
-def parse_schedule(spec: str) -> list[timedelta]:
-    """``10m,1h`` -> the waits before the second, third... attempt (the last one repeats)."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    waits = []
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        match = re.fullmatch(r"(\d+)([smh])", part)
-        if not match:
-            raise CallbackConfigError(f"CALLBACK_RETRY_SCHEDULE: cannot read {part!r} (want e.g. 10m or 1h)")
-        waits.append(timedelta(seconds=int(match[1]) * units[match[2]]))
-    if not waits:
-        raise CallbackConfigError("CALLBACK_RETRY_SCHEDULE is empty")
-    return waits
+# Windows ------------------------------------------------------------------------------------
 
 
 def _local(day: date, hour: int, zone: ZoneInfo) -> datetime:
@@ -112,8 +67,8 @@ def window_bounds(choice: str, now: datetime, settings: Settings) -> tuple[datet
     """The next safe window for ``choice`` as (not_before, not_after) in UTC; a window open now starts now."""
     if choice == "now":
         return now, now + timedelta(hours=settings.callback_now_hours)
-    start_h, end_h = parse_windows(settings.callback_windows)[choice]
-    zone = line_zone(settings)
+    start_h, end_h = settings.windows[choice]
+    zone = settings.zone
     today = now.astimezone(zone).date()
     # Yesterday's window may still be open after midnight (an evening window to 1 am).
     for offset in (-1, 0, 1, 2):
@@ -127,7 +82,7 @@ def window_bounds(choice: str, now: datetime, settings: Settings) -> tuple[datet
 
 def spoken_time(moment: datetime, settings: Settings) -> str:
     """A time as a person says it, in the line's zone: ``3:40 pm``."""
-    local = moment.astimezone(line_zone(settings))
+    local = moment.astimezone(settings.zone)
     hour = local.hour % 12 or 12
     return f"{hour}:{local.minute:02d} {'am' if local.hour < 12 else 'pm'}"
 
@@ -228,16 +183,14 @@ def cancel(session: Session, cb: CallbackRequest, now: datetime) -> bool:
 
 
 def _wake(svc: Services, cb: CallbackRequest) -> None:
-    """Schedule the RQ job that offers this callback when it falls due (the reconciler repairs a failure)."""
-    from queues.callbacks import schedule_due
-
+    """Schedule the job that offers this callback when it falls due (the reconciler repairs a failure)."""
     try:
-        schedule_due(svc.redis, cb.id, cb.attempts, aware(cb.due_at))
-    except (RedisError, OSError) as exc:
+        svc.jobs.callback_due(cb.id, cb.attempts, aware(cb.due_at))
+    except SchedulingError as exc:
         log.warning("could not schedule callback %s (the reconciler will): %s", cb.id, exc)
 
 
-# URLs Twilio fetches, from the routes themselves (jobs have an app context, no request)
+# URLs Twilio fetches, from the routes themselves (jobs have no request)
 
 
 def peer_whisper_url(svc: Services, attempt_id: int) -> str:
@@ -280,7 +233,7 @@ def due_callbacks(session: Session, now: datetime, arrived_before: datetime | No
             .order_by(CallbackRequest.arrived_at, CallbackRequest.id))
     if arrived_before is not None:
         stmt = stmt.where(CallbackRequest.arrived_at < arrived_before)
-    if not _anyone_available(session):
+    if not anyone_available(session):
         return []  # nothing to offer: skip loading the line of callbacks
     return [cb for cb in session.scalars(stmt) if cb.not_after is None or (aware(cb.not_after) or now) > now]
 
@@ -300,15 +253,13 @@ def _recent_peer_misses(session: Session, callback_id: int, now: datetime) -> se
 
 def offer_due(session: Session, svc: Services, now: datetime, arrived_before: datetime | None = None) -> int:
     """Offer free peers to due callbacks (arrived before ``arrived_before``); returns peer calls placed."""
-    from ivr import routing
-
     placed = 0
     live = live_attempts(session)
     for cb in due_callbacks(session, now, arrived_before):
         # Cheap checks first: with a thousand callbacks waiting, stop as soon as nobody is free.
-        if live >= svc.settings.callback_max_concurrent or not _anyone_available(session):
+        if live >= svc.settings.callback_max_concurrent or not anyone_available(session):
             break
-        peers = routing.pick_peers(session, cb.language, None, 1, _recent_peer_misses(session, cb.id, now))
+        peers = pick_peers(session, cb.language, None, 1, _recent_peer_misses(session, cb.id, now))
         if not peers:
             continue
         if ring_peer(session, svc, cb, peers[0], now):
@@ -317,19 +268,13 @@ def offer_due(session: Session, svc: Services, now: datetime, arrived_before: da
     return placed
 
 
-def _anyone_available(session: Session) -> bool:
-    return bool(session.scalar(select(func.count()).select_from(Peer).where(Peer.status == "available")))
-
-
 def ring_peer(session: Session, svc: Services, cb: CallbackRequest, peer: Peer, now: datetime) -> bool:
     """Claim the callback and the peer atomically, record the attempt, then ring the peer's phone."""
-    from ivr import routing
-
     claimed = session.execute(
         update(CallbackRequest).where(CallbackRequest.id == cb.id, CallbackRequest.status == "pending")
         .values(status="dialing", peer_id=peer.id, updated_at=now)
     ).rowcount == 1  # type: ignore[attr-defined]
-    if not claimed or not routing.claim_peer(session, peer.id, now):
+    if not claimed or not claim_peer(session, peer.id, now):
         session.rollback()  # neither claim stands alone
         return False
     attempt = CallbackAttempt(callback_id=cb.id, number=cb.attempts + 1, peer_id=peer.id, stage="peer_ringing",
@@ -344,7 +289,7 @@ def ring_peer(session: Session, svc: Services, cb: CallbackRequest, peer: Peer, 
         _end_attempt(session, attempt, "peer_failed", now)
         _back_in_line(session, cb, now)
         session.refresh(peer)
-        routing.release_peer(session, peer, now)
+        release_peer(session, peer, now)
         session.commit()
         return False
     # A webhook of this very call may already have recorded the SID; never overwrite it.
@@ -382,7 +327,7 @@ def next_try(settings: Settings, cb: CallbackRequest, now: datetime) -> datetime
     """When to try the caller again after ``cb.attempts`` failed tries; None when it is missed."""
     if cb.attempts >= settings.callback_max_attempts:
         return None
-    waits = parse_schedule(settings.callback_retry_schedule)
+    waits = settings.retry_waits
     when = now + waits[min(cb.attempts, len(waits)) - 1]
     not_after = aware(cb.not_after)
     return when if not_after is None or when < not_after else None
@@ -496,9 +441,7 @@ def caller_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, 
 
 
 def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> None:
-    """Final status of the peer's leg: free the peer (wrap-up after a real call) and offer the next caller."""
-    from ivr import routing
-
+    """Final status of the peer's leg: free the peer (wrap-up after a real call); the line offers them next."""
     cb = session.get(CallbackRequest, attempt.callback_id)
     assert cb is not None
     if attempt.stage in ("peer_ringing", "peer_answered"):
@@ -519,11 +462,10 @@ def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, no
     peer = session.get(Peer, attempt.peer_id) if attempt.peer_id else None
     if peer is not None and peer.status == "busy":
         if attempt.outcome == "connected":
-            routing.start_wrap_up(session, svc, peer, now)
+            start_wrap_up(session, svc, peer, now)
         else:
-            routing.release_peer(session, peer, now)
+            release_peer(session, peer, now)
             session.commit()
-    routing.dispatch(session, svc, now)
 
 
 # Upkeep ------------------------------------------------------------------------------------
@@ -551,9 +493,7 @@ def expire_and_recover(session: Session, svc: Services, now: datetime) -> dict[s
             cb.status, cb.due_at, cb.peer_id = ("pending", when, None) if when else ("missed", cb.due_at, None)
             peer = session.get(Peer, attempt.peer_id) if attempt.peer_id else None
             if peer is not None:
-                from ivr import routing
-
-                routing.release_peer(session, peer, now)
+                release_peer(session, peer, now)
             session.commit()
             recovered.append(cb.id)
     return {"missed": missed, "recovered": recovered}

@@ -1,0 +1,179 @@
+"""The one line, in arrival order, and the events that free a peer.
+
+Callers waiting for a peer and callbacks that are due stand in one line ordered by arrival
+time (a callback keeps the caller's first arrival). Whenever a peer may have become free
+(a call or a ring ended, a wrap-up passed, a peer went available by phone or on the staff
+page, a caller left), :func:`dispatch` offers the free peers to that line. Every such event
+is a function here, so web handlers and jobs cannot forget the offer.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from callflows import callbacks, routing
+from callflows.errors import SchedulingError
+from callflows.peers import SELF_STATUSES, anyone_available, has_live_call
+from callflows.services import Services
+from callflows.times import aware
+from models import Peer
+from models.tables import CallbackAttempt, PeerRequest, RingLeg
+
+log = logging.getLogger(__name__)
+
+HISTORY_WINDOW = timedelta(hours=24)
+HISTORY_CALLS = 20
+# A peer who goes available by phone is still on that call: offer them once they hung up.
+PHONE_SIGN_ON_DELAY = timedelta(seconds=15)
+
+
+def dispatch(session: Session, svc: Services, now: datetime) -> int:
+    """Offer free peers to waiting callers and due callbacks, in one order by arrival; returns calls placed."""
+    rung = 0
+    waiting = session.scalars(
+        select(PeerRequest).where(PeerRequest.status == "waiting").order_by(PeerRequest.arrived_at, PeerRequest.id)
+    ).all()
+    for req in waiting:
+        if not anyone_available(session):
+            break
+        # Callbacks that arrived before this caller go first: a callback keeps its place, never jumps it.
+        rung += callbacks.offer_due(session, svc, now, arrived_before=aware(req.arrived_at))
+        rung += routing.ring(session, svc, req, now, exclude=routing.recently_missed(session, req.id, now))
+    return rung + callbacks.offer_due(session, svc, now)
+
+
+# Events that free a peer ------------------------------------------------------------------
+
+
+def ring_leg_ended(session: Session, svc: Services, leg: RingLeg, now: datetime) -> None:
+    """A peer's ringing or connected leg reached a final status."""
+    routing.leg_ended(session, svc, leg, now)
+    dispatch(session, svc, now)
+
+
+def caller_left(session: Session, svc: Services, req: PeerRequest, status: str, now: datetime) -> None:
+    """The caller left the wait (hung up, or chose a callback, a message or the crisis line)."""
+    if routing.caller_left(session, svc, req, status, now):
+        dispatch(session, svc, now)
+
+
+def callback_peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> None:
+    """The peer's leg of a callback attempt ended."""
+    callbacks.peer_leg_ended(session, svc, attempt, now)
+    dispatch(session, svc, now)
+
+
+def finish_wrap_up(session: Session, svc: Services, peer: Peer, now: datetime) -> None:
+    """Wrap-up over: available (or a break after N calls in a row), then offer the line."""
+    if peer.status != "wrap_up":
+        return
+    after = svc.settings.peer_break_after_calls
+    if not peer.active:
+        peer.status = "signed_off"  # deactivated during the call
+    elif after and (peer.calls_in_a_row or 0) >= after:
+        peer.status = "break"
+        peer.calls_in_a_row = 0
+    else:
+        peer.status = "available"
+    peer.status_changed_at = now
+    session.commit()
+    dispatch(session, svc, now)
+
+
+def wrap_up_passed(session: Session, svc: Services, peer_id: int, started: float, now: datetime) -> str:
+    """The wrap-up that began at ``started`` (epoch seconds) is over for ``peer_id``; returns what happened."""
+    peer = session.get(Peer, peer_id)
+    if peer is None or peer.status != "wrap_up":
+        return "nothing to do"
+    began = aware(peer.status_changed_at)
+    if began is None or abs(began.timestamp() - started) > 0.001:  # a later call's wrap-up has its own job
+        return "superseded"
+    finish_wrap_up(session, svc, peer, now)
+    return peer.status
+
+
+def reconcile(session: Session, svc: Services, now: datetime) -> None:
+    """Free peers whose wrap-up is over by the clock, then offer the line."""
+    due = now - timedelta(seconds=svc.settings.peer_wrapup_seconds)
+    for peer in session.scalars(select(Peer).where(Peer.status == "wrap_up")).all():
+        if (aware(peer.status_changed_at) or now) <= due:
+            finish_wrap_up(session, svc, peer, now)
+    dispatch(session, svc, now)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """What became of a status change: ``changed``, ``unchanged`` or ``on_call`` (refused)."""
+
+    outcome: str
+    before: str
+    after: str
+
+
+def set_peer_status(session: Session, svc: Services, peer: Peer, status: str, now: datetime,
+                    on_phone: bool = False) -> StatusChange:
+    """A peer's own choice (available, break, signed off), by phone, on the staff page or on deactivation.
+
+    A live call's state is never dropped (the call's own end moves the peer on). Going
+    available offers the peer to waiting callers and due callbacks: at once from the staff
+    page, a few seconds later from the phone (the peer must hang up the sign-on call first).
+    """
+    if status not in SELF_STATUSES:
+        raise ValueError(f"a peer cannot set the status {status!r}")
+    before = peer.status
+    if before == "busy" and has_live_call(session, peer.id):
+        return StatusChange("on_call", before, before)
+    if status == "available" and not peer.active:
+        return StatusChange("unchanged", before, before)
+    if before == status:
+        return StatusChange("unchanged", before, before)
+    peer.status = status
+    peer.status_changed_at = now
+    if status in ("break", "signed_off"):
+        peer.calls_in_a_row = 0
+    session.commit()
+    if status == "available":
+        if on_phone:
+            try:
+                svc.jobs.dispatch_soon(PHONE_SIGN_ON_DELAY)
+            except SchedulingError as exc:  # every waiting caller's next hold poll offers them too
+                log.warning("could not schedule dispatch: %s", exc)
+        else:
+            dispatch(session, svc, now)
+    return StatusChange("changed", before, status)
+
+
+def deactivate_peer(session: Session, svc: Services, peer: Peer, now: datetime) -> StatusChange:
+    """Take a peer off the roster: never rung again; signed off now, or when a live call ends."""
+    peer.active = False
+    session.commit()
+    return set_peer_status(session, svc, peer, "signed_off", now)
+
+
+# The hold queue's figures --------------------------------------------------------------------
+
+
+def waiting_count(session: Session) -> int:
+    """Callers waiting for a peer right now (ringing or on hold)."""
+    return int(session.scalar(
+        select(func.count()).select_from(PeerRequest).where(PeerRequest.status.in_(routing.OPEN_REQUESTS))
+    ) or 0)
+
+
+def expected_wait_minutes(session: Session, position: int, now: datetime) -> int | None:
+    """Expected wait from recent history: average wait of recent connected callers x position."""
+    rows = session.execute(
+        select(PeerRequest.arrived_at, PeerRequest.connected_at)
+        .where(PeerRequest.connected_at.is_not(None), PeerRequest.connected_at > now - HISTORY_WINDOW)
+        .order_by(PeerRequest.connected_at.desc()).limit(HISTORY_CALLS)
+    ).all()
+    if not rows:
+        return None
+    waits = [((aware(c) or now) - (aware(a) or now)).total_seconds() for a, c in rows]
+    average = max(30.0, sum(waits) / len(waits))  # never promise less than half a minute
+    return max(1, math.ceil(average * max(1, position) / 60))

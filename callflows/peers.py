@@ -1,0 +1,154 @@
+"""Peers and their state: who is on shift, who is free, the atomic claim, wrap-up, sign-in by phone.
+
+Functions take a SQLAlchemy session, the process's :class:`~callflows.services.Services`
+and ``now``, so tests drive the clock. A peer's own status changes, and the events that free
+a peer and offer them to the line, are in :mod:`callflows.line`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from callflows.errors import SchedulingError
+from callflows.services import Services
+from callflows.times import aware
+from models import Peer
+from models.crypto import Vault
+from models.tables import RingLeg
+
+log = logging.getLogger(__name__)
+
+ON_SHIFT = ("available", "busy", "wrap_up", "break")
+# The statuses a peer sets themselves (by phone or on the staff page); "busy" and "wrap_up"
+# are set by the calls.
+SELF_STATUSES = ("available", "break", "signed_off")
+LIVE_LEGS = ("ringing", "answered")
+MAX_PIN_FAILURES = 5
+PIN_LOCK = timedelta(minutes=15)
+
+
+def peers_on_shift(session: Session, language: str) -> int:
+    """How many peers who speak ``language`` are signed on (available, busy, wrap-up or break)."""
+    peers = session.scalars(select(Peer).where(Peer.active.is_(True), Peer.status.in_(ON_SHIFT)))
+    return sum(1 for p in peers if language in (p.languages or []))
+
+
+def anyone_available(session: Session) -> bool:
+    """True when at least one peer is free to be rung."""
+    return bool(session.scalar(select(func.count()).select_from(Peer)
+                               .where(Peer.status == "available", Peer.active.is_(True))))
+
+
+def _idle_key(peer: Peer) -> tuple[int, datetime, int]:
+    # Longest idle first: never called yet, then the oldest end of last call; ties by
+    # the time they became available, then id for a stable order.
+    ended = aware(peer.last_call_ended_at)
+    changed = aware(peer.status_changed_at) or datetime.min.replace(tzinfo=timezone.utc)
+    return (0 if ended is None else 1, ended or changed, peer.id)
+
+
+def pick_peers(session: Session, language: str, tag: str | None, limit: int,
+               exclude: set[int] | frozenset[int] = frozenset()) -> list[Peer]:
+    """Available peers for a caller: language match, wanted lived experience first (else any)."""
+    candidates = [
+        p for p in session.scalars(select(Peer).where(Peer.active.is_(True), Peer.status == "available"))
+        if language in (p.languages or []) and p.id not in exclude
+    ]
+    if tag:
+        tagged = [p for p in candidates if tag in (p.tags or [])]
+        # Fallback to any peer only when nobody with that experience is free.
+        candidates = tagged or candidates
+    return sorted(candidates, key=_idle_key)[:limit]
+
+
+def claim_peer(session: Session, peer_id: int, now: datetime) -> bool:
+    """Atomically move an available peer to busy (one UPDATE; False if someone got there first)."""
+    result = session.execute(
+        update(Peer).where(Peer.id == peer_id, Peer.status == "available")
+        .values(status="busy", status_changed_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def has_live_call(session: Session, peer_id: int) -> bool:
+    """True while one of the peer's legs rings, plays its whisper or carries a call."""
+    return bool(session.scalar(
+        select(func.count()).select_from(RingLeg)
+        .where(RingLeg.peer_id == peer_id, RingLeg.status.in_((*LIVE_LEGS, "accepted")))
+    ))
+
+
+def release_peer(session: Session, peer: Peer, now: datetime) -> None:
+    """A peer who was rung but did not take the call is available again (it was not a call)."""
+    if peer.status == "busy" and not has_live_call(session, peer.id):
+        peer.status = "available" if peer.active else "signed_off"
+        peer.status_changed_at = now
+
+
+def start_wrap_up(session: Session, svc: Services, peer: Peer, now: datetime) -> None:
+    """After a call (live or callback): wrap-up time, then available again.
+
+    Two things end a wrap-up, on purpose: a job scheduled here for when it is over, and the
+    reconciler (:func:`callflows.line.reconcile`, run on every hold poll and every minute),
+    which frees any peer whose wrap-up is over by the clock, so a lost job never strands one.
+    """
+    peer.status = "wrap_up"
+    peer.status_changed_at = now
+    peer.last_call_ended_at = now
+    peer.calls_in_a_row = (peer.calls_in_a_row or 0) + 1
+    session.commit()
+    try:
+        svc.jobs.wrap_up_ends(peer.id, now.timestamp(), timedelta(seconds=svc.settings.peer_wrapup_seconds))
+    except SchedulingError as exc:
+        log.warning("could not schedule wrap-up end for peer %s (the reconciler will free them): %s", peer.id, exc)
+
+
+# Sign-in by phone -----------------------------------------------------------------------
+
+
+def peer_for_number(session: Session, vault: Vault, number: str | None) -> Peer | None:
+    """The active peer whose registered phone this is, if any."""
+    if not number:
+        return None
+    return session.scalar(select(Peer).where(Peer.phone_hash == vault.lookup_hash(number), Peer.active.is_(True)))
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The answer to a PIN: ``ok``, ``wrong`` (try again) or ``locked`` (for ``minutes``)."""
+
+    outcome: str
+    minutes: int = 0
+
+
+def locked_minutes(peer: Peer | None, now: datetime) -> int:
+    """Minutes left on a peer's PIN lock (0 when not locked)."""
+    until = aware(peer.pin_locked_until) if peer is not None else None
+    if until is None or until <= now:
+        return 0
+    return max(1, int((until - now).total_seconds() // 60) + 1)
+
+
+def sign_in(session: Session, peer: Peer | None, pin_ok: bool, now: datetime) -> SignIn:
+    """Count a PIN attempt: too many wrong PINs in a row lock sign-in for a while."""
+    minutes = locked_minutes(peer, now)
+    if minutes:
+        return SignIn("locked", minutes)
+    if peer is None or not peer.active or not pin_ok:
+        if peer is not None:
+            peer.pin_failures = (peer.pin_failures or 0) + 1
+            if peer.pin_failures >= MAX_PIN_FAILURES:
+                peer.pin_failures = 0
+                peer.pin_locked_until = now + PIN_LOCK
+                session.commit()
+                return SignIn("locked", int(PIN_LOCK.total_seconds() // 60))
+            session.commit()
+        return SignIn("wrong")
+    peer.pin_failures = 0
+    peer.pin_locked_until = None
+    session.commit()
+    return SignIn("ok")
