@@ -29,7 +29,7 @@ from werkzeug.serving import make_server  # noqa: E402
 
 from ivr import create_app  # noqa: E402
 from ivr.callbacks import window_bounds  # noqa: E402
-from ivr.simulator.phone_network import NetworkState, create_phone_network  # noqa: E402
+from simulator.phone_network import NetworkState, create_phone_network  # noqa: E402
 from models import Base, CallbackRequest, Peer, utcnow  # noqa: E402
 from models.crypto import generate_key  # noqa: E402
 from models.session import upgrade  # noqa: E402

@@ -87,7 +87,7 @@ def start_network() -> tuple[Any, Any, str]:
     """The phone network (Twilio stand-in) on a local port."""
     from werkzeug.serving import make_server
 
-    from ivr.simulator.phone_network import NetworkState, create_phone_network
+    from simulator.phone_network import NetworkState, create_phone_network
 
     state = NetworkState()
     server = make_server("127.0.0.1", 0, create_phone_network(state), threaded=True)

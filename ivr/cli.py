@@ -229,7 +229,7 @@ def register_commands(app: Flask) -> None:
 # Modules that contribute commands. App commands need the app (database, Redis); top-level
 # commands (the simulator, local transcription) run without building it.
 APP_COMMAND_MODULES = ("queues.cli", "ivr.research")
-TOP_LEVEL_COMMAND_MODULES = ("ivr.simulator.cli", "transcription.cli")
+TOP_LEVEL_COMMAND_MODULES = ("simulator.cli", "transcription.cli")
 
 
 def _optional_commands(module_name: str) -> list[click.Command]:

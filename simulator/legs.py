@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from ivr.simulator import SimulatorError
-from ivr.simulator.engine import HttpTransport, HubClient, Leg, PeerActor
+from simulator import SimulatorError
+from simulator.engine import HttpTransport, HubClient, Leg, PeerActor
 
 if TYPE_CHECKING:
-    from ivr.simulator.phone_network import NetworkState
+    from simulator.phone_network import NetworkState
 
 MACHINE_GREETING_S = 1.0  # a voicemail greeting plays before the machine "listens"
 

@@ -11,7 +11,7 @@ Between verbs the leg asks the phone network (:class:`HubClient`) about its call
 redirect (``Calls/<sid>.json`` with ``Url``) or hang-up (``Status=completed``) made by the
 app reaches the leg wherever it is: in a menu, on hold, or in a conference.
 
-Exceptions: :class:`~ivr.simulator.SimulatorError` (and :class:`TransportError`) for what
+Exceptions: :class:`~simulator.SimulatorError` (and :class:`TransportError`) for what
 the simulator cannot go on with; :class:`HangUp` ends a leg and is handled inside it.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ import httpx
 from lxml import etree
 from twilio.request_validator import RequestValidator
 
-from ivr.simulator import SimulatorError
+from simulator import SimulatorError
 
 API_VERSION = "2010-04-01"
 WORDS_PER_S = 2.5  # rough speed of <Say>, used only when pacing output in real time

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from ivr.simulator import SimulatorError
-from ivr.simulator.engine import (
+from simulator import SimulatorError
+from simulator.engine import (
     Answer,
     HangUp,
     HttpTransport,
@@ -25,7 +25,7 @@ from ivr.simulator.engine import (
     new_call_sid,
     parse_answer,
 )
-from ivr.simulator.phone_network import PEER_MODES
+from simulator.phone_network import PEER_MODES
 
 DEFAULT_APP_URL = "http://127.0.0.1:5000"
 DEFAULT_NETWORK_URL = "http://127.0.0.1:5001"
@@ -181,7 +181,7 @@ def phone_network_command(host: str, port: int, peer_answers: str, ring_seconds:
     """Run the local stand-in for Twilio's REST API that also rings the peers' phones."""
     from werkzeug.serving import run_simple
 
-    from ivr.simulator.phone_network import NetworkState, create_phone_network
+    from simulator.phone_network import NetworkState, create_phone_network
 
     logging.basicConfig(level=logging.INFO, format="phone-network: %(message)s")
     for noisy in ("werkzeug", "httpx"):  # one line per request drowns what the phones do

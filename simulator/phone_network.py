@@ -203,7 +203,7 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
         mode = network.mode_for(call.get("To", ""))
         auth = _auth()
         if mode is not None and auth is not None:
-            from ivr.simulator.legs import ring
+            from simulator.legs import ring
 
             leg = threading.Thread(target=ring, args=(network, sid, request.host_url.rstrip("/"), auth[1], mode),
                                    name=f"leg-{sid}", daemon=True)
