@@ -14,7 +14,6 @@ from pathlib import Path
 
 import click
 
-from simulator import SimulatorError
 from simulator.engine import (
     Answer,
     HangUp,
@@ -25,6 +24,7 @@ from simulator.engine import (
     new_call_sid,
     parse_answer,
 )
+from simulator.errors import SimulatorError
 from simulator.phone_network import PEER_MODES
 
 DEFAULT_APP_URL = "http://127.0.0.1:5000"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from simulator import SimulatorError
 from simulator.engine import HttpTransport, HubClient, Leg, PeerActor
+from simulator.errors import SimulatorError
 
 if TYPE_CHECKING:
     from simulator.phone_network import NetworkState
