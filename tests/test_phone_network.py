@@ -16,7 +16,7 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 from werkzeug.serving import make_server
 
 from callflows.settings import Settings
-from ivr.simulator.engine import HttpTransport, HubClient, Leg, ScriptActor, new_call_sid
+from simulator.engine import HttpTransport, HubClient, Leg, ScriptActor, new_call_sid
 from callflows.twilio_client import TwilioGateway
 from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
 
@@ -219,7 +219,7 @@ def test_network_settings_reject_unknown_modes(phone_network) -> None:  # type: 
     assert hub.settings(peer_answers="ignore", answers={"+15555550103": "busy"})["peer_answers"] == "ignore"
     assert phone_network.state.mode_for("+15555550103") == "busy"
     assert phone_network.state.mode_for("+15555550101") == "ignore"
-    from ivr.simulator import SimulatorError
+    from simulator import SimulatorError
 
     with pytest.raises(SimulatorError, match="HTTP 400"):
         hub.settings(peer_answers="maybe")

@@ -13,8 +13,8 @@ from rq import Queue
 from sqlalchemy import select
 
 from ivr.demo import speak_to_wav
-from ivr.simulator.cli import call_command
-from ivr.simulator.engine import FlaskTransport, HttpTransport, HubClient, Leg, ScriptActor, new_call_sid
+from simulator.cli import call_command
+from simulator.engine import FlaskTransport, HttpTransport, HubClient, Leg, ScriptActor, new_call_sid
 from models import Call, Voicemail
 from queues.connection import TRANSCRIPTION_QUEUE
 from queues.scheduler import transcription_job_id

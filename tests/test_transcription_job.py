@@ -302,7 +302,7 @@ def held_network() -> Iterator[Any]:
     """The phone network behind :class:`HoldDeletes`, on a real port."""
     from werkzeug.serving import make_server
 
-    from ivr.simulator.phone_network import NetworkState, create_phone_network
+    from simulator.phone_network import NetworkState, create_phone_network
 
     state = NetworkState()
     gate = HoldDeletes(create_phone_network(state))

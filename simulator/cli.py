@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import click
+from werkzeug.serving import run_simple
 
-from ivr.simulator import SimulatorError
-from ivr.simulator.engine import (
+from simulator.engine import (
     Answer,
     HangUp,
     HttpTransport,
@@ -25,7 +25,9 @@ from ivr.simulator.engine import (
     new_call_sid,
     parse_answer,
 )
-from ivr.simulator.phone_network import PEER_MODES
+from simulator.errors import SimulatorError
+from simulator.network_state import PEER_MODES, NetworkState
+from simulator.phone_network import create_phone_network
 
 DEFAULT_APP_URL = "http://127.0.0.1:5000"
 DEFAULT_NETWORK_URL = "http://127.0.0.1:5001"
@@ -179,10 +181,6 @@ def call_command(script: str | None, record_file: Path | None, peer_answers: str
               help="Seconds of waiting per second of speech on the peers' phones.")
 def phone_network_command(host: str, port: int, peer_answers: str, ring_seconds: float, pace: float) -> None:
     """Run the local stand-in for Twilio's REST API that also rings the peers' phones."""
-    from werkzeug.serving import run_simple
-
-    from ivr.simulator.phone_network import NetworkState, create_phone_network
-
     logging.basicConfig(level=logging.INFO, format="phone-network: %(message)s")
     for noisy in ("werkzeug", "httpx"):  # one line per request drowns what the phones do
         logging.getLogger(noisy).setLevel(logging.WARNING)

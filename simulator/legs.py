@@ -8,13 +8,10 @@ Runs in a thread of the phone network for each ``Calls.json`` it receives while
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
-from ivr.simulator import SimulatorError
-from ivr.simulator.engine import HttpTransport, HubClient, Leg, PeerActor
-
-if TYPE_CHECKING:
-    from ivr.simulator.phone_network import NetworkState
+from simulator.engine import HttpTransport, HubClient, Leg, PeerActor
+from simulator.errors import SimulatorError
+from simulator.network_state import NetworkState
 
 MACHINE_GREETING_S = 1.0  # a voicemail greeting plays before the machine "listens"
 

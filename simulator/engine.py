@@ -11,8 +11,9 @@ Between verbs the leg asks the phone network (:class:`HubClient`) about its call
 redirect (``Calls/<sid>.json`` with ``Url``) or hang-up (``Status=completed``) made by the
 app reaches the leg wherever it is: in a menu, on hold, or in a conference.
 
-Exceptions: :class:`~ivr.simulator.SimulatorError` (and :class:`TransportError`) for what
-the simulator cannot go on with; :class:`HangUp` ends a leg and is handled inside it.
+Exceptions: :class:`~simulator.errors.SimulatorError` (and its
+:class:`~simulator.errors.TransportError`) for what the simulator cannot go on with;
+:class:`HangUp` ends a leg and :class:`Redirected` restarts it, both handled inside it.
 """
 from __future__ import annotations
 
@@ -28,15 +29,11 @@ import httpx
 from lxml import etree
 from twilio.request_validator import RequestValidator
 
-from ivr.simulator import SimulatorError
+from simulator.errors import SimulatorError, TransportError
 
 API_VERSION = "2010-04-01"
 WORDS_PER_S = 2.5  # rough speed of <Say>, used only when pacing output in real time
 MAX_REDIRECTS_PER_S = 50  # a document that redirects to itself would otherwise spin forever
-
-
-class TransportError(SimulatorError):
-    """The app could not be reached or did not answer with TwiML."""
 
 
 class HangUp(Exception):
