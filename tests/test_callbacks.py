@@ -18,7 +18,7 @@ import pytest
 from rq import Queue, SimpleWorker
 from sqlalchemy import select
 
-from callflows import callbacks, line, peers, routing
+from callflows import callbacks, line
 from callflows.times import aware
 from models import CallbackRequest, Peer, utcnow
 from models.tables import CallbackAttempt, PeerRequest

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from callflows import line, peers, routing
+from callflows import line
 from callflows.times import aware
 from models import Peer, utcnow
 from models.tables import PeerRequest
