@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
@@ -29,7 +30,6 @@ from callflows.retention import RetentionPolicy, purge
 from callflows.settings import Settings, ensure_key_file
 from ivr import create_app, demo
 from ivr.services import services
-from simulator import cli as simulator_cli
 from models import Peer, StaffUser
 from models.crypto import generate_key
 from models.session import upgrade
@@ -39,6 +39,7 @@ from transcription import cli as transcription_cli
 from transcription.modelpath import choose_model
 
 ROLES = ("admin", "supervisor", "peer")
+PLUGIN_GROUP = "peerline.commands"
 
 
 def default_instance_path() -> Path:
@@ -296,6 +297,10 @@ def main() -> None:
     cli = FlaskGroup(create_app=_create_app, add_default_commands=False, add_version_option=False,
                      help="peerline: a phone peer-support line.")
     # Top-level commands run without building the app (no database or Redis needed).
-    for command in (serve, up, gen_key, check_flows, *simulator_cli.COMMANDS, *transcription_cli.COMMANDS):
+    for command in (serve, up, gen_key, check_flows, *transcription_cli.COMMANDS):
         cli.add_command(command)
+    # Developer tools installed beside the line (the simulator) plug in by entry point, named
+    # in pyproject.toml; one that fails to load is an error, never silently skipped.
+    for entry in entry_points(group=PLUGIN_GROUP):
+        cli.add_command(entry.load(), entry.name)
     cli()

@@ -393,7 +393,7 @@ def test_production_code_never_imports_simulator(tree: Scan) -> None:
     assert not offenders, _report(
         "No project package imports simulator (tests and bench may).", offenders, tree.modules,
         "the production code must run without the simulator installed. `peerline call` and `peerline "
-        "phone-network` are found by module name (ivr/cli.py TOP_LEVEL_COMMAND_MODULES); a test that needs "
+        "phone-network` plug in by entry point (pyproject.toml, group peerline.commands); a test that needs "
         "the phone network uses the `phone_network` fixture in tests/conftest.py.")
 
 
