@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from callflows.errors import SchedulingError, TwilioGatewayError
 from callflows.peers import anyone_available, claim_peer, pick_peers, release_peer, start_wrap_up
+from callflows.sql import rowcount
 from callflows.services import Services
 from callflows.settings import Settings
 from callflows.times import aware
@@ -179,7 +180,7 @@ def cancel(session: Session, cb: CallbackRequest, now: datetime) -> bool:
                            .values(status="canceled", outcome="canceled_by_caller", updated_at=now))
     session.commit()
     session.refresh(cb)
-    return done.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(done) == 1
 
 
 def _wake(svc: Services, cb: CallbackRequest) -> None:
@@ -270,10 +271,10 @@ def offer_due(session: Session, svc: Services, now: datetime, arrived_before: da
 
 def ring_peer(session: Session, svc: Services, cb: CallbackRequest, peer: Peer, now: datetime) -> bool:
     """Claim the callback and the peer atomically, record the attempt, then ring the peer's phone."""
-    claimed = session.execute(
+    claimed = rowcount(session.execute(
         update(CallbackRequest).where(CallbackRequest.id == cb.id, CallbackRequest.status == "pending")
         .values(status="dialing", peer_id=peer.id, updated_at=now)
-    ).rowcount == 1  # type: ignore[attr-defined]
+    )) == 1
     if not claimed or not claim_peer(session, peer.id, now):
         session.rollback()  # neither claim stands alone
         return False
@@ -309,7 +310,7 @@ def _end_attempt(session: Session, attempt: CallbackAttempt, outcome: str, now: 
                            .values(stage="ended", outcome=outcome, ended_at=now))
     session.commit()
     session.refresh(attempt)
-    return done.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(done) == 1
 
 
 def _back_in_line(session: Session, cb: CallbackRequest, now: datetime) -> None:
@@ -382,7 +383,7 @@ def peer_accepts(session: Session, svc: Services, attempt: CallbackAttempt, now:
                                    CallbackAttempt.stage.in_(("peer_ringing", "peer_answered")))
                             .values(stage="caller_ringing"))
     session.commit()
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(moved) != 1:
         return "gone"
     session.refresh(attempt)
     cb = session.get(CallbackRequest, attempt.callback_id)
@@ -420,7 +421,7 @@ def caller_answers(session: Session, svc: Services, attempt: CallbackAttempt, an
     moved = session.execute(update(CallbackAttempt)
                             .where(CallbackAttempt.id == attempt.id, CallbackAttempt.stage == "caller_ringing")
                             .values(stage="connected"))
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(moved) != 1:
         session.commit()
         return "gone"
     cb = session.get(CallbackRequest, attempt.callback_id)
@@ -485,15 +486,15 @@ def expire_and_recover(session: Session, svc: Services, now: datetime) -> dict[s
                                                           CallbackAttempt.started_at <= now - STALE_ATTEMPT)).all()
     for attempt in stale:
         if _end_attempt(session, attempt, "lost", now, stages=("peer_ringing",)):
-            cb = session.get(CallbackRequest, attempt.callback_id)
-            assert cb is not None
+            lost = session.get(CallbackRequest, attempt.callback_id)
+            assert lost is not None
             # Counted as a try: if Twilio did place that call, the next one follows the retry schedule.
-            cb.attempts = attempt.number
-            when = next_try(svc.settings, cb, now)
-            cb.status, cb.due_at, cb.peer_id = ("pending", when, None) if when else ("missed", cb.due_at, None)
+            lost.attempts = attempt.number
+            when = next_try(svc.settings, lost, now)
+            lost.status, lost.due_at, lost.peer_id = ("pending", when, None) if when else ("missed", lost.due_at, None)
             peer = session.get(Peer, attempt.peer_id) if attempt.peer_id else None
             if peer is not None:
                 release_peer(session, peer, now)
             session.commit()
-            recovered.append(cb.id)
+            recovered.append(lost.id)
     return {"missed": missed, "recovered": recovered}

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from callflows.errors import SchedulingError
+from callflows.sql import rowcount
 from callflows.services import Services
 from callflows.times import aware
 from models import Peer
@@ -71,7 +72,7 @@ def claim_peer(session: Session, peer_id: int, now: datetime) -> bool:
         update(Peer).where(Peer.id == peer_id, Peer.status == "available")
         .values(status="busy", status_changed_at=now)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 def has_live_call(session: Session, peer_id: int) -> bool:

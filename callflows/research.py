@@ -98,7 +98,8 @@ def export_rows(session: Session, vault: Vault, window: ExportWindow, period: st
         for call_id, level in session.execute(
             select(Voicemail.call_id, Voicemail.risk_level).where(Voicemail.call_id.in_([c.id for c in calls]))
         ):
-            risks.setdefault(call_id, []).append(level)
+            if call_id is not None:
+                risks.setdefault(call_id, []).append(level)
     date_column = "call_week" if period == "week" else "call_date"
     for call in calls:
         yield {

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from callflows.errors import RetentionError
 from callflows.settings import Settings
+from callflows.sql import rowcount
 from callflows.storage import stored_path
 from models import Base, Call, CallbackRequest, CallEvent, Caller, Voicemail, utcnow
 
@@ -149,16 +150,16 @@ def _purge_calls(sessions: sessionmaker[Session], report: PurgeReport) -> None:
             report.callers_deleted = _count(session, Caller.id.in_(stale_callers), Caller)
             return
         try:
-            report.call_events_deleted = session.execute(
-                delete(CallEvent).where(CallEvent.call_id.in_(old_calls))).rowcount
+            report.call_events_deleted = rowcount(session.execute(
+                delete(CallEvent).where(CallEvent.call_id.in_(old_calls))))
             _detach(session, CallbackRequest.__table__, old_callbacks)  # type: ignore[arg-type]
-            report.callback_requests_deleted = session.execute(
-                delete(CallbackRequest).where(CallbackRequest.created_at < cutoff)).rowcount
+            report.callback_requests_deleted = rowcount(session.execute(
+                delete(CallbackRequest).where(CallbackRequest.created_at < cutoff)))
             _detach(session, Call.__table__, old_calls)  # type: ignore[arg-type]
-            report.calls_deleted = session.execute(delete(Call).where(Call.started_at < cutoff)).rowcount
+            report.calls_deleted = rowcount(session.execute(delete(Call).where(Call.started_at < cutoff)))
             _detach(session, Caller.__table__, stale_callers)  # type: ignore[arg-type]
-            report.callers_deleted = session.execute(
-                delete(Caller).where(func.coalesce(Caller.last_call_at, Caller.created_at) < cutoff)).rowcount
+            report.callers_deleted = rowcount(session.execute(
+                delete(Caller).where(func.coalesce(Caller.last_call_at, Caller.created_at) < cutoff)))
             session.commit()
         except IntegrityError as exc:
             session.rollback()

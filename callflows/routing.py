@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from callflows.errors import TwilioGatewayError
 from callflows.peers import LIVE_LEGS, claim_peer, pick_peers, release_peer, start_wrap_up
+from callflows.sql import rowcount
 from callflows.services import Services
 from callflows.times import aware
 from models import Peer
@@ -148,7 +149,7 @@ def accept(session: Session, svc: Services, leg: RingLeg, now: datetime) -> str:
     )
     session.commit()
     session.refresh(req)
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         outcome = "taken" if req.status in ("connected", "ended") else "caller_gone"
         _close_leg(session, leg, outcome, now)
         return outcome

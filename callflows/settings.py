@@ -177,7 +177,7 @@ class Settings:
         """Copy with some values changed (tests use this through ``test_config``)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
-        return Settings(**values)  # type: ignore[arg-type]
+        return Settings(**values)
 
 
 def ensure_key_file(path: Path, make_key: Callable[[], str]) -> str:

@@ -8,7 +8,7 @@ from models import PeerStory
 from models.tables import PeerRequest
 
 
-def playable() -> Select[tuple[PeerStory]]:
+def playable() -> Select[PeerStory]:
     """Stories a caller may hear: approved by a supervisor and consented to by the peer, in a stable order."""
     return (select(PeerStory)
             .where(PeerStory.status == "approved", PeerStory.consent_given.is_(True))
@@ -27,7 +27,7 @@ def approved_stories(session: Session, topic: str, language: str) -> list[PeerSt
 
 def hold_story(session: Session, req: PeerRequest) -> PeerStory | None:
     """The next playable story for a waiting caller (rotates on each wait document)."""
-    stories = session.scalars(playable().where(PeerStory.language == req.language)).all()
+    stories = list(session.scalars(playable().where(PeerStory.language == req.language)))
     if not stories:
         return None
     story = stories[req.hold_plays % len(stories)]

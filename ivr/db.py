@@ -11,7 +11,8 @@ def get_session() -> Session:
     """The database session of the current request, opened on first use."""
     if "db_session" not in g:
         g.db_session = services().sessions()
-    return g.db_session  # type: ignore[no-any-return]
+    session: Session = g.db_session
+    return session
 
 
 def close_session(_exc: BaseException | None = None) -> None:

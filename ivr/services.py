@@ -13,7 +13,8 @@ EXTENSION = "peerline"
 
 def services(app: Flask | None = None) -> Services:
     """The services of ``app`` (the current app by default)."""
-    return (app or current_app).extensions[EXTENSION]  # type: ignore[no-any-return]
+    found: Services = (app or current_app).extensions[EXTENSION]
+    return found
 
 
 def path_builder(url_map: Map) -> PathBuilder:

@@ -549,7 +549,7 @@ class Leg:
                 answer = None
             else:
                 self.out(f"> you press {digits or answer.digits}")
-                return _Request(action, method, {"Digits": digits or answer.digits})
+                return _Request(action, method, {"Digits": digits or answer.digits or ""})
         if answer is not None and answer.speech:
             if "speech" not in input_types:
                 self.out("  [speech is not listened to here]")

@@ -94,7 +94,7 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
                 "events": request.form.getlist("StatusCallbackEvent"), "redirect_seq": 0}
         with network.lock:
             network.calls[sid] = call
-        mode = network.mode_for(call.get("To", ""))
+        mode = network.mode_for(str(call.get("To", "")))
         auth = _auth()
         if mode is not None and auth is not None:
             leg = threading.Thread(target=ring, args=(network, sid, request.host_url.rstrip("/"), auth[1], mode),

@@ -4,11 +4,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from redis.exceptions import RedisError
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
+from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from callflows import line
@@ -66,7 +67,7 @@ def roster() -> str:
 
 @bp.route("/peers/new", methods=["GET", "POST"])
 @supervisor_required
-def add_peer() -> Response | tuple[str, int]:
+def add_peer() -> ResponseReturnValue:
     """Add a peer to the roster."""
     values: dict[str, Any] = {"display_name": "", "languages": ["en"], "tags": []}
     if request.method == "POST":
@@ -90,7 +91,7 @@ def add_peer() -> Response | tuple[str, int]:
 
 @bp.route("/peers/<int:peer_id>/edit", methods=["GET", "POST"])
 @supervisor_required
-def edit_peer(peer_id: int) -> Response | tuple[str, int]:
+def edit_peer(peer_id: int) -> ResponseReturnValue:
     """Edit a peer's name, phone, languages and tags."""
     db = get_session()
     peer = db.get(Peer, peer_id)
@@ -119,7 +120,7 @@ def edit_peer(peer_id: int) -> Response | tuple[str, int]:
 
 @bp.post("/peers/<int:peer_id>/active")
 @supervisor_required
-def set_peer_active(peer_id: int) -> Response:
+def set_peer_active(peer_id: int) -> ResponseReturnValue:
     """Deactivate a peer (no more calls; signed off) or bring them back."""
     db = get_session()
     peer = db.get(Peer, peer_id)
@@ -158,7 +159,8 @@ def board() -> str:
         for call_id, name in db.execute(
                 select(PeerRequest.call_id, Peer.display_name).join(Peer, Peer.id == PeerRequest.peer_id)
                 .where(PeerRequest.call_id.in_(call_ids), PeerRequest.status == "connected")):
-            peer_of_call[call_id] = name
+            if call_id is not None:
+                peer_of_call[call_id] = name
     # Callers waiting for a peer: routing keeps them as open peer requests (ringing or on hold).
     waiting = db.scalars(select(PeerRequest).where(PeerRequest.status.in_(("ringing", "waiting")))
                          .order_by(PeerRequest.arrived_at, PeerRequest.id)).all()
@@ -199,7 +201,7 @@ def failed_jobs() -> tuple[str, int]:
 
 @bp.post("/jobs/retry")
 @supervisor_required
-def retry_job() -> Response:
+def retry_job() -> ResponseReturnValue:
     """Put a failed job back on its queue."""
     name = request.form.get("queue", "")
     job_id = request.form.get("job_id", "")

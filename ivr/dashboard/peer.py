@@ -4,7 +4,8 @@ Peers never see a caller's number here: only times, languages and notes.
 """
 from __future__ import annotations
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import or_, select
 
@@ -65,7 +66,7 @@ def my_shift() -> str:
 
 @bp.post("/me/status")
 @peer_required
-def set_my_status() -> Response:
+def set_my_status() -> ResponseReturnValue:
     """Change my status (available, on a break, signed off); audit-logged."""
     db = get_session()
     peer = _me()
@@ -86,7 +87,7 @@ def set_my_status() -> Response:
 
 @bp.post("/me/follow-ups/<int:follow_up_id>/done")
 @peer_required
-def follow_up_done(follow_up_id: int) -> Response:
+def follow_up_done(follow_up_id: int) -> ResponseReturnValue:
     """Mark one of my follow-ups done."""
     db = get_session()
     item = db.get(FollowUp, follow_up_id)
@@ -103,7 +104,7 @@ def follow_up_done(follow_up_id: int) -> Response:
 
 @bp.post("/me/calls/<int:call_id>/wrap-up")
 @peer_required
-def wrap_up(call_id: int) -> Response:
+def wrap_up(call_id: int) -> ResponseReturnValue:
     """Add a short wrap-up note to one of my calls (encrypted at rest)."""
     db = get_session()
     peer = _me()

@@ -1,7 +1,8 @@
 """Supervisor pages for peer stories: the review queue, listening, consent, approve or retire."""
 from __future__ import annotations
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from ivr.dashboard.core import audit, bp, supervisor_required
@@ -41,7 +42,7 @@ def story(story_id: int) -> tuple[str, int]:
 
 @bp.post("/stories/<int:story_id>/approve")
 @supervisor_required
-def approve_story(story_id: int) -> Response | tuple[str, int]:
+def approve_story(story_id: int) -> ResponseReturnValue:
     """Approve a story for callers; the storyteller's consent must be confirmed."""
     db = get_session()
     story_row = _story_or_404(story_id)
@@ -62,7 +63,7 @@ def approve_story(story_id: int) -> Response | tuple[str, int]:
 
 @bp.post("/stories/<int:story_id>/retire")
 @supervisor_required
-def retire_story(story_id: int) -> Response:
+def retire_story(story_id: int) -> ResponseReturnValue:
     """Retire a story: callers no longer hear it."""
     db = get_session()
     story_row = _story_or_404(story_id)

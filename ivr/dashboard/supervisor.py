@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import case, select
@@ -69,7 +70,7 @@ def _mimetype(data: bytes) -> str:
 
 @bp.get("/audio/<token>")
 @supervisor_required
-def audio(token: str) -> Response:
+def audio(token: str) -> ResponseReturnValue:
     """Serve a recording at its signed, expiring URL, decrypting on the fly; audit-logged."""
     try:
         data = _serializer("peerline-staff-audio").loads(token, max_age=current_app.config["STAFF_AUDIO_URL_TTL"])
@@ -195,7 +196,7 @@ def reveal_number(vm_id: int) -> tuple[str, int]:
 
 @bp.post("/voicemails/<int:vm_id>/review")
 @supervisor_required
-def mark_reviewed(vm_id: int) -> Response:
+def mark_reviewed(vm_id: int) -> ResponseReturnValue:
     """Mark a voicemail reviewed (it leaves the inbox)."""
     db = get_session()
     vm = _get_voicemail(db, vm_id)
@@ -210,7 +211,7 @@ def mark_reviewed(vm_id: int) -> Response:
 
 @bp.post("/voicemails/<int:vm_id>/follow-up")
 @supervisor_required
-def assign_follow_up(vm_id: int) -> Response | tuple[str, int]:
+def assign_follow_up(vm_id: int) -> ResponseReturnValue:
     """Assign a follow-up on this voicemail to a peer."""
     db = get_session()
     vm = _get_voicemail(db, vm_id)
@@ -228,7 +229,7 @@ def assign_follow_up(vm_id: int) -> Response | tuple[str, int]:
 
 @bp.post("/voicemails/<int:vm_id>/note")
 @supervisor_required
-def add_note(vm_id: int) -> Response | tuple[str, int]:
+def add_note(vm_id: int) -> ResponseReturnValue:
     """Add a note to a voicemail (stored encrypted)."""
     db = get_session()
     vm = _get_voicemail(db, vm_id)
@@ -246,7 +247,7 @@ def add_note(vm_id: int) -> Response | tuple[str, int]:
 
 @bp.post("/voicemails/<int:vm_id>/retry")
 @supervisor_required
-def retry_transcription(vm_id: int) -> Response | tuple[str, int]:
+def retry_transcription(vm_id: int) -> ResponseReturnValue:
     """Send a failed voicemail back to the transcription queue."""
     db = get_session()
     vm = _get_voicemail(db, vm_id)

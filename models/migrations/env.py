@@ -13,6 +13,8 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     """Run migrations with a live connection."""
     url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("alembic: sqlalchemy.url is not set (peerline db upgrade sets it from DATABASE_URL)")
     engine = make_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
