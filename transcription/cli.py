@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from transcription import AudioError, ModelUnavailableError
+from transcription.errors import AudioError, ModelUnavailableError
 from transcription.modelpath import ENGLISH_MODEL, choose_model, instance_path, models_dir
 from transcription.pipeline import analyse
 from transcription.vosk_engine import VoskTranscriber, looks_like_vosk_model
