@@ -1,8 +1,9 @@
 """The staff dashboard: sign-in, the supervisor's inbox and review pages, a peer's shift page,
 the live board, failed jobs and the audit log, all server-rendered under ``/staff``.
 
-Exceptions: :class:`ivr.dashboard.core.AuditLogError` is raised when code tries to change or
-delete an audit entry (the log is append-only from the app).
+Exceptions: :class:`ivr.errors.AuditLogError` (an :class:`ivr.errors.IvrError`, also importable
+from :mod:`ivr.dashboard.core`) is raised when code tries to change or delete an audit entry
+(the log is append-only from the app).
 """
 from __future__ import annotations
 
