@@ -5,6 +5,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
+import wave
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -74,8 +75,6 @@ def speak_to_wav(text: str, language: str, dest: Path) -> bool:
 
 def wav_duration(path: Path) -> float:
     """Length of a WAV file in seconds."""
-    import wave
-
     with wave.open(str(path), "rb") as fh:
         return fh.getnframes() / float(fh.getframerate())
 

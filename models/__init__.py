@@ -2,19 +2,16 @@
 
 Plain Python: nothing here imports Flask or ``ivr``.
 
-Exceptions raised here derive from :class:`ModelError`:
+Exceptions raised here derive from :class:`ModelError` (all defined in :mod:`models.errors`
+and re-exported here):
 
-- :class:`models.crypto.DataKeyError`: the data key is missing or malformed.
-- :class:`models.crypto.DecryptError`: stored ciphertext cannot be read with the key.
+- :class:`DataKeyError`: the data key is missing or malformed.
+- :class:`DecryptError`: stored ciphertext cannot be read with the key.
 """
 from __future__ import annotations
 
-
-class ModelError(Exception):
-    """Base class for errors raised by the models package."""
-
-
-from models.tables import (  # noqa: E402  (the exception above must exist first)
+from models.errors import DataKeyError, DecryptError, ModelError
+from models.tables import (
     AuditEntry,
     Base,
     Call,
@@ -35,6 +32,8 @@ __all__ = [
     "CallEvent",
     "CallbackRequest",
     "Caller",
+    "DataKeyError",
+    "DecryptError",
     "ModelError",
     "Peer",
     "PeerStory",

@@ -12,15 +12,7 @@ import re
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from models import ModelError
-
-
-class DataKeyError(ModelError):
-    """The data key is missing or is not a Fernet key."""
-
-
-class DecryptError(ModelError):
-    """Ciphertext could not be decrypted with any configured key."""
+from models.errors import DataKeyError, DecryptError  # raised here; also importable from here
 
 
 _NON_DIGITS = re.compile(r"[^0-9+]")

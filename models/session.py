@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,10 +43,8 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def alembic_config(url: str):  # type: ignore[no-untyped-def]
+def alembic_config(url: str) -> Config:
     """Alembic Config pointing at the packaged migrations and the given database."""
-    from alembic.config import Config
-
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
@@ -53,6 +53,4 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
 
 def upgrade(url: str, revision: str = "heads") -> None:
     """Run Alembic migrations up to ``revision`` (every branch head by default)."""
-    from alembic import command
-
     command.upgrade(alembic_config(url), revision)

@@ -28,7 +28,7 @@ from callflows.errors import TwilioGatewayError
 from callflows.services import Services
 from callflows.storage import stored_path
 from models import Voicemail, utcnow
-from models.crypto import DecryptError
+from models.errors import DecryptError
 from queues.errors import StoredAudioMissing
 from transcription import AudioError, ModelUnavailableError, Transcriber
 from transcription.audio import read_header

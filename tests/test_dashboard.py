@@ -495,7 +495,9 @@ def test_admin_filters_the_audit_log(client: Any, db: Any, dashboard_data: Any) 
 
 def test_audit_log_is_append_only_from_the_app(app: Any, dashboard_data: Any) -> None:
     from ivr.dashboard.core import AuditLogError
+    from ivr.errors import IvrError
 
+    assert issubclass(AuditLogError, IvrError)
     with app.extensions["peerline"].sessions() as session:
         session.add(AuditEntry(action="sign_in"))
         session.commit()

@@ -6,7 +6,10 @@ from sqlalchemy import inspect, select
 from werkzeug.security import check_password_hash
 
 from models import Peer, StaffUser
-from models.crypto import DataKeyError, DecryptError, Vault, generate_key
+import models
+import models.crypto
+from models.crypto import Vault, generate_key
+from models.errors import DataKeyError, DecryptError, ModelError
 
 
 def test_numbers_are_encrypted_and_found_by_keyed_hash() -> None:
@@ -32,6 +35,12 @@ def test_bad_key_is_a_clear_error() -> None:
         Vault("not-a-key")
     with pytest.raises(DataKeyError, match="empty"):
         Vault("")
+
+
+def test_model_errors_are_one_tree_importable_from_the_old_places() -> None:
+    assert issubclass(DataKeyError, ModelError) and issubclass(DecryptError, ModelError)
+    assert models.crypto.DecryptError is DecryptError and models.crypto.DataKeyError is DataKeyError
+    assert models.DecryptError is DecryptError and models.ModelError is ModelError
 
 
 def test_migrations_create_every_table(engine) -> None:  # type: ignore[no-untyped-def]

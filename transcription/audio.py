@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from transcription import CorruptAudioError, TruncatedAudioError, UnsupportedAudioError
+from transcription.errors import CorruptAudioError, TruncatedAudioError, UnsupportedAudioError
 
 # Twilio records at 8 kHz; wideband phones and uploads are often 16 kHz. Vosk takes both
 # directly; anything else is resampled to 16 kHz here.

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import click
+import vosk
 
-from transcription import AudioError, ModelUnavailableError
+from transcription.errors import AudioError, ModelUnavailableError
 from transcription.modelpath import ENGLISH_MODEL, choose_model, instance_path, models_dir
 from transcription.pipeline import analyse
 from transcription.vosk_engine import VoskTranscriber, looks_like_vosk_model
@@ -61,8 +62,6 @@ def models_command(target: Path | None, name: str) -> None:
         click.echo(f"{name} is already in {folder}; nothing to do")
         click.echo(f"use it with: VOSK_MODEL_PATH={destination}")
         return
-    import vosk
-
     click.echo(f"downloading {vosk.MODEL_PRE_URL}{name}.zip into {folder} (Vosk's own downloader)")
     try:
         _VoskDownloader().download_model(destination)
@@ -82,8 +81,6 @@ class _VoskDownloader:
 
     def download_model(self, destination: Path) -> None:
         """Download and unpack the named model into ``destination.parent``."""
-        import vosk
-
         # download_model and its progress hook use nothing of the instance but each other,
         # so they run here unbound: Vosk's exact URL, zip handling and progress bar.
         shim = type("VoskDownloadShim", (), {

@@ -60,7 +60,7 @@ class Transcriber(Protocol):
         ...
 
     def check(self) -> None:
-        """Raise :class:`transcription.ModelUnavailableError` if the model cannot be used."""
+        """Raise :class:`transcription.errors.ModelUnavailableError` if the model cannot be used."""
         ...
 
     def transcribe(self, audio: bytes) -> TranscriptResult:

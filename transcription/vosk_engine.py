@@ -13,7 +13,7 @@ from typing import Any
 
 import vosk
 
-from transcription import ModelUnavailableError
+from transcription.errors import ModelUnavailableError
 from transcription.audio import pcm16_chunks, read_header
 from transcription.engine import TranscriptResult, Word
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from callflows.times import aware  # noqa: F401  (the staff pages use it from here)
 from ivr.db import get_session
+from ivr.errors import AuditLogError  # raised here; tests and callers may import it from here too
 from ivr.services import services
 from models import AuditEntry, StaffUser
 
@@ -26,10 +27,6 @@ PEER_STATUS_LABELS = {
     "break": "On a break",
     "signed_off": "Signed off",
 }
-
-
-class AuditLogError(Exception):
-    """Raised when the app tries to change or delete an audit entry."""
 
 
 class StaffLogin(UserMixin):

@@ -15,7 +15,7 @@ from ivr.dashboard.core import PEER_STATUS_LABELS, audit, aware, bp, peer_requir
 from ivr.db import get_session
 from ivr.services import services
 from models import Call, CallbackRequest, Peer, utcnow
-from models.crypto import DecryptError
+from models.errors import DecryptError
 from models.tables import FollowUp, PeerRequest, WrapUpNote
 
 

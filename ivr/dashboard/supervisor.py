@@ -20,7 +20,7 @@ from ivr.dashboard.transcript import tokens_for
 from ivr.db import get_session
 from ivr.services import services
 from models import Caller, Peer, PeerStory, StaffUser, Voicemail, utcnow
-from models.crypto import DecryptError
+from models.errors import DecryptError
 from models.tables import FollowUp, VoicemailNote
 
 RISK_LABELS = {"high": "High risk", "medium": "Medium risk", "low": "Low risk", "none": "No risk words",
