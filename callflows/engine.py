@@ -1,29 +1,44 @@
 """The pure call-flow engine: ``step(flow, node_id, digits, speech, attempt) -> Transition``.
 
 No I/O, no clock: the same input always gives the same transition, so it is trivial to test.
+
+Speech is matched in this order, so that a caller in danger is never misheard as a menu
+choice: danger (the ``danger`` predicate the caller passes in, e.g. the voicemail triage's
+high-risk phrases, and the words for the crisis line) goes to the crisis line; the words for
+a person or for help go to a person; "repeat"; then the menu's own words; then numerals.
 """
 from __future__ import annotations
 
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 from callflows.loader import GLOBAL_KEYS, Flow, Menu
 
 Kind = Literal["node", "action", "repeat", "no_input", "invalid"]
 
-# Spoken words for the keys that work everywhere, in the languages we ship.
-_GLOBAL_WORDS = {
-    "*": ("repeat", "again", "repetir", "otra vez"),
-    "0": ("operator", "a person", "human", "persona", "operador"),
-    "9": ("crisis", "emergency", "suicide", "emergencia", "suicidio"),
+# Spoken words for the keys that work everywhere, in the languages we ship; the crisis line
+# first, so that "I need a person, it's an emergency" reaches the crisis line.
+GLOBAL_WORDS = {
+    "9": ("crisis", "emergency", "suicide", "suicidal", "911", "9 1 1", "nine one one",
+          "emergencia", "suicidio", "nueve uno uno"),
+    "0": ("operator", "person", "human", "agent", "representative", "help", "somebody",
+          "persona", "operador", "operadora", "agente", "ayuda", "alguien"),
+    "*": ("repeat", "again", "say that again", "repetir", "otra vez"),
 }
 _DIGIT_WORDS = {
-    "1": ("one", "uno"), "2": ("two", "dos"), "3": ("three", "tres"), "4": ("four", "cuatro"),
-    "5": ("five", "cinco"), "6": ("six", "seis"), "7": ("seven", "siete"), "8": ("eight", "ocho"),
-    "9": ("nine", "nueve"), "0": ("zero", "cero"),
+    "1": ("1", "one", "uno"), "2": ("2", "two", "dos"), "3": ("3", "three", "tres"),
+    "4": ("4", "four", "cuatro"), "5": ("5", "five", "cinco"), "6": ("6", "six", "seis"),
+    "7": ("7", "seven", "siete"), "8": ("8", "eight", "ocho"), "9": ("9", "nine", "nueve"),
+    "0": ("0", "zero", "cero"),
 }
+DangerCheck = Callable[[str], bool]
+
+
+def never(_speech: str) -> bool:
+    """A danger check that finds nothing (for callers of the engine that have no phrases)."""
+    return False
 NO_INPUT_RETRIES = 1  # repeat once in simpler words, then the node's safe default
 INVALID_RETRIES = 2
 
@@ -54,17 +69,20 @@ def _contains(folded: str, phrase: str) -> bool:
     return f" {_fold(phrase).strip()} " in folded
 
 
-def match_speech(menu: Menu, speech: str) -> str | None:
-    """The key that spoken words choose in ``menu``, or None."""
+def match_speech(menu: Menu, speech: str, danger: DangerCheck = never) -> str | None:
+    """The key that spoken words choose in ``menu`` (9 for danger), or None."""
+    if danger(speech):
+        return "9"
     folded = _fold(speech)
-    for key, words in _GLOBAL_WORDS.items():
+    for key, words in GLOBAL_WORDS.items():
         if any(_contains(folded, w) for w in words):
             return key
     for option in menu.options:
         if any(_contains(folded, w) for w in option.speech):
             return option.key
     for key, words in _DIGIT_WORDS.items():
-        if menu.option_for_key(key) and any(_contains(folded, w) for w in words):
+        # "nine" means what pressing 9 means: the keys that work everywhere count too.
+        if (menu.option_for_key(key) or key in GLOBAL_KEYS) and any(_contains(folded, w) for w in words):
             return key
     return None
 
@@ -81,13 +99,14 @@ def step(
     digits: str | None = None,
     speech: str | None = None,
     attempt: int = 0,
+    danger: DangerCheck = never,
 ) -> Transition:
     """Decide the next move from ``node_id`` given what the caller pressed or said."""
     menu = flow.nodes[node_id]
     key = (digits or "").strip()[:1] or None
     heard_speech = bool(speech and speech.strip())
     if key is None and heard_speech:
-        key = match_speech(menu, speech or "")
+        key = match_speech(menu, speech or "", danger)
         if key is None:
             return _invalid(menu, attempt, "speech")
     if key is None:
