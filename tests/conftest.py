@@ -19,6 +19,7 @@ from models import Base
 from models.crypto import generate_key
 from models.session import make_engine, normalize_url, upgrade
 from queues.context import JobContext, job_context
+from tests.factories import make_caller, make_peer
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
 
 DATA_KEY = generate_key()
@@ -203,7 +204,7 @@ def tone_wav(seconds: float = 1.0, freq: float = 440.0, rate: int = 8000) -> byt
 
 
 @pytest.fixture
-def dashboard_data(app, db):  # type: ignore[no-untyped-def]
+def dashboard_data(svc, db):  # type: ignore[no-untyped-def]
     """Staff logins, peers, a caller, voicemails of every risk level (one with encrypted audio) and a draft story."""
     import json
     from datetime import timedelta
@@ -211,28 +212,20 @@ def dashboard_data(app, db):  # type: ignore[no-untyped-def]
 
     from werkzeug.security import generate_password_hash
 
-    from models import Caller, Peer, PeerStory, StaffUser, Voicemail, utcnow
+    from models import PeerStory, StaffUser, Voicemail, utcnow
 
-    svc = app.extensions["peerline"]
     vault = svc.vault
     media = Path(svc.settings.instance_path) / "media"
     media.mkdir(parents=True, exist_ok=True)
-    sam = Peer(display_name="Sam", phone_encrypted=vault.encrypt_text("+15555550101"),
-               phone_hash=vault.lookup_hash("+15555550101"), languages=["en"], tags=["medication-based-recovery"],
-               status="available")
-    rosa = Peer(display_name="Rosa", phone_encrypted=vault.encrypt_text("+15555550102"),
-                phone_hash=vault.lookup_hash("+15555550102"), languages=["en", "es"], tags=[], status="signed_off")
-    db.add_all([sam, rosa])
-    db.flush()
+    sam = make_peer(db, vault, display_name="Sam", phone="+15555550101", languages=["en"],
+                    tags=["medication-based-recovery"], status="available")
+    rosa = make_peer(db, vault, display_name="Rosa", phone="+15555550102", languages=["en", "es"], status="signed_off")
     users = {}
     for username, role, peer_id in (("admin", "admin", None), ("super", "supervisor", None), ("sam", "peer", sam.id)):
         users[username] = StaffUser(username=username, password_hash=generate_password_hash(STAFF_PASSWORDS[username]),
                                     role=role, peer_id=peer_id)
     db.add_all(users.values())
-    caller = Caller(number_hash=vault.lookup_hash(CALLER_NUMBER), number_encrypted=vault.encrypt_text(CALLER_NUMBER),
-                    language="en")
-    db.add(caller)
-    db.flush()
+    caller = make_caller(db, vault, CALLER_NUMBER, language="en")
     now = utcnow()
     audio = tone_wav()
     audio_path = media / "voicemail-high.enc"
