@@ -87,8 +87,8 @@ def main() -> None:
             conn.execute(table.delete())
     now = utcnow()
     with svc.sessions() as session:
-        peer = Peer(display_name="bench", phone_encrypted=svc.vault.encrypt_text("+15555550999"),
-                    phone_hash=svc.vault.lookup_hash("+15555550999"), languages=["en"], status="busy")
+        peer = Peer(display_name="bench", languages=["en"], status="busy")
+        peer.set_phone(svc.vault, "+15555550999")
         session.add(peer)
         not_before, not_after = window_bounds("now", now, svc.settings)
         number = svc.vault.encrypt_text("+15555550100")

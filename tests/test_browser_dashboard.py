@@ -68,7 +68,7 @@ def live(request: pytest.FixtureRequest, app_config: dict[str, object], driver: 
             break
         driver.delete_all_cookies()
     assert driver.current_url.endswith("/staff/sign-in")
-    yield SimpleNamespace(base=base, app=holder["app"], data=data)
+    yield SimpleNamespace(base=base, app=holder["app"], svc=request.getfixturevalue("svc"), data=data)
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         ARTIFACTS.mkdir(exist_ok=True)
@@ -136,7 +136,7 @@ def test_supervisor_plays_the_top_risk_voicemail_and_marks_it_reviewed(driver: A
     top = driver.find_element(By.CSS_SELECTOR, "ol.cards > li:first-child a").text
     assert top == f"Voicemail {data.failed.id}"
 
-    with live.app.extensions["peerline"].sessions() as session:
+    with live.svc.sessions() as session:
         assert session.get(Voicemail, data.high.id).reviewed_at is not None
         plays = session.scalars(select(AuditEntry).where(AuditEntry.action == "play_recording")).all()
         assert [p.target_id for p in plays] == [data.high.id]
@@ -160,7 +160,7 @@ def test_supervisor_approves_a_story(driver: Any, live: SimpleNamespace) -> None
     assert "is approved; callers can hear it now." in flash_text(driver)
     approved = driver.find_element(By.XPATH, "//section[h2[@id='h-approved']]")
     assert "Finding a clinic that listened" in approved.text
-    with live.app.extensions["peerline"].sessions() as session:
+    with live.svc.sessions() as session:
         story = session.get(PeerStory, data.story.id)
         assert (story.status, story.consent_given) == ("approved", True)
 
@@ -184,5 +184,5 @@ def test_peer_switches_to_break_from_a_phone_sized_window(driver: Any, live: Sim
     driver.find_element(By.ID, "save-status").click()
     wait_for(driver, lambda d: d.find_element(By.ID, "my-status").text == "On a break")
     assert "Your status is now: On a break." in flash_text(driver)
-    with live.app.extensions["peerline"].sessions() as session:
+    with live.svc.sessions() as session:
         assert session.get(Peer, data.sam.id).status == "break"

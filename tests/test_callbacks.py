@@ -15,18 +15,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 from sqlalchemy import select
 
 from callflows import callbacks, line
 from callflows.times import aware
 from models import CallbackRequest, Peer, utcnow
 from models.tables import CallbackAttempt, PeerRequest
-from queues.context import job_context
 from queues.reconcile import reconcile_callbacks
 from queues.scheduler import due_job_id
 from queues.connection import CALLBACK_QUEUE, DEFAULT_QUEUE
 from tests.conftest import DATA_KEY
+from tests.factories import make_peer
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
 
 LINE = "+15005550006"
@@ -41,13 +41,9 @@ def net(app_config, phone_network):  # type: ignore[no-untyped-def]
     return phone_network
 
 
-def add_peer(app, db, phone: str = PEER_PHONE, status: str = "available", languages=("en",)) -> Peer:  # type: ignore[no-untyped-def]
-    vault = app.extensions["peerline"].vault
-    peer = Peer(display_name=phone[-4:], phone_encrypted=vault.encrypt_text(phone), phone_hash=vault.lookup_hash(phone),
-                languages=list(languages), tags=[], status=status)
-    db.add(peer)
-    db.commit()
-    return peer
+def add_peer(svc, db, phone: str = PEER_PHONE, status: str = "available") -> Peer:  # type: ignore[no-untyped-def]
+    """A peer who speaks English, named by the last digits of their phone."""
+    return make_peer(db, svc.vault, display_name=phone[-4:], phone=phone, status=status)
 
 
 def creates(net, to: str | None = None) -> list[dict[str, list[str]]]:  # type: ignore[no-untyped-def]
@@ -87,16 +83,15 @@ def request_callback(client, net, number: str, **keys: str) -> TestCaller:  # ty
     return caller
 
 
-def pending(db, number: str, app) -> CallbackRequest:  # type: ignore[no-untyped-def]
-    vault = app.extensions["peerline"].vault
+def pending(db, number: str, svc) -> CallbackRequest:  # type: ignore[no-untyped-def]
+    vault = svc.vault
     db.expire_all()
     return next(cb for cb in db.scalars(select(CallbackRequest).order_by(CallbackRequest.id))
                 if vault.decrypt_text(cb.number_encrypted) == number)
 
 
-def make_callback(app, db, number: str, arrived_at: datetime, now: datetime, window: str = "now",  # type: ignore[no-untyped-def]
+def make_callback(svc, db, number: str, arrived_at: datetime, now: datetime, window: str = "now",  # type: ignore[no-untyped-def]
                   allow_message: bool = True) -> CallbackRequest:
-    svc = app.extensions["peerline"]
     not_before, not_after = callbacks.window_bounds(window, now, svc.settings)
     cb = CallbackRequest(number_encrypted=svc.vault.encrypt_text(number), language="en", window=window,
                          allow_message=allow_message, status="pending", arrived_at=arrived_at,
@@ -104,13 +99,6 @@ def make_callback(app, db, number: str, arrived_at: datetime, now: datetime, win
     db.add(cb)
     db.commit()
     return cb
-
-
-def work(app, redis) -> None:  # type: ignore[no-untyped-def]
-    """Run every queued job in a real RQ burst worker inside the app."""
-    with job_context(app.extensions["peerline"]):
-        SimpleWorker([Queue(CALLBACK_QUEUE, connection=redis), Queue(DEFAULT_QUEUE, connection=redis)],
-                     connection=redis).work(burst=True)
 
 
 def peer_picks_up(client, net, form) -> TestCaller:  # type: ignore[no-untyped-def]
@@ -122,7 +110,7 @@ def peer_picks_up(client, net, form) -> TestCaller:  # type: ignore[no-untyped-d
 # The request -------------------------------------------------------------------------------
 
 
-def test_caller_id_is_read_back_slowly_then_window_and_message(app, db, client, net, redis) -> None:  # type: ignore[no-untyped-def]
+def test_caller_id_is_read_back_slowly_then_window_and_message(svc, db, client, net, redis) -> None:  # type: ignore[no-untyped-def]
     caller = dial_in(client, net, "+15555550199")
     caller.press("3")
     assert caller.said.startswith("We will call you back at this number: 5 5 5, 5 5 5, 0 1 9 9 Is that the right number?")
@@ -134,14 +122,14 @@ def test_caller_id_is_read_back_slowly_then_window_and_message(app, db, client, 
     finish_request(caller, window_key="1", message_key="2")
     assert caller.said.startswith("Thank you. We will call you back as soon as a peer is free, from this line's number. "
                                   "You keep your place in line.")
-    cb = pending(db, "+15555550199", app)
+    cb = pending(db, "+15555550199", svc)
     assert cb.status == "pending" and cb.window == "now" and cb.allow_message is False
     assert aware(cb.due_at) <= utcnow() < aware(cb.not_after)
     # The job that offers it is in RQ under its deterministic id.
     assert Queue(CALLBACK_QUEUE, connection=redis).job_ids == [due_job_id(cb.id, 0)]
 
 
-def test_withheld_number_keys_one_and_hears_what_is_wrong(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+def test_withheld_number_keys_one_and_hears_what_is_wrong(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
     caller = dial_in(client, net, "anonymous")
     caller.press("3")
     assert caller.said.startswith("Your number is hidden, so we cannot see it. Please key the phone number")
@@ -153,12 +141,12 @@ def test_withheld_number_keys_one_and_hears_what_is_wrong(app, db, client, net) 
     assert "6 1 7, 5 5 5, 0 1 2 3" in caller.said
     finish_request(caller, window_key="4", message_key="1")
     assert "between 5:00 pm and 9:00 pm" in caller.said
-    cb = pending(db, "+16175550123", app)
+    cb = pending(db, "+16175550123", svc)
     assert cb.window == "evening" and cb.allow_message is True and cb.caller_id is None
 
 
-def test_windows_use_the_line_time_zone_across_midnight_and_dst(app) -> None:  # type: ignore[no-untyped-def]
-    settings = app.extensions["peerline"].settings.replace(callback_windows="morning=9-12,afternoon=12-17,evening=20-2")
+def test_windows_use_the_line_time_zone_across_midnight_and_dst(svc) -> None:  # type: ignore[no-untyped-def]
+    settings = svc.settings.replace(callback_windows="morning=9-12,afternoon=12-17,evening=20-2")
     ny = settings.zone
     # 10 pm in New York: the evening window (8 pm to 2 am) is open now and closes at 2 am.
     now = datetime(2026, 7, 1, 22, 0, tzinfo=ny)
@@ -174,7 +162,7 @@ def test_windows_use_the_line_time_zone_across_midnight_and_dst(app) -> None:  #
     assert callbacks.spoken_time(datetime(2026, 7, 1, 19, 40, tzinfo=timezone.utc), settings) == "3:40 pm"
 
 
-def test_a_second_call_hears_the_pending_callback_and_can_cancel_it(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_call_hears_the_pending_callback_and_can_cancel_it(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
     request_callback(client, net, "+15555550198", window_key="2")
     again = TestCaller(client, number="+15555550198")
     again.call()
@@ -182,12 +170,12 @@ def test_a_second_call_hears_the_pending_callback_and_can_cancel_it(app, db, cli
     assert "To keep your call back, press 1. To cancel it, press 2." in again.said
     again.press("1")
     assert again.said.startswith("All right. Your call back is kept")
-    assert pending(db, "+15555550198", app).status == "pending"
+    assert pending(db, "+15555550198", svc).status == "pending"
     third = TestCaller(client, number="+15555550198")
     third.call()
     third.press("2")
     assert third.said.startswith("All right. Your call back is canceled.")
-    assert pending(db, "+15555550198", app).status == "canceled"
+    assert pending(db, "+15555550198", svc).status == "canceled"
     fourth = TestCaller(client, number="+15555550198")
     fourth.call()
     assert "call back waiting" not in fourth.said
@@ -196,15 +184,14 @@ def test_a_second_call_hears_the_pending_callback_and_can_cancel_it(app, db, cli
 # Place in line, dispatch, the two legs ------------------------------------------------------
 
 
-def test_free_peer_takes_callbacks_and_waiting_callers_in_arrival_order(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    svc = app.extensions["peerline"]
-    peer1 = add_peer(app, db, "+15555550311", status="busy")
-    peer2 = add_peer(app, db, "+15555550312", status="busy")
+def test_free_peer_takes_callbacks_and_waiting_callers_in_arrival_order(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    peer1 = add_peer(svc, db, "+15555550311", status="busy")
+    peer2 = add_peer(svc, db, "+15555550312", status="busy")
     now = utcnow()
-    early = make_callback(app, db, "+15555550401", now - timedelta(minutes=20), now)
+    early = make_callback(svc, db, "+15555550401", now - timedelta(minutes=20), now)
     db.add(PeerRequest(call_sid="CAwaiting", language="en", status="waiting", arrived_at=now - timedelta(minutes=10)))
     db.commit()
-    late = make_callback(app, db, "+15555550402", now - timedelta(minutes=5), now)
+    late = make_callback(svc, db, "+15555550402", now - timedelta(minutes=5), now)
     # One peer comes free: the callback that arrived first, not the later caller on hold.
     line.set_peer_status(db, svc, db.get(Peer, peer1.id), "available", now)
     line.dispatch(db, svc, now)
@@ -220,12 +207,11 @@ def test_free_peer_takes_callbacks_and_waiting_callers_in_arrival_order(app, db,
     assert db.get(CallbackRequest, late.id).status == "pending"
 
 
-def test_peer_first_then_caller_with_machine_detection_then_connected(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    svc = app.extensions["peerline"]
-    add_peer(app, db)
+def test_peer_first_then_caller_with_machine_detection_then_connected(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(svc, db)
     arrived = datetime(2026, 7, 1, 19, 40, tzinfo=timezone.utc)  # 3:40 pm in New York
     now = utcnow()
-    cb = make_callback(app, db, "+15555550403", arrived, now)
+    cb = make_callback(svc, db, "+15555550403", arrived, now)
     line.dispatch(db, svc, now)
     (peer_form,) = creates(net)
     assert peer_form["From"] == [LINE] and peer_form["StatusCallback"][0].endswith("/peer/status")
@@ -254,11 +240,10 @@ def test_peer_first_then_caller_with_machine_detection_then_connected(app, db, c
     assert db.scalar(select(Peer)).status == "wrap_up"
 
 
-def test_machine_gets_a_neutral_message_only_if_allowed_and_a_retry(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    svc = app.extensions["peerline"]
-    add_peer(app, db)
+def test_machine_gets_a_neutral_message_only_if_allowed_and_a_retry(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(svc, db)
     now = utcnow()
-    allowed = make_callback(app, db, "+15555550404", now - timedelta(minutes=3), now, allow_message=True)
+    allowed = make_callback(svc, db, "+15555550404", now - timedelta(minutes=3), now, allow_message=True)
     line.dispatch(db, svc, now)
     peer_form = creates(net)[0]
     peer = peer_picks_up(client, net, peer_form)
@@ -282,7 +267,7 @@ def test_machine_gets_a_neutral_message_only_if_allowed_and_a_retry(app, db, cli
     db.expire_all()
     assert db.scalar(select(Peer)).status == "available"
     # Without permission a machine hears nothing at all.
-    silent = make_callback(app, db, "+15555550405", now - timedelta(minutes=2), now, allow_message=False)
+    silent = make_callback(svc, db, "+15555550405", now - timedelta(minutes=2), now, allow_message=False)
     line.dispatch(db, svc, now)
     peer2 = peer_picks_up(client, net, creates(net, PEER_PHONE)[-1])
     peer2.press("1")
@@ -295,11 +280,10 @@ def test_machine_gets_a_neutral_message_only_if_allowed_and_a_retry(app, db, cli
     assert db.get(CallbackRequest, silent.id).status == "pending"
 
 
-def test_no_answer_retries_with_backoff_then_missed(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    svc = app.extensions["peerline"]
-    add_peer(app, db)
+def test_no_answer_retries_with_backoff_then_missed(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(svc, db)
     start = utcnow()
-    cb = make_callback(app, db, "+15555550406", start - timedelta(minutes=1), start)
+    cb = make_callback(svc, db, "+15555550406", start - timedelta(minutes=1), start)
     now = start
     expected_waits = [timedelta(minutes=10), timedelta(hours=1)]
     for attempt_no in range(1, 4):
@@ -331,11 +315,10 @@ def test_no_answer_retries_with_backoff_then_missed(app, db, client, net) -> Non
     assert len(creates(net, "+15555550406")) == 3
 
 
-def test_a_retry_past_the_window_is_missed_and_a_closed_window_expires(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    svc = app.extensions["peerline"]
-    add_peer(app, db)
+def test_a_retry_past_the_window_is_missed_and_a_closed_window_expires(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(svc, db)
     now = utcnow()
-    cb = make_callback(app, db, "+15555550407", now, now)
+    cb = make_callback(svc, db, "+15555550407", now, now)
     cb.not_after = now + timedelta(minutes=5)  # the 10-minute retry would fall outside
     db.commit()
     line.dispatch(db, svc, now)
@@ -345,19 +328,18 @@ def test_a_retry_past_the_window_is_missed_and_a_closed_window_expires(app, db, 
     TestCaller(client, number=LINE, call_sid=sid_of(net, form)).post(form["StatusCallback"][0], CallStatus="no-answer")
     db.expire_all()
     assert db.get(CallbackRequest, cb.id).status == "missed"
-    later = make_callback(app, db, "+15555550408", now, now - timedelta(hours=5))  # a "now" window long closed
+    later = make_callback(svc, db, "+15555550408", now, now - timedelta(hours=5))  # a "now" window long closed
     reconcile_callbacks(svc, now)
     db.expire_all()
     assert db.get(CallbackRequest, later.id).status == "missed"
 
 
-def test_concurrent_outbound_callbacks_are_capped(app, db, client, net, app_config) -> None:  # type: ignore[no-untyped-def]
-    svc = app.extensions["peerline"]
+def test_concurrent_outbound_callbacks_are_capped(svc, db, client, net, app_config) -> None:  # type: ignore[no-untyped-def]
     for i in range(4):
-        add_peer(app, db, f"+1555555032{i}")
+        add_peer(svc, db, f"+1555555032{i}")
     now = utcnow()
     for i in range(4):
-        make_callback(app, db, f"+1555555050{i}", now - timedelta(minutes=10 - i), now)
+        make_callback(svc, db, f"+1555555050{i}", now - timedelta(minutes=10 - i), now)
     line.dispatch(db, svc, now)
     assert len(creates(net)) == svc.settings.callback_max_concurrent == 2
 
@@ -365,36 +347,33 @@ def test_concurrent_outbound_callbacks_are_capped(app, db, client, net, app_conf
 # Durability ---------------------------------------------------------------------------------
 
 
-def test_redis_flushed_midway_the_reconciler_recovers_without_a_double_call(app, db, client, net, redis) -> None:  # type: ignore[no-untyped-def]
-    svc = app.extensions["peerline"]
-    peer = add_peer(app, db, status="busy")
+def test_redis_flushed_midway_the_reconciler_recovers_without_a_double_call(svc, db, client, net, redis, work_jobs) -> None:  # type: ignore[no-untyped-def]
+    peer = add_peer(svc, db, status="busy")
     request_callback(client, net, "+15555550409")
-    cb = pending(db, "+15555550409", app)
+    cb = pending(db, "+15555550409", svc)
     assert Queue(CALLBACK_QUEUE, connection=redis).job_ids == [due_job_id(cb.id, 0)]
     redis.flushdb()  # every job is gone, the wrap-up end that would have offered this peer too
     db.get(Peer, peer.id).status = "available"
     db.commit()
     assert creates(net) == []
-    with app.app_context():
-        assert reconcile_callbacks(svc) == [cb.id]
+    assert reconcile_callbacks(svc) == [cb.id]
     assert len(creates(net, PEER_PHONE)) == 1  # the reconciler offered it to the free peer
-    work(app, redis)  # the re-created job finds it already dialling
-    with app.app_context():
-        assert reconcile_callbacks(svc) == []
-    work(app, redis)
+    work_jobs(CALLBACK_QUEUE, DEFAULT_QUEUE)  # the re-created job finds it already dialling
+    assert reconcile_callbacks(svc) == []
+    work_jobs(CALLBACK_QUEUE, DEFAULT_QUEUE)
     assert len(creates(net, PEER_PHONE)) == 1
     db.expire_all()
     assert db.get(CallbackRequest, cb.id).status == "dialing"
 
 
-def test_rq_job_offers_the_callback_when_its_time_comes(app, db, client, net, redis) -> None:  # type: ignore[no-untyped-def]
-    add_peer(app, db)
+def test_rq_job_offers_the_callback_when_its_time_comes(svc, db, client, net, work_jobs) -> None:  # type: ignore[no-untyped-def]
+    add_peer(svc, db)
     request_callback(client, net, "+15555550410")
     assert creates(net) == []  # nothing happens inside the web request
-    work(app, redis)
+    work_jobs(CALLBACK_QUEUE, DEFAULT_QUEUE)
     (form,) = creates(net)
     assert form["To"] == [PEER_PHONE]
-    work(app, redis)
+    work_jobs(CALLBACK_QUEUE, DEFAULT_QUEUE)
     assert len(creates(net)) == 1
 
 
@@ -415,8 +394,8 @@ class Gate:
         return result
 
 
-def test_worker_killed_mid_dispatch_loses_nothing_and_never_calls_twice(app, db, client, net, redis, database_url,  # type: ignore[no-untyped-def]
-                                                                      redis_url, tmp_path) -> None:
+def test_worker_killed_mid_dispatch_loses_nothing_and_never_calls_twice(svc, db, client, net, work_jobs,  # type: ignore[no-untyped-def]
+                                                                      database_url, redis_url, tmp_path) -> None:
     from werkzeug.serving import make_server
 
     from simulator.phone_network import create_phone_network
@@ -424,10 +403,9 @@ def test_worker_killed_mid_dispatch_loses_nothing_and_never_calls_twice(app, db,
     gate = Gate(create_phone_network(net.state))
     server = make_server("127.0.0.1", 0, gate, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    svc = app.extensions["peerline"]
-    add_peer(app, db)
+    add_peer(svc, db)
     now = utcnow()
-    cb = make_callback(app, db, "+15555550411", now - timedelta(minutes=4), now)
+    cb = make_callback(svc, db, "+15555550411", now - timedelta(minutes=4), now)
     gate.closed.set()
     env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, PUBLIC_BASE_URL=PUBLIC_BASE,
                TWILIO_API_BASE_URL=f"http://127.0.0.1:{server.server_port}", TWILIO_ACCOUNT_SID=TEST_ACCOUNT_SID,
@@ -451,9 +429,8 @@ def test_worker_killed_mid_dispatch_loses_nothing_and_never_calls_twice(app, db,
     assert db.get(CallbackRequest, cb.id).status == "dialing"
     assert db.scalar(select(CallbackAttempt)).peer_call_sid is None  # killed before it was stored
     # Recovery: the reconciler and a fresh worker run; nothing dials again.
-    with app.app_context():
-        reconcile_callbacks(svc)
-    work(app, redis)
+    reconcile_callbacks(svc)
+    work_jobs(CALLBACK_QUEUE, DEFAULT_QUEUE)
     assert len(creates(net, PEER_PHONE)) == 1
     # Twilio's own webhooks carry on: the peer answers, accepts, the caller is dialled once.
     peer = peer_picks_up(client, net, creates(net, PEER_PHONE)[0])
@@ -472,10 +449,10 @@ def test_worker_killed_mid_dispatch_loses_nothing_and_never_calls_twice(app, db,
 # Done when ---------------------------------------------------------------------------------
 
 
-def test_on_hold_callback_is_called_back_ahead_of_a_later_caller(app, db, client, net, redis) -> None:  # type: ignore[no-untyped-def]
+def test_on_hold_callback_is_called_back_ahead_of_a_later_caller(svc, db, client, net, work_jobs) -> None:  # type: ignore[no-untyped-def]
     """A caller on hold asks for a callback, hangs up, and is called back when the one peer is free,
     ahead of a caller who phoned later and is still on hold."""
-    peer = add_peer(app, db, status="busy")
+    peer = add_peer(svc, db, status="busy")
     first = dial_in(client, net, "+15555550412")
     first.press("1")  # talk to a peer: nobody free, so the hold queue
     enqueue = first.twiml.find("Enqueue")
@@ -486,10 +463,10 @@ def test_on_hold_callback_is_called_back_ahead_of_a_later_caller(app, db, client
     assert first.said.startswith("We will call you back at this number: 5 5 5, 5 5 5, 0 4 1 2")
     finish_request(first, window_key="1", message_key="1")
     first.post("/voice/status", CallStatus="completed", CallDuration="95")  # hangs up
-    cb = pending(db, "+15555550412", app)
+    cb = pending(db, "+15555550412", svc)
     req = db.scalar(select(PeerRequest).where(PeerRequest.call_sid == first.call_sid))
     assert aware(cb.arrived_at) == aware(req.arrived_at)
-    work(app, redis)  # its job runs, but the one peer is still busy
+    work_jobs(CALLBACK_QUEUE, DEFAULT_QUEUE)  # its job runs, but the one peer is still busy
     assert creates(net) == []
     later = dial_in(client, net, "+15555550413")
     later.press("1")

@@ -5,13 +5,14 @@ import re
 from typing import Any
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
-from models import AuditEntry, Call, CallbackRequest, Peer, PeerStory, StaffUser, Voicemail
+from models import AuditEntry, CallbackRequest, Peer, PeerStory, StaffUser, Voicemail
 from models.tables import FollowUp, PeerRequest, VoicemailNote, WrapUpNote
 from tests.conftest import CALLER_NUMBER
+from tests.factories import make_call
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -282,13 +283,13 @@ def test_follow_up_reaches_the_peer_without_the_transcript(app: Any, as_supervis
     assert "Call back tomorrow" not in peer_client.get("/staff/me").get_data(as_text=True)
 
 
-def test_notes_are_stored_encrypted_and_shown(app: Any, as_supervisor: Any, db: Any, dashboard_data: Any) -> None:
+def test_notes_are_stored_encrypted_and_shown(svc: Any, as_supervisor: Any, db: Any, dashboard_data: Any) -> None:
     path = f"/staff/voicemails/{dashboard_data.high.id}"
     assert post(as_supervisor, path + "/note", body="").status_code == 400
     post(as_supervisor, path + "/note", body="Referred to the crisis team")
     note = db.scalars(select(VoicemailNote)).one()
     assert b"crisis team" not in note.body_encrypted
-    assert app.extensions["peerline"].vault.decrypt_text(note.body_encrypted) == "Referred to the crisis team"
+    assert svc.vault.decrypt_text(note.body_encrypted) == "Referred to the crisis team"
     assert "Referred to the crisis team" in as_supervisor.get(path).get_data(as_text=True)
 
 
@@ -336,12 +337,12 @@ def test_story_audio_is_served_for_review(as_supervisor: Any, dashboard_data: An
 # Roster ---------------------------------------------------------------------------------
 
 
-def test_add_edit_and_deactivate_a_peer(app: Any, as_supervisor: Any, db: Any, dashboard_data: Any) -> None:
+def test_add_edit_and_deactivate_a_peer(svc: Any, as_supervisor: Any, db: Any, dashboard_data: Any) -> None:
     response = post(as_supervisor, "/staff/peers/new", display_name="Alex", phone="+1 (555) 555-0177",
                     languages=["en", "es"], tags="Chronic Pain, mental-health")
     assert response.headers["Location"] == "/staff/peers"
     alex = db.scalars(select(Peer).where(Peer.display_name == "Alex")).one()
-    vault = app.extensions["peerline"].vault
+    vault = svc.vault
     assert vault.decrypt_text(alex.phone_encrypted) == "+15555550177"
     assert (alex.languages, alex.tags, alex.status) == (["en", "es"], ["chronic-pain", "mental-health"], "signed_off")
     assert "+15555550177" not in as_supervisor.get("/staff/peers").get_data(as_text=True)
@@ -375,16 +376,15 @@ def test_peer_form_rejects_bad_input(as_supervisor: Any, db: Any, dashboard_data
 # Live board and failed jobs ----------------------------------------------------------------
 
 
-def test_live_board_shows_calls_and_callbacks_without_numbers(as_supervisor: Any, db: Any,
+def test_live_board_shows_calls_and_callbacks_without_numbers(svc: Any, as_supervisor: Any, db: Any,
                                                               dashboard_data: Any) -> None:
     empty = as_supervisor.get("/staff/board").get_data(as_text=True)
     assert "No calls in progress." in empty and "Nobody is on hold." in empty and "No callbacks waiting." in empty
-    vault = as_supervisor.application.extensions["peerline"].vault
-    call = Call(call_sid="CA_live", caller_id=dashboard_data.caller.id, status="in-progress", language="es")
-    talking = Call(call_sid="CA_talk", status="in-progress", language="en")
-    held = Call(call_sid="CA_hold", status="in-progress", language="en")
-    db.add_all([call, talking, held, Call(call_sid="CA_done", status="completed")])
-    db.flush()
+    vault = svc.vault
+    call = make_call(db, "CA_live", caller=dashboard_data.caller, status="in-progress", language="es")
+    talking = make_call(db, "CA_talk", status="in-progress", language="en")
+    held = make_call(db, "CA_hold", status="in-progress", language="en")
+    make_call(db, "CA_done", status="completed")
     db.add(PeerRequest(call_sid="CA_talk", call_id=talking.id, status="connected", peer_id=dashboard_data.sam.id))
     db.add(PeerRequest(call_sid="CA_hold", call_id=held.id, status="waiting", language="en",
                        wanted_tag="medication-based-recovery"))
@@ -404,11 +404,12 @@ def _boom() -> None:
     raise RuntimeError("speech model missing")
 
 
-def test_failed_jobs_are_listed_and_retried(as_supervisor: Any, db: Any, redis: Any, dashboard_data: Any) -> None:
+def test_failed_jobs_are_listed_and_retried(as_supervisor: Any, db: Any, redis: Any, work_jobs: Any,
+                                            dashboard_data: Any) -> None:
     assert "No failed jobs." in as_supervisor.get("/staff/jobs").get_data(as_text=True)
     queue = Queue("default", connection=redis)
     job = queue.enqueue(_boom, job_id="boom-1")
-    SimpleWorker([queue], connection=redis).work(burst=True)
+    work_jobs("default")
     html = as_supervisor.get("/staff/jobs").get_data(as_text=True)
     assert "tests.test_dashboard._boom" in html and "RuntimeError: speech model missing" in html
     response = post(as_supervisor, "/staff/jobs/retry", queue="default", job_id=job.id)
@@ -443,11 +444,8 @@ def test_peer_sets_status_and_it_is_logged(as_peer: Any, db: Any, dashboard_data
 
 def test_peer_sees_calls_they_took_and_adds_a_wrap_up_note(as_peer: Any, db: Any, dashboard_data: Any) -> None:
     assert "Calls you take will show here." in as_peer.get("/staff/me").get_data(as_text=True)
-    mine = Call(call_sid="CA_mine", caller_id=dashboard_data.caller.id, status="completed", duration_s=600,
-                outcome="peer")
-    theirs = Call(call_sid="CA_theirs", status="completed")
-    db.add_all([mine, theirs])
-    db.flush()
+    mine = make_call(db, "CA_mine", caller=dashboard_data.caller, status="completed", duration_s=600, outcome="peer")
+    theirs = make_call(db, "CA_theirs", status="completed")
     db.add(PeerRequest(call_sid="CA_mine", call_id=mine.id, status="ended", peer_id=dashboard_data.sam.id))
     db.add(PeerRequest(call_sid="CA_theirs", call_id=theirs.id, status="ended", peer_id=dashboard_data.rosa.id))
     db.commit()
@@ -461,8 +459,8 @@ def test_peer_sees_calls_they_took_and_adds_a_wrap_up_note(as_peer: Any, db: Any
     assert b"clinic" not in note.body_encrypted
 
 
-def test_peer_never_sees_a_callers_number(as_peer: Any, db: Any, dashboard_data: Any) -> None:
-    vault = as_peer.application.extensions["peerline"].vault
+def test_peer_never_sees_a_callers_number(svc: Any, as_peer: Any, db: Any, dashboard_data: Any) -> None:
+    vault = svc.vault
     def callback(window: str, peer_id: int | None, status: str = "pending") -> None:
         db.add(CallbackRequest(caller_id=dashboard_data.caller.id, number_encrypted=vault.encrypt_text(CALLER_NUMBER),
                                language="es", window=window, peer_id=peer_id, status=status))
@@ -493,12 +491,12 @@ def test_admin_filters_the_audit_log(client: Any, db: Any, dashboard_data: Any) 
     assert re.findall(r"<td>(sign_in)</td>", signins) == ["sign_in"]
 
 
-def test_audit_log_is_append_only_from_the_app(app: Any, dashboard_data: Any) -> None:
+def test_audit_log_is_append_only_from_the_app(svc: Any, dashboard_data: Any) -> None:
     from ivr.dashboard.core import AuditLogError
     from ivr.errors import IvrError
 
     assert issubclass(AuditLogError, IvrError)
-    with app.extensions["peerline"].sessions() as session:
+    with svc.sessions() as session:
         session.add(AuditEntry(action="sign_in"))
         session.commit()
         entry = session.scalars(select(AuditEntry)).first()

@@ -60,12 +60,12 @@ def test_create_user_command(runner, db) -> None:  # type: ignore[no-untyped-def
     assert short.exit_code == 1 and "at least 10 characters" in short.output
 
 
-def test_seed_demo_command_adds_peers_with_encrypted_phones(runner, db, app) -> None:  # type: ignore[no-untyped-def]
+def test_seed_demo_command_adds_peers_with_encrypted_phones(runner, db, svc) -> None:  # type: ignore[no-untyped-def]
     result = runner.invoke(args=["seed-demo", "--no-audio"])
     assert result.exit_code == 0 and "supervisor / supervisor-demo" in result.output
     peers = db.scalars(select(Peer).order_by(Peer.id)).all()
     assert [p.display_name for p in peers] == ["Sam", "Rosa", "Jordan"]
-    vault = app.extensions["peerline"].vault
+    vault = svc.vault
     assert vault.decrypt_text(peers[0].phone_encrypted) == "+15555550101"
     assert b"5555550101" not in peers[0].phone_encrypted
     assert "medication-based-recovery" in peers[0].tags

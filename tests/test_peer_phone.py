@@ -5,12 +5,12 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
-from werkzeug.security import generate_password_hash
 
 from callflows import line
 from callflows.times import aware
 from models import Peer, utcnow
 from models.tables import PeerRequest
+from tests.factories import make_peer
 from tests.helpers import TestCaller
 
 PEER_PHONE = "+15555550101"
@@ -24,13 +24,9 @@ def net(app_config, phone_network):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def peer(app, db) -> Peer:  # type: ignore[no-untyped-def]
-    vault = app.extensions["peerline"].vault
-    row = Peer(display_name="Sam", phone_encrypted=vault.encrypt_text(PEER_PHONE), phone_hash=vault.lookup_hash(PEER_PHONE),
-               languages=["en"], tags=[], status="signed_off", pin_hash=generate_password_hash("4321"))
-    db.add(row)
-    db.commit()
-    return row
+def peer(svc, db) -> Peer:  # type: ignore[no-untyped-def]
+    """Sam, signed off, with PIN 4321."""
+    return make_peer(db, svc.vault, display_name="Sam", phone=PEER_PHONE, status="signed_off", pin="4321")
 
 
 def test_sign_on_from_registered_phone_and_hear_waiting_callers(app, db, client, peer) -> None:  # type: ignore[no-untyped-def]
@@ -101,8 +97,7 @@ def test_wrong_pins_lock_sign_in(app, db, client, peer) -> None:  # type: ignore
     assert locked.status == "signed_off" and aware(locked.pin_locked_until) > utcnow()
 
 
-def test_peer_signing_on_is_offered_the_longest_waiting_caller(app, db, client, peer, net) -> None:  # type: ignore[no-untyped-def]
-    svc = app.extensions["peerline"]
+def test_peer_signing_on_is_offered_the_longest_waiting_caller(svc, db, client, peer, net) -> None:  # type: ignore[no-untyped-def]
     now = utcnow()
     db.add_all([PeerRequest(call_sid="CAsecond", language="en", status="waiting", arrived_at=now),
                 PeerRequest(call_sid="CAfirst", language="en", status="waiting", arrived_at=now - timedelta(minutes=3))])

@@ -41,7 +41,7 @@ def on_a_call(db: Any, peer: Peer) -> RingLeg:
 
 
 def test_going_available_on_the_staff_page_offers_the_peer_to_the_caller_waiting(
-        app: Any, db: Any, client: Any, dashboard_data: Any, net: Any) -> None:
+        db: Any, client: Any, dashboard_data: Any, net: Any) -> None:
     sam = db.get(Peer, dashboard_data.sam.id)
     sam.status = "break"
     db.add(PeerRequest(call_sid="CAwaiting", language="en", status="waiting",
@@ -61,10 +61,10 @@ def test_going_available_on_the_staff_page_offers_the_peer_to_the_caller_waiting
 
 
 def test_a_live_call_keeps_its_state_by_phone_and_on_the_staff_page(
-        app: Any, db: Any, client: Any, dashboard_data: Any) -> None:
+        svc: Any, db: Any, client: Any, dashboard_data: Any) -> None:
     sam = db.get(Peer, dashboard_data.sam.id)
     on_a_call(db, sam)
-    change = line.set_peer_status(db, app.extensions["peerline"], sam, "signed_off", utcnow(), on_phone=True)
+    change = line.set_peer_status(db, svc, sam, "signed_off", utcnow(), on_phone=True)
     assert (change.outcome, change.before, change.after) == ("on_call", "busy", "busy")
 
     assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
@@ -78,8 +78,7 @@ def test_a_live_call_keeps_its_state_by_phone_and_on_the_staff_page(
 
 
 def test_a_peer_deactivated_during_a_call_is_signed_off_when_it_ends_never_rung_again(
-        app: Any, db: Any, client: Any, dashboard_data: Any, net: Any) -> None:
-    svc = app.extensions["peerline"]
+        svc: Any, db: Any, client: Any, dashboard_data: Any, net: Any) -> None:
     sam = db.get(Peer, dashboard_data.sam.id)
     leg = on_a_call(db, sam)
     db.add(PeerRequest(call_sid="CAnext", language="en", status="waiting", arrived_at=utcnow()))

@@ -1,24 +1,22 @@
 """The periodic tick re-enqueues lost work and keeps exactly one next tick scheduled."""
 from __future__ import annotations
 
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
 from models import Voicemail
-from queues.context import job_context
 from queues.connection import DEFAULT_QUEUE, TRANSCRIPTION_QUEUE
 from queues.periodic import TICK_PREFIX, schedule_tick
 
 
-def test_tick_requeues_a_voicemail_whose_job_was_lost(app, db, redis) -> None:  # type: ignore[no-untyped-def]
+def test_tick_requeues_a_voicemail_whose_job_was_lost(db, redis, work_jobs) -> None:  # type: ignore[no-untyped-def]
     vm = Voicemail(recording_sid="RE" + "b" * 32, recording_url="https://api.twilio.com/x", status="pending",
                    job_id="transcribe-voicemail-999")  # a job id that Redis no longer knows (flushed)
     db.add(vm)
     db.commit()
     default = Queue(DEFAULT_QUEUE, connection=redis)
     default.enqueue("queues.periodic.tick", 60, job_id=TICK_PREFIX + "now")
-    with job_context(app.extensions["peerline"]):
-        SimpleWorker([default], connection=redis).work(burst=True)
+    work_jobs(DEFAULT_QUEUE)
     transcription = Queue(TRANSCRIPTION_QUEUE, connection=redis)
     assert transcription.job_ids == [f"transcribe-voicemail-{vm.id}"]
     scheduled = ScheduledJobRegistry(queue=default).get_job_ids()

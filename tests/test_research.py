@@ -54,7 +54,7 @@ def export_csv(runner, *args: str) -> list[dict[str, str]]:  # type: ignore[no-u
     return list(csv.DictReader(io.StringIO(result.stdout)))
 
 
-def test_export_rows_are_coded_and_pseudonymous(app, client, runner, db) -> None:  # type: ignore[no-untyped-def]
+def test_export_rows_are_coded_and_pseudonymous(svc, client, runner, db) -> None:  # type: ignore[no-untyped-def]
     browser = TestCaller(client, number="+1 (555) 555-0199")
     browse_stories(browser)
     texter = TestCaller(client, number="+15555550123")
@@ -63,7 +63,7 @@ def test_export_rows_are_coded_and_pseudonymous(app, client, runner, db) -> None
     hidden.call()
     hidden.press("9")
     # What the transcription would have stored: an encrypted transcript with risk terms.
-    vault = app.extensions["peerline"].vault
+    vault = svc.vault
     vm = db.scalar(select(Voicemail))
     vm.transcript_encrypted = vault.encrypt_text(TRANSCRIPT)
     vm.risk_terms_encrypted = vault.encrypt_text('["relapsed", "overdose"]')

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import func, select
 
+from ivr.services import services
 from models import Call, CallbackRequest, CallEvent, Caller, Voicemail, utcnow
-from queues.context import job_context
 from queues.connection import DEFAULT_QUEUE
 from callflows.retention import RetentionPolicy, purge
 from queues.periodic import PURGE_JOB_PREFIX, scheduled_purge
@@ -21,9 +21,9 @@ AUDIO = b"RIFF....WAVEfmt fake audio of a caller's voice"
 TRANSCRIPT = "please call me back, I am not safe tonight"
 
 
-def _store_transcription(app, db, sid: str, instance: Path) -> Voicemail:  # type: ignore[no-untyped-def]
+def _store_transcription(svc, db, sid: str, instance: Path) -> Voicemail:  # type: ignore[no-untyped-def]
     """What the transcription job leaves behind: encrypted audio file and transcript."""
-    vault = app.extensions["peerline"].vault
+    vault = svc.vault
     vm = db.scalar(select(Voicemail).where(Voicemail.recording_sid == sid))
     folder = instance / "voicemails"
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,13 +58,13 @@ def _count(db, model) -> int:  # type: ignore[no-untyped-def]
     return db.scalar(select(func.count()).select_from(model))
 
 
-def test_old_voicemail_loses_audio_and_transcript_but_keeps_a_tombstone(app, client, runner, db) -> None:  # type: ignore[no-untyped-def]
-    instance = Path(app.extensions["peerline"].settings.instance_path)
+def test_old_voicemail_loses_audio_and_transcript_but_keeps_a_tombstone(svc, client, runner, db) -> None:  # type: ignore[no-untyped-def]
+    instance = Path(svc.settings.instance_path)
     old, recent = TestCaller(client, number="+15555550111"), TestCaller(client, number="+15555550112")
     leave_voicemail(old, "RE" + "1" * 32)
     leave_voicemail(recent, "RE" + "2" * 32)
-    old_vm = _store_transcription(app, db, "RE" + "1" * 32, instance)
-    recent_vm = _store_transcription(app, db, "RE" + "2" * 32, instance)
+    old_vm = _store_transcription(svc, db, "RE" + "1" * 32, instance)
+    recent_vm = _store_transcription(svc, db, "RE" + "2" * 32, instance)
     _age_call(db, old.call_sid, 91)
     _age_call(db, recent.call_sid, 89)
     old_file = instance / old_vm.audio_path
@@ -92,7 +92,7 @@ def test_old_voicemail_loses_audio_and_transcript_but_keeps_a_tombstone(app, cli
     assert tomb.risk_level == "high" and tomb.language == "en"  # coded facts stay for research
     kept = db.get(Voicemail, recent_vm.id)
     assert recent_file.read_bytes() != AUDIO and recent_file.exists()
-    assert app.extensions["peerline"].vault.decrypt_text(kept.transcript_encrypted) == TRANSCRIPT
+    assert svc.vault.decrypt_text(kept.transcript_encrypted) == TRANSCRIPT
     assert kept.status == "transcribed"
     # The call itself is within its own (longer) retention.
     assert db.scalar(select(Call).where(Call.call_sid == old.call_sid)) is not None
@@ -101,19 +101,19 @@ def test_old_voicemail_loses_audio_and_transcript_but_keeps_a_tombstone(app, cli
     assert "voicemails purged: 0" in again.output
 
 
-def test_old_calls_events_callbacks_and_callers_are_deleted(app, client, runner, db) -> None:  # type: ignore[no-untyped-def]
-    instance = Path(app.extensions["peerline"].settings.instance_path)
+def test_old_calls_events_callbacks_and_callers_are_deleted(svc, client, runner, db) -> None:  # type: ignore[no-untyped-def]
+    instance = Path(svc.settings.instance_path)
     gone = TestCaller(client, number="+15555550121")
     browse_stories(gone)
     left_message = TestCaller(client, number="+15555550122")
     leave_voicemail(left_message, "RE" + "3" * 32)
-    _store_transcription(app, db, "RE" + "3" * 32, instance)
+    _store_transcription(svc, db, "RE" + "3" * 32, instance)
     wants_callback = TestCaller(client, number="+15555550123")
     browse_stories(wants_callback)
     # The request as the callback menu stores it (with the number, encrypted).
     cb_call = db.scalar(select(Call).where(Call.call_sid == wants_callback.call_sid))
     db.add(CallbackRequest(caller_id=cb_call.caller_id, call_id=cb_call.id,
-                           number_encrypted=app.extensions["peerline"].vault.encrypt_text(wants_callback.number)))
+                           number_encrypted=svc.vault.encrypt_text(wants_callback.number)))
     db.commit()
     stays = TestCaller(client, number="+15555550124")
     browse_stories(stays)
@@ -145,7 +145,7 @@ def test_old_calls_events_callbacks_and_callers_are_deleted(app, client, runner,
     assert db.scalar(select(func.count()).select_from(CallEvent).where(
         CallEvent.call_id.not_in(select(Call.id)))) == 0
     assert _count(db, CallEvent) > 0
-    vault = app.extensions["peerline"].vault
+    vault = svc.vault
     hashes = set(db.scalars(select(Caller.number_hash)))
     assert hashes == {vault.lookup_hash(stays.number), vault.lookup_hash(returning.number)}
     assert _count(db, CallbackRequest) == 0
@@ -173,10 +173,10 @@ def test_retention_days_come_from_settings_and_options(app_config, client, db) -
     refused = runner.invoke(args=["purge", "--voicemail-days", "0"])
     assert refused.exit_code != 0
     assert "voicemail_days must be at least 1" in refused.output
-    app.extensions["peerline"].engine.dispose()
+    services(app).engine.dispose()
 
 
-def test_purge_runs_as_a_scheduled_rq_job(app, client, runner, db, redis) -> None:  # type: ignore[no-untyped-def]
+def test_purge_runs_as_a_scheduled_rq_job(client, runner, db, redis, work_jobs) -> None:  # type: ignore[no-untyped-def]
     caller = TestCaller(client, number="+15555550131")
     browse_stories(caller)
     _age_call(db, caller.call_sid, 400)
@@ -192,8 +192,7 @@ def test_purge_runs_as_a_scheduled_rq_job(app, client, runner, db, redis) -> Non
     # Run the job now in a real worker, as the scheduler would when it is due.
     scheduled.remove(first[0])
     job = q.enqueue(scheduled_purge, job_id=first[0])
-    with job_context(app.extensions["peerline"]):
-        SimpleWorker([q], connection=redis).work(burst=True)
+    work_jobs(DEFAULT_QUEUE)
     job.refresh()
     assert job.get_status() == "finished", job.latest_result()
     assert job.return_value()["calls_deleted"] == 1
@@ -206,10 +205,9 @@ def test_purge_runs_as_a_scheduled_rq_job(app, client, runner, db, redis) -> Non
     assert timedelta(hours=23) < due - utcnow() <= timedelta(days=1)
 
 
-def test_policy_is_applied_without_flask(app, db, client) -> None:  # type: ignore[no-untyped-def]
+def test_policy_is_applied_without_flask(svc, db, client) -> None:  # type: ignore[no-untyped-def]
     caller = TestCaller(client, number="+15555550141")
     browse_stories(caller)
     _age_call(db, caller.call_sid, 10)
-    svc = app.extensions["peerline"]
     report = purge(svc.sessions, Path(svc.settings.instance_path), RetentionPolicy(voicemail_days=5, call_days=9))
     assert report.counts()["calls_deleted"] == 1 and report.counts()["callers_deleted"] == 1

@@ -6,15 +6,15 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from callflows import line, peers, routing
 from callflows.times import aware
-from queues.context import job_context
 from models import CallbackRequest, Peer, PeerStory, utcnow
 from models.tables import PeerRequest, RingLeg
+from tests.factories import make_peer
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TestCaller
 
 LINE = "+15005550006"
@@ -28,15 +28,9 @@ def net(app_config, phone_network):  # type: ignore[no-untyped-def]
     return phone_network
 
 
-def add_peer(app, db, name: str, phone: str, languages=("en",), tags=(), status="available",  # type: ignore[no-untyped-def]
-             idle_minutes: int | None = None) -> Peer:
-    vault = app.extensions["peerline"].vault
-    peer = Peer(display_name=name, phone_encrypted=vault.encrypt_text(phone), phone_hash=vault.lookup_hash(phone),
-                languages=list(languages), tags=list(tags), status=status,
-                last_call_ended_at=None if idle_minutes is None else utcnow() - timedelta(minutes=idle_minutes))
-    db.add(peer)
-    db.commit()
-    return peer
+def idle(minutes: int):  # type: ignore[no-untyped-def]
+    """When a peer's last call ended, ``minutes`` ago."""
+    return utcnow() - timedelta(minutes=minutes)
 
 
 def dial_in(client, net, number: str, lang_key: str = "1") -> TestCaller:  # type: ignore[no-untyped-def]
@@ -89,12 +83,12 @@ def enqueue_of(caller: TestCaller):  # type: ignore[no-untyped-def]
     return caller.twiml.find("Enqueue")
 
 
-def test_rings_longest_idle_first_in_the_callers_language(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    add_peer(app, db, "recent", "+15555550111", idle_minutes=5)
-    add_peer(app, db, "long", "+15555550112", idle_minutes=90)
-    add_peer(app, db, "never", "+15555550113")
-    add_peer(app, db, "spanish-only", "+15555550114", languages=("es",))
-    add_peer(app, db, "busy", "+15555550115", status="busy")
+def test_rings_longest_idle_first_in_the_callers_language(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="recent", phone="+15555550111", last_call_ended_at=idle(5))
+    make_peer(db, svc.vault, display_name="long", phone="+15555550112", last_call_ended_at=idle(90))
+    make_peer(db, svc.vault, display_name="never", phone="+15555550113")
+    make_peer(db, svc.vault, display_name="spanish-only", phone="+15555550114", languages=("es",))
+    make_peer(db, svc.vault, display_name="busy", phone="+15555550115", status="busy")
     caller = ask_for_peer(client, net, "+15555550199")
     enqueue = enqueue_of(caller)
     assert enqueue.text == "peerline-en"
@@ -119,12 +113,13 @@ def test_rings_longest_idle_first_in_the_callers_language(app, db, client, net) 
     assert creates(net)[-1]["To"] == ["+15555550114"] and len(creates(net)) == 3
 
 
-def test_lived_experience_is_matched_with_fallback_to_any_peer(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+def test_lived_experience_is_matched_with_fallback_to_any_peer(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
     db.add(PeerStory(title="Methadone mornings", topic="medication", language="en", transcript="It helped me.",
                      status="approved", consent_given=True))
     db.commit()
-    add_peer(app, db, "idle", "+15555550121", idle_minutes=300)
-    add_peer(app, db, "mbr", "+15555550122", tags=("medication-based-recovery",), idle_minutes=1)
+    make_peer(db, svc.vault, display_name="idle", phone="+15555550121", last_call_ended_at=idle(300))
+    make_peer(db, svc.vault, display_name="mbr", phone="+15555550122", tags=("medication-based-recovery",),
+              last_call_ended_at=idle(1))
     caller = dial_in(client, net, "+15555550197")
     caller.press("2")  # stories
     caller.press("1")  # medication
@@ -138,9 +133,9 @@ def test_lived_experience_is_matched_with_fallback_to_any_peer(app, db, client, 
     assert [p.display_name for p in picked] == ["idle"]
 
 
-def test_whisper_accept_bridges_caller_and_cancels_other_legs(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    add_peer(app, db, "a", "+15555550131")
-    add_peer(app, db, "b", "+15555550132", idle_minutes=10)
+def test_whisper_accept_bridges_caller_and_cancels_other_legs(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550131")
+    make_peer(db, svc.vault, display_name="b", phone="+15555550132", last_call_ended_at=idle(10))
     caller = ask_for_peer(client, net, "+15555550196")
     first, second = creates(net)
     peer_a = pick_up(client, net, first)
@@ -163,10 +158,10 @@ def test_whisper_accept_bridges_caller_and_cancels_other_legs(app, db, client, n
     assert {p.display_name: p.status for p in db.scalars(select(Peer))} == {"a": "busy", "b": "available"}
 
 
-def test_no_key_or_voicemail_counts_as_no_answer_and_next_peer_rings(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    add_peer(app, db, "a", "+15555550141")
-    add_peer(app, db, "b", "+15555550142", idle_minutes=10)
-    add_peer(app, db, "c", "+15555550143", idle_minutes=5)
+def test_no_key_or_voicemail_counts_as_no_answer_and_next_peer_rings(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550141")
+    make_peer(db, svc.vault, display_name="b", phone="+15555550142", last_call_ended_at=idle(10))
+    make_peer(db, svc.vault, display_name="c", phone="+15555550143", last_call_ended_at=idle(5))
     ask_for_peer(client, net, "+15555550195")
     first, second = creates(net)
     # a's voicemail answers: it hears the whisper, presses nothing; the document hangs up.
@@ -182,11 +177,10 @@ def test_no_key_or_voicemail_counts_as_no_answer_and_next_peer_rings(app, db, cl
     assert db.scalar(select(Peer).where(Peer.display_name == "a")).status == "available"
 
 
-def test_two_peers_press_1_at_once_one_wins(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    add_peer(app, db, "a", "+15555550151")
-    add_peer(app, db, "b", "+15555550152", idle_minutes=10)
+def test_two_peers_press_1_at_once_one_wins(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550151")
+    make_peer(db, svc.vault, display_name="b", phone="+15555550152", last_call_ended_at=idle(10))
     ask_for_peer(client, net, "+15555550194")
-    svc = app.extensions["peerline"]
     leg_ids = [leg.id for leg in db.scalars(select(RingLeg).order_by(RingLeg.id))]
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
@@ -208,9 +202,9 @@ def test_two_peers_press_1_at_once_one_wins(app, db, client, net) -> None:  # ty
     assert sum(1 for _ in db.scalars(select(Peer).where(Peer.status == "busy"))) == 1
 
 
-def test_second_peer_hears_the_call_was_taken(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    add_peer(app, db, "a", "+15555550161")
-    add_peer(app, db, "b", "+15555550162", idle_minutes=10)
+def test_second_peer_hears_the_call_was_taken(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550161")
+    make_peer(db, svc.vault, display_name="b", phone="+15555550162", last_call_ended_at=idle(10))
     ask_for_peer(client, net, "+15555550193")
     first, second = creates(net)
     peer_a, peer_b = pick_up(client, net, first), pick_up(client, net, second)
@@ -222,9 +216,9 @@ def test_second_peer_hears_the_call_was_taken(app, db, client, net) -> None:  # 
     assert (leg_sid(net, second["Url"][0]), {"Status": ["completed"]}) in updates(net)
 
 
-def test_caller_hangs_up_while_peers_ring(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    add_peer(app, db, "a", "+15555550171")
-    add_peer(app, db, "b", "+15555550172", idle_minutes=10)
+def test_caller_hangs_up_while_peers_ring(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550171")
+    make_peer(db, svc.vault, display_name="b", phone="+15555550172", last_call_ended_at=idle(10))
     caller = ask_for_peer(client, net, "+15555550192")
     first, second = creates(net)
     late = pick_up(client, net, first)  # a is hearing the whisper when the caller hangs up
@@ -239,8 +233,8 @@ def test_caller_hangs_up_while_peers_ring(app, db, client, net) -> None:  # type
     assert db.scalar(select(PeerRequest)).status == "abandoned"
 
 
-def test_caller_hangs_up_on_hold_frees_the_queue(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    add_peer(app, db, "a", "+15555550173", status="busy")
+def test_caller_hangs_up_on_hold_frees_the_queue(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550173", status="busy")
     caller = ask_for_peer(client, net, "+15555550191")
     assert creates(net) == []
     caller.post(enqueue_of(caller).get("action"), QueueResult="hangup")
@@ -249,11 +243,10 @@ def test_caller_hangs_up_on_hold_frees_the_queue(app, db, client, net) -> None: 
     assert line.waiting_count(db) == 0
 
 
-def test_peer_hangs_up_during_whisper_next_peer_rings(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    svc = app.extensions["peerline"]
+def test_peer_hangs_up_during_whisper_next_peer_rings(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
     svc.settings = svc.settings.replace(peers_ring_at_once=1)
-    add_peer(app, db, "a", "+15555550174")
-    add_peer(app, db, "b", "+15555550175", idle_minutes=10)
+    make_peer(db, svc.vault, display_name="a", phone="+15555550174")
+    make_peer(db, svc.vault, display_name="b", phone="+15555550175", last_call_ended_at=idle(10))
     ask_for_peer(client, net, "+15555550190")
     (first,) = creates(net)
     peer_a = pick_up(client, net, first)
@@ -264,8 +257,8 @@ def test_peer_hangs_up_during_whisper_next_peer_rings(app, db, client, net) -> N
     assert leg.status == "no_answer"
 
 
-def test_no_peers_signed_on_says_so_and_offers_callback_or_message(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    add_peer(app, db, "off", "+15555550176", status="signed_off")
+def test_no_peers_signed_on_says_so_and_offers_callback_or_message(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="off", phone="+15555550176", status="signed_off")
     caller = ask_for_peer(client, net, "+15555550189")
     assert caller.said.startswith("We are sorry. No peers are on shift right now, so nobody can answer live.")
     assert "To get a call back, press 1." in caller.said and "To leave a message, press 2." in caller.said
@@ -273,8 +266,8 @@ def test_no_peers_signed_on_says_so_and_offers_callback_or_message(app, db, clie
     assert creates(net) == []
 
 
-def test_hold_positions_expected_wait_and_stories(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    add_peer(app, db, "a", "+15555550177", status="busy")
+def test_hold_positions_expected_wait_and_stories(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550177", status="busy")
     db.add(PeerStory(title="The first call I made", topic="loneliness", language="en",
                      transcript="I almost hung up.", status="approved", consent_given=True))
     now = utcnow()
@@ -297,8 +290,8 @@ def test_hold_positions_expected_wait_and_stories(app, db, client, net) -> None:
     assert callers[1].twiml.find("Leave") is None
 
 
-def test_hold_callback_keeps_the_callers_arrival_time(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    add_peer(app, db, "a", "+15555550178", status="busy")
+def test_hold_callback_keeps_the_callers_arrival_time(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550178", status="busy")
     caller = ask_for_peer(client, net, "+15555550188")
     action = enqueue_of(caller).get("action")
     wait_doc(caller, 1)
@@ -321,10 +314,9 @@ def test_hold_callback_keeps_the_callers_arrival_time(app, db, client, net) -> N
     assert urlsplit(other.twiml.find("Redirect").text).path == "/voice/voicemail"
 
 
-def test_wrap_up_reconciled_by_clock_and_break_after_n_calls(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    svc = app.extensions["peerline"]
+def test_wrap_up_reconciled_by_clock_and_break_after_n_calls(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
     svc.settings = svc.settings.replace(peer_break_after_calls=2)
-    peer = add_peer(app, db, "a", "+15555550179", status="wrap_up")
+    peer = make_peer(db, svc.vault, display_name="a", phone="+15555550179", status="wrap_up")
     peer.calls_in_a_row = 1
     peer.status_changed_at = utcnow()
     db.commit()
@@ -338,12 +330,12 @@ def test_wrap_up_reconciled_by_clock_and_break_after_n_calls(app, db, client, ne
     assert peer.status == "break" and peer.calls_in_a_row == 0
 
 
-def test_two_callers_one_peer_first_connected_second_waits_then_connected(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
+def test_two_callers_one_peer_first_connected_second_waits_then_connected(svc, db, client, net, work_jobs) -> None:  # type: ignore[no-untyped-def]
     """The issue's "done when": all through the public webhooks, the wrap-up by a real RQ job."""
     db.add(PeerStory(title="I stopped hiding my recovery", topic="stigma", language="en",
                      transcript="Now I look the pharmacist in the eye.", status="approved", consent_given=True))
     db.commit()
-    add_peer(app, db, "sam", "+15555550101", tags=("medication-based-recovery",))
+    make_peer(db, svc.vault, display_name="sam", phone="+15555550101", tags=("medication-based-recovery",))
     first = ask_for_peer(client, net, "+15555550160")
     second = ask_for_peer(client, net, "+15555550161")
     assert len(creates(net)) == 1  # one peer: only the first caller's leg rings
@@ -367,7 +359,6 @@ def test_two_callers_one_peer_first_connected_second_waits_then_connected(app, d
     assert peer.status == "wrap_up" and peer.calls_in_a_row == 1
     assert len(creates(net)) == 1  # not rung during wrap-up
     # The wrap-up end is a scheduled RQ job, two minutes after the call ended.
-    svc = app.extensions["peerline"]
     queue = Queue("default", connection=svc.redis)
     registry = ScheduledJobRegistry(queue=queue)
     (job_id,) = registry.get_job_ids()
@@ -378,8 +369,7 @@ def test_two_callers_one_peer_first_connected_second_waits_then_connected(app, d
     job = queue.fetch_job(job_id)
     registry.remove(job)
     queue.enqueue_job(job)
-    with job_context(app.extensions["peerline"]):
-        SimpleWorker([queue], connection=svc.redis).work(burst=True)
+    work_jobs("default")
     assert len(creates(net)) == 2 and creates(net)[1]["To"] == ["+15555550101"]
     sam2 = pick_up(client, net, creates(net)[1])
     sam2.press("1")
@@ -392,8 +382,8 @@ def test_two_callers_one_peer_first_connected_second_waits_then_connected(app, d
     assert [r.status for r in db.scalars(select(PeerRequest).order_by(PeerRequest.id))] == ["ended", "connected"]
 
 
-def test_dropped_peer_call_is_repaired_from_the_status_callback(app, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    add_peer(app, db, "a", "+15555550181")
+def test_dropped_peer_call_is_repaired_from_the_status_callback(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550181")
     ask_for_peer(client, net, "+15555550159")
     (leg_form, ) = creates(net)[:1]
     peer_phone = pick_up(client, net, leg_form)

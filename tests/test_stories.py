@@ -132,10 +132,9 @@ def test_topic_without_stories_says_so(caller: TestCaller, stories) -> None:  # 
     assert caller.said.startswith("There are no stories on this topic yet.")
 
 
-def test_demo_seed_makes_stories_with_espeak_audio(app, db) -> None:  # type: ignore[no-untyped-def]
+def test_demo_seed_makes_stories_with_espeak_audio(svc, db) -> None:  # type: ignore[no-untyped-def]
     require(bool(shutil.which("espeak-ng") and shutil.which("sox")),
             "install espeak-ng and sox (apt-get install espeak-ng sox) to render story audio")
-    svc = app.extensions["peerline"]
     media = Path(svc.settings.instance_path) / "media"
     assert seed_demo(db, svc.vault, media) is True
     assert seed_demo(db, svc.vault, media) is False  # only into an empty database

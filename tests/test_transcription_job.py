@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from rq import SimpleWorker
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import select
 
+from callflows.services import Services
+from ivr.services import services
 from models import Voicemail
-from queues.context import JobContext, job_context
+from queues.context import JobContext
 from queues.connection import TRANSCRIPTION_QUEUE, queue
 from queues.scheduler import transcription_job_id
 from queues.reconcile import requeue_pending_voicemails
@@ -53,25 +54,14 @@ def leave_voicemail(caller: TestCaller, network: Any, audio: bytes) -> int:
     caller.call()
     caller.post("/voice/voicemail/recording", RecordingSid=sid, RecordingStatus="completed", RecordingDuration="3",
                 RecordingUrl=f"{network.base_url}/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Recordings/{sid}")
-    with caller.client.application.extensions["peerline"].sessions() as session:
+    with services(caller.client.application).sessions() as session:
         vm_id = session.scalar(select(Voicemail.id).where(Voicemail.recording_sid == sid))
     assert vm_id is not None
     return int(vm_id)
 
 
-def jobs_of(app: Any) -> JobContext:
-    """The job context of the test's worker (one per app, as one per worker process)."""
-    return app.extensions.setdefault("test.jobs", JobContext(app.extensions["peerline"]))  # type: ignore[no-any-return]
-
-
-def work(app: Any, redis: Any) -> None:
-    """Run a real RQ worker over the transcription queue until it is empty, with the worker's job context."""
-    with job_context(jobs_of(app)):
-        SimpleWorker([queue(TRANSCRIPTION_QUEUE, redis)], connection=redis).work(burst=True)
-
-
-def reload(app: Any, vm_id: int) -> Voicemail:
-    with app.extensions["peerline"].sessions() as session:
+def reload(svc: Services, vm_id: int) -> Voicemail:
+    with svc.sessions() as session:
         vm = session.get(Voicemail, vm_id)
         assert vm is not None
         session.expunge(vm)
@@ -83,17 +73,18 @@ def requests_to(network: Any, method: str, suffix: str) -> list[Any]:
 
 
 def test_voicemail_is_fetched_stored_encrypted_transcribed_and_deleted_at_twilio(
-        line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
-    jobs_of(app).transcriber = shared_transcriber
+        line: Any, svc: Services, caller: TestCaller, shared_transcriber: VoskTranscriber,
+        worker_context: JobContext, work_jobs: Any) -> None:
+    worker_context.transcriber = shared_transcriber
     audio = (AUDIO / "speech_8k.wav").read_bytes()
     vm_id = leave_voicemail(caller, line, audio)
-    sid = reload(app, vm_id).recording_sid
+    sid = reload(svc, vm_id).recording_sid
 
-    work(app, redis)
+    work_jobs(TRANSCRIPTION_QUEUE)
 
-    vm = reload(app, vm_id)
+    vm = reload(svc, vm_id)
     assert vm.status == "transcribed"
-    vault = app.extensions["peerline"].vault
+    vault = svc.vault
     text = vault.decrypt_text(vm.transcript_encrypted)
     words = json.loads(vault.decrypt_text(vm.words_encrypted))
     assert text and text.split() == [w["word"] for w in words]
@@ -109,7 +100,7 @@ def test_voicemail_is_fetched_stored_encrypted_transcribed_and_deleted_at_twilio
     assert len(requests_to(line, "DELETE", f"/Recordings/{sid}.json")) == 1
     assert sid not in line.state.recordings and vm.provider_deleted
     # Encrypted at rest: the stored bytes are neither the audio nor the text.
-    stored = Path(app.extensions["peerline"].settings.instance_path) / vm.audio_path
+    stored = Path(svc.settings.instance_path) / vm.audio_path
     assert vm.audio_path == f"voicemails/{vm_id}.wav.enc"
     blob = stored.read_bytes()
     assert b"RIFF" not in blob and audio[44:1044] not in blob
@@ -120,7 +111,8 @@ def test_voicemail_is_fetched_stored_encrypted_transcribed_and_deleted_at_twilio
 
 
 def test_model_is_loaded_once_for_several_jobs_in_one_worker(
-        line: Any, app: Any, redis: Any, caller: TestCaller, monkeypatch: pytest.MonkeyPatch) -> None:
+        line: Any, svc: Services, caller: TestCaller, monkeypatch: pytest.MonkeyPatch, worker_context: JobContext,
+        work_jobs: Any) -> None:
     import vosk
 
     built: list[str] = []
@@ -134,35 +126,37 @@ def test_model_is_loaded_once_for_several_jobs_in_one_worker(
     ids = [leave_voicemail(caller, line, (AUDIO / name).read_bytes())
            for name in ("speech_mulaw.wav", "silence.wav", "speech_stereo.wav")]
 
-    work(app, redis)
+    work_jobs(TRANSCRIPTION_QUEUE)
 
-    assert [reload(app, i).status for i in ids] == ["transcribed"] * 3
+    assert [reload(svc, i).status for i in ids] == ["transcribed"] * 3
     assert len(built) == 1
-    assert jobs_of(app).speech().loads == 1
+    assert worker_context.speech().loads == 1
 
 
 def test_silence_is_an_empty_transcript_marked_no_speech(
-        line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
-    jobs_of(app).transcriber = shared_transcriber
+        line: Any, svc: Services, caller: TestCaller, shared_transcriber: VoskTranscriber,
+        worker_context: JobContext, work_jobs: Any) -> None:
+    worker_context.transcriber = shared_transcriber
     vm_id = leave_voicemail(caller, line, (AUDIO / "silence.wav").read_bytes())
-    work(app, redis)
-    vm = reload(app, vm_id)
+    work_jobs(TRANSCRIPTION_QUEUE)
+    vm = reload(svc, vm_id)
     assert (vm.status, vm.no_speech, vm.confidence, vm.risk_level) == ("transcribed", True, None, "none")
-    assert app.extensions["peerline"].vault.decrypt_text(vm.transcript_encrypted) == ""
+    assert svc.vault.decrypt_text(vm.transcript_encrypted) == ""
 
 
 def test_truncated_audio_fails_with_the_reason_and_keeps_the_audio_for_a_retry(
-        line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
-    jobs_of(app).transcriber = shared_transcriber
+        line: Any, app: Any, svc: Services, caller: TestCaller, shared_transcriber: VoskTranscriber,
+        worker_context: JobContext, work_jobs: Any) -> None:
+    worker_context.transcriber = shared_transcriber
     truncated = (AUDIO / "truncated.wav").read_bytes()
     vm_id = leave_voicemail(caller, line, truncated)
-    work(app, redis)
+    work_jobs(TRANSCRIPTION_QUEUE)
 
-    vm = reload(app, vm_id)
+    vm = reload(svc, vm_id)
     assert vm.status == "failed"
     assert vm.failure_reason.startswith("audio cannot be decoded: truncated audio: the header promises")
-    stored = Path(app.extensions["peerline"].settings.instance_path) / vm.audio_path
-    assert app.extensions["peerline"].vault.decrypt(stored.read_bytes()) == truncated
+    stored = Path(svc.settings.instance_path) / vm.audio_path
+    assert svc.vault.decrypt(stored.read_bytes()) == truncated
     assert vm.recording_sid in line.state.recordings and not vm.provider_deleted  # Twilio's copy is kept
     health = app.test_client().get("/healthz").get_json()
     assert health["voicemails_failed"] == 1
@@ -170,29 +164,28 @@ def test_truncated_audio_fails_with_the_reason_and_keeps_the_audio_for_a_retry(
     # The whole recording is still at Twilio: a retry (a person sets it back to pending)
     # fetches it again instead of re-reading the cut-short copy, and then succeeds.
     line.state.recordings[vm.recording_sid] = (AUDIO / "speech_8k.wav").read_bytes()
-    with app.extensions["peerline"].sessions() as session:
+    with svc.sessions() as session:
         session.get(Voicemail, vm_id).status = "pending"
         session.commit()
-    with app.app_context():
-        assert run_transcription(app.extensions["peerline"], vm_id, jobs_of(app).speech()) == "transcribed"
-    vm = reload(app, vm_id)
+    assert run_transcription(svc, vm_id, worker_context.speech()) == "transcribed"
+    vm = reload(svc, vm_id)
     assert vm.failure_reason is None and vm.provider_deleted
     assert len(requests_to(line, "GET", f"/Recordings/{vm.recording_sid}.wav")) == 2
 
 
 def test_a_retried_job_never_duplicates_the_work(
-        line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
-    jobs_of(app).transcriber = shared_transcriber
+        line: Any, svc: Services, caller: TestCaller, shared_transcriber: VoskTranscriber,
+        worker_context: JobContext, work_jobs: Any) -> None:
+    worker_context.transcriber = shared_transcriber
     vm_id = leave_voicemail(caller, line, (AUDIO / "speech_16k.wav").read_bytes())
-    work(app, redis)
-    first = reload(app, vm_id)
-    with app.app_context():
-        assert run_transcription(app.extensions["peerline"], vm_id, jobs_of(app).speech()) == "transcribed"
-        assert run_transcription(app.extensions["peerline"], vm_id, jobs_of(app).speech()) == "transcribed"
-    again = reload(app, vm_id)
+    work_jobs(TRANSCRIPTION_QUEUE)
+    first = reload(svc, vm_id)
+    assert run_transcription(svc, vm_id, worker_context.speech()) == "transcribed"
+    assert run_transcription(svc, vm_id, worker_context.speech()) == "transcribed"
+    again = reload(svc, vm_id)
     assert again.transcribed_at == first.transcribed_at
     assert again.transcript_encrypted == first.transcript_encrypted
-    with app.extensions["peerline"].sessions() as session:
+    with svc.sessions() as session:
         assert len(session.scalars(select(Voicemail)).all()) == 1
     assert len(requests_to(line, "GET", ".wav")) == 1
     assert len(requests_to(line, "DELETE", ".json")) == 1
@@ -200,17 +193,18 @@ def test_a_retried_job_never_duplicates_the_work(
 
 @pytest.mark.parametrize("model_path, state", [("", "not configured"), ("missing-model", "missing")])
 def test_without_a_model_voicemails_wait_and_are_processed_once_it_is_there(
-        app_config: dict[str, Any], line: Any, vosk_model_dir: str, redis: Any, tmp_path: Path,
+        app_config: dict[str, Any], line: Any, vosk_model_dir: str, engine: Any, work_jobs: Any, tmp_path: Path,
         model_path: str, state: str) -> None:
     from ivr import create_app
 
     app_config["vosk_model_path"] = str(tmp_path / model_path) if model_path else ""
     app = create_app(app_config)
+    worker = JobContext(services(app))  # the worker of this app, as `peerline worker` would start it
     caller = TestCaller(app.test_client())
     vm_id = leave_voicemail(caller, line, (AUDIO / "speech_8k.wav").read_bytes())
-    work(app, redis)
+    work_jobs(TRANSCRIPTION_QUEUE, context=worker)
 
-    vm = reload(app, vm_id)
+    vm = reload(services(app), vm_id)
     assert vm.status == "pending" and vm.transcript_encrypted is None
     assert vm.audio_path and not vm.provider_deleted  # ours stored, Twilio's kept until transcribed
     health = app.test_client().get("/healthz").get_json()
@@ -219,15 +213,14 @@ def test_without_a_model_voicemails_wait_and_are_processed_once_it_is_there(
     if model_path:  # the configured folder gets its model: no restart needed
         (tmp_path / model_path).symlink_to(vosk_model_dir, target_is_directory=True)
     else:  # configured, then the worker restarts (settings are read at start)
-        app.extensions["peerline"].engine.dispose()
+        services(app).engine.dispose()
         app = create_app({**app_config, "vosk_model_path": vosk_model_dir})
-    with app.app_context():
-        svc = app.extensions["peerline"]
-        assert requeue_pending_voicemails(svc) == [vm_id]
-    work(app, redis)
-    assert reload(app, vm_id).status == "transcribed"
+        worker = JobContext(services(app))
+    assert requeue_pending_voicemails(services(app)) == [vm_id]
+    work_jobs(TRANSCRIPTION_QUEUE, context=worker)
+    assert reload(services(app), vm_id).status == "transcribed"
     assert app.test_client().get("/healthz").get_json()["voicemails_pending"] == 0
-    app.extensions["peerline"].engine.dispose()
+    services(app).engine.dispose()
 
 
 class RiskyWords:
@@ -252,14 +245,15 @@ class RiskyWords:
 
 
 def test_high_risk_voicemail_texts_the_supervisor_once_without_caller_details(
-        line: Any, app: Any, redis: Any, caller: TestCaller, shared_transcriber: VoskTranscriber) -> None:
-    jobs_of(app).transcriber = RiskyWords(shared_transcriber, "i took too many pills i want to die")
+        line: Any, svc: Services, caller: TestCaller, shared_transcriber: VoskTranscriber,
+        worker_context: JobContext, work_jobs: Any) -> None:
+    worker_context.transcriber = RiskyWords(shared_transcriber, "i took too many pills i want to die")
     vm_id = leave_voicemail(caller, line, (AUDIO / "speech_8k.wav").read_bytes())
-    work(app, redis)
+    work_jobs(TRANSCRIPTION_QUEUE)
 
-    vm = reload(app, vm_id)
+    vm = reload(svc, vm_id)
     assert (vm.risk_level, vm.risk_score) == ("high", 6)
-    terms = json.loads(app.extensions["peerline"].vault.decrypt_text(vm.risk_terms_encrypted))
+    terms = json.loads(svc.vault.decrypt_text(vm.risk_terms_encrypted))
     assert terms == ["too many pills", "want to die"]
     assert vm.notified_at is not None
     sent = requests_to(line, "POST", "/Messages.json")
@@ -269,8 +263,7 @@ def test_high_risk_voicemail_texts_the_supervisor_once_without_caller_details(
     assert f"#{vm_id}" in body and "HIGH RISK" in body
     for private in (caller.number, caller.number[-4:], "pills", "die"):
         assert private not in body
-    with app.app_context():  # a retry does not text again
-        run_transcription(app.extensions["peerline"], vm_id, jobs_of(app).speech())
+    run_transcription(svc, vm_id, worker_context.speech())  # a retry does not text again
     assert len(requests_to(line, "POST", "/Messages.json")) == 1
 
 
@@ -346,7 +339,7 @@ def test_worker_killed_mid_job_is_retried_by_rq_and_finishes_once(
         if not reached:
             first.kill()
             pytest.fail("the worker never reached the delete step: " + first.stderr.read().decode()[-2000:])
-        transcribed = reload(app, vm_id)
+        transcribed = reload(services(app), vm_id)
         assert transcribed.status == "transcribed" and not transcribed.provider_deleted
         os.killpg(first.pid, signal.SIGKILL)  # the worker and its work-horse, mid-job
         first.wait(timeout=30)
@@ -372,7 +365,7 @@ def test_worker_killed_mid_job_is_retried_by_rq_and_finishes_once(
         if second.poll() is None:
             os.killpg(second.pid, signal.SIGKILL)
 
-    done = reload(app, vm_id)
+    done = reload(services(app), vm_id)
     assert done.status == "transcribed" and done.provider_deleted
     assert done.transcribed_at == transcribed.transcribed_at  # transcribed once, not again
     assert done.transcript_encrypted == transcribed.transcript_encrypted
@@ -380,4 +373,4 @@ def test_worker_killed_mid_job_is_retried_by_rq_and_finishes_once(
     assert len(requests_to(held_network, "GET", ".wav")) == 1
     assert len(requests_to(held_network, "DELETE", ".json")) == 1  # the held one never arrived
     assert Job.fetch(job_id, connection=redis).get_status() == "finished"
-    app.extensions["peerline"].engine.dispose()
+    services(app).engine.dispose()

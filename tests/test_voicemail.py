@@ -4,6 +4,7 @@ from __future__ import annotations
 from rq import Queue
 from sqlalchemy import select
 
+from ivr.services import services
 from models import Voicemail
 from queues.connection import TRANSCRIPTION_QUEUE
 from queues.reconcile import requeue_pending_voicemails
@@ -78,7 +79,7 @@ def test_voicemail_survives_redis_down_and_is_enqueued_later(app_config, db, red
     assert vm.status == "pending" and vm.job_id is None
     # The reconciler (run on worker start) finds it once Redis is back.
     up_app = create_app(app_config)
-    svc = up_app.extensions["peerline"]
+    svc = services(up_app)
     assert requeue_pending_voicemails(svc) == [vm.id]
     assert Queue(TRANSCRIPTION_QUEUE, connection=redis).job_ids == [f"transcribe-voicemail-{vm.id}"]
     # and a second pass does not enqueue it twice
