@@ -6,7 +6,7 @@ from rq.registry import ScheduledJobRegistry
 
 from models import Voicemail
 from queues.connection import DEFAULT_QUEUE, TRANSCRIPTION_QUEUE
-from queues.periodic import TICK_PREFIX, schedule_tick
+from queues.periodic import TICK_PREFIX, schedule_tick, tick
 
 
 def test_tick_requeues_a_voicemail_whose_job_was_lost(db, redis, work_jobs) -> None:  # type: ignore[no-untyped-def]
@@ -15,7 +15,7 @@ def test_tick_requeues_a_voicemail_whose_job_was_lost(db, redis, work_jobs) -> N
     db.add(vm)
     db.commit()
     default = Queue(DEFAULT_QUEUE, connection=redis)
-    default.enqueue("queues.periodic.tick", 60, job_id=TICK_PREFIX + "now")
+    default.enqueue(tick, 60, job_id=TICK_PREFIX + "now")
     work_jobs(DEFAULT_QUEUE)
     transcription = Queue(TRANSCRIPTION_QUEUE, connection=redis)
     assert transcription.job_ids == [f"transcribe-voicemail-{vm.id}"]
