@@ -203,7 +203,7 @@ def bench_workers(workdir: Path, model: str, messages: int, workers: int) -> dic
         proc.wait()
     elapsed = time.perf_counter() - start
     with app.extensions["peerline"].sessions() as session:
-        done = sum(1 for i in ids if session.get(Voicemail, i).status == "transcribed")  # type: ignore[union-attr]
+        done = sum(1 for i in ids if session.get(Voicemail, i).status == "transcribed")
     server.shutdown()
     redis.shutdown()
     return {"workers": workers, "messages": messages, "transcribed": done, "wall_s": round(elapsed, 1),

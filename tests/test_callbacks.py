@@ -302,6 +302,7 @@ def test_no_answer_retries_with_backoff_then_missed(svc, db, client, net) -> Non
         if attempt_no < 3:
             assert row.status == "pending"
             due = aware(row.due_at)
+            assert due is not None
             wait = expected_waits[attempt_no - 1]
             assert wait <= due - failed_at < wait + timedelta(seconds=30)
             # Not offered before its retry time, even with the peer free.

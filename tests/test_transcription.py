@@ -39,7 +39,7 @@ def wav_bytes(samples: np.ndarray, rate: int, channels: int = 1) -> bytes:
 
 
 def samples_of(data: bytes, **kwargs: object) -> np.ndarray:
-    return np.frombuffer(b"".join(pcm16_chunks(data, **kwargs)), dtype="<i2")  # type: ignore[arg-type]
+    return np.frombuffer(b"".join(pcm16_chunks(data, **kwargs)), dtype="<i2")
 
 
 # Decoding ------------------------------------------------------------------------------
