@@ -1,19 +1,60 @@
 """GET /healthz: the state of the database, Redis, workers and the speech model, as JSON."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from rq import Worker
-from sqlalchemy import func, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from ivr.services import services
 from models import Voicemail
 
 bp = Blueprint("health", __name__)
+
+
+SLOW_MS = 1000  # a database that takes longer than this to answer is reported slow
+LOCK_PROBE_MS = 250
+
+
+def database_state(engine: Engine) -> tuple[str, int]:
+    """'ok', 'slow', 'locked' or 'error: ...' for the database, and how long the probe took (ms).
+
+    Beyond a read, the probe asks for the write lock a webhook would need (without waiting
+    more than a moment), because a locked database answers reads and still fails every call.
+    """
+    start = time.perf_counter()
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            if engine.dialect.name == "sqlite":
+                previous = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {LOCK_PROBE_MS}")
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    conn.exec_driver_sql("ROLLBACK")
+                finally:
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous or 0)}")
+            elif engine.dialect.name == "postgresql":
+                try:  # inside the transaction the SELECT began; rolled back, so nothing is held
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_PROBE_MS}ms'")
+                    conn.exec_driver_sql("LOCK TABLE calls IN ROW EXCLUSIVE MODE")
+                finally:
+                    conn.rollback()
+    except OperationalError as exc:
+        elapsed = int((time.perf_counter() - start) * 1000)
+        message = str(exc.orig).lower()
+        if "locked" in message or "lock timeout" in message:
+            return "locked", elapsed
+        return f"error: {type(exc).__name__}", elapsed
+    except SQLAlchemyError as exc:
+        return f"error: {type(exc).__name__}", int((time.perf_counter() - start) * 1000)
+    elapsed = int((time.perf_counter() - start) * 1000)
+    return ("slow" if elapsed > SLOW_MS else "ok"), elapsed
 
 
 def speech_model_state(path: str) -> str:
@@ -28,12 +69,7 @@ def healthz() -> ResponseReturnValue:
     """Report each dependency; 503 when the database or Redis is down."""
     svc = services()
     report: dict[str, object] = {}
-    try:
-        with svc.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        report["database"] = "ok"
-    except SQLAlchemyError as exc:
-        report["database"] = f"error: {type(exc).__name__}"
+    report["database"], report["database_ms"] = database_state(svc.engine)
     try:
         svc.redis.ping()
         report["redis"] = "ok"

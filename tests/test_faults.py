@@ -1,0 +1,47 @@
+"""Faults a caller must not notice: a locked or hung database, a hung Redis.
+
+The database is locked the way it happens in production: another connection holds the
+write lock (SQLite) or an exclusive lock on every table the line uses (PostgreSQL).
+"""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import psycopg
+
+from models import Base
+from models.session import normalize_url
+
+
+@contextmanager
+def locked_database(database_url: str) -> Iterator[None]:
+    """Hold the database's locks from another connection until the block ends."""
+    if database_url.startswith("sqlite"):
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    url = normalize_url(database_url).replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        conn.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+def test_healthz_reports_a_locked_database(client: Any, database_url: str) -> None:
+    assert client.get("/healthz").get_json()["database"] == "ok"
+    with locked_database(database_url):
+        response = client.get("/healthz")
+    report = response.get_json()
+    assert (response.status_code, report["database"], report["status"]) == (503, "locked", "degraded")
+    assert report["database_ms"] < 3000  # the probe does not wait out the lock
+    assert client.get("/healthz").get_json()["database"] == "ok"
