@@ -8,6 +8,8 @@ network refused.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -18,6 +20,17 @@ from callflows.errors import TwilioGatewayError
 from callflows.settings import Settings
 
 API_VERSION = "2010-04-01"
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    """One recording of the account, as Twilio's Recordings list describes it."""
+
+    sid: str
+    call_sid: str | None
+    duration_s: int | None  # None while Twilio does not know it yet (it says -1)
+    created_at: datetime  # aware, UTC
+    status: str  # "completed" once the audio can be fetched ("in-progress", "processing", "absent"...)
 
 
 class TwilioGateway:
@@ -37,6 +50,10 @@ class TwilioGateway:
     def recording_media_url(self, recording_sid: str, fmt: str = "wav") -> str:
         """Where the audio of a recording can be fetched."""
         return f"{self.account_url}/Recordings/{recording_sid}.{fmt}"
+
+    def recording_url(self, recording_sid: str) -> str:
+        """A recording's resource URL, in the form Twilio posts as ``RecordingUrl``."""
+        return f"{self.account_url}/Recordings/{recording_sid}"
 
     def fetch_recording(self, recording_sid: str) -> bytes:
         """Download a recording's WAV audio (HTTP basic auth with the account SID and token)."""
@@ -60,6 +77,21 @@ class TwilioGateway:
             self.client.api.v2010.accounts(self.settings.twilio_account_sid).recordings(recording_sid).delete()
         except (TwilioException, OSError) as exc:  # requests errors are OSErrors
             raise TwilioGatewayError(f"deleting recording {recording_sid}: {exc}") from exc
+
+    def list_recordings(self, since: datetime) -> list[RecordingInfo]:
+        """The account's recordings created at or after ``since`` (every page), newest first."""
+        since = since.astimezone(timezone.utc)
+        try:
+            # Twilio documents the filter as a GMT date (``DateCreated>=YYYY-MM-DD``), so the
+            # date is sent and the exact moment is applied here. The library follows
+            # ``next_page_uri`` until the last page.
+            found = self.client.api.v2010.accounts(self.settings.twilio_account_sid).recordings.list(
+                date_created_after=since.date().isoformat())
+        except (TwilioException, OSError, ValueError) as exc:  # ValueError: a page that is not JSON
+            raise TwilioGatewayError(f"listing recordings: {exc}") from exc
+        return [RecordingInfo(sid=str(rec.sid), call_sid=rec.call_sid or None, duration_s=_seconds(rec.duration),
+                              created_at=rec.date_created, status=str(rec.status or ""))
+                for rec in found if rec.sid and rec.date_created is not None and rec.date_created >= since]
 
     def create_call(self, to: str, url: str, status_callback: str, **extra: Any) -> str:
         """Place an outbound call from the line's number; returns the new call SID."""
@@ -90,3 +122,12 @@ class TwilioGateway:
         except (TwilioException, OSError) as exc:  # requests errors are OSErrors
             raise TwilioGatewayError(f"sending SMS: {exc}") from exc
         return str(message.sid)
+
+
+def _seconds(duration: str | None) -> int | None:
+    """Twilio's ``duration`` (a string; "-1" while unknown) as whole seconds."""
+    try:
+        seconds = int(duration or "")
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

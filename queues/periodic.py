@@ -1,8 +1,8 @@
 """Periodic upkeep without an extra service: self-rescheduling RQ jobs run by the workers'
 built-in scheduler (``with_scheduler=True``).
 
-- the *tick* (every minute) runs the reconcilers, so a Redis flush or a killed worker is
-  repaired within one interval;
+- the *tick* (every minute) runs the reconcilers, so a Redis flush, a killed worker or a
+  lost recording status callback is repaired within one interval;
 - the *retention purge* (daily) applies the retention policy.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rq.registry import ScheduledJobRegistry
 from callflows.retention import policy_from, purge
 from queues.connection import DEFAULT_QUEUE, queue
 from queues.context import current
-from queues.reconcile import reconcile_callbacks, requeue_pending_voicemails
+from queues.reconcile import import_lost_recordings, reconcile_callbacks, requeue_pending_voicemails
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ def schedule_tick(connection: Redis, interval_s: int = DEFAULT_INTERVAL_S) -> bo
 def tick(interval_s: int = DEFAULT_INTERVAL_S) -> dict[str, list[int]]:
     """Run every reconciler once, then schedule the next tick."""
     svc = current().services
-    done = {"voicemails": requeue_pending_voicemails(svc)}
+    done = {"recordings": import_lost_recordings(svc)}
+    done["voicemails"] = requeue_pending_voicemails(svc)
     done["callbacks"] = reconcile_callbacks(svc)
     schedule_tick(svc.redis, interval_s)
     return done

@@ -156,10 +156,12 @@ class HubClient:
         """Tell the network what the leg did: enqueue, dequeue, join, leave, end."""
         return self._call("POST", f"/_sim/calls/{sid}/{op}", **fields)
 
-    def upload_recording(self, audio: bytes) -> str:
-        """Store audio on the network as a recording; returns its RecordingSid."""
+    def upload_recording(self, audio: bytes, call_sid: str | None = None, duration_s: int | None = None) -> str:
+        """Store audio on the network as a recording of ``call_sid``; returns its RecordingSid."""
+        # The network lists it like Twilio, with its call and duration (the reconciler reads them).
+        params = {k: v for k, v in (("CallSid", call_sid), ("Duration", duration_s)) if v is not None}
         try:
-            response = self.client.post("/_sim/recordings", content=audio,
+            response = self.client.post("/_sim/recordings", content=audio, params=params,
                                         headers={"Content-Type": "audio/x-wav"})
         except httpx.HTTPError as exc:
             raise SimulatorError(f"phone network at {self.base_url} is not reachable ({exc})") from exc
@@ -572,7 +574,7 @@ class Leg:
         if self.hub is None:
             raise SimulatorError("recording needs the phone network (--network)")
         duration = str(max(1, int(round(wav_seconds(audio)))))
-        sid = self.hub.upload_recording(audio)
+        sid = self.hub.upload_recording(audio, call_sid=self.call_sid, duration_s=int(duration))
         recording_url = f"{self.network_url}/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{sid}"
         self.out(f"> you leave a {duration} s message, then press #")
         action = urljoin(doc_url, verb.get("action") or doc_url)

@@ -13,7 +13,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+
+from simulator.engine import wav_seconds
 
 PEER_MODES = ("accept", "ignore", "voicemail", "no-answer", "busy")  # how a simulated phone answers
 ENDED = ("completed", "canceled", "failed", "busy", "no-answer")  # a call in one of these is over
@@ -30,6 +33,16 @@ class SentRequest:
     path: str
     form: dict[str, Any]
     auth: tuple[str, str] | None
+    query: dict[str, list[str]] = field(default_factory=dict)  # the query string, as Twilio would parse it
+
+
+@dataclass(frozen=True)
+class RecordingMeta:
+    """What Twilio knows about a recording besides its audio."""
+
+    call_sid: str | None
+    duration_s: int
+    created_at: datetime  # aware, UTC
 
 
 @dataclass
@@ -37,7 +50,8 @@ class NetworkState:
     """What the phone network holds: requests, recordings, calls, queues, conferences, messages."""
 
     requests: list[SentRequest] = field(default_factory=list)
-    recordings: dict[str, bytes] = field(default_factory=dict)
+    recordings: dict[str, bytes] = field(default_factory=dict)  # sid -> audio; deleting one removes it
+    recording_meta: dict[str, RecordingMeta] = field(default_factory=dict)  # sid -> call, duration, creation
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -57,12 +71,36 @@ class NetworkState:
         """A Twilio-shaped SID (two letters and 32 hex digits)."""
         return prefix + uuid.uuid4().hex
 
-    def add_recording(self, audio: bytes) -> str:
-        """Store audio as if Twilio had recorded it; returns its RecordingSid."""
+    def add_recording(self, audio: bytes, call_sid: str | None = None, duration_s: int | None = None,
+                      created_at: datetime | None = None) -> str:
+        """Store audio as if Twilio had recorded it during ``call_sid``; returns its RecordingSid.
+
+        The duration defaults to the WAV audio's length; ``created_at`` (default now) lets a
+        test place a recording in the past.
+        """
         sid = self.new_sid("RE")
+        meta = RecordingMeta(call_sid=call_sid,
+                             duration_s=round(wav_seconds(audio)) if duration_s is None else duration_s,
+                             created_at=(created_at or datetime.now(timezone.utc)).astimezone(timezone.utc))
         with self.lock:
             self.recordings[sid] = audio
+            self.recording_meta[sid] = meta
         return sid
+
+    def delete_recording(self, sid: str) -> bool:
+        """Remove a recording (audio and description); False when there was none."""
+        with self.lock:
+            self.recording_meta.pop(sid, None)
+            return self.recordings.pop(sid, None) is not None
+
+    def listed_recordings(self) -> list[tuple[str, RecordingMeta]]:
+        """Every recording held, newest first, as Twilio lists them."""
+        with self.lock:
+            # A recording stored straight into ``recordings`` (no description) was made just now.
+            held = [(sid, self.recording_meta.get(sid) or RecordingMeta(None, round(wav_seconds(audio)),
+                                                                       datetime.now(timezone.utc)))
+                    for sid, audio in self.recordings.items()]
+        return sorted(held, key=lambda item: item[1].created_at, reverse=True)
 
     def event(self, line: str) -> None:
         """Note something that happened on the network (shown by ``peerline call``)."""

@@ -20,21 +20,29 @@ It is also the hub of every simulated call:
 
 Simulator-only endpoints (never on Twilio): ``POST /_sim/calls`` (an inbound call begins),
 ``GET /_sim/calls/<sid>?since=N`` (its state, plus network events from N on),
-``POST /_sim/calls/<sid>/{enqueue,dequeue,join,leave,end}``, ``POST /_sim/recordings``
-(upload audio, get a RecordingSid), ``POST /_sim/settings`` (``peer_answers``, ``answers``
-per number, ``ring_s``, ``pace``).
+``POST /_sim/calls/<sid>/{enqueue,dequeue,join,leave,end}``, ``POST /_sim/recordings?CallSid=..&Duration=..``
+(upload audio recorded during a call, get a RecordingSid), ``POST /_sim/settings``
+(``peer_answers``, ``answers`` per number, ``ring_s``, ``pace``).
+
+Recordings are listed like Twilio lists them (``GET .../Recordings.json``): newest first, in
+pages (``PageSize``, default 50; ``next_page_uri`` to the next one), filtered by ``CallSid``
+and ``DateCreated`` in Twilio's three forms (``DateCreated=``, ``DateCreated<=``,
+``DateCreated>=``) with a GMT date (the whole day) or a moment (``YYYY-MM-DDTHH:MM:SSZ``).
 """
 from __future__ import annotations
 
 import base64
 import threading
 import time
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from typing import Any, Callable
+from urllib.parse import urlencode
 
 from flask import Flask, Response, jsonify, request
 
 from simulator.legs import ring
-from simulator.network_state import ENDED, PEER_MODES, NetworkState, SentRequest
+from simulator.network_state import ENDED, PEER_MODES, NetworkState, RecordingMeta, SentRequest
 
 API = "/2010-04-01/Accounts/<account>"
 
@@ -65,7 +73,8 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
     def _keep() -> None:
         if request.path.startswith("/2010-04-01/"):
             network.requests.append(
-                SentRequest(request.method, request.path, request.form.to_dict(flat=False), _auth())
+                SentRequest(request.method, request.path, request.form.to_dict(flat=False), _auth(),
+                            request.args.to_dict(flat=False))
             )
 
     @app.get(f"{API}/Recordings/<sid>.wav")
@@ -79,11 +88,40 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
     @app.delete(f"{API}/Recordings/<sid>.json")
     def recording_delete(account: str, sid: str) -> Response | tuple[Response, int]:
         """DELETE a recording (204), or 404 when it is already gone."""
-        with network.lock:
-            found = network.recordings.pop(sid, None)
-        if found is None:
+        if not network.delete_recording(sid):
             return _not_found()
         return Response(status=204)
+
+    @app.get(f"{API}/Recordings.json")
+    def recordings_list(account: str) -> Response | tuple[Response, int]:
+        """List recordings as Twilio does: newest first, filtered, one page at a time."""
+        try:
+            within = [_date_test(key.removeprefix("DateCreated") or "=", request.args[key])
+                      for key in ("DateCreated", "DateCreated<", "DateCreated>") if key in request.args]
+            page_size = int(request.args.get("PageSize", "50"))
+            page = int(request.args.get("Page", "0"))
+        except ValueError as exc:
+            return jsonify(code=20001, message=f"Invalid parameter: {exc}", status=400), 400
+        if not 1 <= page_size <= 1000 or page < 0:
+            return jsonify(code=20001, message="PageSize must be 1 to 1000 and Page 0 or more", status=400), 400
+        call_sid = request.args.get("CallSid")
+        matching = [(sid, meta) for sid, meta in network.listed_recordings()
+                    if all(test(meta.created_at) for test in within) and call_sid in (None, meta.call_sid)]
+        start = page * page_size
+        items = matching[start:start + page_size]
+        filters = [(k, v) for k, v in request.args.items(multi=True) if k not in ("PageSize", "Page", "PageToken")]
+
+        def page_uri(number: int) -> str:
+            return f"{request.path}?{urlencode([*filters, ('PageSize', page_size), ('Page', number)])}"
+
+        return jsonify(
+            recordings=[_recording_json(account, sid, meta) for sid, meta in items],
+            first_page_uri=page_uri(0),
+            next_page_uri=page_uri(page + 1) if start + page_size < len(matching) else None,
+            previous_page_uri=page_uri(page - 1) if page > 0 else None,
+            page=page, page_size=page_size, uri=page_uri(page),
+            start=start, end=start + len(items) - 1 if items else start,
+        )
 
     @app.post(f"{API}/Calls.json")
     def calls_create(account: str) -> tuple[Response, int]:
@@ -149,8 +187,9 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
 
     @app.post("/_sim/recordings")
     def sim_add_recording() -> Response:
-        """Simulator only: store uploaded audio as a recording and return its SID."""
-        sid = network.add_recording(request.get_data())
+        """Simulator only: store uploaded audio as a recording of call ``CallSid`` and return its SID."""
+        sid = network.add_recording(request.get_data(), call_sid=request.args.get("CallSid"),
+                                    duration_s=request.args.get("Duration", type=int))
         return jsonify(sid=sid)
 
     @app.post("/_sim/settings")
@@ -238,6 +277,35 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
 
 def _who(call: dict[str, Any]) -> str:
     return "the caller" if call.get("direction") == "inbound" else str(call.get("To"))
+
+
+def _date_test(op: str, raw: str) -> Callable[[datetime], bool]:
+    """Twilio's ``DateCreated`` filter: ``=``, ``<`` (on or before) or ``>`` (on or after) a GMT
+    date (the whole day) or a moment to the second."""
+    try:
+        low = datetime.strptime(raw, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        high = low + timedelta(seconds=1)
+    except ValueError:
+        low = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=timezone.utc)  # ValueError: neither form
+        high = low + timedelta(days=1)
+    if op == "<":
+        return lambda created: created < high
+    if op == ">":
+        return lambda created: created >= low
+    return lambda created: low <= created < high
+
+
+def _recording_json(account: str, sid: str, meta: RecordingMeta) -> dict[str, Any]:
+    """A recording in Twilio's JSON shape (times in RFC 2822, the duration a string)."""
+    uri = f"{API.replace('<account>', account)}/Recordings/{sid}.json"
+    created = format_datetime(meta.created_at.replace(microsecond=0))
+    return {"account_sid": account, "api_version": "2010-04-01", "call_sid": meta.call_sid, "conference_sid": None,
+            "date_created": created, "date_updated": created, "start_time": created,
+            "duration": str(meta.duration_s), "sid": sid, "price": None, "price_unit": "USD", "status": "completed",
+            "channels": 1, "source": "RecordVerb", "error_code": None, "uri": uri, "encryption_details": None,
+            "subresource_uris": {"add_on_results": uri.replace(".json", "/AddOnResults.json"),
+                                 "transcriptions": uri.replace(".json", "/Transcriptions.json")},
+            "media_url": f"{request.host_url.rstrip('/')}{uri.removesuffix('.json')}"}
 
 
 def _call_json(call: dict[str, Any]) -> dict[str, Any]:

@@ -70,6 +70,9 @@ def test_full_call_over_http_leaves_a_pending_voicemail(live_app: str, phone_net
         assert vm.duration_s == max(1, round(fh.getnframes() / fh.getframerate()))
     # The recording the app will fetch is the audio the caller left, on the network.
     assert phone_network.state.recordings[vm.recording_sid] == audio
+    # ...listed like Twilio's with the call it was made in, so a lost status callback is recoverable.
+    meta = phone_network.state.recording_meta[vm.recording_sid]
+    assert (meta.call_sid, meta.duration_s) == (sid, vm.duration_s)
     assert vm.recording_url == f"{phone_network.base_url}/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Recordings/" \
                                f"{vm.recording_sid}"
     queue = Queue(TRANSCRIPTION_QUEUE, connection=redis)
