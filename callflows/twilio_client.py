@@ -14,12 +14,14 @@ from typing import Any
 
 import httpx
 from twilio.base.exceptions import TwilioException
+from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from callflows.errors import TwilioGatewayError
 from callflows.settings import Settings
 
 API_VERSION = "2010-04-01"
+REST_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,10 @@ class TwilioGateway:
 
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self.settings = settings
-        self.client = client or Client(settings.twilio_account_sid, settings.twilio_auth_token or "unset")
+        # A hung connection to Twilio must not hold a webhook (and the caller) past Twilio's own
+        # webhook timeout: every REST call gives up after REST_TIMEOUT_S.
+        self.client = client or Client(settings.twilio_account_sid, settings.twilio_auth_token or "unset",
+                                       http_client=TwilioHttpClient(timeout=REST_TIMEOUT_S))
         # Domain.base_url is where the library sends every api.twilio.com request.
         self.client.api.base_url = settings.twilio_api_base_url
 
