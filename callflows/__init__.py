@@ -12,7 +12,7 @@ from __future__ import annotations
 
 
 from callflows.errors import FlowError, FlowValidationError
-from callflows.engine import Transition, step
+from callflows.engine import Transition, choose_language, step
 from callflows.loader import ACTIONS, Flow, Menu, Option, load_flow, load_flows
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Menu",
     "Option",
     "Transition",
+    "choose_language",
     "load_flow",
     "load_flows",
     "step",

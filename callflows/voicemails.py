@@ -6,7 +6,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callflows.calls import find_or_create_call
+from callflows.calls import find_or_create_call, record_event
 from callflows.errors import SchedulingError
 from callflows.services import Services
 from models import Voicemail, utcnow
@@ -37,6 +37,14 @@ def recording_done(session: Session, svc: Services, recording_sid: str, recordin
         else:
             session.commit()
     return vm
+
+
+def message_left(session: Session, call_sid: str, duration: str | None) -> None:
+    """The caller finished recording: the call's outcome is a voicemail (the recording itself arrives separately)."""
+    call = find_or_create_call(session, call_sid)
+    call.outcome = "voicemail"
+    record_event(session, call_sid, "voicemail", None, duration)
+    session.commit()
 
 
 def enqueue_transcription(svc: Services, vm: Voicemail) -> None:
