@@ -47,7 +47,7 @@ REQUIRED_STRINGS = frozenset(
     {
         "greeting", "press", "global_keys", "no_input", "simpler", "invalid", "invalid_speech",
         "choices", "or_word", "crisis", "voicemail_consent", "voicemail_saved", "goodbye",
-        "error", "fallback",
+        "error", "error_hangup", "fallback",
     }
 )
 
