@@ -95,8 +95,8 @@ def story_key(topic: str) -> Response:
         return to_response(ctx.menu("stories"))
     if key in ("0", "9"):
         return to_response(actions.perform(ctx, "person" if key == "0" else "crisis"))
-    # Any other key: the choices after the story.
-    return to_response(ctx.menu("story_after", **{k: request.args[k] for k in ("topic", "i") if k in request.args}))
+    # Any other key: the choices after this story (as when it ends), so "again" and "next" know which.
+    return to_response(ctx.menu("story_after", topic=topic, i=index))
 
 
 @bp.post("/stories/<topic>/resume")
