@@ -188,10 +188,11 @@ def choose_window(session: Session, cb: CallbackRequest, window: str) -> None:
     session.commit()
 
 
-def finish_request(session: Session, svc: Services, cb: CallbackRequest, allow_message: bool, now: datetime) -> None:
-    """The caller said whether a message may be left: the request is complete and waits for its window."""
+def finish_request(session: Session, svc: Services, cb: CallbackRequest, call_sid: str, allow_message: bool,
+                   now: datetime) -> None:
+    """The caller on ``call_sid`` chose whether to allow a message: the request is complete, waiting for its window."""
     cb.allow_message = allow_message
-    call = find_or_create_call(session, cb.call_sid)
+    call = find_or_create_call(session, call_sid)
     call.outcome = "callback_requested"
     confirm(session, svc, cb, now)
 

@@ -158,7 +158,7 @@ def _when(ctx: Ctx, cb: CallbackRequest) -> str:
 
 def _finish(allow_message: bool) -> DraftStep:
     def finished(ctx: Ctx, cb: CallbackRequest) -> VoiceResponse:
-        callbacks.finish_request(get_session(), services(), cb, allow_message, utcnow())
+        callbacks.finish_request(get_session(), services(), cb, ctx.call_sid, allow_message, utcnow())
         return ctx.speaker.say_then_hangup([ctx.flow.text("callback_confirmed", when=_when(ctx, cb)),
                                             ctx.flow.text("goodbye")])
     return finished

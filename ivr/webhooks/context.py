@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, overload
+from typing import Iterable, Mapping, overload
 
 from flask import request
 from twilio.twiml.voice_response import VoiceResponse
@@ -79,9 +79,9 @@ class Ctx:
         return self.url("voice.menu", node=self.flow.start)
 
     def menu(self, node: str, attempt: int = 0, preface: Iterable[str] = (), simpler: bool = False,
-             **carry: object) -> VoiceResponse:
+             carry: Mapping[str, object] | None = None) -> VoiceResponse:
         """Say menu ``node`` of the caller's flow, answered at ``voice.answer`` (``carry`` rides in the query)."""
-        action = self.url("voice.answer", node=node, attempt=attempt, **carry)
+        action = self.url("voice.answer", node=node, attempt=attempt, **(carry or {}))
         return self.speaker.menu(self.flow.nodes[node], action, preface=preface, simpler=simpler)
 
 

@@ -53,7 +53,7 @@ class Audience(Enum):
 
 
 View = TypeVar("View", bound=Callable[..., ResponseReturnValue])
-_marked: dict[Callable[..., ResponseReturnValue], Audience] = {}
+_marked: dict[Callable[..., object], Audience] = {}
 
 
 def heard_by(audience: Audience) -> Callable[[View], View]:

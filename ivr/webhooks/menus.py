@@ -108,7 +108,7 @@ def menu(node: str) -> Response:
     ctx = current_ctx()
     if node not in ctx.flow.nodes:
         node = ctx.flow.start
-    return to_response(ctx.menu(node, **_story_carry()))
+    return to_response(ctx.menu(node, carry=_story_carry()))
 
 
 @bp.post("/menu/<node>/answer")
@@ -116,7 +116,7 @@ def answer(node: str) -> Response:
     """What the caller pressed or said in a menu: the pure engine decides, we carry it out."""
     ctx = current_ctx()
     if node not in ctx.flow.nodes:
-        return to_response(ctx.menu(ctx.flow.start, **_story_carry()))
+        return to_response(ctx.menu(ctx.flow.start, carry=_story_carry()))
     digits = request.form.get("Digits") or None
     speech = request.form.get("SpeechResult") or None
     transition = step(ctx.flow, node, digits=digits, speech=speech, attempt=int_param("attempt", high=MAX_ATTEMPT))
@@ -129,20 +129,20 @@ def answer(node: str) -> Response:
 def _carry_out(ctx: Ctx, node: str, t: Transition) -> VoiceResponse:
     carry = _story_carry()
     if t.kind == "node":
-        return ctx.menu(t.target, **carry)
+        return ctx.menu(t.target, carry=carry)
     if t.kind == "action":
         return actions.perform(ctx, t.target)
     if t.kind == "repeat":
-        return ctx.menu(node, t.attempt, **carry)
+        return ctx.menu(node, t.attempt, carry=carry)
     if t.kind == "no_input":
-        return ctx.menu(node, t.attempt, preface=[ctx.flow.text("no_input")], simpler=t.simpler, **carry)
+        return ctx.menu(node, t.attempt, preface=[ctx.flow.text("no_input")], simpler=t.simpler, carry=carry)
     # invalid: say what is possible, then the menu again
     keys = [o.key for o in ctx.flow.nodes[node].options]
     listed = ", ".join(keys[:-1]) + f" {ctx.flow.text('or_word')} {keys[-1]}" if len(keys) > 1 else keys[0]
     sorry = (ctx.flow.text("invalid_speech") if t.matched == "speech"
              else ctx.flow.text("invalid", key=_spoken_key(t.matched or "")))
     preface = [sorry, ctx.flow.text("choices", keys=listed)]
-    return ctx.menu(node, t.attempt, preface=preface, simpler=t.simpler, **carry)
+    return ctx.menu(node, t.attempt, preface=preface, simpler=t.simpler, carry=carry)
 
 
 def _spoken_key(key: str) -> str:
@@ -154,7 +154,7 @@ def action(name: str) -> Response:
     """Carry out a flow action reached by a Redirect (the first menu for a name that is none)."""
     ctx = current_ctx()
     if not actions.is_flow_action(name):
-        return to_response(ctx.menu(ctx.flow.start, **_story_carry()))
+        return to_response(ctx.menu(ctx.flow.start, carry=_story_carry()))
     return to_response(actions.perform(ctx, name))
 
 

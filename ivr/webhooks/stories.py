@@ -96,7 +96,7 @@ def story_key(topic: str) -> Response:
     if key in ("0", "9"):
         return to_response(actions.perform(ctx, "person" if key == "0" else "crisis"))
     # Any other key: the choices after this story (as when it ends), so "again" and "next" know which.
-    return to_response(ctx.menu("story_after", topic=topic, i=index))
+    return to_response(ctx.menu("story_after", carry={"topic": topic, "i": index}))
 
 
 @bp.post("/stories/<topic>/resume")
