@@ -12,8 +12,8 @@ from __future__ import annotations
 
 
 from callflows.errors import FlowError, FlowValidationError
-from callflows.engine import Transition, step
-from callflows.loader import ACTIONS, Flow, Menu, Option, load_flow, load_flows
+from callflows.engine import Transition, choose_language, step
+from callflows.loader import ACTIONS, TOPIC_ACTIONS, Flow, Menu, Option, load_flow, load_flows
 
 __all__ = [
     "ACTIONS",
@@ -22,7 +22,9 @@ __all__ = [
     "FlowValidationError",
     "Menu",
     "Option",
+    "TOPIC_ACTIONS",
     "Transition",
+    "choose_language",
     "load_flow",
     "load_flows",
     "step",

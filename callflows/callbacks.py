@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from callflows.calls import FINAL_CALL_STATUSES, by_id, caller_for_call, find_or_create_call, is_withheld, record_event
 from callflows.errors import SchedulingError, TwilioGatewayError
 from callflows.peers import anyone_available, claim_peer, pick_peers, release_peer, start_wrap_up
 from callflows.sql import rowcount
@@ -148,6 +149,68 @@ def start_draft(session: Session, svc: Services, call_sid: str, call_id: int | N
     else:
         cb.arrived_at = min(aware(cb.arrived_at) or arrived_at, arrived_at)
     session.flush()
+    return cb
+
+
+def begin_request(session: Session, svc: Services, call_sid: str, number: str | None, language: str,
+                  arrived_at: datetime | None, now: datetime) -> tuple[CallbackRequest, bool]:
+    """A caller asks for a callback on this call; returns the draft and whether their number is withheld.
+
+    The caller keeps their place in line: ``arrived_at`` when they come from the hold queue,
+    else the start of this call.
+    """
+    call = find_or_create_call(session, call_sid)
+    session.flush()
+    withheld = is_withheld(number)
+    arrived = arrived_at or aware(call.started_at) or now
+    cb = start_draft(session, svc, call_sid, call.id, call.caller_id, None if withheld else number, language, arrived)
+    record_event(session, call_sid, "callback", None, "withheld" if withheld else "caller id")
+    session.commit()
+    return cb, withheld
+
+
+def draft_of_call(session: Session, cb_id: int, call_sid: str) -> CallbackRequest | None:
+    """The draft request ``cb_id``, only while it is being asked for on this call (never another caller's)."""
+    cb = by_id(session, CallbackRequest, cb_id)
+    if cb is None or cb.status != "draft" or cb.call_sid != call_sid:
+        return None
+    return cb
+
+
+def set_number(session: Session, svc: Services, cb: CallbackRequest, e164: str) -> None:
+    """The caller keyed the number to call back (stored encrypted)."""
+    cb.number_encrypted = svc.vault.encrypt_text(e164)
+    session.commit()
+
+
+def choose_window(session: Session, cb: CallbackRequest, window: str) -> None:
+    """The caller chose when to be called (``now`` or a window of the settings)."""
+    cb.window = window
+    session.commit()
+
+
+def finish_request(session: Session, svc: Services, cb: CallbackRequest, call_sid: str, allow_message: bool,
+                   now: datetime) -> None:
+    """The caller on ``call_sid`` chose whether to allow a message: the request is complete, waiting for its window."""
+    cb.allow_message = allow_message
+    call = find_or_create_call(session, call_sid)
+    call.outcome = "callback_requested"
+    confirm(session, svc, cb, now)
+
+
+def starts_today(settings: Settings, cb: CallbackRequest, now: datetime) -> bool:
+    """True when a confirmed callback's window opens today in the line's time zone (else tomorrow)."""
+    start = aware(cb.not_before)
+    assert start is not None
+    return start.astimezone(settings.zone).date() == now.astimezone(settings.zone).date()
+
+
+def callback_of_caller(session: Session, cb_id: int, call_sid: str) -> CallbackRequest | None:
+    """Callback ``cb_id``, only when it belongs to the caller on this call (a returning caller keeps or cancels it)."""
+    cb = by_id(session, CallbackRequest, cb_id)
+    caller = caller_for_call(session, call_sid)
+    if cb is None or caller is None or cb.caller_id != caller.id:
+        return None
     return cb
 
 
@@ -364,6 +427,24 @@ def caller_not_reached(session: Session, svc: Services, attempt: CallbackAttempt
 # Webhook steps -----------------------------------------------------------------------------
 
 
+def attempt_for_call(session: Session, attempt_id: int, leg: str, call_sid: str) -> CallbackAttempt | None:
+    """The attempt whose ``leg`` (``peer`` or ``caller``) is this call; a SID not stored yet is adopted first."""
+    attempt = by_id(session, CallbackAttempt, attempt_id)
+    if attempt is None or not call_sid:
+        return None
+    column = CallbackAttempt.peer_call_sid if leg == "peer" else CallbackAttempt.caller_call_sid
+    stored = attempt.peer_call_sid if leg == "peer" else attempt.caller_call_sid
+    if stored is None:
+        # The dialler may have died before storing the SID (a killed worker): the first
+        # webhook of the call names it, and only this attempt's URLs carry its id.
+        session.execute(update(CallbackAttempt).where(CallbackAttempt.id == attempt_id, column.is_(None))
+                        .values({column: call_sid}))
+        session.commit()
+        session.refresh(attempt)
+        stored = attempt.peer_call_sid if leg == "peer" else attempt.caller_call_sid
+    return attempt if stored == call_sid else None
+
+
 def peer_answered(session: Session, attempt: CallbackAttempt) -> None:
     """The peer picked up (the whisper plays)."""
     session.execute(update(CallbackAttempt).where(CallbackAttempt.id == attempt.id,
@@ -439,6 +520,13 @@ def caller_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, 
         caller_not_reached(session, svc, attempt, CALLER_FAILURES.get(call_status, "failed"), now)
     elif attempt.stage == "connected":
         _end_attempt(session, attempt, "connected", now, stages=("connected",))
+
+
+def caller_leg_status(session: Session, svc: Services, attempt: CallbackAttempt, call_status: str,
+                      now: datetime) -> None:
+    """Status callback of the caller's leg: only a final status matters (no answer or busy means a retry)."""
+    if call_status in FINAL_CALL_STATUSES:
+        caller_leg_ended(session, svc, attempt, call_status, now)
 
 
 def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> None:

@@ -1,14 +1,32 @@
 """Call and caller records: who is calling (by keyed hash), their preferences, the path taken."""
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TypeVar
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Call, CallEvent, Caller, utcnow
+from models import Base, Call, CallEvent, Caller, utcnow
 from models.crypto import Vault, normalize_number
 
 # What Twilio sends as From when the caller withheld their number.
 WITHHELD = {"", "anonymous", "restricted", "unknown", "private", "+266696687", "+86282452253", "+7378742833"}
+# Twilio's CallStatus values after which a call (or a leg the line placed) is over.
+FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+# CallStatus values that mean the far end picked up.
+ANSWERED_CALL_STATUSES = frozenset({"in-progress", "answered"})
+# The largest id every supported database stores (PostgreSQL INTEGER): a forged URL may carry more.
+MAX_ROW_ID = 2**31 - 1
+
+Row = TypeVar("Row", bound=Base)
+
+
+def by_id(session: Session, model: type[Row], row_id: int) -> Row | None:
+    """The row of ``model`` with this id, or None (an id no database can hold finds nothing, never an error)."""
+    if not 0 < row_id <= MAX_ROW_ID:
+        return None
+    return session.get(model, row_id)
 
 
 def is_withheld(number: str | None) -> bool:
@@ -55,3 +73,38 @@ def record_event(session: Session, call_sid: str, node: str, received: str | Non
         return
     call = find_or_create_call(session, call_sid)
     call.events.append(CallEvent(node=node, input=received, detail=detail))
+
+
+def call_status_changed(session: Session, call_sid: str, status: str | None, duration_s: int | None,
+                        now: datetime) -> Call:
+    """The number's status callback: store the call's status; a final one ends the call (hung up unless known)."""
+    call = find_or_create_call(session, call_sid)
+    if status is not None:
+        call.status = status
+    if call.status in FINAL_CALL_STATUSES:
+        call.ended_at = call.ended_at or now
+        call.duration_s = duration_s
+        call.outcome = call.outcome or "hung_up"
+    session.commit()
+    return call
+
+
+def remember_language(session: Session, call_sid: str, language: str, received: str) -> bool:
+    """The caller chose a language: remembered for this call and their next ones; returns their slow-pace choice."""
+    caller = caller_for_call(session, call_sid)
+    slow = bool(caller and caller.slow_speech)
+    if caller is not None:
+        caller.language = language
+    call = find_or_create_call(session, call_sid)
+    call.language = language
+    record_event(session, call_sid, "language", received, language)
+    session.commit()
+    return slow
+
+
+def set_pace(session: Session, call_sid: str, slow: bool) -> None:
+    """The caller chose the slower (or the usual) speech rate, remembered for their next calls."""
+    caller = caller_for_call(session, call_sid)
+    if caller is not None:
+        caller.slow_speech = slow
+    session.commit()

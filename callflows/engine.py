@@ -128,3 +128,15 @@ def _invalid(menu: Menu, attempt: int, what: str) -> Transition:
     if attempt >= INVALID_RETRIES:
         return _go(menu.default, f"invalid:{what}")
     return Transition("invalid", menu.id, attempt=attempt + 1, simpler=attempt >= 1, matched=what)
+
+
+def choose_language(digits: str, speech: str, attempt: int) -> str | None:
+    """The language the first question's answer picks: 1 or "English", 2 or "español"; English after one repeat."""
+    heard = speech.lower()
+    if digits == "1" or "english" in heard or "inglés" in heard:
+        return "en"
+    if digits == "2" or "español" in heard or "spanish" in heard or "espanol" in heard:
+        return "es"
+    if attempt >= 1:
+        return "en"  # safe default after one repeat: carry on rather than hang up
+    return None

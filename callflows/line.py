@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from callflows import callbacks, routing
+from callflows.calls import ANSWERED_CALL_STATUSES, FINAL_CALL_STATUSES
 from callflows.errors import SchedulingError
 from callflows.peers import SELF_STATUSES, anyone_available, has_live_call
 from callflows.services import Services
@@ -56,6 +57,14 @@ def ring_leg_ended(session: Session, svc: Services, leg: RingLeg, now: datetime)
     dispatch(session, svc, now)
 
 
+def ring_leg_status(session: Session, svc: Services, leg: RingLeg, call_status: str, now: datetime) -> None:
+    """Status callback of a peer's ringing leg: picked up (the whisper plays), or over."""
+    if call_status in ANSWERED_CALL_STATUSES:
+        routing.leg_answered(session, leg)
+    elif call_status in FINAL_CALL_STATUSES:
+        ring_leg_ended(session, svc, leg, now)
+
+
 def caller_left(session: Session, svc: Services, req: PeerRequest, status: str, now: datetime) -> None:
     """The caller left the wait (hung up, or chose a callback, a message or the crisis line)."""
     if routing.caller_left(session, svc, req, status, now):
@@ -66,6 +75,15 @@ def callback_peer_leg_ended(session: Session, svc: Services, attempt: CallbackAt
     """The peer's leg of a callback attempt ended."""
     callbacks.peer_leg_ended(session, svc, attempt, now)
     dispatch(session, svc, now)
+
+
+def callback_peer_leg_status(session: Session, svc: Services, attempt: CallbackAttempt, call_status: str,
+                             now: datetime) -> None:
+    """Status callback of the peer's leg of a callback attempt: picked up, or over."""
+    if call_status in ANSWERED_CALL_STATUSES:
+        callbacks.peer_answered(session, attempt)
+    elif call_status in FINAL_CALL_STATUSES:
+        callback_peer_leg_ended(session, svc, attempt, now)
 
 
 def finish_wrap_up(session: Session, svc: Services, peer: Peer, now: datetime) -> None:

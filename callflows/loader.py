@@ -11,7 +11,9 @@ from callflows.errors import FlowValidationError
 
 DATA_DIR = Path(__file__).parent / "data"
 
-# Actions the app knows how to carry out. "story:<topic>" takes any topic name.
+# Actions the app knows how to carry out (each has a handler in ivr.webhooks), and the families
+# of actions that take an argument: "story:<topic>" takes any topic name.
+TOPIC_ACTIONS = frozenset({"story"})
 ACTIONS = frozenset(
     {
         "peer",
@@ -25,8 +27,7 @@ ACTIONS = frozenset(
         "language",
         "pace_slow",
         "pace_normal",
-        "goodbye",
-        # callbacks (ivr.callbacks_voice)
+        # callbacks (ivr.webhooks.callback_request)
         "callback_key",
         "callback_now",
         "callback_morning",
@@ -46,7 +47,7 @@ REQUIRED_STRINGS = frozenset(
     {
         "greeting", "press", "global_keys", "no_input", "simpler", "invalid", "invalid_speech",
         "choices", "or_word", "crisis", "voicemail_consent", "voicemail_saved", "goodbye",
-        "error", "fallback",
+        "error", "error_hangup", "fallback",
     }
 )
 
@@ -97,7 +98,8 @@ class Flow:
 def _is_known_target(target: str, nodes: Mapping[str, Any]) -> bool:
     if target.startswith("action:"):
         name = target.removeprefix("action:")
-        return name in ACTIONS or (name.startswith("story:") and len(name) > len("story:"))
+        family, colon, argument = name.partition(":")
+        return name in ACTIONS or bool(colon and family in TOPIC_ACTIONS and argument)
     return target in nodes
 
 

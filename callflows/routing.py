@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from callflows.calls import by_id, find_or_create_call, record_event
 from callflows.errors import TwilioGatewayError
-from callflows.peers import LIVE_LEGS, claim_peer, pick_peers, release_peer, start_wrap_up
+from callflows.peers import LIVE_LEGS, claim_peer, peers_on_shift, pick_peers, release_peer, start_wrap_up
 from callflows.sql import rowcount
 from callflows.services import Services
 from callflows.times import aware
@@ -67,6 +68,22 @@ def open_request(session: Session, call_sid: str, call_id: int | None, language:
                       status="waiting", arrived_at=arrived_at)
     session.add(req)
     session.flush()
+    return req
+
+
+def ask_for_peer(session: Session, svc: Services, call_sid: str, language: str, tag: str | None,
+                 now: datetime) -> PeerRequest | None:
+    """A caller asks for a peer: open their request and ring; None when nobody who speaks their language is on shift."""
+    if peers_on_shift(session, language) == 0:
+        record_event(session, call_sid, "peer", None, "no peers on shift")
+        session.commit()
+        return None
+    call = find_or_create_call(session, call_sid)
+    session.flush()
+    req = open_request(session, call_sid, call.id, language, tag, now)
+    record_event(session, call_sid, "peer", None, f"request {req.id}" + (f" tag {tag}" if tag else ""))
+    session.commit()
+    ring(session, svc, req, now)
     return req
 
 
@@ -237,5 +254,17 @@ def caller_call_over(session: Session, req: PeerRequest, now: datetime) -> None:
 
 def request_for_call(session: Session, req_id: int, call_sid: str) -> PeerRequest | None:
     """A caller's request, only when it belongs to this call (never act on another caller's)."""
-    req = session.get(PeerRequest, req_id)
+    req = by_id(session, PeerRequest, req_id)
     return req if req is not None and req.call_sid == call_sid else None
+
+
+def leg_for_call(session: Session, leg_id: int, call_sid: str) -> tuple[RingLeg, PeerRequest, Peer] | None:
+    """A peer's ringing leg with its request and peer, only when this call is that leg (or its SID is not known yet)."""
+    leg = by_id(session, RingLeg, leg_id)
+    if leg is None or (leg.call_sid and leg.call_sid != call_sid):
+        return None
+    req = session.get(PeerRequest, leg.request_id)
+    peer = session.get(Peer, leg.peer_id)
+    if req is None or peer is None:
+        return None
+    return leg, req, peer

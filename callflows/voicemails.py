@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from callflows.calls import find_or_create_call
+from callflows.calls import find_or_create_call, record_event
 from callflows.errors import SchedulingError
 from callflows.services import Services
 from callflows.twilio_client import RecordingInfo
@@ -123,6 +123,14 @@ def import_missing(session: Session, svc: Services, recordings: list[RecordingIn
         if created:
             imported.append(vm.id)
     return imported
+
+
+def message_left(session: Session, call_sid: str, duration: str | None) -> None:
+    """The caller finished recording: the call's outcome is a voicemail (the recording itself arrives separately)."""
+    call = find_or_create_call(session, call_sid)
+    call.outcome = "voicemail"
+    record_event(session, call_sid, "voicemail", None, duration)
+    session.commit()
 
 
 def enqueue_transcription(svc: Services, vm: Voicemail) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask
 
-from callflows import load_flows
+from callflows import ACTIONS, TOPIC_ACTIONS, load_flows
 from callflows.services import Services
 from callflows.settings import Settings, ensure_key_file
 from ivr.services import EXTENSION, path_builder
@@ -69,12 +69,25 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
 
     # Imported here, not at the top: the views need the package's create_app module loaded
-    # first, and this keeps `import ivr` cheap for the command-line tools.
-    from ivr import callbacks_voice, cli, dashboard, db, health, media, peers_phone, routing_voice, voice
+    # first, and this keeps `import ivr` cheap for the command-line tools. Importing a webhook
+    # handler module adds its routes to the shared blueprints and its actions to the registry.
+    from ivr import cli, dashboard, db, health
+    from ivr.webhooks import (actions, blueprints, callback_legs, callback_request, failures, hold, media, menus,
+                              peer_legs, peer_phone, status, stories, voicemail)
+
+    handler_modules = (menus, stories, voicemail, hold, peer_legs, callback_request, callback_legs, peer_phone, status)
+    missing = actions.unhandled(ACTIONS, TOPIC_ACTIONS)
+    if missing:  # a handler module left out above: fail at start, not in a caller's ear
+        raise RuntimeError(f"no webhook handles the flow actions {', '.join(missing)} "
+                           f"(handler modules: {', '.join(m.__name__ for m in handler_modules)})")
 
     db.init_app(app)
-    for blueprint in (voice.bp, media.bp, health.bp, routing_voice.bp, peers_phone.bp, callbacks_voice.bp):
+    for blueprint in (*blueprints.TWILIO, media.bp, health.bp):
         app.register_blueprint(blueprint)
+    failures.init_app(app, blueprints.TWILIO)
     dashboard.init_app(app)
+    for blueprint in blueprints.TWILIO:
+        # Twilio posts a signature, not a CSRF token; the staff pages check their own tokens.
+        app.extensions["csrf"].exempt(blueprint)
     cli.register_commands(app)
     return app

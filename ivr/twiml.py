@@ -23,6 +23,18 @@ def to_response(twiml: VoiceResponse) -> Response:
     return Response(str(twiml), mimetype="text/xml")
 
 
+def empty() -> VoiceResponse:
+    """An empty <Response/>: nothing for Twilio to do (a status callback, where nobody listens)."""
+    return VoiceResponse()
+
+
+def hang_up() -> VoiceResponse:
+    """End the call without a word (a callback that reached a machine, with no message allowed)."""
+    twiml = VoiceResponse()
+    twiml.hangup()
+    return twiml
+
+
 @dataclass(frozen=True)
 class Speaker:
     """How the line speaks to one caller: the flow's language and voice, and their pace."""
@@ -88,6 +100,13 @@ class Speaker:
         for line in lines:
             self.say(twiml, line)
         twiml.redirect(url, method="POST")
+        return twiml
+
+    def say_only(self, lines: Iterable[str]) -> VoiceResponse:
+        """Speak, and nothing more (on hold, the wait document ends and the caller keeps their place)."""
+        twiml = VoiceResponse()
+        for line in lines:
+            self.say(twiml, line)
         return twiml
 
     def say_then_hangup(self, lines: Iterable[str]) -> VoiceResponse:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ivr import create_app
+from ivr.webhooks import context, menus
 from tests.helpers import PUBLIC_BASE, TestCaller, parse_twiml, sign, spoken
 
 
@@ -38,8 +39,6 @@ def test_signed_request_is_answered(caller: TestCaller) -> None:
 
 
 def test_error_inside_a_voice_route_answers_twiml_not_500(app, caller: TestCaller, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from ivr import voice
-
     caller.call()
     caller.press("1")
     caller.to_menu()
@@ -47,13 +46,13 @@ def test_error_inside_a_voice_route_answers_twiml_not_500(app, caller: TestCalle
     def explode(*_args, **_kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(voice, "step", explode)
+    monkeypatch.setattr(menus, "step", explode)
     caller.press("1")
     assert caller.said.startswith("Sorry, something went wrong on our side. You are still connected.")
     redirect = caller.twiml.find("Redirect").text
     assert "/voice/menu/main" in redirect and "err=1" in redirect
     # If the menu itself keeps failing, the caller is handed to the crisis line, not looped.
-    monkeypatch.setattr(voice.Ctx, "url", explode)
+    monkeypatch.setattr(context.Ctx, "url", explode)
     caller.post(redirect)
     assert caller.twiml.find("Dial/Number").text == "988"
 

@@ -145,3 +145,13 @@ def test_demo_seed_makes_stories_with_espeak_audio(svc, db) -> None:  # type: ig
         with wave.open(story.audio_path) as fh:
             assert fh.getframerate() == 8000 and fh.getnchannels() == 1
             assert fh.getnframes() / 8000 > 3  # real speech, several seconds
+
+
+def test_another_key_during_a_story_offers_what_next_for_that_story(caller: TestCaller, stories) -> None:  # type: ignore[no-untyped-def]
+    to_topic(caller)
+    caller.press("3")  # skip to the second story
+    assert "A second story" in caller.said
+    caller.press("5")  # not a story key: the choices after the story
+    assert caller.said.startswith("What next?")
+    caller.press("2")  # hear it again: the same story of the same topic
+    assert "Here is a story from a peer: A second story." in caller.said

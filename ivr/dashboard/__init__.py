@@ -35,12 +35,7 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("STAFF_MAX_FAILED_SIGN_INS", 5)
     app.config.setdefault("STAFF_LOCKOUT_MINUTES", 15)
 
-    # No blueprint is exempted: with WTF_CSRF_CHECK_DEFAULT off (set above), CSRFProtect checks
-    # nothing by itself, so the Twilio webhooks (signed, not tokened) are never checked, and the
-    # staff blueprint calls csrf.protect() itself. (An exemption of ivr.voice.bp used to sit
-    # here; it did nothing. Turning WTF_CSRF_CHECK_DEFAULT on would need every webhook
-    # blueprint exempted, not only /voice.)
-    CSRFProtect(app)
+    CSRFProtect(app)  # the app factory exempts Twilio's webhook blueprints
 
     login = LoginManager(app)
     login.login_view = "staff.sign_in"

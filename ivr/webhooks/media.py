@@ -1,51 +1,60 @@
-"""Audio served to Twilio at signed, expiring URLs (peer stories)."""
+"""Audio served to Twilio at signed, expiring URLs (peer stories): ``GET /media/story/<token>.wav``.
+
+Not a TwiML route: Twilio's <Play> fetches it, so a bad or expired token answers a bare 404
+or 410 (Twilio then goes on to the next verb), and a failure a bare 500, never an HTML page.
+"""
 from __future__ import annotations
 
 import io
+import logging
 import wave
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, send_file, url_for
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from flask import Blueprint, Response, abort, request, send_file
+from itsdangerous import BadSignature, SignatureExpired
+from werkzeug.exceptions import Gone, HTTPException, NotFound
 
-from callflows.storage import stored_path
 from callflows.stories import is_playable
+from callflows.storage import stored_path
 from ivr.db import get_session
 from ivr.services import services
+from ivr.webhooks.story_audio import read_story_token
 from models import PeerStory
 
+log = logging.getLogger(__name__)
 bp = Blueprint("media", __name__, url_prefix="/media")
-
-
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(services().settings.secret_key, salt="peerline-media")
-
-
-def story_audio_url(story_id: int, start_s: float = 0.0) -> str:
-    """An absolute, signed URL for a story's audio, valid for MEDIA_URL_TTL seconds."""
-    token = _serializer().dumps({"story": story_id, "start": round(start_s, 1)})
-    return services().settings.public_base_url + url_for("media.story", token=token)
 
 
 @bp.get("/story/<token>.wav")
 def story(token: str) -> Response:
     """Serve a story's WAV audio, from ``start`` seconds when the caller resumed a pause."""
     try:
-        data = _serializer().loads(token, max_age=services().settings.media_url_ttl_s)
+        story_id, start = read_story_token(token)
     except SignatureExpired:
         abort(410)
     except BadSignature:
         abort(404)
-    story_row = get_session().get(PeerStory, int(data["story"]))
+    story_row = get_session().get(PeerStory, story_id)
     if story_row is None or not story_row.audio_path or not is_playable(story_row):
         abort(404)
     path = stored_path(services().settings.instance_path, story_row.audio_path)
     if not path.exists():
         abort(404)
-    start = float(data.get("start") or 0)
     if start <= 0:
         return send_file(path, mimetype="audio/wav", max_age=0)
     return Response(trim_wav(path, start), mimetype="audio/wav")
+
+
+# By code as well: Flask prefers a handler for the status code (the app's own, for 404) to one for a class.
+@bp.errorhandler(NotFound)
+@bp.errorhandler(Gone)
+@bp.errorhandler(Exception)
+def on_error(exc: Exception) -> Response:
+    """A bare status for <Play> (404 bad token, 410 expired, 500 failure), never an HTML page."""
+    if isinstance(exc, HTTPException):
+        return Response(status=exc.code or 500, mimetype="text/plain")
+    log.exception("story audio failed: %s", request.path)
+    return Response(status=500, mimetype="text/plain")
 
 
 def trim_wav(path: Path, start_s: float) -> bytes:

@@ -1,77 +1,79 @@
 """Peers run their shift from any phone: sign in with a PIN, then available, break or sign off.
 
-A peer calling from their registered number is recognised by its keyed hash (the hook in
-:func:`ivr.voice.incoming`); from another phone they press 8 at the language question and
-enter their peer number. PINs are stored as werkzeug hashes; five wrong PINs in a row lock
-sign-in for 15 minutes. After the PIN, a signed token bound to the CallSid carries the
-sign-in through the menu (no server memory, and a token is useless on another call).
+A peer calling from their registered number is recognised by its keyed hash at the entry
+point, which hands over to :data:`~ivr.webhooks.actions.PEER_SIGN_IN`; from another phone they
+press 8 at the language question (:data:`~ivr.webhooks.actions.PEER_ID`) and enter their peer
+number. PINs are stored as werkzeug hashes; five wrong PINs in a row lock sign-in for 15
+minutes (:func:`callflows.peers.sign_in`). After the PIN, a signed token bound to the CallSid
+carries the sign-in through the menu (no server memory, and a token is useless on another call).
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, request, url_for
+from flask import Response, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.security import check_password_hash
 
 from callflows import Flow, line, peers
+from callflows.calls import by_id
 from ivr.db import get_session
 from ivr.services import services
-from ivr.signature import require_twilio_signature
 from ivr.twiml import Speaker, to_response
+from ivr.webhooks import actions
+from ivr.webhooks.blueprints import peer_phone as bp
+from ivr.webhooks.context import Ctx, caller_flow, int_param, peer_flow, public_url
+from ivr.webhooks.failures import Audience, heard_by
 from models import Peer, utcnow
-
-bp = Blueprint("peer_phone", __name__, url_prefix="/peer/phone")
-bp.before_request(require_twilio_signature)
 
 TOKEN_MAX_AGE_S = 3600
 CHOICES = {"1": "available", "2": "break", "3": "signed_off"}
 
 
-def _flow_for(peer: Peer | None) -> Flow:
-    flows = services().flows
-    for lang in (peer.languages if peer else None) or []:
-        if lang in flows:
-            return flows[lang]
-    return flows["en"]
-
-
-def _abs(endpoint: str, **values: object) -> str:
-    return services().settings.public_base_url + url_for(endpoint, **values)
-
-
-def greet_peer(peer: Peer) -> VoiceResponse:
+@actions.action(actions.PEER_SIGN_IN)
+def greet_peer(ctx: Ctx) -> VoiceResponse:
     """A call from a peer's registered phone: ask for the PIN."""
-    speaker = Speaker(_flow_for(peer))
-    return speaker.keypad([speaker.text("peer_signin")], _abs("peer_phone.pin", peer=peer.id))
+    peer = peers.peer_for_number(get_session(), services().vault, request.form.get("From"))
+    speaker = Speaker(peer_flow(peer))
+    return speaker.keypad([speaker.text("peer_signin")], public_url("peer_phone.pin", peer=peer.id if peer else 0))
 
 
-def ask_peer_id(flow: Flow) -> VoiceResponse:
+@actions.action(actions.PEER_ID)
+def ask_peer_id(ctx: Ctx) -> VoiceResponse:
     """The hidden option from another phone: ask for the peer number first."""
+    return _ask_peer_id(ctx.flow)
+
+
+def _ask_peer_id(flow: Flow) -> VoiceResponse:
     speaker = Speaker(flow)
-    return speaker.keypad([speaker.text("peer_id_prompt")], _abs("peer_phone.peer_id", lang=flow.language))
+    return speaker.keypad([speaker.text("peer_id_prompt")], public_url("peer_phone.peer_id", lang=flow.language))
 
 
 @bp.post("/id")
+@heard_by(Audience.LEG)
 def peer_id() -> Response:
     """The peer number was entered: ask for the PIN (the same answer whether the id exists or not)."""
     digits = request.form.get("Digits", "")
-    flow = services().flows.get(request.args.get("lang", "en")) or services().flows["en"]
+    flow = caller_flow(request.args.get("lang"))
     speaker = Speaker(flow)
     if not digits.isdigit():
-        return to_response(ask_peer_id(flow))
-    return to_response(speaker.keypad([speaker.text("peer_signin")], _abs("peer_phone.pin", peer=int(digits))))
+        return to_response(_ask_peer_id(flow))
+    # A number larger than any id signs in no one, like a wrong one (never an error).
+    peer_number = int_param("Digits", 0, form=True)
+    return to_response(speaker.keypad([speaker.text("peer_signin")], public_url("peer_phone.pin", peer=peer_number)))
 
 
 @bp.post("/pin")
+@heard_by(Audience.LEG)
 def pin() -> Response:
     """Check the PIN; wrong PINs count towards a lock."""
     session = get_session()
     now = utcnow()
-    peer = session.get(Peer, request.args.get("peer", type=int) or 0)
-    speaker = Speaker(_flow_for(peer))
+    peer_number = int_param("peer")
+    peer = by_id(session, Peer, peer_number)
+    speaker = Speaker(peer_flow(peer))
     digits = request.form.get("Digits", "")
-    again = _abs("peer_phone.pin", peer=request.args.get("peer", ""))
+    again = public_url("peer_phone.pin", peer=peer_number)
     if not digits and not peers.locked_minutes(peer, now):
         return to_response(speaker.keypad([speaker.text("peer_signin")], again))
     # The same hash check whatever the peer: a wrong id and a wrong PIN sound alike.
@@ -98,29 +100,30 @@ def _signed_in_peer(session: Session) -> Peer | None:
         data = _serializer().loads(request.args.get("t", ""), max_age=TOKEN_MAX_AGE_S)
     except BadSignature:
         return None
-    if data.get("call") != request.form.get("CallSid", ""):
+    if not isinstance(data, dict) or data.get("call") != request.form.get("CallSid", ""):
         return None
     return session.get(Peer, int(data["peer"]))
 
 
 def _menu(session: Session, peer: Peer, token: str, preface: list[str] | None = None) -> VoiceResponse:
-    speaker = Speaker(_flow_for(peer))
+    speaker = Speaker(peer_flow(peer))
     lines = [*(preface or []),
              speaker.text("peer_status", status=speaker.text(f"status_{peer.status}")),
              speaker.text("peer_waiting", count=line.waiting_count(session)),
              speaker.text("peer_menu")]
-    return speaker.keypad(lines, _abs("peer_phone.choice", t=token), finish_on_key="", num_digits=1)
+    return speaker.keypad(lines, public_url("peer_phone.choice", t=token), finish_on_key="", num_digits=1)
 
 
 @bp.post("/choice")
+@heard_by(Audience.LEG)
 def choice() -> Response:
     """1 available, 2 break, 3 sign off; star (or nothing) repeats."""
     session = get_session()
     peer = _signed_in_peer(session)
     if peer is None:
-        speaker = Speaker(services().flows["en"])
+        speaker = Speaker(caller_flow("en"))
         return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
-    speaker = Speaker(_flow_for(peer))
+    speaker = Speaker(peer_flow(peer))
     status = CHOICES.get(request.form.get("Digits", ""))
     if status is None:
         return to_response(_menu(session, peer, request.args.get("t", "")))

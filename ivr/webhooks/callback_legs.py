@@ -1,0 +1,139 @@
+"""The two legs of a callback attempt: the peer's phone first, then the caller's, joined in a private room.
+
+Placed by :func:`callflows.callbacks.ring_peer` and :func:`callflows.callbacks.peer_accepts`;
+every leg has a status callback, so a no-answer is known at once. A machine that answers the
+caller's phone hears a neutral message (when the caller allowed one) that never names the line.
+"""
+from __future__ import annotations
+
+from flask import Response, request
+
+from callflows import callbacks, line
+from callflows.times import aware
+from ivr.db import get_session
+from ivr.services import services
+from ivr.twiml import Speaker, empty, hang_up, to_response
+from ivr.webhooks.blueprints import callbacks as bp
+from ivr.webhooks.context import caller_flow, peer_flow, public_url
+from ivr.webhooks.failures import Audience, heard_by
+from models import CallbackRequest, Peer, utcnow
+from models.tables import CallbackAttempt
+
+
+def _attempt(attempt_id: int, leg: str) -> CallbackAttempt | None:
+    return callbacks.attempt_for_call(get_session(), attempt_id, leg, request.form.get("CallSid", ""))
+
+
+def _peer_speaker(attempt: CallbackAttempt | None) -> Speaker:
+    peer = get_session().get(Peer, attempt.peer_id) if attempt is not None and attempt.peer_id else None
+    return Speaker(peer_flow(peer))
+
+
+def _caller_speaker(attempt: CallbackAttempt | None) -> Speaker:
+    cb = get_session().get(CallbackRequest, attempt.callback_id) if attempt is not None else None
+    return Speaker(caller_flow(cb.language if cb else None))
+
+
+@bp.post("/attempt/<int:attempt_id>/peer")
+@heard_by(Audience.LEG)
+def peer_whisper(attempt_id: int) -> Response:
+    """The peer picked up: when the caller called (never their number), press 1 to call them now."""
+    attempt = _attempt(attempt_id, "peer")
+    if attempt is None:
+        return to_response(empty())
+    speaker = _peer_speaker(attempt)
+    if attempt.stage not in ("peer_ringing", "peer_answered"):
+        return to_response(speaker.say_then_hangup([speaker.text("callback_peer_gone")]))
+    session = get_session()
+    callbacks.peer_answered(session, attempt)
+    cb = session.get(CallbackRequest, attempt.callback_id)
+    assert cb is not None
+    when = callbacks.spoken_time(aware(cb.arrived_at) or utcnow(), services().settings)
+    return to_response(speaker.whisper(speaker.text("callback_whisper", time=when),
+                                       public_url("callbacks.peer_answer", attempt_id=attempt.id),
+                                       [speaker.text("whisper_missed")]))
+
+
+@bp.post("/attempt/<int:attempt_id>/peer/answer")
+@heard_by(Audience.LEG)
+def peer_answer(attempt_id: int) -> Response:
+    """The peer's key: 1 dials the caller and puts the peer in the private room to wait for them."""
+    attempt = _attempt(attempt_id, "peer")
+    if attempt is None:
+        return to_response(empty())
+    speaker = _peer_speaker(attempt)
+    if request.form.get("Digits") != "1":
+        return to_response(speaker.say_then_hangup([speaker.text("whisper_missed")]))
+    outcome = callbacks.peer_accepts(get_session(), services(), attempt, utcnow())
+    if outcome == "dialing":
+        return to_response(speaker.conference([speaker.text("callback_peer_calling")],
+                                              callbacks.room_name(attempt.id),
+                                              public_url("callbacks.peer_after", attempt_id=attempt.id)))
+    said = "callback_peer_gone" if outcome == "gone" else "callback_peer_no_answer"
+    return to_response(speaker.say_then_hangup([speaker.text(said)]))
+
+
+@bp.post("/attempt/<int:attempt_id>/peer/after")
+@heard_by(Audience.LEG)
+def peer_after(attempt_id: int) -> Response:
+    """The peer's side of the room ended."""
+    speaker = _peer_speaker(_attempt(attempt_id, "peer"))
+    return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
+
+
+@bp.post("/attempt/<int:attempt_id>/peer/notice")
+@heard_by(Audience.LEG)
+def peer_notice(attempt_id: int) -> Response:
+    """The caller was not reached: tell the peer, who is then free again."""
+    speaker = _peer_speaker(_attempt(attempt_id, "peer"))
+    return to_response(speaker.say_then_hangup([speaker.text("callback_peer_no_answer")]))
+
+
+@bp.post("/attempt/<int:attempt_id>/peer/status")
+@heard_by(Audience.NOBODY)
+def peer_status(attempt_id: int) -> Response:
+    """Status callback of the peer's leg."""
+    attempt = _attempt(attempt_id, "peer")
+    if attempt is not None:
+        line.callback_peer_leg_status(get_session(), services(), attempt, request.form.get("CallStatus", ""),
+                                      utcnow())
+    return to_response(empty())
+
+
+@bp.post("/attempt/<int:attempt_id>/caller")
+@heard_by(Audience.LEG)
+def caller_answer(attempt_id: int) -> Response:
+    """The caller's phone answered: a person joins the peer; a machine hears the neutral message, if allowed."""
+    attempt = _attempt(attempt_id, "caller")
+    if attempt is None:
+        return to_response(empty())
+    session = get_session()
+    cb = session.get(CallbackRequest, attempt.callback_id)
+    assert cb is not None
+    speaker = _caller_speaker(attempt)
+    outcome = callbacks.caller_answers(session, services(), attempt, request.form.get("AnsweredBy"), utcnow())
+    if outcome == "human":
+        return to_response(speaker.conference([speaker.text("callback_hello")], callbacks.room_name(attempt.id),
+                                              public_url("callbacks.caller_after", attempt_id=attempt.id)))
+    if outcome == "machine" and cb.allow_message:
+        # Never names the service: whoever hears the machine learns nothing.
+        return to_response(speaker.say_then_hangup([speaker.text("callback_machine")]))
+    return to_response(hang_up())
+
+
+@bp.post("/attempt/<int:attempt_id>/caller/after")
+@heard_by(Audience.LEG)
+def caller_after(attempt_id: int) -> Response:
+    """The caller's side of the room ended."""
+    speaker = _caller_speaker(_attempt(attempt_id, "caller"))
+    return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
+
+
+@bp.post("/attempt/<int:attempt_id>/caller/status")
+@heard_by(Audience.NOBODY)
+def caller_status(attempt_id: int) -> Response:
+    """Status callback of the caller's leg: no answer or busy means a retry (or missed)."""
+    attempt = _attempt(attempt_id, "caller")
+    if attempt is not None:
+        callbacks.caller_leg_status(get_session(), services(), attempt, request.form.get("CallStatus", ""), utcnow())
+    return to_response(empty())

@@ -1,0 +1,125 @@
+"""What a webhook knows about its call, and the request helpers every handler module shares.
+
+- :class:`Ctx` (built by :func:`current_ctx`): the CallSid, the caller's flow (language) and pace;
+- :func:`caller_flow` and :func:`peer_flow`: the flow a caller or a peer hears;
+- :func:`public_url`: every absolute URL Twilio fetches (:meth:`Ctx.url` keeps ``lang`` and ``slow``);
+- :func:`int_param` and :func:`seconds_param`: numbers from the query or the form that never raise.
+
+Preferences travel in each URL's query (``lang``, ``slow``), so a call never depends on server
+memory; a forged or garbled query falls back to a safe value instead of failing.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Mapping, overload
+
+from flask import request
+from twilio.twiml.voice_response import VoiceResponse
+
+from callflows import Flow
+from ivr.services import services
+from ivr.twiml import Speaker
+from models import Peer
+
+# The widest number a query parameter may carry (ids and durations fit a database INTEGER).
+MAX_PARAM = 2**31 - 1
+# A paused story resumes at most this far in (no story is longer); also rules out inf and nan.
+MAX_SECONDS = 6 * 3600.0
+
+
+def public_url(endpoint: str, **values: object) -> str:
+    """Absolute URL of ``endpoint`` on PUBLIC_BASE_URL, built like the rules build theirs (jobs included)."""
+    return services().public_url(endpoint, **values)
+
+
+def caller_flow(language: str | None) -> Flow:
+    """The flow a caller hears in ``language`` (English when it is missing or unknown)."""
+    return services().flow(language)
+
+
+def peer_flow(peer: Peer | None) -> Flow:
+    """The flow a peer hears: the first of their languages the line speaks, else English."""
+    flows = services().flows
+    for language in (peer.languages if peer else None) or []:
+        if language in flows:
+            return flows[language]
+    return flows["en"]
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a request knows about the call: its SID, the caller's flow and pace.
+
+    ``arrived_at`` is set only when the caller leaves the hold queue for a callback: their
+    place in line, which the callback keeps.
+    """
+
+    call_sid: str
+    flow: Flow
+    slow: bool
+    arrived_at: datetime | None = None
+
+    @property
+    def speaker(self) -> Speaker:
+        """The renderer for this caller."""
+        return Speaker(self.flow, self.slow)
+
+    def url(self, endpoint: str, **values: object) -> str:
+        """Absolute URL on PUBLIC_BASE_URL that keeps this caller's language and pace."""
+        values.setdefault("lang", self.flow.language)
+        if self.slow:
+            values.setdefault("slow", 1)
+        return public_url(endpoint, **values)
+
+    @property
+    def main_menu_url(self) -> str:
+        """Where a caller goes on when nothing else applies: the flow's first menu."""
+        return self.url("voice.menu", node=self.flow.start)
+
+    def menu(self, node: str, attempt: int = 0, preface: Iterable[str] = (), simpler: bool = False,
+             carry: Mapping[str, object] | None = None) -> VoiceResponse:
+        """Say menu ``node`` of the caller's flow, answered at ``voice.answer`` (``carry`` rides in the query)."""
+        action = self.url("voice.answer", node=node, attempt=attempt, **(carry or {}))
+        return self.speaker.menu(self.flow.nodes[node], action, preface=preface, simpler=simpler)
+
+
+def current_ctx(lang: str | None = None, slow: bool | None = None) -> Ctx:
+    """The context of this request, from its query string (or the given language and pace)."""
+    flow = caller_flow(lang or request.args.get("lang"))
+    if slow is None:
+        slow = request.args.get("slow") == "1"
+    return Ctx(call_sid=request.form.get("CallSid", ""), flow=flow, slow=slow)
+
+
+@overload
+def int_param(name: str, default: int = 0, *, low: int = 0, high: int = MAX_PARAM, form: bool = False) -> int: ...
+
+
+@overload
+def int_param(name: str, default: None, *, low: int = 0, high: int = MAX_PARAM, form: bool = False) -> int | None: ...
+
+
+def int_param(name: str, default: int | None = 0, *, low: int = 0, high: int = MAX_PARAM,
+              form: bool = False) -> int | None:
+    """A whole number from the query (or the form), held within [low, high]; ``default`` when missing or garbled."""
+    raw = (request.form if form else request.args).get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:  # not a number, or more digits than Python converts
+        return default
+    return min(max(value, low), high)
+
+
+def seconds_param(name: str) -> float:
+    """A time offset in seconds from the query, within [0, MAX_SECONDS]; 0 when missing or garbled."""
+    try:
+        value = float(request.args.get(name) or 0)
+    except ValueError:
+        return 0.0
+    if not math.isfinite(value):
+        return 0.0
+    return min(max(value, 0.0), MAX_SECONDS)

@@ -1,0 +1,186 @@
+"""The caller's side of live peer routing: asking for a peer, the hold queue, and the bridge to the peer.
+
+Registers the flow actions ``peer``, ``story_peer`` and ``person``. The rules are in
+:mod:`callflows.routing` (requests, ringing, the first pickup) and :mod:`callflows.line`
+(the one arrival-ordered line); a peer's ringing leg is :mod:`ivr.webhooks.peer_legs`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from flask import Response, request
+from twilio.twiml.voice_response import VoiceResponse
+
+from callflows import line, routing, stories
+from callflows.calls import record_event
+from callflows.times import aware
+from ivr.db import get_session
+from ivr.services import services
+from ivr.twiml import empty, to_response
+from ivr.webhooks import actions
+from ivr.webhooks.blueprints import routing as bp
+from ivr.webhooks.context import Ctx, current_ctx, int_param
+from ivr.webhooks.failures import Audience, heard_by
+from ivr.webhooks.story_audio import story_audio_url
+from models import utcnow
+from models.tables import PeerRequest
+
+# Keys while on hold (said in the "hold_choices" phrase); 0 and 9 mean what they mean everywhere.
+HOLD_KEYS = {"1": "stay", "2": "callback", "3": "message", "0": "message", "9": "crisis", "*": "repeat"}
+# Choices that leave the queue; hold_done then carries them out.
+LEAVING = ("callback", "message", "crisis")
+
+
+# Entry from the caller's menus ----------------------------------------------------------
+
+
+def talk_to_peer(ctx: Ctx, tag: str | None = None, none_on: str = "menu") -> VoiceResponse:
+    """Ring available peers and hold the caller in the queue meanwhile (honest when nobody is on shift)."""
+    now = utcnow()
+    req = routing.ask_for_peer(get_session(), services(), ctx.call_sid, ctx.flow.language, tag, now)
+    if req is None:
+        # Say so honestly and offer a callback or a message at once, not a wait for nobody.
+        if none_on == "voicemail":
+            return ctx.speaker.say_then_redirect([ctx.flow.text("peers_none_on")], ctx.url("voice.voicemail"))
+        return ctx.menu("no_peer", preface=[ctx.flow.text("peers_none_on")])
+    return ctx.speaker.enqueue(
+        [ctx.flow.text("peer_finding")], routing.queue_name(ctx.flow.language),
+        wait_url=ctx.url("routing.hold_wait", req_id=req.id),
+        action_url=ctx.url("routing.hold_done", req_id=req.id),
+    )
+
+
+@actions.action("peer")
+def peer(ctx: Ctx) -> VoiceResponse:
+    """"Talk with a peer"."""
+    return talk_to_peer(ctx)
+
+
+@actions.action("story_peer")
+def story_peer(ctx: Ctx) -> VoiceResponse:
+    """"Talk with a peer about this story": prefer a peer with that lived experience."""
+    # The topic is in the path while a story plays, in the query at the menu after it.
+    topic = (request.view_args or {}).get("topic") or request.args.get("topic", "")
+    return talk_to_peer(ctx, tag=routing.TOPIC_TAGS.get(str(topic)))
+
+
+@actions.action("person")
+def person(ctx: Ctx) -> VoiceResponse:
+    """Key 0: any peer who is free; with nobody on shift, a message."""
+    return talk_to_peer(ctx, none_on="voicemail")
+
+
+# The caller on hold ---------------------------------------------------------------------
+
+
+def _request_for_caller(req_id: int) -> PeerRequest | None:
+    return routing.request_for_call(get_session(), req_id, request.form.get("CallSid", ""))
+
+
+def _wait_document(req: PeerRequest) -> VoiceResponse:
+    session = get_session()
+    ctx = current_ctx(req.language)
+    flow = ctx.flow
+    position = int_param("QueuePosition", 1, low=1, form=True)
+    minutes = line.expected_wait_minutes(session, position, utcnow())
+    lines = [flow.text("hold_position", position=position),
+             flow.text("hold_wait", minutes=minutes) if minutes else flow.text("hold_wait_unknown")]
+    story = stories.hold_story(session, req)
+    audio = text = None
+    if story is not None:
+        intro = flow.text("story_intro", title=story.title)
+        if story.audio_path:
+            lines.append(intro)
+            audio = story_audio_url(story.id)
+        else:
+            text = intro + " " + story.transcript
+    # The choices come after about a minute of story: a menu once a minute, not a nag.
+    options = [flow.text("hold_choices"), flow.text("global_keys")]
+    return ctx.speaker.hold(lines, audio, text, options, ctx.url("routing.hold_choice", req_id=req.id))
+
+
+@bp.post("/hold/<int:req_id>/wait")
+@heard_by(Audience.ON_HOLD)
+def hold_wait(req_id: int) -> Response:
+    """Enqueue waitUrl: position, expected wait, a peer story, the choices; then Twilio loops it."""
+    session = get_session()
+    req = _request_for_caller(req_id)
+    if req is None:
+        return to_response(current_ctx().speaker.leave_queue([]))
+    # Every poll is also a reconciler: frees peers whose wrap-up is over and offers them.
+    line.reconcile(session, services(), utcnow())
+    session.refresh(req)
+    return to_response(_wait_document(req))
+
+
+@bp.post("/hold/<int:req_id>/choice")
+@heard_by(Audience.ON_HOLD)
+def hold_choice(req_id: int) -> Response:
+    """A key pressed while waiting: 1 stay, 2 callback (keeps the place), 3 or 0 message, 9 crisis."""
+    session = get_session()
+    req = _request_for_caller(req_id)
+    if req is None:
+        return to_response(current_ctx().speaker.leave_queue([]))
+    ctx = current_ctx(req.language)
+    digits = request.form.get("Digits", "")
+    target = HOLD_KEYS.get(digits, "stay")
+    record_event(session, req.call_sid, "hold", digits or "no-input", target)
+    session.commit()
+    if target in LEAVING:
+        # After <Leave>, hold_done carries the choice out (a callback keeps req.arrived_at).
+        line.caller_left(session, services(), req, target, utcnow())
+        return to_response(ctx.speaker.leave_queue([]))
+    if target == "repeat":
+        return to_response(_wait_document(req))
+    # Stay (1, or any other key): the wait document ends and the caller keeps their place.
+    return to_response(ctx.speaker.say_only([ctx.flow.text("hold_stay")]))
+
+
+@bp.post("/hold/<int:req_id>/done")
+def hold_done(req_id: int) -> Response:
+    """Enqueue action: the caller left the queue (hung up, chose something, or an error)."""
+    session = get_session()
+    req = _request_for_caller(req_id)
+    if req is None:
+        ctx = current_ctx()
+        return to_response(ctx.speaker.say_then_hangup([ctx.flow.text("goodbye")]))
+    now = utcnow()
+    if request.form.get("QueueResult", "") == "hangup":
+        line.caller_left(session, services(), req, "abandoned", now)
+        return to_response(empty())
+    ctx = current_ctx(req.language)
+    if req.status == "callback":
+        # The callback request, keeping the caller's place in line.
+        return to_response(actions.perform(dataclasses.replace(ctx, arrived_at=aware(req.arrived_at)), "callback"))
+    if req.status == "message":
+        return to_response(ctx.speaker.say_then_redirect([], ctx.url("voice.voicemail")))
+    if req.status == "crisis":
+        return to_response(ctx.speaker.say_then_redirect([], ctx.url("voice.action", name="crisis")))
+    if req.status == "connected":
+        return to_response(ctx.speaker.say_then_redirect([], ctx.url("routing.caller_connect", req_id=req.id)))
+    # queue-full, system-error...: never a dead end; callback or message at once.
+    line.caller_left(session, services(), req, "abandoned", now)
+    return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("no_peer_yet")],
+                                                     ctx.url("voice.menu", node="no_peer")))
+
+
+@bp.post("/caller/<int:req_id>/connect")
+def caller_connect(req_id: int) -> Response:
+    """The caller, redirected out of the queue once a peer accepted: join the private room."""
+    req = _request_for_caller(req_id)
+    ctx = current_ctx()
+    if req is None or req.status != "connected":
+        return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("no_peer_yet")],
+                                                         ctx.url("voice.menu", node="no_peer")))
+    return to_response(ctx.speaker.conference([ctx.flow.text("peer_connecting")], routing.room_name(req),
+                                              ctx.url("routing.caller_done", req_id=req.id)))
+
+
+@bp.post("/caller/<int:req_id>/done")
+def caller_done(req_id: int) -> Response:
+    """The call with the peer is over, on the caller's side."""
+    req = _request_for_caller(req_id)
+    ctx = current_ctx()
+    if req is not None:
+        routing.caller_call_over(get_session(), req, utcnow())
+    return to_response(ctx.speaker.say_then_hangup([ctx.flow.text("peer_call_over"), ctx.flow.text("goodbye")]))

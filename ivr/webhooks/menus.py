@@ -1,0 +1,202 @@
+"""The caller's way in and around: the entry point, the language question, menus, and the actions they lead to.
+
+Registers the flow actions ``crisis``, ``language``, ``pace_slow`` and ``pace_normal``. Every
+other action is carried out through :mod:`ivr.webhooks.actions`, whoever registered it.
+"""
+from __future__ import annotations
+
+from flask import Response, request
+from twilio.twiml.voice_response import VoiceResponse
+
+from callflows import Flow, Transition, choose_language, step
+from callflows.callbacks import pending_for_caller
+from callflows.calls import find_or_create_call, find_or_create_caller, record_event, remember_language, set_pace
+from callflows.peers import peer_for_number
+from ivr.db import get_session
+from ivr.services import services
+from ivr.twiml import to_response
+from ivr.webhooks import actions
+from ivr.webhooks.blueprints import voice as bp
+from ivr.webhooks.context import Ctx, current_ctx, int_param
+
+# Menu attempts (no input, wrong key) past this count the same as this.
+MAX_ATTEMPT = 9
+# What a story's menu carries in its URLs, so "replay" and "next" know where the caller was.
+STORY_CARRY = ("topic", "i")
+
+
+# Entry and language -------------------------------------------------------------------
+
+
+@bp.post("/incoming")
+def incoming() -> Response:
+    """Entry point of every call: greet, then the remembered language or the language question."""
+    session = get_session()
+    svc = services()
+    number = request.form.get("From")
+    if peer_for_number(session, svc.vault, number) is not None:
+        # A peer calling from their registered phone runs their shift.
+        return to_response(actions.perform(current_ctx(), actions.PEER_SIGN_IN))
+    caller = find_or_create_caller(session, svc.vault, number)
+    call = find_or_create_call(session, request.form.get("CallSid", ""), caller)
+    record_event(session, call.call_sid, "incoming")
+    if caller is not None and caller.id is not None:
+        pending = pending_for_caller(session, caller.id)
+        if pending is not None:  # keep or cancel a waiting callback, in the caller's language
+            language = caller.language if caller.language in svc.flows else pending.language
+            twiml = actions.perform(current_ctx(language, caller.slow_speech), actions.PENDING_CALLBACK)
+            session.commit()
+            return to_response(twiml)
+    if caller is not None and caller.language in svc.flows:
+        call.language = caller.language
+        session.commit()
+        ctx = current_ctx(caller.language, caller.slow_speech)
+        return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("greeting")], ctx.main_menu_url))
+    session.commit()
+    return to_response(_language_question(current_ctx(), attempt=0))
+
+
+def _language_question(ctx: Ctx, attempt: int) -> VoiceResponse:
+    flows = services().flows
+    prompts: list[tuple[Flow, str]] = []
+    if attempt == 0:
+        prompts.append((flows["en"], flows["en"].text("greeting")))
+    prompts.append((flows["en"], "For English, press 1."))
+    if "es" in flows:
+        prompts.append((flows["es"], "Para español, oprima 2."))
+    prompts.append((flows["en"], "If you are in crisis, press 9."))
+    if "es" in flows:
+        prompts.append((flows["es"], "Si está en crisis, oprima 9."))
+    return ctx.speaker.choose_language(flows, ctx.url("voice.language", attempt=attempt), prompts)
+
+
+@bp.post("/language")
+def language() -> Response:
+    """Answer to the language question; remembered for the caller's next call."""
+    attempt = int_param("attempt", high=MAX_ATTEMPT)
+    digits = request.form.get("Digits", "")
+    speech = (request.form.get("SpeechResult") or "").lower()
+    ctx = current_ctx()
+    if digits == "9":
+        return to_response(actions.perform(ctx, "crisis"))
+    if digits == "0":
+        return to_response(actions.perform(ctx, "person"))
+    if digits == "*":
+        return to_response(_language_question(ctx, attempt=attempt))
+    if digits == "8":  # hidden: a peer on another phone signs in with peer number and PIN
+        return to_response(actions.perform(ctx, actions.PEER_ID))
+    chosen = choose_language(digits, speech, attempt)
+    if chosen is None:
+        return to_response(_language_question(ctx, attempt=attempt + 1))
+    received = digits or ("speech" if speech else "no-input")
+    slow = remember_language(get_session(), ctx.call_sid, chosen, received)
+    ctx = current_ctx(chosen, slow)
+    return to_response(ctx.speaker.say_then_redirect([], ctx.main_menu_url))
+
+
+# Menus --------------------------------------------------------------------------------
+
+
+def _story_carry() -> dict[str, object]:
+    """The story position carried through the story_after menu."""
+    return {name: request.args[name] for name in STORY_CARRY if name in request.args}
+
+
+@bp.post("/menu/<node>")
+def menu(node: str) -> Response:
+    """Say a menu (the first one for a node the flow does not have)."""
+    ctx = current_ctx()
+    if node not in ctx.flow.nodes:
+        node = ctx.flow.start
+    return to_response(ctx.menu(node, carry=_story_carry()))
+
+
+@bp.post("/menu/<node>/answer")
+def answer(node: str) -> Response:
+    """What the caller pressed or said in a menu: the pure engine decides, we carry it out."""
+    ctx = current_ctx()
+    if node not in ctx.flow.nodes:
+        return to_response(ctx.menu(ctx.flow.start, carry=_story_carry()))
+    digits = request.form.get("Digits") or None
+    speech = request.form.get("SpeechResult") or None
+    transition = step(ctx.flow, node, digits=digits, speech=speech, attempt=int_param("attempt", high=MAX_ATTEMPT))
+    session = get_session()
+    record_event(session, ctx.call_sid, node, transition.matched or transition.kind, transition.target)
+    session.commit()
+    return to_response(_carry_out(ctx, node, transition))
+
+
+def _carry_out(ctx: Ctx, node: str, t: Transition) -> VoiceResponse:
+    carry = _story_carry()
+    if t.kind == "node":
+        return ctx.menu(t.target, carry=carry)
+    if t.kind == "action":
+        return actions.perform(ctx, t.target)
+    if t.kind == "repeat":
+        return ctx.menu(node, t.attempt, carry=carry)
+    if t.kind == "no_input":
+        return ctx.menu(node, t.attempt, preface=[ctx.flow.text("no_input")], simpler=t.simpler, carry=carry)
+    # invalid: say what is possible, then the menu again
+    keys = [o.key for o in ctx.flow.nodes[node].options]
+    listed = ", ".join(keys[:-1]) + f" {ctx.flow.text('or_word')} {keys[-1]}" if len(keys) > 1 else keys[0]
+    sorry = (ctx.flow.text("invalid_speech") if t.matched == "speech"
+             else ctx.flow.text("invalid", key=_spoken_key(t.matched or "")))
+    preface = [sorry, ctx.flow.text("choices", keys=listed)]
+    return ctx.menu(node, t.attempt, preface=preface, simpler=t.simpler, carry=carry)
+
+
+def _spoken_key(key: str) -> str:
+    return {"#": "pound", "*": "star"}.get(key, key)
+
+
+@bp.post("/action/<name>")
+def action(name: str) -> Response:
+    """Carry out a flow action reached by a Redirect (the first menu for a name that is none)."""
+    ctx = current_ctx()
+    if not actions.is_flow_action(name):
+        return to_response(ctx.menu(ctx.flow.start, carry=_story_carry()))
+    return to_response(actions.perform(ctx, name))
+
+
+# Actions ------------------------------------------------------------------------------
+
+
+@actions.action("crisis")
+def crisis(ctx: Ctx) -> VoiceResponse:
+    """Key 9 anywhere: connect the caller to the crisis line, and come back to the menu after."""
+    session = get_session()
+    record_event(session, ctx.call_sid, "crisis", "9")
+    session.commit()
+    return ctx.speaker.dial([ctx.flow.text("crisis")], services().settings.crisis_number, ctx.url("voice.crisis_done"))
+
+
+@bp.post("/crisis/done")
+def crisis_done() -> Response:
+    """After the crisis line call ends (or did not connect): back to the main menu."""
+    ctx = current_ctx()
+    return to_response(ctx.speaker.say_then_redirect([], ctx.main_menu_url))
+
+
+@actions.action("language")
+def language_again(ctx: Ctx) -> VoiceResponse:
+    """Change language: the language question again, without the greeting."""
+    return _language_question(ctx, attempt=1)
+
+
+def _set_pace(ctx: Ctx, slow: bool) -> VoiceResponse:
+    set_pace(get_session(), ctx.call_sid, slow)
+    paced = Ctx(ctx.call_sid, ctx.flow, slow)
+    line = ctx.flow.text("pace_slow" if slow else "pace_normal")
+    return paced.speaker.say_then_redirect([line], paced.main_menu_url)
+
+
+@actions.action("pace_slow")
+def pace_slow(ctx: Ctx) -> VoiceResponse:
+    """Speak more slowly from now on (remembered for the caller's next calls)."""
+    return _set_pace(ctx, True)
+
+
+@actions.action("pace_normal")
+def pace_normal(ctx: Ctx) -> VoiceResponse:
+    """Speak at the usual pace again."""
+    return _set_pace(ctx, False)

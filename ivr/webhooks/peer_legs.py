@@ -1,0 +1,84 @@
+"""A peer's ringing leg: the whisper and its one key, the end of the conversation, the leg's status callback.
+
+The leg is placed by :func:`callflows.routing.ring`; the first peer to press 1 wins the caller
+atomically (:func:`callflows.routing.accept`). Never the caller's number: the whisper names
+only the language and the lived experience the caller asked for.
+"""
+from __future__ import annotations
+
+from flask import Response, request
+
+from callflows import line, routing
+from callflows.peers import LIVE_LEGS
+from ivr.db import get_session
+from ivr.services import services
+from ivr.twiml import Speaker, empty, to_response
+from ivr.webhooks.blueprints import routing as bp
+from ivr.webhooks.context import current_ctx, peer_flow, public_url
+from ivr.webhooks.failures import Audience, heard_by
+from models import Peer, utcnow
+from models.tables import PeerRequest, RingLeg
+
+
+def _leg(leg_id: int) -> tuple[RingLeg, PeerRequest, Peer] | None:
+    return routing.leg_for_call(get_session(), leg_id, request.form.get("CallSid", ""))
+
+
+@bp.post("/leg/<int:leg_id>/whisper")
+@heard_by(Audience.LEG)
+def leg_whisper(leg_id: int) -> Response:
+    """A peer picked up: the whisper (language, wanted experience), press 1 to accept."""
+    found = _leg(leg_id)
+    if found is None:
+        return to_response(empty())
+    leg, req, peer = found
+    speaker = Speaker(peer_flow(peer))
+    if leg.status not in LIVE_LEGS:
+        return to_response(speaker.say_then_hangup(
+            [speaker.text("peer_taken" if req.status in ("connected", "ended") else "peer_caller_gone")]))
+    routing.leg_answered(get_session(), leg)
+    language = speaker.text(f"lang_{req.language}") if f"lang_{req.language}" in speaker.flow.strings \
+        else req.language
+    whisper = speaker.text("whisper", language=language)
+    if req.wanted_tag == routing.TOPIC_TAGS["medication"]:
+        whisper += " " + speaker.text("whisper_medication")
+    return to_response(speaker.whisper(whisper, public_url("routing.leg_answer", leg_id=leg.id),
+                                       [speaker.text("whisper_missed")]))
+
+
+@bp.post("/leg/<int:leg_id>/answer")
+@heard_by(Audience.LEG)
+def leg_answer(leg_id: int) -> Response:
+    """The peer's key: only 1 bridges; the first 1 wins, a later one hears the call was taken."""
+    found = _leg(leg_id)
+    if found is None:
+        return to_response(empty())
+    leg, req, peer = found
+    speaker = Speaker(peer_flow(peer))
+    if request.form.get("Digits") != "1":
+        return to_response(speaker.say_then_hangup([speaker.text("whisper_missed")]))
+    outcome = routing.accept(get_session(), services(), leg, utcnow())
+    if outcome == "accepted":
+        return to_response(speaker.conference([speaker.text("peer_accepted")], routing.room_name(req),
+                                              public_url("routing.leg_after", leg_id=leg.id)))
+    return to_response(speaker.say_then_hangup([speaker.text("peer_taken" if outcome == "taken"
+                                                             else "peer_caller_gone")]))
+
+
+@bp.post("/leg/<int:leg_id>/after")
+@heard_by(Audience.LEG)
+def leg_after(leg_id: int) -> Response:
+    """The peer's side of the conversation ended."""
+    found = _leg(leg_id)
+    speaker = Speaker(peer_flow(found[2])) if found else current_ctx().speaker
+    return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
+
+
+@bp.post("/leg/<int:leg_id>/status")
+@heard_by(Audience.NOBODY)
+def leg_status(leg_id: int) -> Response:
+    """Status callback of a peer leg: answered, or final (no answer, busy, completed...)."""
+    found = _leg(leg_id)
+    if found is not None:
+        line.ring_leg_status(get_session(), services(), found[0], request.form.get("CallStatus", ""), utcnow())
+    return to_response(empty())
