@@ -28,13 +28,13 @@ def locked_database(database_url: str) -> Iterator[None]:
             conn.close()
         return
     url = normalize_url(database_url).replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url) as pg:
         tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-        conn.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+        pg.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
         try:
             yield
         finally:
-            conn.rollback()
+            pg.rollback()
 
 
 def test_healthz_reports_a_locked_database(client: Any, database_url: str) -> None:

@@ -74,7 +74,7 @@ def reach_voicemail(caller: TestCaller) -> str:
     caller.press("1")
     caller.to_menu()
     caller.press("4")
-    record = caller.twiml.find("Record")  # type: ignore[union-attr]
+    record = caller.twiml.find("Record")
     assert record is not None
     return str(record.get("recordingStatusCallback"))
 

@@ -1,6 +1,8 @@
 """The caller's path through greeting, language and menus, by keypad and by voice."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from models import Call, CallEvent, Caller
@@ -40,7 +42,7 @@ def test_main_menu_names_each_option_before_its_key(caller: TestCaller) -> None:
     assert gather.get("actionOnEmptyResult") == "true"
 
 
-def test_language_is_remembered_for_the_next_call(caller: TestCaller, client, db) -> None:
+def test_language_is_remembered_for_the_next_call(caller: TestCaller, client: Any, db: Any) -> None:
     caller.call()
     caller.press("2")
     caller.to_menu()
@@ -119,7 +121,7 @@ def test_crisis_number_is_configurable(app_config, client) -> None:  # type: ign
     assert caller.twiml.find("Dial/Number").text == "+18005550000"
 
 
-def test_slower_pace_is_chosen_and_remembered(caller: TestCaller, client) -> None:
+def test_slower_pace_is_chosen_and_remembered(caller: TestCaller, client: Any) -> None:
     caller.call()
     caller.press("1")
     caller.to_menu()
@@ -134,7 +136,7 @@ def test_slower_pace_is_chosen_and_remembered(caller: TestCaller, client) -> Non
     assert again.twiml.find("Say/prosody") is not None
 
 
-def test_menu_path_is_recorded_with_times(caller: TestCaller, db) -> None:
+def test_menu_path_is_recorded_with_times(caller: TestCaller, db: Any) -> None:
     caller.call()
     caller.press("1")
     caller.to_menu()

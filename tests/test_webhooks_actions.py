@@ -61,11 +61,11 @@ def test_a_hand_over_is_not_reachable_as_an_action_url(caller: TestCaller) -> No
 
 def test_one_handler_per_name_and_unknown_names_fail_loudly(app) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="already has a handler"):
-        actions.action("peer")(lambda ctx: None)  # type: ignore[arg-type,return-value]
+        actions.action("peer")(lambda ctx: None)
     with pytest.raises(ValueError, match="already have a handler"):
-        actions.topic_action("story")(lambda ctx, topic: None)  # type: ignore[arg-type,return-value]
+        actions.topic_action("story")(lambda ctx, topic: None)
     with pytest.raises(LookupError, match="no handler for action 'nothing'"):
-        actions.perform(None, "nothing")  # type: ignore[arg-type]
+        actions.perform(None, "nothing")
 
 
 def test_handler_modules_import_only_the_shared_modules() -> None:
