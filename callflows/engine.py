@@ -69,6 +69,14 @@ def _contains(folded: str, phrase: str) -> bool:
     return f" {_fold(phrase).strip()} " in folded
 
 
+def means_crisis(speech: str, danger: DangerCheck = never) -> bool:
+    """True when spoken words ask for the crisis line, whatever the menu (danger, the crisis words, "nine")."""
+    if danger(speech):
+        return True
+    folded = _fold(speech)
+    return any(_contains(folded, w) for w in (*GLOBAL_WORDS["9"], *_DIGIT_WORDS["9"]))
+
+
 def match_speech(menu: Menu, speech: str, danger: DangerCheck = never) -> str | None:
     """The key that spoken words choose in ``menu`` (9 for danger), or None."""
     if danger(speech):

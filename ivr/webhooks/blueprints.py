@@ -4,14 +4,15 @@ Blueprint and endpoint names are a contract: the rules build Twilio's URLs from 
 (``svc.public_url("routing.leg_whisper", leg_id=...)``), so one blueprint serves several
 small modules (``voice``: menus, stories, voicemail, status; ``routing``: hold and peer legs;
 ``callbacks``: the request and the attempt legs). Every one checks Twilio's signature before
-anything else and answers any failure through :func:`ivr.webhooks.failures.answer_error`.
+anything else, then answers a request for the crisis line at once (:mod:`ivr.webhooks.crisis`),
+and answers any failure through :func:`ivr.webhooks.failures.answer_error`.
 """
 from __future__ import annotations
 
 from flask import Blueprint
 
 from ivr.signature import require_twilio_signature
-from ivr.webhooks import failures
+from ivr.webhooks import crisis, failures
 
 voice = Blueprint("voice", __name__, url_prefix="/voice")
 routing = Blueprint("routing", __name__, url_prefix="/peer")
@@ -22,4 +23,5 @@ TWILIO = (voice, routing, callbacks, peer_phone)
 
 for _blueprint in TWILIO:
     _blueprint.before_request(require_twilio_signature)
+    _blueprint.before_request(crisis.crisis_first)  # before any handler touches the database or Redis
     _blueprint.register_error_handler(Exception, failures.answer_error)

@@ -18,6 +18,7 @@ from ivr.twiml import to_response
 from ivr.webhooks import actions
 from ivr.webhooks.blueprints import voice as bp
 from ivr.webhooks.context import Ctx, current_ctx, int_param
+from ivr.webhooks.crisis import crisis_dial, heard_danger, record_afterwards
 
 # Menu attempts (no input, wrong key) past this count the same as this.
 MAX_ATTEMPT = 9
@@ -119,7 +120,8 @@ def answer(node: str) -> Response:
         return to_response(ctx.menu(ctx.flow.start, carry=_story_carry()))
     digits = request.form.get("Digits") or None
     speech = request.form.get("SpeechResult") or None
-    transition = step(ctx.flow, node, digits=digits, speech=speech, attempt=int_param("attempt", high=MAX_ATTEMPT))
+    transition = step(ctx.flow, node, digits=digits, speech=speech, attempt=int_param("attempt", high=MAX_ATTEMPT),
+                      danger=heard_danger)
     session = get_session()
     record_event(session, ctx.call_sid, node, transition.matched or transition.kind, transition.target)
     session.commit()
@@ -163,11 +165,9 @@ def action(name: str) -> Response:
 
 @actions.action("crisis")
 def crisis(ctx: Ctx) -> VoiceResponse:
-    """Key 9 anywhere: connect the caller to the crisis line, and come back to the menu after."""
-    session = get_session()
-    record_event(session, ctx.call_sid, "crisis", "9")
-    session.commit()
-    return ctx.speaker.dial([ctx.flow.text("crisis")], services().settings.crisis_number, ctx.url("voice.crisis_done"))
+    """The crisis line by any other way (a menu's default, a hand-over): dial first, record afterwards."""
+    record_afterwards(ctx.call_sid, "crisis", "action")
+    return crisis_dial(ctx)
 
 
 @bp.post("/crisis/done")

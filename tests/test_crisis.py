@@ -1,0 +1,142 @@
+"""Crisis first: 9, or danger said aloud, at any caller's prompt reaches the crisis line without
+waiting on the database or Redis, even when both are unreachable or the database is locked."""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from ivr import create_app
+from ivr.services import services
+from models import CallEvent
+from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TestCaller, parse_twiml, sign
+from tests.test_faults import locked_database
+
+DEAD_DATABASE = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+DEAD_REDIS = "redis://127.0.0.1:1/0"
+CRISIS = "988"
+
+# Every kind of prompt a caller (or a peer on their own shift call) can be at, with what they press.
+PROMPTS = {
+    "language question": "/voice/language?attempt=0",
+    "main menu": "/voice/menu/main/answer?attempt=0&lang=en",
+    "Spanish menu": "/voice/menu/main/answer?attempt=1&lang=es",
+    "story playing": "/voice/stories/medication/key?i=0&t0=0&start=0&lead=3&lang=en",
+    "story paused": "/voice/stories/medication/resume?i=0&start=12.5&lang=en",
+    "story menu": "/voice/menu/story_after/answer?attempt=0&topic=medication&i=0&lang=en",
+    "number entry": "/callbacks/request/7/keyed?tries=1&lang=en",
+    "callback window": "/callbacks/request/7/callback_window/answer?attempt=0&lang=en",
+    "pending callback": "/callbacks/pending/7/answer?attempt=0&lang=en",
+    "peer PIN": "/peer/phone/pin?peer=3",
+    "peer shift menu": "/peer/phone/choice?t=garbled",
+}
+
+
+def dialled(root: Any) -> tuple[str | None, str | None]:
+    """The number a TwiML document dials and where Twilio goes after."""
+    dial = root.find("Dial")
+    if dial is None:
+        return None, None
+    return dial.findtext("Number"), dial.get("action")
+
+
+@pytest.fixture
+def unreachable(app_config: dict[str, Any]) -> Iterator[Flask]:
+    """The app with its database and Redis both unreachable (nothing listens on port 1)."""
+    app = create_app(dict(app_config, database_url=DEAD_DATABASE, redis_url=DEAD_REDIS))
+    yield app
+    services(app).engine.dispose()
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+@pytest.mark.parametrize("digits", ["9", "9#"])
+def test_nine_dials_the_crisis_line_with_the_database_and_redis_down(unreachable: Flask, prompt: str,
+                                                                      digits: str) -> None:
+    caller = TestCaller(unreachable.test_client())
+    started = time.monotonic()
+    root = caller.post(PROMPTS[prompt], Digits=digits)
+    took = time.monotonic() - started
+    number, after = dialled(root)
+    assert number == CRISIS, caller.said
+    language = "es" if "lang=es" in PROMPTS[prompt] else "en"
+    assert after == f"https://peerline.test/voice/crisis/done?lang={language}"
+    # No connection was even attempted: well inside Twilio's 15 s, nothing waited on a timeout.
+    assert took < 2.0
+
+
+@pytest.mark.parametrize(("language", "words"), [("en", "I want to die"), ("en", "call 911"),
+                                                 ("es", "me quiero morir"), ("es", "es una emergencia")])
+def test_danger_said_aloud_dials_the_crisis_line_with_everything_down(unreachable: Flask, language: str,
+                                                                      words: str) -> None:
+    caller = TestCaller(unreachable.test_client())
+    root = caller.post(f"/voice/menu/main/answer?attempt=0&lang={language}", SpeechResult=words, Confidence="0.6")
+    assert dialled(root)[0] == CRISIS
+    assert caller.said == {
+        "en": "Connecting you to the crisis line now. You can also dial 9 8 8 any time.",
+        "es": "Le comunico con la línea de crisis. También puede marcar 9 8 8 en cualquier momento.",
+    }[language]
+
+
+def test_nine_with_the_database_locked_is_answered_without_waiting_for_the_lock(
+        caller: TestCaller, client: Any, db: Any, database_url: str) -> None:
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    menu_answer = caller.gather().get("action")
+    params = {"CallSid": caller.call_sid, "From": caller.number, "To": "+15005550006", "AccountSid": TEST_ACCOUNT_SID,
+              "Digits": "9"}
+    path = menu_answer.removeprefix(PUBLIC_BASE)
+    with locked_database(database_url):
+        started = time.monotonic()
+        response = client.post(path, data=params, headers={"X-Twilio-Signature": sign(menu_answer, params)})
+        took = time.monotonic() - started
+        root = parse_twiml(response.data)
+    response.close()  # the answer has gone: now the event is recorded, the lock released
+    assert dialled(root)[0] == CRISIS
+    assert took < 2.0  # the lock holds any statement for up to 3 s; this answer ran none
+    assert db.scalars(select(CallEvent.node).where(CallEvent.node == "crisis")).all() == ["crisis"]
+
+
+def test_the_crisis_call_is_recorded_after_the_answer(caller: TestCaller, db: Any) -> None:
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    caller.press("9")
+    events = db.scalars(select(CallEvent.node).join(CallEvent.call).where(CallEvent.node == "crisis")).all()
+    assert events == ["crisis"]
+
+
+def test_on_hold_nine_moves_the_call_out_of_the_queue_to_the_crisis_line_with_everything_down(
+        app_config: dict[str, Any], phone_network: Any) -> None:
+    app = create_app(dict(app_config, database_url=DEAD_DATABASE, redis_url=DEAD_REDIS,
+                          twilio_api_base_url=phone_network.base_url))
+    try:
+        caller = TestCaller(app.test_client())
+        phone_network.state.calls[caller.call_sid] = {"sid": caller.call_sid, "status": "in-progress",
+                                                      "account_sid": TEST_ACCOUNT_SID, "direction": "inbound",
+                                                      "redirect_seq": 0}
+        root = caller.post("/peer/hold/5/choice?lang=es", Digits="9")
+    finally:
+        services(app).engine.dispose()
+    assert list(root) == []  # the queue's wait document ends; the redirect takes the call
+    updates = [r for r in phone_network.state.requests if r.method == "POST" and r.path.endswith(f"{caller.call_sid}.json")]
+    assert [(r.path, r.form) for r in updates] == [(
+        f"/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Calls/{caller.call_sid}.json",
+        {"Url": ["https://peerline.test/voice/action/crisis?lang=es"], "Method": ["POST"]},
+    )]
+    # What the redirected call then fetches dials at once, still with nothing up.
+    app2 = create_app(dict(app_config, database_url=DEAD_DATABASE, redis_url=DEAD_REDIS))
+    try:
+        follow = TestCaller(app2.test_client(), call_sid=caller.call_sid)
+        assert dialled(follow.post("/voice/action/crisis?lang=es"))[0] == CRISIS
+    finally:
+        services(app2).engine.dispose()
+
+
+def test_peer_number_nine_is_a_peer_number_not_the_crisis_line(caller: TestCaller) -> None:
+    root = caller.post("/peer/phone/id?lang=en", Digits="9")
+    assert dialled(root)[0] is None
+    assert "PIN" in caller.said
