@@ -460,7 +460,9 @@ def test_two_callers_one_peer_first_connected_second_waits_then_connected(svc, d
     assert "Now I look the pharmacist in the eye." in second.said
     # The first call ends (the room closes for both): peer's leg completes, wrap-up starts.
     first.post(first.twiml.find("Dial").get("action"), DialCallStatus="completed")
-    assert "Your call with the peer has ended." in first.said
+    assert first.said == ("Your call with the peer has ended. Thank you for calling Peer Line. Take care. "
+                          "If you ever feel unsafe, call or text 9 8 8, any time.")
+    assert first.twiml.find("Hangup") is not None
     sam.post(sam.twiml.find("Dial").get("action"), DialCallStatus="completed")
     sam.post(creates(net)[0]["StatusCallback"][0], CallStatus="completed", CallDuration="600")
     db.expire_all()
