@@ -41,6 +41,10 @@ ACTIONS = frozenset(
 )
 # Keys that mean the same thing in every menu, so no menu may use them for an option.
 GLOBAL_KEYS = {"*": "repeat", "0": "action:person", "9": "action:crisis"}
+# A story's keys are the options of this menu (said after a story ends) while it plays and while
+# it is paused too, plus one key that pauses and resumes it; so that menu may not use that key.
+STORY_MENU = "story_after"
+STORY_PAUSE_KEY = "2"
 MAX_OPTIONS = 5
 MIN_OPTIONS = 1
 REQUIRED_STRINGS = frozenset(
@@ -141,6 +145,8 @@ def validate(raw: Mapping[str, Any], source: str) -> list[str]:
                 problems.append(f"node '{node_id}': key '{key}' is reserved in every menu")
             elif not (len(key) == 1 and key.isdigit()):
                 problems.append(f"node '{node_id}': key '{key}' must be one digit")
+            if node_id == STORY_MENU and key == STORY_PAUSE_KEY:
+                problems.append(f"node '{node_id}': key '{key}' pauses and resumes a story, so it is no option here")
             if key in seen:
                 problems.append(f"node '{node_id}': duplicate key '{key}'")
             seen.add(key)

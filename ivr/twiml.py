@@ -15,6 +15,10 @@ from callflows import Flow, Menu
 
 GATHER_TIMEOUT_S = 10  # Twilio's 5 s default is too short for many of our callers
 SLOW_GATHER_TIMEOUT_S = 15
+STORY_END_TIMEOUT_S = 2  # after a story, a moment for a key before the choices are said
+SLOW_STORY_END_TIMEOUT_S = 5
+PAUSE_TIMEOUT_S = 60  # a paused story goes on by itself after this long
+SLOW_PAUSE_TIMEOUT_S = 120
 SLOW_RATE = "80%"
 
 
@@ -148,16 +152,17 @@ class Speaker:
         twiml.redirect(no_message_url, method="POST")
         return twiml
 
-    def story(self, intro: str, audio_url: str | None, transcript: str, keys_line: str,
+    def story(self, intro: str, audio_url: str | None, transcript: str, keys: Iterable[str],
               key_url: str, after_url: str) -> VoiceResponse:
         """Play a story inside a one-key gather, so a key pauses, skips or replays it."""
         twiml = VoiceResponse()
         gather = twiml.gather(
-            input="dtmf", num_digits=1, timeout=2, action=key_url, method="POST",
-            action_on_empty_result=False,
+            input="dtmf", num_digits=1, action=key_url, method="POST", action_on_empty_result=False,
+            timeout=SLOW_STORY_END_TIMEOUT_S if self.slow else STORY_END_TIMEOUT_S,
         )
         self.say(gather, intro)
-        self.say(gather, keys_line)
+        for line in keys:
+            self.say(gather, line)
         if audio_url:
             gather.play(audio_url)
         else:
@@ -165,12 +170,14 @@ class Speaker:
         twiml.redirect(after_url, method="POST")
         return twiml
 
-    def wait_for_key(self, line: str, action_url: str, seconds: int = 60) -> VoiceResponse:
-        """Say ``line`` and wait up to ``seconds`` for any key (a story paused)."""
+    def wait_for_key(self, lines: Iterable[str], action_url: str) -> VoiceResponse:
+        """Say ``lines`` and wait a long while for one key (a story paused); silence goes on at ``action_url``."""
         twiml = VoiceResponse()
-        gather = twiml.gather(input="dtmf", num_digits=1, timeout=seconds, action=action_url,
-                              method="POST", action_on_empty_result=True)
-        self.say(gather, line)
+        gather = twiml.gather(input="dtmf", num_digits=1, action=action_url, method="POST",
+                              action_on_empty_result=True,
+                              timeout=SLOW_PAUSE_TIMEOUT_S if self.slow else PAUSE_TIMEOUT_S)
+        for line in lines:
+            self.say(gather, line)
         twiml.redirect(action_url, method="POST")
         return twiml
 

@@ -120,8 +120,10 @@ def test_caller_id_is_read_back_slowly_then_window_and_message(svc, db, client, 
     caller.press("*")  # star repeats
     assert "5 5 5, 5 5 5, 0 1 9 9" in caller.said
     finish_request(caller, window_key="1", message_key="2")
-    assert caller.said.startswith("Thank you. We will call you back as soon as a peer is free, from this line's number. "
-                                  "You keep your place in line.")
+    assert caller.said == ("Thank you. We will call you back as soon as a peer is free, from this line's number. "
+                           "You keep your place in line. Thank you for calling Peer Line. Take care. "
+                           "If you ever feel unsafe, call or text 9 8 8, any time.")
+    assert caller.twiml.find("Hangup") is not None
     cb = pending(db, "+15555550199", svc)
     assert cb.status == "pending" and cb.window == "now" and cb.allow_message is False
     assert aware(cb.due_at) <= utcnow() < aware(cb.not_after)
@@ -232,6 +234,11 @@ def test_peer_first_then_caller_with_machine_detection_then_connected(svc, db, c
     assert db.get(CallbackRequest, cb.id).status == "completed"
     attempt = db.scalar(select(CallbackAttempt))
     assert attempt.stage == "connected" and attempt.answered_by == "human"
+    # The peer leaves the room first: the caller hears the call is over, and the crisis line, then goodbye.
+    person.post(person.twiml.find("Dial").get("action"), DialCallStatus="completed")
+    assert person.said == ("Your call with the peer has ended. "
+                           "Take care. If you ever feel unsafe, call or text 9 8 8, any time.")
+    assert [verb.tag for verb in person.twiml] == ["Say", "Say", "Hangup"]
     # The caller hangs up: the peer's leg ends and the peer goes into wrap-up.
     person.post(caller_form["StatusCallback"][0], CallStatus="completed")
     peer.post(peer_form["StatusCallback"][0], CallStatus="completed")

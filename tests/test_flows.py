@@ -79,6 +79,12 @@ def test_reserved_keys_cannot_be_options() -> None:
     assert "node 'main': key '9' is reserved in every menu" in problems_of(raw)
 
 
+def test_the_story_pause_key_is_no_option_after_a_story() -> None:
+    raw = broken()
+    raw["nodes"]["story_after"]["options"][1]["key"] = "2"  # one key map: 2 pauses and goes on, in every state
+    assert "node 'story_after': key '2' pauses and resumes a story, so it is no option here" in problems_of(raw)
+
+
 def test_languages_must_have_the_same_keys(tmp_path: Path) -> None:
     (tmp_path / "en.yaml").write_text((DATA_DIR / "en.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     es = yaml.safe_load((DATA_DIR / "es.yaml").read_text(encoding="utf-8"))

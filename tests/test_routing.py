@@ -290,6 +290,115 @@ def test_hold_positions_expected_wait_and_stories(svc, db, client, net) -> None:
     assert callers[1].twiml.find("Leave") is None
 
 
+HOLD_CHOICES_EN = ("While you wait, you can choose. To keep waiting, press 1. "
+                   "To get a call back and keep your place, press 2. To leave a message, press 3. "
+                   "To hear this again, press star. To reach a person, press 0. "
+                   "If you are in danger or thinking of suicide, press 9 for the crisis line.")
+HOLD_CHOICES_ES = ("Mientras espera, puede elegir. Para seguir esperando, oprima 1. "
+                   "Para que le devolvamos la llamada sin perder su lugar, oprima 2. Para dejar un mensaje, oprima 3. "
+                   "Para oír esto otra vez, oprima asterisco. Para hablar con una persona, oprima 0. "
+                   "Si está en peligro o piensa en el suicidio, oprima 9 para la línea de crisis.")
+
+
+def gathered(caller: TestCaller) -> str:
+    """What the caller hears inside the wait document's gather (the story and the choices)."""
+    return " ".join(" ".join(say.itertext()).strip() for say in caller.gather().iter("Say"))
+
+
+@pytest.mark.parametrize(("lang_key", "choices"), [("1", HOLD_CHOICES_EN), ("2", HOLD_CHOICES_ES)])
+def test_hold_choices_name_each_choice_before_its_key(svc, db, client, net, lang_key: str,  # type: ignore[no-untyped-def]
+                                                      choices: str) -> None:
+    make_peer(db, svc.vault, display_name="a", phone="+15555550182", status="busy", languages=("en", "es"))
+    caller = ask_for_peer(client, net, "+15555550186", lang_key=lang_key)
+    wait_doc(caller, 1)
+    assert gathered(caller) == choices  # no story in this test: the choices are all the gather says
+
+
+def test_hold_zero_keeps_the_caller_in_line_and_the_peers_ringing(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550183")
+    make_peer(db, svc.vault, display_name="b", phone="+15555550184", last_call_ended_at=idle(10))
+    caller = ask_for_peer(client, net, "+15555550185")
+    first, second = creates(net)
+    wait_doc(caller, 1)
+    caller.press("0")
+    assert caller.said == ("You are still in line for the next peer. "
+                           "A person will be with you as soon as one is free.")
+    # Nothing after the words: the wait document ends and Twilio plays the waitUrl again, in the queue.
+    assert [verb.tag for verb in caller.twiml] == ["Say"]
+    assert updates(net) == []  # no ringing leg was canceled, the caller was not moved
+    db.expire_all()
+    req = db.scalar(select(PeerRequest))
+    assert req.status == "ringing"
+    assert [leg.status for leg in db.scalars(select(RingLeg).order_by(RingLeg.id))] == ["ringing", "ringing"]
+    assert db.scalar(select(CallbackRequest)) is None
+    # Still in line: the next peer to accept is connected to this caller.
+    peer_a = pick_up(client, net, first)
+    peer_a.press("1")
+    assert peer_a.twiml.find("Dial/Conference").text == f"call-{req.id}"
+    assert updates(net)[-1] == (caller.call_sid, {"Url": [f"{PUBLIC_BASE}/peer/caller/{req.id}/connect?lang=en"],
+                                                  "Method": ["POST"]})
+    assert (leg_sid(net, second["Url"][0]), {"Status": ["canceled"]}) in updates(net)
+
+
+def test_hold_zero_in_spanish(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550187", status="busy", languages=("es",))
+    caller = ask_for_peer(client, net, "+15555550184", lang_key="2")
+    wait_doc(caller, 1)
+    caller.press("0")
+    assert caller.said == "Sigue en la fila para el próximo par. Una persona le atenderá en cuanto haya una libre."
+    assert caller.twiml.find("Leave") is None
+
+
+def test_hold_star_repeats_only_the_choices_at_once(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550188", status="busy")
+    db.add(PeerStory(title="The first call I made", topic="loneliness", language="en",
+                     transcript="I almost hung up.", status="approved", consent_given=True))
+    db.commit()
+    caller = ask_for_peer(client, net, "+15555550183")
+    wait_doc(caller, 1)
+    action = caller.gather().get("action")
+    assert "I almost hung up." in caller.said
+    caller.press("*")
+    # Not the position, the wait and the story again: the choices, in the same one-key gather.
+    assert caller.said == HOLD_CHOICES_EN
+    gather = caller.gather()
+    assert gather.get("action") == action and gather.get("numDigits") == "1"
+    assert gather.get("actionOnEmptyResult") == "false"  # silence: the document ends, the wait goes on
+    assert [verb.tag for verb in caller.twiml] == ["Gather"]
+    # The choices work from there: 2 is a callback that keeps the place.
+    caller.press("2")
+    assert caller.twiml.find("Leave") is not None
+    db.expire_all()
+    assert db.scalar(select(PeerRequest)).status == "callback"
+
+
+def test_hold_nine_leaves_the_queue_for_the_crisis_line_when_the_rest_call_fails(  # type: ignore[no-untyped-def]
+        svc, db, client, net) -> None:
+    make_peer(db, svc.vault, display_name="a", phone="+15555550189", status="busy")
+    caller = ask_for_peer(client, net, "+15555550182")
+    action = enqueue_of(caller).get("action")
+    wait_doc(caller, 1)
+    del net.state.calls[caller.call_sid]  # Twilio answers 404: the call cannot be moved from outside
+    caller.press("9")
+    assert [verb.tag for verb in caller.twiml] == ["Leave"]  # the hold handler leaves the queue itself
+    db.expire_all()
+    assert db.scalar(select(PeerRequest)).status == "crisis"
+    caller.post(action, QueueResult="leave")
+    caller.follow()
+    assert caller.twiml.find("Dial/Number").text == "988"
+    assert caller.said == "Connecting you to the crisis line now. You can also dial 9 8 8 any time."
+
+
+def test_hold_nine_moves_the_call_to_the_crisis_line_through_the_rest_api(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550190", status="busy")
+    caller = ask_for_peer(client, net, "+15555550181")
+    wait_doc(caller, 1)
+    caller.press("9")
+    assert list(caller.twiml) == []
+    assert updates(net) == [(caller.call_sid, {"Url": [f"{PUBLIC_BASE}/voice/action/crisis?lang=en"],
+                                               "Method": ["POST"]})]
+
+
 def test_hold_callback_keeps_the_callers_arrival_time(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
     make_peer(db, svc.vault, display_name="a", phone="+15555550178", status="busy")
     caller = ask_for_peer(client, net, "+15555550188")
@@ -351,7 +460,9 @@ def test_two_callers_one_peer_first_connected_second_waits_then_connected(svc, d
     assert "Now I look the pharmacist in the eye." in second.said
     # The first call ends (the room closes for both): peer's leg completes, wrap-up starts.
     first.post(first.twiml.find("Dial").get("action"), DialCallStatus="completed")
-    assert "Your call with the peer has ended." in first.said
+    assert first.said == ("Your call with the peer has ended. Thank you for calling Peer Line. Take care. "
+                          "If you ever feel unsafe, call or text 9 8 8, any time.")
+    assert first.twiml.find("Hangup") is not None
     sam.post(sam.twiml.find("Dial").get("action"), DialCallStatus="completed")
     sam.post(creates(net)[0]["StatusCallback"][0], CallStatus="completed", CallDuration="600")
     db.expire_all()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ivr import create_app
 from ivr.webhooks import context, menus
-from tests.helpers import PUBLIC_BASE, TestCaller, parse_twiml, sign, spoken
+from tests.helpers import PUBLIC_BASE, TestCaller, parse_twiml, sign
 
 
 def test_unsigned_request_is_rejected(client) -> None:  # type: ignore[no-untyped-def]
@@ -66,14 +66,18 @@ def test_fallback_answers_with_database_and_redis_down(app_config) -> None:  # t
                            headers={"X-Twilio-Signature": sign(PUBLIC_BASE + "/voice/fallback", params)})
     assert response.status_code == 200
     root = parse_twiml(response.data)
-    heard = spoken(root)
-    assert "Please call again in a few minutes." in heard
-    assert "Llame otra vez en unos minutos." in heard
+    # One instruction, English then Spanish at once, then the crisis line.
+    assert [" ".join(say.itertext()) for say in root.findall("Say")] == [
+        "Sorry, Peer Line is down right now, so stay on the line for the crisis line.",
+        "Perdón, Peer Line no funciona ahora, así que no cuelgue y le pasamos a la línea de crisis.",
+    ]
+    assert [say.get("language") for say in root.findall("Say")] == ["en-US", "es-US"]
+    assert [verb.tag for verb in root] == ["Say", "Say", "Dial"]
     assert root.find("Dial/Number").text == "988"
     # and the entry point itself still answers the caller with the database down
     caller = TestCaller(client)
     caller.call()
-    assert "something went wrong" in caller.said or "Please call again" in caller.said
+    assert "something went wrong" in caller.said or "stay on the line for the crisis line" in caller.said
     assert caller.twiml.find("Hangup") is None
 
 

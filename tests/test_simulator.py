@@ -61,7 +61,8 @@ def test_full_call_over_http_leaves_a_pending_voicemail(live_app: str, phone_net
     assert "To leave a message, press 4." in heard
     assert "Leave your message after the tone." in heard
     assert leg.heard[-2:] == ["Thank you. Your message is saved. A peer will hear it soon.",
-                              "Thank you for calling Peer Line. You can call again any time. Take care."]
+                              "Thank you for calling Peer Line. Take care. If you ever feel unsafe, call or text 9 8 8, "
+                              "any time."]
     assert "  [beep]" in lines and "> you press 4" in lines
     vm = db.scalar(select(Voicemail))
     assert vm is not None and vm.status == "pending"

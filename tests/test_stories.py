@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import io
 import shutil
+import time
 import wave
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -47,6 +48,10 @@ def stories(db, tmp_path):  # type: ignore[no-untyped-def]
     return rows
 
 
+PLAYING_KEYS_EN = ("To talk with a peer about this story, press 1. To pause, press 2. For the next story, press 3. "
+                   "To hear it again, press 4. To go back to the topics, press 5.")
+
+
 def to_topic(caller: TestCaller, topic_key: str = "1") -> None:
     caller.call()
     caller.press("1")
@@ -58,7 +63,7 @@ def to_topic(caller: TestCaller, topic_key: str = "1") -> None:
 def test_story_plays_at_a_signed_url_inside_a_key_gather(caller: TestCaller, client, stories) -> None:  # type: ignore[no-untyped-def]
     to_topic(caller)
     assert "Here is a story from a peer: Methadone gave me my mornings back." in caller.said
-    assert "Press 1 to talk with a peer about this story, 2 to pause, 3 to skip" in caller.said
+    assert caller.said == ("Here is a story from a peer: Methadone gave me my mornings back. " + PLAYING_KEYS_EN)
     play = caller.twiml.find("Gather/Play")
     assert play is not None
     url = urlsplit(play.text)
@@ -97,16 +102,16 @@ def test_replay_and_back(caller: TestCaller, stories) -> None:  # type: ignore[n
     first = caller.said
     caller.press("4")
     assert caller.said == first
-    caller.press("7")
+    caller.press("5")
     assert caller.said.startswith("Which stories would you like to hear?")
 
 
 def test_pause_and_resume_continue_the_same_story(caller: TestCaller, stories) -> None:  # type: ignore[no-untyped-def]
     to_topic(caller)
     caller.press("2")
-    assert caller.said.startswith("Paused. Press any key when you want to go on.")
+    assert caller.said.startswith("Paused. ")
     assert int(caller.gather().get("timeout")) >= 30
-    caller.press("5")
+    caller.press("2")
     assert "Methadone gave me my mornings back" in caller.said
     assert caller.twiml.find("Gather/Play") is not None
 
@@ -147,11 +152,183 @@ def test_demo_seed_makes_stories_with_espeak_audio(svc, db) -> None:  # type: ig
             assert fh.getnframes() / 8000 > 3  # real speech, several seconds
 
 
-def test_another_key_during_a_story_offers_what_next_for_that_story(caller: TestCaller, stories) -> None:  # type: ignore[no-untyped-def]
+# One key map while a story plays, while it is paused and after it -----------------------------
+
+PAUSED_EN = ("Paused. To talk with a peer about this story, press 1. To go on with the story, press 2. "
+             "For the next story, press 3. To hear it again, press 4. To go back to the topics, press 5.")
+AFTER_EN = ("What next? To talk with a peer about this story, press 1. For the next story, press 3. "
+            "To hear it again, press 4. To go back to the topics, press 5.")
+FIRST = "Here is a story from a peer: Methadone gave me my mornings back."
+SECOND = "Here is a story from a peer: A second story."
+NOBODY_ON = "We are sorry. No peers are on shift right now, so nobody can answer live."
+
+
+def global_keys(svc, language: str = "en") -> str:  # type: ignore[no-untyped-def]
+    """The keys that work everywhere, as every menu says them."""
+    return svc.flows[language].text("global_keys")
+
+
+def playing(caller: TestCaller) -> None:
+    """The first story of a topic is playing."""
     to_topic(caller)
-    caller.press("3")  # skip to the second story
-    assert "A second story" in caller.said
-    caller.press("5")  # not a story key: the choices after the story
-    assert caller.said.startswith("What next?")
-    caller.press("2")  # hear it again: the same story of the same topic
-    assert "Here is a story from a peer: A second story." in caller.said
+
+
+def paused(caller: TestCaller) -> None:
+    """The first story is paused."""
+    to_topic(caller)
+    caller.press("2")
+
+
+def after(caller: TestCaller) -> None:
+    """The first story ended without a key: the choices after it."""
+    to_topic(caller)
+    caller.follow()
+
+
+STATES = {"playing": playing, "paused": paused, "after": after}
+
+
+def is_peer_about_the_story(caller: TestCaller, svc) -> None:  # type: ignore[no-untyped-def]
+    # Nobody is on shift in these tests: the caller hears so and gets a callback or a message at once.
+    assert caller.said.startswith(NOBODY_ON)
+    assert "To get a call back, press 1." in caller.said and caller.twiml.find("Hangup") is None
+
+
+def is_next(caller: TestCaller, svc) -> None:  # type: ignore[no-untyped-def]
+    assert caller.said.startswith(SECOND) and caller.twiml.find("Gather/Play") is None
+
+
+def is_again_from_the_start(caller: TestCaller, svc) -> None:  # type: ignore[no-untyped-def]
+    assert caller.said.startswith(FIRST)
+    assert "start=0" in caller.gather().get("action")  # from the beginning, not where it was paused
+
+
+def is_topics(caller: TestCaller, svc) -> None:  # type: ignore[no-untyped-def]
+    assert caller.said.startswith("Which stories would you like to hear?")
+
+
+def is_person(caller: TestCaller, svc) -> None:  # type: ignore[no-untyped-def]
+    # 0: any free peer; with nobody on shift, a message.
+    assert caller.said == NOBODY_ON
+    assert urlsplit(caller.twiml.find("Redirect").text).path == "/voice/voicemail"
+
+
+def is_crisis(caller: TestCaller, svc) -> None:  # type: ignore[no-untyped-def]
+    assert caller.twiml.find("Dial/Number").text == "988"
+    assert caller.said == "Connecting you to the crisis line now. You can also dial 9 8 8 any time."
+
+
+def is_paused(caller: TestCaller, svc) -> None:  # type: ignore[no-untyped-def]
+    assert caller.said == f"{PAUSED_EN} {global_keys(svc)}"
+    assert "/voice/stories/medication/resume?" in caller.gather().get("action")
+
+
+def is_paused_saying_7_is_no_choice(caller: TestCaller, svc) -> None:  # type: ignore[no-untyped-def]
+    assert caller.said == f"Sorry, 7 is not a choice here. {PAUSED_EN} {global_keys(svc)}"
+
+
+def is_resumed(caller: TestCaller, svc) -> None:  # type: ignore[no-untyped-def]
+    assert caller.said.startswith(FIRST) and caller.twiml.find("Gather/Play") is not None
+    assert "/voice/stories/medication/key?" in caller.gather().get("action")
+
+
+def is_after_menu_again(caller: TestCaller, svc) -> None:  # type: ignore[no-untyped-def]
+    assert caller.said == f"{AFTER_EN} {global_keys(svc)}"
+
+
+def is_no_choice_after(caller: TestCaller, svc) -> None:  # type: ignore[no-untyped-def]
+    assert caller.said.startswith("Sorry, 2 is not a choice here. You can press 1, 3, 4 or 5.")
+
+
+# The same key means the same thing in every state; 2 pauses and goes on (no meaning after the end).
+KEYS = {
+    ("playing", "1"): is_peer_about_the_story, ("paused", "1"): is_peer_about_the_story,
+    ("after", "1"): is_peer_about_the_story,
+    ("playing", "2"): is_paused, ("paused", "2"): is_resumed, ("after", "2"): is_no_choice_after,
+    ("playing", "3"): is_next, ("paused", "3"): is_next, ("after", "3"): is_next,
+    ("playing", "4"): is_again_from_the_start, ("paused", "4"): is_again_from_the_start,
+    ("after", "4"): is_again_from_the_start,
+    ("playing", "5"): is_topics, ("paused", "5"): is_topics, ("after", "5"): is_topics,
+    ("playing", "*"): is_paused, ("paused", "*"): is_paused, ("after", "*"): is_after_menu_again,
+    ("playing", "0"): is_person, ("paused", "0"): is_person, ("after", "0"): is_person,
+    ("playing", "9"): is_crisis, ("paused", "9"): is_crisis, ("after", "9"): is_crisis,
+    # Another key: while playing it pauses (the place is kept); while paused it goes on.
+    ("playing", "7"): is_paused_saying_7_is_no_choice, ("paused", "7"): is_resumed,
+    ("playing", "#"): is_paused, ("paused", "#"): is_resumed,
+}
+
+
+@pytest.mark.parametrize(("state", "key"), list(KEYS), ids=[f"{s}-{k}" for s, k in KEYS])
+def test_each_key_in_each_state_of_a_story(caller: TestCaller, svc, stories, state: str,  # type: ignore[no-untyped-def]
+                                           key: str) -> None:
+    STATES[state](caller)
+    caller.press(key)
+    KEYS[(state, key)](caller, svc)
+
+
+def test_the_choices_after_a_story_are_named_before_their_keys(caller: TestCaller, svc, stories) -> None:  # type: ignore[no-untyped-def]
+    after(caller)
+    assert caller.said == f"{AFTER_EN} {global_keys(svc)}"
+
+
+def test_paused_star_keeps_the_place_and_silence_goes_on_from_there(caller: TestCaller, client, svc,  # type: ignore[no-untyped-def]
+                                                                    stories) -> None:
+    caller.post("/voice/stories/medication/resume?i=0&start=1.5&lang=en", Digits="*")
+    assert caller.said == f"{PAUSED_EN} {global_keys(svc)}"
+    assert caller.gather().get("action") == "https://peerline.test/voice/stories/medication/resume?i=0&start=1.5&lang=en"
+    caller.silence()  # the long wait is over: the story goes on where it stopped
+    assert caller.said.startswith(FIRST)
+    audio = client.get(urlsplit(caller.twiml.find("Gather/Play").text).path)
+    with wave.open(io.BytesIO(audio.data)) as fh:
+        assert fh.getnframes() == 32000 - 12000  # 1.5 s of the 4 s story already heard
+
+
+def test_a_stray_key_while_playing_pauses_where_the_caller_was(caller: TestCaller, svc, stories) -> None:  # type: ignore[no-untyped-def]
+    to_topic(caller)
+    key_url = urlsplit(caller.gather().get("action"))
+    query = {name: values[0] for name, values in parse_qs(key_url.query).items()}
+    # Pressed 10 s into the story's audio (after the spoken introduction of `lead` seconds).
+    query["t0"] = str(int(time.time()) - 10 - int(query["lead"]))
+    caller.post(f"{key_url.path}?{urlencode(query)}", Digits="6")
+    assert caller.said == f"Sorry, 6 is not a choice here. {PAUSED_EN} {global_keys(svc)}"
+    start = float(parse_qs(urlsplit(caller.gather().get("action")).query)["start"][0])
+    assert 6.0 <= start <= 8.0  # a few seconds back, so the caller picks up the thread
+
+
+def test_story_keys_in_spanish(client, svc, db) -> None:  # type: ignore[no-untyped-def]
+    db.add(PeerStory(title="La metadona me devolvió las mañanas", topic="medication", language="es",
+                     transcript="Empecé con metadona.", status="approved", consent_given=True))
+    db.commit()
+    caller = TestCaller(client)
+    caller.call()
+    caller.press("2")
+    caller.to_menu()
+    caller.press("2")
+    caller.press("1")
+    assert caller.said == (
+        "Esta es la historia de un par: La metadona me devolvió las mañanas. "
+        "Para hablar con un par sobre esta historia, oprima 1. Para pausar, oprima 2. "
+        "Para la siguiente historia, oprima 3. Para oírla otra vez, oprima 4. Para volver a los temas, oprima 5. "
+        "Empecé con metadona.")
+    caller.press("2")
+    assert caller.said == (
+        "En pausa. Para hablar con un par sobre esta historia, oprima 1. Para seguir con la historia, oprima 2. "
+        "Para la siguiente historia, oprima 3. Para oírla otra vez, oprima 4. Para volver a los temas, oprima 5. "
+        + global_keys(svc, "es"))
+    caller.press("2")
+    caller.follow()
+    assert caller.said == (
+        "¿Y ahora? Para hablar con un par sobre esta historia, oprima 1. Para la siguiente historia, oprima 3. "
+        "Para oírla otra vez, oprima 4. Para volver a los temas, oprima 5. " + global_keys(svc, "es"))
+
+
+@pytest.mark.parametrize(("slow", "story_s", "paused_s"), [(False, "2", "60"), (True, "5", "120")])
+def test_story_timeouts_follow_the_callers_pace(caller: TestCaller, stories, slow: bool, story_s: str,  # type: ignore[no-untyped-def]
+                                                paused_s: str) -> None:
+    pace = "&slow=1" if slow else ""
+    caller.post(f"/voice/action/story:medication?lang=en{pace}")
+    assert caller.gather().get("timeout") == story_s
+    assert ("slow=1" in caller.gather().get("action")) is slow
+    caller.press("2")
+    assert caller.gather().get("timeout") == paused_s
+    assert (caller.twiml.find("Gather/Say/prosody") is not None) is slow

@@ -146,7 +146,7 @@ def test_a_route_that_raises_answers_for_whoever_listens(app, client, monkeypatc
         assert first.find("Redirect").text == f"{PUBLIC_BASE}/voice/menu/main?err=1&lang=es"
         # A second failure in a row: the crisis line, never a loop.
         assert again.find("Dial/Number").text == "988"
-        assert "Please call again in a few minutes." in spoken(again)
+        assert spoken(again).startswith("Sorry, Peer Line is down right now, so stay on the line for the crisis line.")
     assert first.find("Hangup") is None or endpoint in LEG  # never a silent hang-up for a caller
 
 

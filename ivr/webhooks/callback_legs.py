@@ -126,7 +126,7 @@ def caller_answer(attempt_id: int) -> Response:
 def caller_after(attempt_id: int) -> Response:
     """The caller's side of the room ended."""
     speaker = _caller_speaker(_attempt(attempt_id, "caller"))
-    return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
+    return to_response(speaker.say_then_hangup([speaker.text("peer_call_over"), speaker.text("callback_goodbye")]))
 
 
 @bp.post("/attempt/<int:attempt_id>/caller/status")

@@ -11,7 +11,7 @@ import dataclasses
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows import line, routing, stories
+from callflows import Flow, line, routing, stories
 from callflows.calls import record_event
 from callflows.times import aware
 from ivr.db import get_session
@@ -25,8 +25,13 @@ from ivr.webhooks.story_audio import story_audio_url
 from models import utcnow
 from models.tables import PeerRequest
 
-# Keys while on hold (said in the "hold_choices" phrase); 0 and 9 mean what they mean everywhere.
-HOLD_KEYS = {"1": "stay", "2": "callback", "3": "message", "0": "message", "9": "crisis", "*": "repeat"}
+# The choices on hold, in the order they are said: key, what it does, the phrase naming it.
+HOLD_CHOICES = (("1", "stay", "hold_keep_waiting"), ("2", "callback", "hold_callback"),
+                ("3", "message", "hold_message"))
+# Every key on hold. 0 keeps the caller in line for the next person (leaving for voicemail would
+# cancel the peers being rung); 9 is the crisis line (crisis.py moves the call first, through the
+# REST API; "crisis" here is the way out when that call fails); * says the choices again.
+HOLD_KEYS = {**{key: choice for key, choice, _phrase in HOLD_CHOICES}, "0": "person", "9": "crisis", "*": "repeat"}
 # Choices that leave the queue; hold_done then carries them out.
 LEAVING = ("callback", "message", "crisis")
 
@@ -95,8 +100,13 @@ def _wait_document(req: PeerRequest) -> VoiceResponse:
         else:
             text = intro + " " + story.transcript
     # The choices come after about a minute of story: a menu once a minute, not a nag.
-    options = [flow.text("hold_choices"), flow.text("global_keys")]
-    return ctx.speaker.hold(lines, audio, text, options, ctx.url("routing.hold_choice", req_id=req.id))
+    return ctx.speaker.hold(lines, audio, text, _choices(flow), ctx.url("routing.hold_choice", req_id=req.id))
+
+
+def _choices(flow: Flow) -> list[str]:
+    """The hold choices, each named before its key as in every menu, then the keys that work everywhere."""
+    named = [flow.text("press", label=flow.text(phrase), key=key) for key, _choice, phrase in HOLD_CHOICES]
+    return [flow.text("hold_choices"), *named, flow.text("global_keys")]
 
 
 @bp.post("/hold/<int:req_id>/wait")
@@ -116,7 +126,7 @@ def hold_wait(req_id: int) -> Response:
 @bp.post("/hold/<int:req_id>/choice")
 @heard_by(Audience.ON_HOLD)
 def hold_choice(req_id: int) -> Response:
-    """A key pressed while waiting: 1 stay, 2 callback (keeps the place), 3 or 0 message, 9 crisis."""
+    """A key on hold: 1 stay, 2 callback (keeps the place), 3 message, 0 stay for a person, 9 crisis, * choices."""
     session = get_session()
     req = _request_for_caller(req_id)
     if req is None:
@@ -131,7 +141,13 @@ def hold_choice(req_id: int) -> Response:
         line.caller_left(session, services(), req, target, utcnow())
         return to_response(ctx.speaker.leave_queue([]))
     if target == "repeat":
-        return to_response(_wait_document(req))
+        # Only the choices, at once (not the position and the story again); silence then
+        # ends the document and Twilio plays the waitUrl as before.
+        return to_response(ctx.speaker.hold([], None, None, _choices(ctx.flow),
+                                            ctx.url("routing.hold_choice", req_id=req.id)))
+    if target == "person":
+        # Already waiting for a person: say so and keep the place (the peers being rung keep ringing).
+        return to_response(ctx.speaker.say_only([ctx.flow.text("hold_person")]))
     # Stay (1, or any other key): the wait document ends and the caller keeps their place.
     return to_response(ctx.speaker.say_only([ctx.flow.text("hold_stay")]))
 
