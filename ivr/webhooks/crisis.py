@@ -16,10 +16,13 @@ Recording that it happened is best effort, after the answer has gone
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from typing import Iterator
 
 from flask import after_this_request, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -38,6 +41,7 @@ CRISIS_KEYS = ("9", "9#")  # 9 alone, or 9 and the pound key that ends a number 
 # A peer's own shift call: their PIN and their shift menu are prompts like any other. The
 # peer-number prompt is not: peer number 9 is a number there (a peer keys it as 09 to be sure).
 PEER_PROMPTS = ("peer_phone.pin", "peer_phone.choice")
+BEST_EFFORT_WAIT_MS = 250
 
 
 def heard_danger(speech: str) -> bool:
@@ -58,6 +62,27 @@ def crisis_dial(ctx: Ctx) -> VoiceResponse:
     return ctx.speaker.dial([ctx.flow.text("crisis")], services().settings.crisis_number, ctx.url("voice.crisis_done"))
 
 
+@contextmanager
+def brief_waits(session: Session) -> Iterator[None]:
+    """Within the block, the session's lock and statement waits last BEST_EFFORT_WAIT_MS at most."""
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        previous = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {BEST_EFFORT_WAIT_MS}")
+        try:
+            yield
+        finally:
+            try:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous or 0)}")
+            except SQLAlchemyError:
+                conn.invalidate()  # never hand the pool a connection that gives up this soon
+        return
+    if conn.dialect.name == "postgresql":  # SET LOCAL ends with the transaction
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {BEST_EFFORT_WAIT_MS}")
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {BEST_EFFORT_WAIT_MS}")
+    yield
+
+
 def record_afterwards(call_sid: str, node: str, received: str) -> None:
     """Record a step of the call once the answer has gone back to Twilio (best effort, never in the caller's way)."""
     sessions = services().sessions
@@ -65,8 +90,11 @@ def record_afterwards(call_sid: str, node: str, received: str) -> None:
     def record() -> None:
         try:
             with sessions() as session:
-                record_event(session, call_sid, node, received)
-                session.commit()
+                # A short wait only: on a locked database this would otherwise hold the web
+                # worker (and the next caller it serves) for the whole statement timeout.
+                with brief_waits(session):
+                    record_event(session, call_sid, node, received)
+                    session.commit()
         except SQLAlchemyError:
             log.warning("could not record %s for call %s (the database is unavailable)", node, call_sid, exc_info=True)
 
