@@ -47,13 +47,21 @@ STORY_MENU = "story_after"
 STORY_PAUSE_KEY = "2"
 MAX_OPTIONS = 5
 MIN_OPTIONS = 1
+# Phrases said with a number come in two forms, ``<name>`` and ``<name>_one`` (for 1), in every
+# language: "about 1 minute", "la 1:15". Say them with :meth:`Flow.counted`.
+COUNTED_STRINGS = frozenset({"hold_wait", "callback_key_short", "peer_locked", "time_hm", "time_h"})
 REQUIRED_STRINGS = frozenset(
     {
         "greeting", "press", "global_keys", "no_input", "simpler", "invalid", "invalid_speech",
         "choices", "or_word", "crisis", "voicemail_consent", "voicemail_saved", "goodbye",
-        "error", "error_hangup", "fallback",
+        "error", "error_hangup", "fallback", "key_star", "key_pound",
+        # times of day, as people say them in the language (see callflows.callbacks.spoken_clock)
+        "part_early", "part_morning", "part_noon", "part_afternoon", "part_night",
+        *COUNTED_STRINGS, *(f"{name}_one" for name in COUNTED_STRINGS),
     }
 )
+# What the caller says to name each spoken key (for "Sorry, pound is not a choice here").
+KEY_NAMES = {"*": "key_star", "#": "key_pound"}
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,16 @@ class Flow:
     def text(self, name: str, /, **values: object) -> str:
         """A phrase from the flow's strings, with ``{placeholders}`` filled in."""
         return self.strings[name].format(**values)
+
+    def counted(self, name: str, count: int, /, **values: object) -> str:
+        """A phrase said with a number: ``<name>_one`` for 1 (when the flow has it), else ``<name>``."""
+        singular = f"{name}_one"
+        return self.text(singular if count == 1 and singular in self.strings else name, **values)
+
+    def key_name(self, key: str) -> str:
+        """A key as the caller hears it named: "star", "asterisco", or the digit."""
+        name = KEY_NAMES.get(key)
+        return self.text(name) if name else key
 
 
 def _is_known_target(target: str, nodes: Mapping[str, Any]) -> bool:

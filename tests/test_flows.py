@@ -85,6 +85,23 @@ def test_the_story_pause_key_is_no_option_after_a_story() -> None:
     assert "node 'story_after': key '2' pauses and resumes a story, so it is no option here" in problems_of(raw)
 
 
+def test_words_said_to_callers_are_required_in_each_language() -> None:
+    raw = broken()
+    for name in ("key_pound", "part_afternoon", "hold_wait_one"):
+        del raw["strings"][name]
+    assert "strings: missing hold_wait_one, key_pound, part_afternoon" in problems_of(raw)
+
+
+@pytest.mark.parametrize(("language", "minutes", "said"), [
+    ("en", 1, "The expected wait is about 1 minute."),
+    ("en", 3, "The expected wait is about 3 minutes."),
+    ("es", 1, "La espera es de más o menos un minuto."),
+    ("es", 3, "La espera es de unos 3 minutos."),
+])
+def test_one_is_said_in_the_singular(language: str, minutes: int, said: str) -> None:
+    assert load_flows()[language].counted("hold_wait", minutes, minutes=minutes) == said
+
+
 def test_languages_must_have_the_same_keys(tmp_path: Path) -> None:
     (tmp_path / "en.yaml").write_text((DATA_DIR / "en.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     es = yaml.safe_load((DATA_DIR / "es.yaml").read_text(encoding="utf-8"))

@@ -503,3 +503,15 @@ def test_dropped_peer_call_is_repaired_from_the_status_callback(svc, db, client,
     peer_phone.post(leg_form["StatusCallback"][0], CallStatus="failed")
     db.expire_all()
     assert db.scalar(select(Peer).where(Peer.display_name == "a")).status == "wrap_up"
+
+
+def test_a_one_minute_wait_is_said_in_the_singular(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550179", status="busy")
+    now = utcnow()
+    # Recent history: one caller waited half a minute for a peer.
+    db.add(PeerRequest(call_sid="CAquick", language="en", status="ended", arrived_at=now - timedelta(seconds=90),
+                       connected_at=now - timedelta(seconds=60)))
+    db.commit()
+    caller = ask_for_peer(client, net, "+15555550187")
+    wait_doc(caller, 1)
+    assert caller.said.startswith("You are number 1 in line. The expected wait is about 1 minute.")

@@ -145,3 +145,12 @@ def test_menu_path_is_recorded_with_times(caller: TestCaller, db: Any) -> None:
     events = db.scalars(select(CallEvent).where(CallEvent.call_id == call.id).order_by(CallEvent.id)).all()
     assert [(e.node, e.input) for e in events] == [("incoming", None), ("language", "1"), ("main", "2")]
     assert all(e.at is not None for e in events)
+
+
+def test_key_names_come_from_the_callers_language(caller: TestCaller) -> None:
+    caller.call()
+    caller.press("2")
+    caller.to_menu()
+    caller.press("#")
+    assert caller.said.startswith("Perdón, numeral no es una opción aquí. Puede oprimir 1, 2, 3, 4 o 5.")
+    assert "pound" not in caller.said

@@ -86,7 +86,7 @@ def _carry_out(ctx: Ctx, cb: CallbackRequest, node: str, t: Transition) -> Voice
     if t.kind == "no_input":
         return _render(ctx, cb, node, [ctx.flow.text("no_input")], t.attempt, t.simpler)
     sorry = ctx.flow.text("invalid_speech") if t.matched == "speech" else ctx.flow.text(
-        "invalid", key={"#": "pound"}.get(t.matched or "", t.matched or ""))
+        "invalid", key=ctx.flow.key_name(t.matched or ""))
     return _render(ctx, cb, node, [sorry], t.attempt, t.simpler)
 
 
@@ -111,7 +111,7 @@ def keyed(cb_id: int) -> Response:
     record_event(session, ctx.call_sid, "callback_key", "keyed" if checked.e164 else "invalid", checked.problem)
     if checked.e164 is None:
         session.commit()
-        problem = ctx.flow.text(checked.problem or "callback_key_none", count=checked.count)
+        problem = ctx.flow.counted(checked.problem or "callback_key_none", checked.count, count=checked.count)
         if tries >= KEY_TRIES:
             # Never a dead end: a message reaches the team without a number.
             return to_response(ctx.speaker.say_then_redirect(
@@ -153,7 +153,7 @@ def _when(ctx: Ctx, cb: CallbackRequest) -> str:
     # The window's own hours (as the caller chose them), even when it is already open.
     start_h, end_h = settings.windows[cb.window]
     return ctx.flow.text("callback_when_window", day=ctx.flow.text("day_today" if today else "day_tomorrow"),
-                         start=callbacks.spoken_hour(start_h), end=callbacks.spoken_hour(end_h))
+                         start=callbacks.spoken_hour(start_h, ctx.flow), end=callbacks.spoken_hour(end_h, ctx.flow))
 
 
 def _finish(allow_message: bool) -> DraftStep:
@@ -190,7 +190,7 @@ def pending_prompt(ctx: Ctx) -> VoiceResponse:
     if cb is None:  # answered or canceled a moment ago: nothing to ask about
         return ctx.speaker.say_then_redirect([ctx.flow.text("greeting")], ctx.main_menu_url)
     record_event(session, ctx.call_sid, "callback_pending", None, f"callback {cb.id}")
-    asked = callbacks.spoken_time(aware(cb.arrived_at) or utcnow(), services().settings)
+    asked = callbacks.spoken_time(aware(cb.arrived_at) or utcnow(), services().settings, ctx.flow)
     preface = [ctx.flow.text("greeting"), ctx.flow.text("callback_pending_is", time=asked)]
     return ctx.speaker.menu(ctx.flow.nodes["callback_pending"],
                             ctx.url("callbacks.pending_answer", cb_id=cb.id, attempt=0), preface=preface)
@@ -239,5 +239,5 @@ def pending_answer(cb_id: int) -> Response:
     action = ctx.url("callbacks.pending_answer", cb_id=cb.id, attempt=t.attempt)
     preface = [] if t.kind == "repeat" else [ctx.flow.text("no_input" if t.kind == "no_input" else "invalid_speech"
                                                            if t.matched == "speech" else "invalid",
-                                                           key=t.matched or "")]
+                                                           key=ctx.flow.key_name(t.matched or ""))]
     return to_response(ctx.speaker.menu(menu, action, preface=preface, simpler=t.simpler))

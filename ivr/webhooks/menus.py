@@ -142,13 +142,9 @@ def _carry_out(ctx: Ctx, node: str, t: Transition) -> VoiceResponse:
     keys = [o.key for o in ctx.flow.nodes[node].options]
     listed = ", ".join(keys[:-1]) + f" {ctx.flow.text('or_word')} {keys[-1]}" if len(keys) > 1 else keys[0]
     sorry = (ctx.flow.text("invalid_speech") if t.matched == "speech"
-             else ctx.flow.text("invalid", key=_spoken_key(t.matched or "")))
+             else ctx.flow.text("invalid", key=ctx.flow.key_name(t.matched or "")))
     preface = [sorry, ctx.flow.text("choices", keys=listed)]
     return ctx.menu(node, t.attempt, preface=preface, simpler=t.simpler, carry=carry)
-
-
-def _spoken_key(key: str) -> str:
-    return {"#": "pound", "*": "star"}.get(key, key)
 
 
 @bp.post("/action/<name>")
