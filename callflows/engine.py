@@ -6,6 +6,8 @@ Speech is matched in this order, so that a caller in danger is never misheard as
 choice: danger (the ``danger`` predicate the caller passes in, e.g. the voicemail triage's
 high-risk phrases, and the words for the crisis line) goes to the crisis line; the words for
 a person or for help go to a person; "repeat"; then the menu's own words; then numerals.
+The words that work everywhere are understood in every language we ship, whatever the menu's
+language (a Spanish speaker on an English menu still reaches the crisis line by voice).
 """
 from __future__ import annotations
 
@@ -18,14 +20,25 @@ from callflows.loader import GLOBAL_KEYS, Flow, Menu
 
 Kind = Literal["node", "action", "repeat", "no_input", "invalid"]
 
-# Spoken words for the keys that work everywhere, in the languages we ship; the crisis line
-# first, so that "I need a person, it's an emergency" reaches the crisis line.
+# Spoken words for the keys that work everywhere, per language (the speech hints of a menu
+# use its language's words); the crisis line first, so that "I need a person, it's an
+# emergency" reaches the crisis line.
+GLOBAL_WORDS_BY_LANGUAGE = {
+    "en": {
+        "9": ("crisis", "emergency", "suicide", "suicidal", "911", "9 1 1", "nine one one"),
+        "0": ("operator", "person", "human", "agent", "representative", "help", "somebody"),
+        "*": ("repeat", "again", "say that again"),
+    },
+    "es": {
+        "9": ("crisis", "emergencia", "suicidio", "suicida", "nueve uno uno"),
+        "0": ("persona", "operador", "operadora", "agente", "ayuda", "alguien"),
+        "*": ("repetir", "repita", "otra vez"),
+    },
+}
+# Every language's words for each key: what the engine matches, whatever the menu's language.
 GLOBAL_WORDS = {
-    "9": ("crisis", "emergency", "suicide", "suicidal", "911", "9 1 1", "nine one one",
-          "emergencia", "suicidio", "nueve uno uno"),
-    "0": ("operator", "person", "human", "agent", "representative", "help", "somebody",
-          "persona", "operador", "operadora", "agente", "ayuda", "alguien"),
-    "*": ("repeat", "again", "say that again", "repetir", "otra vez"),
+    key: tuple(dict.fromkeys(w for words in GLOBAL_WORDS_BY_LANGUAGE.values() for w in words[key]))
+    for key in ("9", "0", "*")
 }
 _DIGIT_WORDS = {
     "1": ("1", "one", "uno"), "2": ("2", "two", "dos"), "3": ("3", "three", "tres"),
@@ -49,7 +62,9 @@ class Transition:
 
     ``kind`` is "node" (go to ``target`` menu), "action" (the app carries out ``target``),
     "repeat" (say the same menu again), "no_input" or "invalid" (re-ask the same menu,
-    ``attempt`` counts tries so far; ``simpler`` asks for the simpler wording).
+    ``attempt`` counts tries so far; ``simpler`` asks for the simpler wording). ``default``
+    is True when the menu's safe default is taken because no answer came (the caller is told
+    first, with the menu's ``default_note``).
     """
 
     kind: Kind
@@ -57,6 +72,7 @@ class Transition:
     attempt: int = 0
     simpler: bool = False
     matched: str | None = None
+    default: bool = False
 
 
 def _fold(text: str) -> str:
@@ -77,14 +93,31 @@ def means_crisis(speech: str, danger: DangerCheck = never) -> bool:
     return any(_contains(folded, w) for w in (*GLOBAL_WORDS["9"], *_DIGIT_WORDS["9"]))
 
 
-def match_speech(menu: Menu, speech: str, danger: DangerCheck = never) -> str | None:
-    """The key that spoken words choose in ``menu`` (9 for danger), or None."""
-    if danger(speech):
-        return "9"
+def global_hints(language: str) -> tuple[str, ...]:
+    """The words for the keys that work everywhere, in ``language`` (every language's when unknown)."""
+    words = GLOBAL_WORDS_BY_LANGUAGE.get(language)
+    if words is None:
+        return tuple(w for key in GLOBAL_WORDS for w in GLOBAL_WORDS[key])
+    return tuple(w for key in GLOBAL_WORDS for w in words[key] if not any(c.isdigit() for c in w))
+
+
+def spoken_global_key(speech: str) -> str | None:
+    """The key that works everywhere (9, 0 or *) that spoken words ask for, in any language, or None."""
     folded = _fold(speech)
     for key, words in GLOBAL_WORDS.items():
         if any(_contains(folded, w) for w in words):
             return key
+    return None
+
+
+def match_speech(menu: Menu, speech: str, danger: DangerCheck = never) -> str | None:
+    """The key that spoken words choose in ``menu`` (9 for danger), or None."""
+    if danger(speech):
+        return "9"
+    key = spoken_global_key(speech)
+    if key is not None:
+        return key
+    folded = _fold(speech)
     for option in menu.options:
         if any(_contains(folded, w) for w in option.speech):
             return option.key
@@ -95,10 +128,10 @@ def match_speech(menu: Menu, speech: str, danger: DangerCheck = never) -> str | 
     return None
 
 
-def _go(target: str, matched: str) -> Transition:
+def _go(target: str, matched: str, default: bool = False) -> Transition:
     if target.startswith("action:"):
-        return Transition("action", target.removeprefix("action:"), matched=matched)
-    return Transition("node", target, matched=matched)
+        return Transition("action", target.removeprefix("action:"), matched=matched, default=default)
+    return Transition("node", target, matched=matched, default=default)
 
 
 def step(
@@ -119,7 +152,7 @@ def step(
             return _invalid(menu, attempt, "speech")
     if key is None:
         if attempt >= NO_INPUT_RETRIES:
-            return _go(menu.default, "no-input")
+            return _go(menu.default, "no-input", default=True)
         return Transition("no_input", node_id, attempt=attempt + 1, simpler=True)
     source = f"speech:{key}" if heard_speech and not digits else key
     if key == "*":
@@ -133,9 +166,10 @@ def step(
 
 
 def _invalid(menu: Menu, attempt: int, what: str) -> Transition:
+    # A wrong answer is never met with fewer choices: every option is said again, with its name.
     if attempt >= INVALID_RETRIES:
-        return _go(menu.default, f"invalid:{what}")
-    return Transition("invalid", menu.id, attempt=attempt + 1, simpler=attempt >= 1, matched=what)
+        return _go(menu.default, f"invalid:{what}", default=True)
+    return Transition("invalid", menu.id, attempt=attempt + 1, matched=what)
 
 
 def choose_language(digits: str, speech: str, attempt: int) -> str | None:

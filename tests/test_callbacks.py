@@ -200,6 +200,58 @@ def test_a_spanish_caller_hears_the_window_as_spanish_speakers_say_it(svc, db, c
     assert " pm" not in caller.said and " am" not in caller.said
 
 
+@pytest.mark.parametrize(("keys", "heard"), [
+    (["5"], "Your call back is not saved. What would you like to do?"),  # back, at the number read-back
+    (["1", "5"], "Your call back is not saved. What would you like to do?"),  # back, at the window
+    ([None, None], "Your call back is not saved. I'll take you back to the main menu now. What would you like"),
+])
+def test_leaving_a_callback_request_says_it_is_not_saved(svc, db, client, net, keys, heard) -> None:  # type: ignore[no-untyped-def]
+    caller = dial_in(client, net, "+15555550196")
+    caller.press("3")
+    for key in keys:
+        caller.press(key) if key else caller.silence()
+    assert caller.said.startswith(heard)
+    db.expire_all()
+    assert db.scalar(select(CallbackRequest)).status == "draft"  # never dispatched
+
+
+def test_a_person_from_a_callback_request_says_it_is_not_saved_first(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    caller = dial_in(client, net, "+15555550195")
+    caller.press("3")
+    caller.press("0")
+    assert caller.said == "Your call back is not saved."
+    assert caller.twiml.find("Redirect").text.startswith(f"{PUBLIC_BASE}/voice/action/person?")
+    withheld = dial_in(client, net, "anonymous")
+    withheld.press("3")  # a hidden number: the keypad asks for one
+    withheld.post(withheld.gather().get("action"), Digits="0")
+    assert withheld.said == "Your call back is not saved."
+
+
+def test_a_silent_caller_hears_each_default_of_the_request_before_it_is_taken(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    caller = dial_in(client, net, "+15555550194")
+    caller.press("3")
+    caller.press("1")
+    caller.silence()
+    caller.silence()
+    assert caller.said == "I'll choose for you: as soon as a peer is free."
+    caller.follow()
+    assert caller.said.startswith("If nobody answers when we call, may we leave a short message?")
+    caller.silence()
+    caller.silence()
+    assert caller.said == "To be safe, we will not leave a message."
+    caller.follow()
+    assert caller.said.startswith("Thank you. We will call you back as soon as a peer is free")
+    cb = pending(db, "+15555550194", svc)
+    assert cb.status == "pending" and cb.allow_message is False
+    again = TestCaller(client, number="+15555550194")
+    again.call()
+    again.silence()
+    again.silence()
+    assert again.said == "Nothing was chosen, so nothing changes."
+    again.follow()
+    assert again.said.startswith("All right. Your call back is kept")
+
+
 def test_a_second_call_hears_the_pending_callback_and_can_cancel_it(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
     request_callback(client, net, "+15555550198", window_key="2")
     again = TestCaller(client, number="+15555550198")

@@ -95,8 +95,8 @@ def test_rings_longest_idle_first_in_the_callers_language(svc, db, client, net) 
     assert "Finding a peer for you." in caller.said
     legs = db.scalars(select(RingLeg).order_by(RingLeg.id)).all()
     req = db.scalar(select(PeerRequest))
-    assert enqueue.get("waitUrl") == f"{PUBLIC_BASE}/peer/hold/{req.id}/wait?lang=en"
-    assert enqueue.get("action") == f"{PUBLIC_BASE}/peer/hold/{req.id}/done?lang=en"
+    assert enqueue.get("waitUrl") == f"{PUBLIC_BASE}/peer/hold/{req.id}/wait?lang=en&told=1"
+    assert enqueue.get("action") == f"{PUBLIC_BASE}/peer/hold/{req.id}/done?lang=en&told=1"
     # Two at once (PEERS_RING_AT_ONCE default), never-called first, then the longest idle.
     assert creates(net) == [
         {"To": [phone], "From": [LINE], "Url": [f"{PUBLIC_BASE}/peer/leg/{leg.id}/whisper"],
@@ -283,7 +283,7 @@ def test_hold_positions_expected_wait_and_stories(svc, db, client, net) -> None:
         assert "Here is a story from a peer: The first call I made. I almost hung up." in said
         assert "To get a call back and keep your place, press 2." in said
     gather = callers[1].twiml.find("Gather")
-    assert gather.get("action") == f"{PUBLIC_BASE}/peer/hold/{callers[1].call_sid and db.scalars(select(PeerRequest).where(PeerRequest.call_sid == callers[1].call_sid)).one().id}/choice?lang=en"
+    assert gather.get("action") == f"{PUBLIC_BASE}/peer/hold/{callers[1].call_sid and db.scalars(select(PeerRequest).where(PeerRequest.call_sid == callers[1].call_sid)).one().id}/choice?lang=en&told=1"
     # 1 keeps the place: the document ends and Twilio plays the waitUrl again.
     callers[1].press("1")
     assert callers[1].said == "All right. You keep your place in line."
@@ -292,7 +292,7 @@ def test_hold_positions_expected_wait_and_stories(svc, db, client, net) -> None:
 
 HOLD_CHOICES_EN = ("While you wait, you can choose. To keep waiting, press 1. "
                    "To get a call back and keep your place, press 2. To leave a message, press 3. "
-                   "To hear this again, press star. To reach a person, press 0. "
+                   "To hear this again, press star. For a person, press 0. "
                    "If you are in danger or thinking of suicide, press 9 for the crisis line.")
 HOLD_CHOICES_ES = ("Mientras espera, puede elegir. Para seguir esperando, oprima 1. "
                    "Para que le devolvamos la llamada sin perder su lugar, oprima 2. Para dejar un mensaje, oprima 3. "
@@ -395,7 +395,7 @@ def test_hold_nine_moves_the_call_to_the_crisis_line_through_the_rest_api(svc, d
     wait_doc(caller, 1)
     caller.press("9")
     assert list(caller.twiml) == []
-    assert updates(net) == [(caller.call_sid, {"Url": [f"{PUBLIC_BASE}/voice/action/crisis?lang=en"],
+    assert updates(net) == [(caller.call_sid, {"Url": [f"{PUBLIC_BASE}/voice/action/crisis?lang=en&told=1"],
                                                "Method": ["POST"]})]
 
 

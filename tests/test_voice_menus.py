@@ -8,6 +8,16 @@ from sqlalchemy import select
 from models import Call, CallEvent, Caller
 from tests.helpers import TestCaller
 
+FULL_KEYS = ("To hear this again, press star. For a person, press 0. "
+             "If you are in danger or thinking of suicide, press 9 for the crisis line.")
+SHORT_KEYS = "Star repeats. 9 for the crisis line."
+MAIN_OPTIONS = ("To talk with a peer, press 1. To hear stories from peers, press 2. To get a call back, press 3. "
+                "To leave a message, press 4. To slow down my voice or change language, press 5.")
+STORY_OPTIONS = ("Which stories would you like to hear? "
+                 "For recovery with medication, like buprenorphine or methadone, press 1. "
+                 "For living with pain, press 2. For feeling lonely, press 3. For dealing with stigma, press 4. "
+                 "To go back, press 5.")
+
 
 def test_first_call_asks_language_in_both_languages(caller: TestCaller) -> None:
     root = caller.call()
@@ -26,17 +36,8 @@ def test_main_menu_names_each_option_before_its_key(caller: TestCaller) -> None:
     caller.press("1")
     caller.to_menu()
     said = caller.said
-    assert said.startswith("What would you like to do?")
-    for line in (
-        "To talk with a peer, press 1.",
-        "To hear stories from peers, press 2.",
-        "To get a call back, press 3.",
-        "To leave a message, press 4.",
-        "press star",
-        "To reach a person, press 0.",
-        "press 9 for the crisis line",
-    ):
-        assert line in said
+    # The first menu of the call: every option named before its key, and the full block of keys.
+    assert said == f"What would you like to do? {MAIN_OPTIONS} {FULL_KEYS}"
     gather = caller.gather()
     assert "peer" in gather.get("hints")
     assert gather.get("actionOnEmptyResult") == "true"
@@ -86,8 +87,10 @@ def test_no_input_repeats_once_simpler_then_takes_the_safe_default(caller: TestC
     assert "To talk with a peer, press 1." in caller.said
     assert "To leave a message" not in caller.said  # simpler: one option, not five
     caller.silence()
-    # Safe default of the main menu: towards a person, never a hang-up.
+    # Safe default of the main menu: towards a person, never a hang-up; the caller is told first.
+    assert caller.said == "I'll find a peer for you now."
     assert caller.twiml.find("Hangup") is None
+    caller.follow()
     assert "No peer can answer right now." in caller.said
 
 
@@ -145,6 +148,74 @@ def test_menu_path_is_recorded_with_times(caller: TestCaller, db: Any) -> None:
     events = db.scalars(select(CallEvent).where(CallEvent.call_id == call.id).order_by(CallEvent.id)).all()
     assert [(e.node, e.input) for e in events] == [("incoming", None), ("language", "1"), ("main", "2")]
     assert all(e.at is not None for e in events)
+
+
+# Menus that forgive --------------------------------------------------------------------------
+
+
+def test_later_menus_give_a_short_reminder_of_the_keys(caller: TestCaller) -> None:
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    assert caller.said.endswith(FULL_KEYS)
+    caller.press("2")
+    assert caller.said == f"{STORY_OPTIONS} {SHORT_KEYS}"
+    caller.press("5")  # back, the same key in every menu that has a way back
+    assert caller.said == f"What would you like to do? {MAIN_OPTIONS} {SHORT_KEYS}"
+    caller.press("5")
+    assert caller.said == ("Settings. To slow down my voice, press 1. For my usual pace, press 2. "
+                           f"To change language, press 3. To go back, press 5. {SHORT_KEYS}")
+
+
+def test_a_wrong_key_gets_the_full_block_and_a_second_every_option_then_the_default_is_announced(
+        caller: TestCaller) -> None:
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    caller.press("2")
+    caller.press("6")
+    assert caller.said == (f"Sorry, 6 is not a choice here. You can press 1, 2, 3, 4 or 5. {STORY_OPTIONS} "
+                           f"{FULL_KEYS}")
+    caller.press("6")
+    # The second error: every option again, each with its name (never fewer choices).
+    assert caller.said == f"Sorry, 6 is not a choice here. {STORY_OPTIONS} {FULL_KEYS}"
+    caller.press("6")
+    # The third: the safe default, said before it is taken.
+    assert caller.said.startswith("I'll take you back to the main menu now. What would you like to do?")
+    assert caller.said.endswith(SHORT_KEYS)
+
+
+def test_slow_pace_pauses_between_the_lines_of_a_menu(caller: TestCaller) -> None:
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    caller.press("5")
+    caller.press("1")
+    caller.to_menu()
+    children = list(caller.gather())
+    tags = [child.tag for child in children]
+    # Prompt, five options, the keys: seven lines, a one-second pause between each two.
+    assert tags == ["Say", "Pause"] * 6 + ["Say"]
+    assert {child.get("length") for child in children if child.tag == "Pause"} == {"1"}
+    caller.press("2")  # stories, still slow
+    assert [c.tag for c in caller.gather()].count("Pause") == 6
+
+
+def test_every_menu_hints_the_words_that_work_everywhere_in_its_language(caller: TestCaller) -> None:
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    hints = caller.gather().get("hints").split(", ")
+    for word in ("peer", "crisis", "emergency", "help", "person", "repeat"):
+        assert word in hints
+    assert "ayuda" not in hints
+    spanish = TestCaller(caller.client, number="+15555550123")
+    spanish.call()
+    spanish.press("2")
+    spanish.to_menu()
+    hints = spanish.gather().get("hints").split(", ")
+    for word in ("par", "crisis", "emergencia", "ayuda", "persona", "repetir"):
+        assert word in hints
 
 
 def test_key_names_come_from_the_callers_language(caller: TestCaller) -> None:

@@ -5,6 +5,8 @@ other action is carried out through :mod:`ivr.webhooks.actions`, whoever registe
 """
 from __future__ import annotations
 
+import dataclasses
+
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -130,21 +132,17 @@ def answer(node: str) -> Response:
 
 def _carry_out(ctx: Ctx, node: str, t: Transition) -> VoiceResponse:
     carry = _story_carry()
+    # When no answer came, the caller hears where the default takes them before it does.
+    note = [ctx.flow.nodes[node].default_note] if t.default else []
     if t.kind == "node":
-        return ctx.menu(t.target, carry=carry)
+        return ctx.menu(t.target, preface=note, carry=carry)
     if t.kind == "action":
+        if note:
+            return ctx.speaker.say_then_redirect(note, ctx.url("voice.action", name=t.target, **carry))
         return actions.perform(ctx, t.target)
-    if t.kind == "repeat":
-        return ctx.menu(node, t.attempt, carry=carry)
-    if t.kind == "no_input":
-        return ctx.menu(node, t.attempt, preface=[ctx.flow.text("no_input")], simpler=t.simpler, carry=carry)
-    # invalid: say what is possible, then the menu again
-    keys = [o.key for o in ctx.flow.nodes[node].options]
-    listed = ", ".join(keys[:-1]) + f" {ctx.flow.text('or_word')} {keys[-1]}" if len(keys) > 1 else keys[0]
-    sorry = (ctx.flow.text("invalid_speech") if t.matched == "speech"
-             else ctx.flow.text("invalid", key=ctx.flow.key_name(t.matched or "")))
-    preface = [sorry, ctx.flow.text("choices", keys=listed)]
-    return ctx.menu(node, t.attempt, preface=preface, simpler=t.simpler, carry=carry)
+    # Asked to repeat, or no answer, or a wrong one: the menu again, with the full block of keys.
+    preface = ctx.retry_preface(ctx.flow.nodes[node], t)
+    return ctx.menu(node, t.attempt, preface=preface, simpler=t.simpler, carry=carry, full_keys=True)
 
 
 @bp.post("/action/<name>")
@@ -181,7 +179,7 @@ def language_again(ctx: Ctx) -> VoiceResponse:
 
 def _set_pace(ctx: Ctx, slow: bool) -> VoiceResponse:
     set_pace(get_session(), ctx.call_sid, slow)
-    paced = Ctx(ctx.call_sid, ctx.flow, slow)
+    paced = dataclasses.replace(ctx, slow=slow)
     line = ctx.flow.text("pace_slow" if slow else "pace_normal")
     return paced.speaker.say_then_redirect([line], paced.main_menu_url)
 
