@@ -8,6 +8,9 @@ high-risk phrases, and the words for the crisis line) goes to the crisis line; t
 a person or for help go to a person; "repeat"; then the menu's own words; then numerals.
 The words that work everywhere are understood in every language we ship, whatever the menu's
 language (a Spanish speaker on an English menu still reaches the crisis line by voice).
+
+The first question picks a language (:func:`choose_language`); it never picks one by itself:
+a caller who says nothing has not chosen, and the webhooks go on without saving a language.
 """
 from __future__ import annotations
 
@@ -39,6 +42,13 @@ GLOBAL_WORDS_BY_LANGUAGE = {
 GLOBAL_WORDS = {
     key: tuple(dict.fromkeys(w for words in GLOBAL_WORDS_BY_LANGUAGE.values() for w in words[key]))
     for key in ("9", "0", "*")
+}
+# The first question: keys, and the words that name each language. Spanish is checked first,
+# and "no hablo inglés" (I do not speak English) names Spanish, not English.
+LANGUAGE_KEYS = {"1": "en", "2": "es"}
+LANGUAGE_WORDS = {
+    "es": ("no hablo ingles", "no se ingles", "no english", "espanol", "spanish", "castellano"),
+    "en": ("english", "ingles"),
 }
 _DIGIT_WORDS = {
     "1": ("1", "one", "uno"), "2": ("2", "two", "dos"), "3": ("3", "three", "tres"),
@@ -172,13 +182,31 @@ def _invalid(menu: Menu, attempt: int, what: str) -> Transition:
     return Transition("invalid", menu.id, attempt=attempt + 1, matched=what)
 
 
-def choose_language(digits: str, speech: str, attempt: int) -> str | None:
-    """The language the first question's answer picks: 1 or "English", 2 or "español"; English after one repeat."""
-    heard = speech.lower()
-    if digits == "1" or "english" in heard or "inglés" in heard:
-        return "en"
-    if digits == "2" or "español" in heard or "spanish" in heard or "espanol" in heard:
-        return "es"
-    if attempt >= 1:
-        return "en"  # safe default after one repeat: carry on rather than hang up
+def names_language(speech: str) -> str | None:
+    """The language that spoken words name ("español", "Spanish", "inglés", "English"), or None."""
+    folded = _fold(speech)
+    for language, words in LANGUAGE_WORDS.items():
+        if any(_contains(folded, w) for w in words):
+            return language
     return None
+
+
+def choose_language(digits: str, speech: str) -> str | None:
+    """The language the first question's answer picks (1 or 2, a language's name, a numeral), or None: never a default."""
+    if digits:
+        return LANGUAGE_KEYS.get(digits[:1])
+    if not speech.strip():
+        return None
+    named = names_language(speech)
+    if named is not None:
+        return named
+    folded = _fold(speech)
+    for key, language in LANGUAGE_KEYS.items():
+        if any(_contains(folded, w) for w in _DIGIT_WORDS[key]):
+            return language
+    return None
+
+
+def language_hints() -> tuple[str, ...]:
+    """Speech hints for the first question: each language's name in both languages, and the numerals."""
+    return ("English", "inglés", "español", "Spanish", "one", "two", "uno", "dos")

@@ -1,9 +1,10 @@
 """Load call flows from YAML and check them: targets, reachability, dead ends, keys.
 
-One key has one meaning wherever it works: :data:`BACK_KEY` is the way back in every menu
+Two keys have one meaning wherever they work: :data:`BACK_KEY` is the way back in every menu
 but the first (a node says ``back: <node>`` and the loader adds the option, last, with the
 flow's one label and words for it; a menu that words its way back itself, like the story menu's
-"back to the topics", may use the key only to lead to a menu).
+"back to the topics", may use the key only to lead to a menu), and :data:`LANGUAGE_KEY`
+switches language on a call whose caller has not chosen one yet, so no option may use it.
 """
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ STORY_PAUSE_KEY = "2"
 # 5, as in the stories (5 goes back to the topics while a story plays and after it). A node
 # says "back: <node>" and the loader adds the option, last, with the flow's one label and words.
 BACK_KEY = "5"
+# While a caller has not chosen a language (silent at the first question), this key switches
+# to the other language in any menu. Not 2, the key of the first question: 2 is an option in
+# nearly every menu.
+LANGUAGE_KEY = "8"
 MAX_OPTIONS = 5  # the way back included
 MIN_OPTIONS = 1
 # Phrases said with a number come in two forms, ``<name>`` and ``<name>_one`` (for 1), in every
@@ -65,6 +70,8 @@ REQUIRED_STRINGS = frozenset(
         "greeting", "press", "global_keys", "global_keys_short", "no_input", "simpler", "invalid",
         "invalid_speech", "choices", "or_word", "crisis", "voicemail_consent", "voicemail_saved",
         "goodbye", "error", "error_hangup", "fallback", "key_star", "key_pound",
+        # the first question, and a call that goes on before its caller chose a language
+        "line_name", "language_offer", "language_crisis", "language_switch", "language_kept",
         # times of day, as people say them in the language (see callflows.callbacks.spoken_clock)
         "part_early", "part_morning", "part_noon", "part_afternoon", "part_night",
         "callback_not_saved",
@@ -190,6 +197,8 @@ def validate(raw: Mapping[str, Any], source: str) -> list[str]:
                 problems.append(
                     f"node '{node_id}': key '{key}' is the way back in every menu but the first; it must lead to a menu"
                 )
+            elif key == LANGUAGE_KEY:
+                problems.append(f"node '{node_id}': key '{key}' is reserved for changing language")
             elif not (len(key) == 1 and key.isdigit()):
                 problems.append(f"node '{node_id}': key '{key}' must be one digit")
             if node_id == STORY_MENU and key == STORY_PAUSE_KEY:

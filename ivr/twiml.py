@@ -7,13 +7,13 @@ keys, and speech hints that include the words that work in every menu.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from flask import Response
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from callflows import Flow, Menu
-from callflows.engine import global_hints
+from callflows.engine import global_hints, language_hints
 
 GATHER_TIMEOUT_S = 10  # Twilio's 5 s default is too short for many of our callers
 SLOW_GATHER_TIMEOUT_S = 15
@@ -75,8 +75,9 @@ class Speaker:
         preface: Iterable[str] = (),
         simpler: bool = False,
         full_keys: bool = True,
+        other_languages: Sequence[tuple[Flow, str]] = (),
     ) -> VoiceResponse:
-        """A menu: optional preface, the prompt, each option named before its key, the global keys.
+        """A menu: lines in other languages, preface, the prompt, each option named before its key, the global keys.
 
         ``full_keys`` says the whole block of keys that work everywhere (the first menu of a
         call, after a wrong or missing answer); otherwise a short reminder. ``simpler`` says
@@ -84,6 +85,8 @@ class Speaker:
         """
         twiml = VoiceResponse()
         gather = self._gather(twiml, action_url, hints=_hints(menu, self.flow.language))
+        for flow, line in other_languages:
+            Speaker(flow, self.slow).say(gather, line)
         lines = list(preface)
         if simpler:
             lines.append(menu.simple)
@@ -97,11 +100,17 @@ class Speaker:
         return twiml
 
     def choose_language(self, flows: dict[str, Flow], action_url: str, prompts: list[tuple[Flow, str]]) -> VoiceResponse:
-        """The bilingual first question: each language speaks for itself."""
+        """The first question, in every language at once: each line is said in its own language's voice.
+
+        Twilio recognises speech in one language per <Gather>: this one listens in the speaker's
+        language, with hints that name each language in both languages (and the numerals).
+        """
         twiml = VoiceResponse()
-        hints = ", ".join(f.name for f in flows.values())
-        gather = self._gather(twiml, action_url, hints=hints)
-        for flow, line in prompts:
+        words = [*language_hints(), *(w for f in flows.values() for w in global_hints(f.language))]
+        gather = self._gather(twiml, action_url, hints=", ".join(dict.fromkeys(words)))
+        for i, (flow, line) in enumerate(prompts):
+            if i and self.slow:
+                gather.pause(length=SLOW_PAUSE_S)
             Speaker(flow, self.slow).say(gather, line)
         twiml.redirect(action_url, method="POST")
         return twiml

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from callflows import FlowValidationError, load_flows, step
+from callflows import FlowValidationError, choose_language, load_flows, step
 from callflows.loader import BACK_KEY, DATA_DIR, build
 
 EN = yaml.safe_load((DATA_DIR / "en.yaml").read_text(encoding="utf-8"))
@@ -101,13 +101,15 @@ def test_every_way_back_is_key_5_with_one_label() -> None:
                                                        "callback_window"}
 
 
-def test_key_5_is_only_ever_the_way_back() -> None:
+def test_key_5_is_only_ever_the_way_back_and_8_is_no_option() -> None:
     raw = broken()
+    raw["nodes"]["main"]["options"][1]["key"] = "8"
     raw["nodes"]["stories"]["options"][0]["key"] = "5"
     raw["nodes"]["callback_message"]["options"].append({"key": "5", "label": "To leave a message",
                                                          "target": "action:voicemail"})
     raw["nodes"]["settings"]["back"] = "nowhere"
     problems = problems_of(raw)
+    assert "node 'main': key '8' is reserved for changing language" in problems
     assert "node 'stories': key '5' is its way back (back: main), so no option may use it" in problems
     assert ("node 'callback_message': key '5' is the way back in every menu but the first; it must lead to a menu"
             in problems)
@@ -129,9 +131,10 @@ def test_every_menu_says_what_its_default_does() -> None:
 
 def test_words_said_to_callers_are_required_in_each_language() -> None:
     raw = broken()
-    for name in ("key_pound", "part_afternoon", "hold_wait_one", "global_keys_short"):
+    for name in ("key_pound", "part_afternoon", "hold_wait_one", "global_keys_short", "language_offer"):
         del raw["strings"][name]
-    assert "strings: missing global_keys_short, hold_wait_one, key_pound, part_afternoon" in problems_of(raw)
+    assert ("strings: missing global_keys_short, hold_wait_one, key_pound, language_offer, part_afternoon"
+            in problems_of(raw))
 
 
 @pytest.mark.parametrize(("language", "minutes", "said"), [
@@ -200,3 +203,17 @@ def test_a_second_wrong_answer_keeps_every_option_and_only_a_default_is_marked()
     assert step(flow, "main", attempt=1).default is True
     assert step(flow, "main", digits="1").default is False
 
+
+@pytest.mark.parametrize(("digits", "speech", "expected"), [
+    ("1", "", "en"), ("2", "", "es"), ("", "English", "en"), ("", "español", "es"), ("", "Espanol", "es"),
+    ("", "spanish please", "es"), ("", "no hablo inglés", "es"), ("", "inglés", "en"), ("", "dos", "es"),
+    ("", "one", "en"), ("", "", None), ("5", "", None), ("", "banana", None),
+])
+def test_the_first_question_never_chooses_by_itself(digits: str, speech: str, expected: str | None) -> None:
+    assert choose_language(digits, speech) == expected
+
+
+def test_engine_understands_spanish_speech() -> None:
+    flow = load_flows()["es"]
+    assert step(flow, "main", speech="Quiero oír una historia").target == "stories"
+    assert step(flow, "stories", speech="sobre la metadona").target == "story:medication"

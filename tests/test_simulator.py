@@ -57,7 +57,8 @@ def test_full_call_over_http_leaves_a_pending_voicemail(live_app: str, phone_net
     assert leg.run(f"{PUBLIC_BASE}/voice/incoming") == "completed"
 
     heard = " ".join(leg.heard)
-    assert heard.startswith("Welcome to Peer Line.")
+    assert heard.startswith("Peer support line. Para español, oprima 2. For English, press 1.")
+    assert "Welcome to Peer Line." in heard
     assert "To leave a message, press 4." in heard
     assert "Leave your message after the tone." in heard
     assert leg.heard[-2:] == ["Thank you. Your message is saved. A peer will hear it soon.",
