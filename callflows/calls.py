@@ -102,6 +102,18 @@ def remember_language(session: Session, call_sid: str, language: str, received: 
     return slow
 
 
+def go_on_undecided(session: Session, call_sid: str, language: str, received: str) -> bool:
+    """Nobody chose a language at the first question: the call goes on in ``language``, and nothing is saved.
+
+    Neither the caller nor the call gets a language, so the next call asks again and a
+    voicemail is not taken for ``language`` speech. Returns the caller's slow-pace choice.
+    """
+    caller = caller_for_call(session, call_sid)
+    record_event(session, call_sid, "language", received, f"{language}, not chosen")
+    session.commit()
+    return bool(caller and caller.slow_speech)
+
+
 def set_pace(session: Session, call_sid: str, slow: bool) -> None:
     """The caller chose the slower (or the usual) speech rate, remembered for their next calls."""
     caller = caller_for_call(session, call_sid)

@@ -1,4 +1,11 @@
-"""Load call flows from YAML and check them: targets, reachability, dead ends, keys."""
+"""Load call flows from YAML and check them: targets, reachability, dead ends, keys.
+
+Two keys have one meaning wherever they work: :data:`BACK_KEY` is the way back in every menu
+but the first (a node says ``back: <node>`` and the loader adds the option, last, with the
+flow's one label and words for it; a menu that words its way back itself, like the story menu's
+"back to the topics", may use the key only to lead to a menu), and :data:`LANGUAGE_KEY`
+switches language on a call whose caller has not chosen one yet, so no option may use it.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,15 +52,34 @@ GLOBAL_KEYS = {"*": "repeat", "0": "action:person", "9": "action:crisis"}
 # it is paused too, plus one key that pauses and resumes it; so that menu may not use that key.
 STORY_MENU = "story_after"
 STORY_PAUSE_KEY = "2"
-MAX_OPTIONS = 5
+# The one key that goes back, in every menu but the first (which has nowhere to go back to):
+# 5, as in the stories (5 goes back to the topics while a story plays and after it). A node
+# says "back: <node>" and the loader adds the option, last, with the flow's one label and words.
+BACK_KEY = "5"
+# While a caller has not chosen a language (silent at the first question), this key switches
+# to the other language in any menu. Not 2, the key of the first question: 2 is an option in
+# nearly every menu.
+LANGUAGE_KEY = "8"
+MAX_OPTIONS = 5  # the way back included
 MIN_OPTIONS = 1
+# Phrases said with a number come in two forms, ``<name>`` and ``<name>_one`` (for 1), in every
+# language: "about 1 minute", "la 1:15". Say them with :meth:`Flow.counted`.
+COUNTED_STRINGS = frozenset({"hold_wait", "callback_key_short", "peer_locked", "time_hm", "time_h"})
 REQUIRED_STRINGS = frozenset(
     {
-        "greeting", "press", "global_keys", "no_input", "simpler", "invalid", "invalid_speech",
-        "choices", "or_word", "crisis", "voicemail_consent", "voicemail_saved", "goodbye",
-        "error", "error_hangup", "fallback",
+        "greeting", "press", "global_keys", "global_keys_short", "no_input", "simpler", "invalid",
+        "invalid_speech", "choices", "or_word", "crisis", "voicemail_consent", "voicemail_saved",
+        "goodbye", "error", "error_hangup", "fallback", "key_star", "key_pound",
+        # the first question, and a call that goes on before its caller chose a language
+        "line_name", "language_offer", "language_crisis", "language_switch", "language_kept",
+        # times of day, as people say them in the language (see callflows.callbacks.spoken_clock)
+        "part_early", "part_morning", "part_noon", "part_afternoon", "part_night",
+        "callback_not_saved",
+        *COUNTED_STRINGS, *(f"{name}_one" for name in COUNTED_STRINGS),
     }
 )
+# What the caller says to name each spoken key (for "Sorry, pound is not a choice here").
+KEY_NAMES = {"*": "key_star", "#": "key_pound"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +100,9 @@ class Menu:
     prompt: str
     simple: str
     default: str
+    default_note: str  # said just before the default is taken: "I'll take you to ... now."
     options: tuple[Option, ...]
+    back: str | None = None  # where BACK_KEY leads (the option is the last of ``options``)
 
     def option_for_key(self, key: str) -> Option | None:
         """The option bound to ``key``, if any."""
@@ -98,6 +126,16 @@ class Flow:
         """A phrase from the flow's strings, with ``{placeholders}`` filled in."""
         return self.strings[name].format(**values)
 
+    def counted(self, name: str, count: int, /, **values: object) -> str:
+        """A phrase said with a number: ``<name>_one`` for 1 (when the flow has it), else ``<name>``."""
+        singular = f"{name}_one"
+        return self.text(singular if count == 1 and singular in self.strings else name, **values)
+
+    def key_name(self, key: str) -> str:
+        """A key as the caller hears it named: "star", "asterisco", or the digit."""
+        name = KEY_NAMES.get(key)
+        return self.text(name) if name else key
+
 
 def _is_known_target(target: str, nodes: Mapping[str, Any]) -> bool:
     if target.startswith("action:"):
@@ -119,6 +157,10 @@ def validate(raw: Mapping[str, Any], source: str) -> list[str]:
     missing = sorted(REQUIRED_STRINGS - set(raw["strings"] or {}))
     if missing:
         problems.append(f"strings: missing {', '.join(missing)}")
+    back_option = raw.get("back")
+    if back_option is not None and not (isinstance(back_option, Mapping) and back_option.get("label")):
+        problems.append("back: needs a 'label' (and 'speech' words) for the way back")
+        back_option = None
     if raw["start"] not in nodes:
         problems.append(f"start: unknown node '{raw['start']}'")
     for entry in raw.get("entry_points") or []:
@@ -128,21 +170,35 @@ def validate(raw: Mapping[str, Any], source: str) -> list[str]:
         if not isinstance(node, Mapping):
             problems.append(f"node '{node_id}': must be a mapping")
             continue
-        for field_name in ("prompt", "simple", "default"):
+        for field_name in ("prompt", "simple", "default", "default_note"):
             if not node.get(field_name):
                 problems.append(f"node '{node_id}': missing '{field_name}'")
         options = node.get("options") or []
-        if len(options) < MIN_OPTIONS:
+        back = node.get("back")
+        if back is not None and str(back) not in nodes:
+            problems.append(f"node '{node_id}': back leads to unknown node '{back}'")
+        if back is not None and not back_option:
+            problems.append(f"node '{node_id}': has a way back, but the flow has no 'back' label and words")
+        count = len(options) + (back is not None)
+        if count < MIN_OPTIONS:
             problems.append(f"node '{node_id}': dead end, it has no options")
-        if len(options) > MAX_OPTIONS:
+        if count > MAX_OPTIONS:
             problems.append(
-                f"node '{node_id}': {len(options)} options, at most {MAX_OPTIONS} keep a menu easy to hold in mind"
+                f"node '{node_id}': {count} options, at most {MAX_OPTIONS} keep a menu easy to hold in mind"
             )
         seen: set[str] = set()
         for opt in options:
             key = str(opt.get("key", ""))
             if key in GLOBAL_KEYS:
                 problems.append(f"node '{node_id}': key '{key}' is reserved in every menu")
+            elif key == BACK_KEY and back is not None:
+                problems.append(f"node '{node_id}': key '{key}' is its way back (back: {back}), so no option may use it")
+            elif key == BACK_KEY and node_id != raw["start"] and str(opt.get("target", "")).startswith("action:"):
+                problems.append(
+                    f"node '{node_id}': key '{key}' is the way back in every menu but the first; it must lead to a menu"
+                )
+            elif key == LANGUAGE_KEY:
+                problems.append(f"node '{node_id}': key '{key}' is reserved for changing language")
             elif not (len(key) == 1 and key.isdigit()):
                 problems.append(f"node '{node_id}': key '{key}' must be one digit")
             if node_id == STORY_MENU and key == STORY_PAUSE_KEY:
@@ -174,6 +230,7 @@ def _unreachable(raw: Mapping[str, Any], nodes: Mapping[str, Any]) -> list[str]:
         node = nodes[node_id] if isinstance(nodes[node_id], Mapping) else {}
         targets = [str(o.get("target", "")) for o in node.get("options") or []]
         targets.append(str(node.get("default", "")))
+        targets.append(str(node.get("back", "")))
         todo.extend(t for t in targets if t in nodes)
     return [f"node '{n}': unreachable from '{raw['start']}'" for n in nodes if n not in seen]
 
@@ -183,24 +240,7 @@ def build(raw: Mapping[str, Any], source: str) -> Flow:
     problems = validate(raw, source)
     if problems:
         raise FlowValidationError(source, problems)
-    nodes = {
-        node_id: Menu(
-            id=node_id,
-            prompt=node["prompt"],
-            simple=node["simple"],
-            default=str(node["default"]),
-            options=tuple(
-                Option(
-                    key=str(o["key"]),
-                    label=o["label"],
-                    speech=tuple(str(s).lower() for s in o.get("speech") or ()),
-                    target=str(o["target"]),
-                )
-                for o in node["options"]
-            ),
-        )
-        for node_id, node in raw["nodes"].items()
-    }
+    nodes = {node_id: _menu(node_id, node, raw.get("back") or {}) for node_id, node in raw["nodes"].items()}
     return Flow(
         language=raw["language"],
         name=raw["name"],
@@ -210,6 +250,32 @@ def build(raw: Mapping[str, Any], source: str) -> Flow:
         nodes=nodes,
         strings=dict(raw["strings"]),
         entry_points=tuple(raw.get("entry_points") or ()),
+    )
+
+
+def _option(raw: Mapping[str, Any]) -> Option:
+    return Option(
+        key=str(raw["key"]),
+        label=raw["label"],
+        speech=tuple(str(s).lower() for s in raw.get("speech") or ()),
+        target=str(raw["target"]),
+    )
+
+
+def _menu(node_id: str, node: Mapping[str, Any], back_option: Mapping[str, Any]) -> Menu:
+    options = [_option(o) for o in node.get("options") or ()]
+    back = node.get("back")
+    if back is not None:
+        # The way back is the same key, label and words in every menu: the flow says them once.
+        options.append(_option({**back_option, "key": BACK_KEY, "target": back}))
+    return Menu(
+        id=node_id,
+        prompt=node["prompt"],
+        simple=node["simple"],
+        default=str(node["default"]),
+        default_note=node["default_note"],
+        options=tuple(options),
+        back=None if back is None else str(back),
     )
 
 

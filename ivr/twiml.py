@@ -1,17 +1,19 @@
 """The one place TwiML is made, with the ``twilio`` library's VoiceResponse.
 
-Views decide what happens; this module decides how it sounds: voice, language, pace,
-generous timeouts, option names before keys.
+Views decide what happens; this module decides how it sounds: voice, language, pace (a
+slower rate, and a pause between the lines of a menu), generous timeouts, option names before
+keys, and speech hints that include the words that work in every menu.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from flask import Response
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from callflows import Flow, Menu
+from callflows.engine import global_hints, language_hints
 
 GATHER_TIMEOUT_S = 10  # Twilio's 5 s default is too short for many of our callers
 SLOW_GATHER_TIMEOUT_S = 15
@@ -20,6 +22,7 @@ SLOW_STORY_END_TIMEOUT_S = 5
 PAUSE_TIMEOUT_S = 60  # a paused story goes on by itself after this long
 SLOW_PAUSE_TIMEOUT_S = 120
 SLOW_RATE = "80%"
+SLOW_PAUSE_S = 1  # at the slower pace, a pause between the lines of a menu
 
 
 def to_response(twiml: VoiceResponse) -> Response:
@@ -71,29 +74,43 @@ class Speaker:
         action_url: str,
         preface: Iterable[str] = (),
         simpler: bool = False,
+        full_keys: bool = True,
+        other_languages: Sequence[tuple[Flow, str]] = (),
     ) -> VoiceResponse:
-        """A menu: optional preface, the prompt, each option named before its key, global keys."""
+        """A menu: lines in other languages, preface, the prompt, each option named before its key, the global keys.
+
+        ``full_keys`` says the whole block of keys that work everywhere (the first menu of a
+        call, after a wrong or missing answer); otherwise a short reminder. ``simpler`` says
+        the menu's one-line simple form instead of every option.
+        """
         twiml = VoiceResponse()
-        gather = self._gather(twiml, action_url, hints=_hints(menu))
+        gather = self._gather(twiml, action_url, hints=_hints(menu, self.flow.language))
+        for flow, line in other_languages:
+            Speaker(flow, self.slow).say(gather, line)
         lines = list(preface)
         if simpler:
             lines.append(menu.simple)
         else:
             lines.append(menu.prompt)
             lines.extend(self.flow.text("press", label=o.label, key=o.key) for o in menu.options)
-        lines.append(self.flow.text("global_keys"))
-        for line in lines:
-            self.say(gather, line)
+        lines.append(self.flow.text("global_keys" if full_keys else "global_keys_short"))
+        self._lines(gather, lines)
         # If Twilio ever reaches here the gather produced nothing: treat it as no input.
         twiml.redirect(action_url, method="POST")
         return twiml
 
     def choose_language(self, flows: dict[str, Flow], action_url: str, prompts: list[tuple[Flow, str]]) -> VoiceResponse:
-        """The bilingual first question: each language speaks for itself."""
+        """The first question, in every language at once: each line is said in its own language's voice.
+
+        Twilio recognises speech in one language per <Gather>: this one listens in the speaker's
+        language, with hints that name each language in both languages (and the numerals).
+        """
         twiml = VoiceResponse()
-        hints = ", ".join(f.name for f in flows.values())
-        gather = self._gather(twiml, action_url, hints=hints)
-        for flow, line in prompts:
+        words = [*language_hints(), *(w for f in flows.values() for w in global_hints(f.language))]
+        gather = self._gather(twiml, action_url, hints=", ".join(dict.fromkeys(words)))
+        for i, (flow, line) in enumerate(prompts):
+            if i and self.slow:
+                gather.pause(length=SLOW_PAUSE_S)
             Speaker(flow, self.slow).say(gather, line)
         twiml.redirect(action_url, method="POST")
         return twiml
@@ -260,19 +277,26 @@ class Speaker:
         say = parent.say(voice=self.flow.voice, language=self.flow.say_language)
         say.prosody(text, rate="slow")
 
-    def readback_menu(self, menu: Menu, action_url: str, before: Iterable[str], digits: str) -> VoiceResponse:
+    def readback_menu(self, menu: Menu, action_url: str, before: Iterable[str], digits: str,
+                      full_keys: bool = True) -> VoiceResponse:
         """A menu that first reads a number back slowly, digit by digit, so the caller can check it."""
         twiml = VoiceResponse()
-        gather = self._gather(twiml, action_url, hints=_hints(menu))
+        gather = self._gather(twiml, action_url, hints=_hints(menu, self.flow.language))
         for line in before:
             self.say(gather, line)
         self.say_slowly(gather, digits)
         lines = [menu.prompt, *(self.flow.text("press", label=o.label, key=o.key) for o in menu.options),
-                 self.flow.text("global_keys")]
-        for line in lines:
-            self.say(gather, line)
+                 self.flow.text("global_keys" if full_keys else "global_keys_short")]
+        self._lines(gather, lines)
         twiml.redirect(action_url, method="POST")
         return twiml
+
+    def _lines(self, gather: Gather, lines: Iterable[str]) -> None:
+        """Say the lines of a menu; at the slower pace, with a pause between them (time to take each one in)."""
+        for i, line in enumerate(lines):
+            if i and self.slow:
+                gather.pause(length=SLOW_PAUSE_S)
+            self.say(gather, line)
 
     def _gather(self, twiml: VoiceResponse, action_url: str, hints: str) -> Gather:
         return twiml.gather(
@@ -288,10 +312,12 @@ class Speaker:
         )
 
 
-def _hints(menu: Menu) -> str:
+def _hints(menu: Menu, language: str) -> str:
+    """The menu's own words, then the words that work in every menu (crisis, a person, repeat) in its language."""
     words: list[str] = []
     for option in menu.options:
         words.extend(option.speech)
+    words.extend(global_hints(language))
     return ", ".join(dict.fromkeys(words))
 
 

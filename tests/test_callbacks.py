@@ -18,7 +18,7 @@ import pytest
 from rq import Queue
 from sqlalchemy import select
 
-from callflows import callbacks, line
+from callflows import callbacks, line, load_flows
 from callflows.times import aware
 from models import CallbackRequest, Peer, utcnow
 from models.tables import CallbackAttempt, PeerRequest
@@ -32,6 +32,7 @@ from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCa
 LINE = "+15005550006"
 CALLS = f"/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Calls.json"
 PEER_PHONE = "+15555550301"
+FLOWS = load_flows()
 
 
 @pytest.fixture(autouse=True)
@@ -55,13 +56,13 @@ def sid_of(net, form: dict[str, list[str]]) -> str:  # type: ignore[no-untyped-d
     return next(sid for sid, call in net.state.calls.items() if call.get("Url") == form["Url"][0])
 
 
-def dial_in(client, net, number: str) -> TestCaller:  # type: ignore[no-untyped-def]
+def dial_in(client, net, number: str, language_key: str = "1") -> TestCaller:  # type: ignore[no-untyped-def]
     caller = TestCaller(client, number=number)
     net.state.calls[caller.call_sid] = {"sid": caller.call_sid, "account_sid": TEST_ACCOUNT_SID,
                                         "status": "in-progress", "direction": "inbound", "From": number,
                                         "To": LINE, "redirect_seq": 0}
     caller.call()
-    caller.press("1")  # English
+    caller.press(language_key)  # 1 English, 2 Spanish
     caller.to_menu()
     return caller
 
@@ -142,9 +143,16 @@ def test_withheld_number_keys_one_and_hears_what_is_wrong(svc, db, client, net) 
     caller.post(caller.gather().get("action"), Digits="6175550123")
     assert "6 1 7, 5 5 5, 0 1 2 3" in caller.said
     finish_request(caller, window_key="4", message_key="1")
-    assert "between 5:00 pm and 9:00 pm" in caller.said
+    assert "between 5 pm and 9 pm" in caller.said
     cb = pending(db, "+16175550123", svc)
     assert cb.window == "evening" and cb.allow_message is True and cb.caller_id is None
+
+
+def test_one_digit_keyed_is_said_in_the_singular(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    caller = dial_in(client, net, "anonymous")
+    caller.press("3")
+    caller.post(caller.gather().get("action"), Digits="5")
+    assert caller.said.startswith("That number has only 1 digit. A phone number here has 10 digits")
 
 
 def test_windows_use_the_line_time_zone_across_midnight_and_dst(svc) -> None:  # type: ignore[no-untyped-def]
@@ -161,7 +169,87 @@ def test_windows_use_the_line_time_zone_across_midnight_and_dst(svc) -> None:  #
     start, _ = callbacks.window_bounds("morning", datetime(2026, 10, 31, 15, 0, tzinfo=ny), settings)
     assert start.astimezone(ny) == datetime(2026, 11, 1, 9, 0, tzinfo=ny)
     assert start == datetime(2026, 11, 1, 14, 0, tzinfo=timezone.utc)  # 9 am EST is 14:00 UTC
-    assert callbacks.spoken_time(datetime(2026, 7, 1, 19, 40, tzinfo=timezone.utc), settings) == "3:40 pm"
+    assert callbacks.spoken_time(datetime(2026, 7, 1, 19, 40, tzinfo=timezone.utc), settings, FLOWS["en"]) == "3:40 pm"
+
+
+@pytest.mark.parametrize(("hour", "minute", "en", "es"), [
+    (15, 40, "3:40 pm", "las 3:40 de la tarde"),
+    (17, 0, "5 pm", "las 5 de la tarde"),
+    (13, 0, "1 pm", "la una de la tarde"),
+    (13, 15, "1:15 pm", "la 1:15 de la tarde"),
+    (12, 0, "12 pm", "las 12 del mediodía"),
+    (9, 5, "9:05 am", "las 9:05 de la mañana"),
+    (21, 0, "9 pm", "las 9 de la noche"),
+    (0, 30, "12:30 am", "las 12:30 de la madrugada"),
+    (2, 0, "2 am", "las 2 de la madrugada"),
+])
+def test_times_are_said_as_people_say_them_in_each_language(hour: int, minute: int, en: str, es: str) -> None:
+    # Spanish speakers say the hour on a 12-hour clock with the part of the day ("de la tarde"),
+    # not "am/pm" and not a 24-hour clock (which is for schedules in writing).
+    assert callbacks.spoken_clock(hour, minute, FLOWS["en"]) == en
+    assert callbacks.spoken_clock(hour, minute, FLOWS["es"]) == es
+
+
+def test_a_spanish_caller_hears_the_window_as_spanish_speakers_say_it(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    caller = dial_in(client, net, "+15555550197", language_key="2")
+    caller.press("3")
+    caller.press("1")  # el número es correcto
+    caller.press("4")  # por la noche
+    caller.press("2")  # sin mensaje
+    assert "entre las 5 de la tarde y las 9 de la noche" in caller.said
+    assert " pm" not in caller.said and " am" not in caller.said
+
+
+@pytest.mark.parametrize(("keys", "heard"), [
+    (["5"], "Your call back is not saved. What would you like to do?"),  # back, at the number read-back
+    (["1", "5"], "Your call back is not saved. What would you like to do?"),  # back, at the window
+    ([None, None], "Your call back is not saved. I'll take you back to the main menu now. What would you like"),
+])
+def test_leaving_a_callback_request_says_it_is_not_saved(svc, db, client, net, keys, heard) -> None:  # type: ignore[no-untyped-def]
+    caller = dial_in(client, net, "+15555550196")
+    caller.press("3")
+    for key in keys:
+        caller.press(key) if key else caller.silence()
+    assert caller.said.startswith(heard)
+    db.expire_all()
+    assert db.scalar(select(CallbackRequest)).status == "draft"  # never dispatched
+
+
+def test_a_person_from_a_callback_request_says_it_is_not_saved_first(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    caller = dial_in(client, net, "+15555550195")
+    caller.press("3")
+    caller.press("0")
+    assert caller.said == "Your call back is not saved."
+    assert caller.twiml.find("Redirect").text.startswith(f"{PUBLIC_BASE}/voice/action/person?")
+    withheld = dial_in(client, net, "anonymous")
+    withheld.press("3")  # a hidden number: the keypad asks for one
+    withheld.post(withheld.gather().get("action"), Digits="0")
+    assert withheld.said == "Your call back is not saved."
+
+
+def test_a_silent_caller_hears_each_default_of_the_request_before_it_is_taken(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    caller = dial_in(client, net, "+15555550194")
+    caller.press("3")
+    caller.press("1")
+    caller.silence()
+    caller.silence()
+    assert caller.said == "I'll choose for you: as soon as a peer is free."
+    caller.follow()
+    assert caller.said.startswith("If nobody answers when we call, may we leave a short message?")
+    caller.silence()
+    caller.silence()
+    assert caller.said == "To be safe, we will not leave a message."
+    caller.follow()
+    assert caller.said.startswith("Thank you. We will call you back as soon as a peer is free")
+    cb = pending(db, "+15555550194", svc)
+    assert cb.status == "pending" and cb.allow_message is False
+    again = TestCaller(client, number="+15555550194")
+    again.call()
+    again.silence()
+    again.silence()
+    assert again.said == "Nothing was chosen, so nothing changes."
+    again.follow()
+    assert again.said.startswith("All right. Your call back is kept")
 
 
 def test_a_second_call_hears_the_pending_callback_and_can_cancel_it(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]

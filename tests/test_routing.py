@@ -95,8 +95,8 @@ def test_rings_longest_idle_first_in_the_callers_language(svc, db, client, net) 
     assert "Finding a peer for you." in caller.said
     legs = db.scalars(select(RingLeg).order_by(RingLeg.id)).all()
     req = db.scalar(select(PeerRequest))
-    assert enqueue.get("waitUrl") == f"{PUBLIC_BASE}/peer/hold/{req.id}/wait?lang=en"
-    assert enqueue.get("action") == f"{PUBLIC_BASE}/peer/hold/{req.id}/done?lang=en"
+    assert enqueue.get("waitUrl") == f"{PUBLIC_BASE}/peer/hold/{req.id}/wait?lang=en&told=1"
+    assert enqueue.get("action") == f"{PUBLIC_BASE}/peer/hold/{req.id}/done?lang=en&told=1"
     # Two at once (PEERS_RING_AT_ONCE default), never-called first, then the longest idle.
     assert creates(net) == [
         {"To": [phone], "From": [LINE], "Url": [f"{PUBLIC_BASE}/peer/leg/{leg.id}/whisper"],
@@ -283,7 +283,7 @@ def test_hold_positions_expected_wait_and_stories(svc, db, client, net) -> None:
         assert "Here is a story from a peer: The first call I made. I almost hung up." in said
         assert "To get a call back and keep your place, press 2." in said
     gather = callers[1].twiml.find("Gather")
-    assert gather.get("action") == f"{PUBLIC_BASE}/peer/hold/{callers[1].call_sid and db.scalars(select(PeerRequest).where(PeerRequest.call_sid == callers[1].call_sid)).one().id}/choice?lang=en"
+    assert gather.get("action") == f"{PUBLIC_BASE}/peer/hold/{callers[1].call_sid and db.scalars(select(PeerRequest).where(PeerRequest.call_sid == callers[1].call_sid)).one().id}/choice?lang=en&told=1"
     # 1 keeps the place: the document ends and Twilio plays the waitUrl again.
     callers[1].press("1")
     assert callers[1].said == "All right. You keep your place in line."
@@ -292,7 +292,7 @@ def test_hold_positions_expected_wait_and_stories(svc, db, client, net) -> None:
 
 HOLD_CHOICES_EN = ("While you wait, you can choose. To keep waiting, press 1. "
                    "To get a call back and keep your place, press 2. To leave a message, press 3. "
-                   "To hear this again, press star. To reach a person, press 0. "
+                   "To hear this again, press star. For a person, press 0. "
                    "If you are in danger or thinking of suicide, press 9 for the crisis line.")
 HOLD_CHOICES_ES = ("Mientras espera, puede elegir. Para seguir esperando, oprima 1. "
                    "Para que le devolvamos la llamada sin perder su lugar, oprima 2. Para dejar un mensaje, oprima 3. "
@@ -395,7 +395,7 @@ def test_hold_nine_moves_the_call_to_the_crisis_line_through_the_rest_api(svc, d
     wait_doc(caller, 1)
     caller.press("9")
     assert list(caller.twiml) == []
-    assert updates(net) == [(caller.call_sid, {"Url": [f"{PUBLIC_BASE}/voice/action/crisis?lang=en"],
+    assert updates(net) == [(caller.call_sid, {"Url": [f"{PUBLIC_BASE}/voice/action/crisis?lang=en&told=1"],
                                                "Method": ["POST"]})]
 
 
@@ -503,3 +503,15 @@ def test_dropped_peer_call_is_repaired_from_the_status_callback(svc, db, client,
     peer_phone.post(leg_form["StatusCallback"][0], CallStatus="failed")
     db.expire_all()
     assert db.scalar(select(Peer).where(Peer.display_name == "a")).status == "wrap_up"
+
+
+def test_a_one_minute_wait_is_said_in_the_singular(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550179", status="busy")
+    now = utcnow()
+    # Recent history: one caller waited half a minute for a peer.
+    db.add(PeerRequest(call_sid="CAquick", language="en", status="ended", arrived_at=now - timedelta(seconds=90),
+                       connected_at=now - timedelta(seconds=60)))
+    db.commit()
+    caller = ask_for_peer(client, net, "+15555550187")
+    wait_doc(caller, 1)
+    assert caller.said.startswith("You are number 1 in line. The expected wait is about 1 minute.")

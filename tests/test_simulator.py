@@ -57,7 +57,8 @@ def test_full_call_over_http_leaves_a_pending_voicemail(live_app: str, phone_net
     assert leg.run(f"{PUBLIC_BASE}/voice/incoming") == "completed"
 
     heard = " ".join(leg.heard)
-    assert heard.startswith("Welcome to Peer Line.")
+    assert heard.startswith("Peer support line. Para español, oprima 2. For English, press 1.")
+    assert "Welcome to Peer Line." in heard
     assert "To leave a message, press 4." in heard
     assert "Leave your message after the tone." in heard
     assert leg.heard[-2:] == ["Thank you. Your message is saved. A peer will hear it soon.",
@@ -109,8 +110,9 @@ def test_script_runs_through_the_flask_test_client(client) -> None:  # type: ign
     assert leg.run(f"{PUBLIC_BASE}/voice/incoming") == "completed"
     heard = " ".join(leg.heard)
     assert "Which stories would you like to hear?" in heard
-    # "5" went back to the main menu; then the script ran out and the caller hung up there.
-    assert leg.heard[-1].startswith("To hear this again, press star.")
+    # "5" went back to the main menu (keys in short, after the first menu); then the script ran
+    # out and the caller hung up there.
+    assert leg.heard[-1] == "Star repeats. 9 for the crisis line."
     assert "What would you like to do?" in leg.heard[-7]
     methods = {method for method, _, _ in leg.requests}
     assert methods == {"POST"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from callflows import load_flows, step
-from callflows.engine import GLOBAL_WORDS
+from callflows.engine import GLOBAL_WORDS, global_hints
 from transcription.triage import triage
 
 FLOWS = load_flows()
@@ -62,3 +62,12 @@ def test_crisis_words_come_before_person_words() -> None:
     assert list(GLOBAL_WORDS) == ["9", "0", "*"]
     flow = FLOWS["en"]
     assert step(flow, flow.start, speech="I need a person, it is an emergency").target == "crisis"
+
+
+def test_speech_hints_are_per_language_but_every_language_is_understood() -> None:
+    english, spanish = global_hints("en"), global_hints("es")
+    assert {"crisis", "help", "person", "repeat"} <= set(english) and "ayuda" not in english
+    assert {"crisis", "emergencia", "ayuda", "persona", "repetir"} <= set(spanish) and "help" not in spanish
+    # Matching does not depend on the menu's language: "ayuda" on an English menu reaches a person.
+    assert step(FLOWS["en"], "main", speech="ayuda").target == "person"
+    assert step(FLOWS["es"], "main", speech="help").target == "person"

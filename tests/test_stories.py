@@ -164,8 +164,13 @@ NOBODY_ON = "We are sorry. No peers are on shift right now, so nobody can answer
 
 
 def global_keys(svc, language: str = "en") -> str:  # type: ignore[no-untyped-def]
-    """The keys that work everywhere, as every menu says them."""
+    """The keys that work everywhere, as every menu says them in full."""
     return svc.flows[language].text("global_keys")
+
+
+def short_keys(svc, language: str = "en") -> str:  # type: ignore[no-untyped-def]
+    """The short reminder of those keys, said by menus after the first one of the call."""
+    return svc.flows[language].text("global_keys_short")
 
 
 def playing(caller: TestCaller) -> None:
@@ -268,7 +273,7 @@ def test_each_key_in_each_state_of_a_story(caller: TestCaller, svc, stories, sta
 
 def test_the_choices_after_a_story_are_named_before_their_keys(caller: TestCaller, svc, stories) -> None:  # type: ignore[no-untyped-def]
     after(caller)
-    assert caller.said == f"{AFTER_EN} {global_keys(svc)}"
+    assert caller.said == f"{AFTER_EN} {short_keys(svc)}"
 
 
 def test_paused_star_keeps_the_place_and_silence_goes_on_from_there(caller: TestCaller, client, svc,  # type: ignore[no-untyped-def]
@@ -319,7 +324,7 @@ def test_story_keys_in_spanish(client, svc, db) -> None:  # type: ignore[no-unty
     caller.follow()
     assert caller.said == (
         "¿Y ahora? Para hablar con un par sobre esta historia, oprima 1. Para la siguiente historia, oprima 3. "
-        "Para oírla otra vez, oprima 4. Para volver a los temas, oprima 5. " + global_keys(svc, "es"))
+        "Para oírla otra vez, oprima 4. Para volver a los temas, oprima 5. " + short_keys(svc, "es"))
 
 
 @pytest.mark.parametrize(("slow", "story_s", "paused_s"), [(False, "2", "60"), (True, "5", "120")])

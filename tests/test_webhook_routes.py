@@ -165,7 +165,7 @@ def test_menu_renderer_failing_twice_hands_the_caller_to_the_crisis_line(caller:
     monkeypatch.setattr(Speaker, "menu", explode)
     caller.press("2")  # the stories menu: Speaker.menu fails
     assert caller.said == ERROR_LINE
-    assert caller.twiml.find("Redirect").text == f"{PUBLIC_BASE}/voice/menu/main?err=1&lang=en"
+    assert caller.twiml.find("Redirect").text == f"{PUBLIC_BASE}/voice/menu/main?err=1&lang=en&told=1"
     caller.follow()  # the main menu fails too
     assert caller.twiml.find("Dial/Number").text == "988"
     assert caller.twiml.find("Hangup") is None

@@ -48,7 +48,7 @@ def peer_whisper(attempt_id: int) -> Response:
     callbacks.peer_answered(session, attempt)
     cb = session.get(CallbackRequest, attempt.callback_id)
     assert cb is not None
-    when = callbacks.spoken_time(aware(cb.arrived_at) or utcnow(), services().settings)
+    when = callbacks.spoken_time(aware(cb.arrived_at) or utcnow(), services().settings, speaker.flow)
     return to_response(speaker.whisper(speaker.text("callback_whisper", time=when),
                                        public_url("callbacks.peer_answer", attempt_id=attempt.id),
                                        [speaker.text("whisper_missed")]))

@@ -6,6 +6,9 @@ the caller's place), the ``callback_*`` answers of the request's menus, ``callba
 the start of a call. The request is a ``draft`` callback row keyed by the call, so no step
 depends on server memory; the rules are in :mod:`callflows.callbacks`, the menus are data
 (``callback_*`` nodes in ``callflows/data``).
+
+A request is never dropped without a word: going back, a default that leaves the request, or
+0 for a person says "Your call back is not saved" first (9 goes to the crisis line at once).
 """
 from __future__ import annotations
 
@@ -48,14 +51,16 @@ def _draft(cb_id: int) -> CallbackRequest | None:
 
 
 def _render(ctx: Ctx, cb: CallbackRequest, node: str, preface: list[str] | None = None, attempt: int = 0,
-            simpler: bool = False) -> VoiceResponse:
+            simpler: bool = False, full_keys: bool = False) -> VoiceResponse:
     menu = ctx.flow.nodes[node]
-    action = ctx.url("callbacks.answer", cb_id=cb.id, node=node, attempt=attempt)
     if node == "callback_confirm":
         digits = callbacks.spoken_digits(callbacks.number_of(services(), cb))
-        return ctx.speaker.readback_menu(menu, action, [*(preface or []), ctx.flow.text("callback_number_is")],
-                                         digits)
-    return ctx.speaker.menu(menu, action, preface=preface or [], simpler=simpler)
+        return ctx.speaker.readback_menu(menu, ctx.heard_keys().url("callbacks.answer", cb_id=cb.id, node=node,
+                                                                    attempt=attempt),
+                                         [*(preface or []), ctx.flow.text("callback_number_is")], digits,
+                                         full_keys=full_keys or not ctx.told)
+    return ctx.say_menu(menu, "callbacks.answer", preface=preface or [], simpler=simpler, full_keys=full_keys,
+                        cb_id=cb.id, node=node, attempt=attempt)
 
 
 @bp.post("/request/<int:cb_id>/<node>/answer")
@@ -75,19 +80,23 @@ def answer(cb_id: int, node: str) -> Response:
 
 
 def _carry_out(ctx: Ctx, cb: CallbackRequest, node: str, t: Transition) -> VoiceResponse:
+    # When no answer came, the caller hears what the default does before it does it.
+    note = [ctx.flow.nodes[node].default_note] if t.default else []
     if t.kind == "node":
         if t.target in REQUEST_NODES:
-            return _render(ctx, cb, t.target)
-        return ctx.menu(t.target)
+            return _render(ctx, cb, t.target, note)
+        # Back (or a default) out of the request: it is not saved, and the caller hears so.
+        return ctx.menu(t.target, preface=[ctx.flow.text("callback_not_saved"), *note])
     if t.kind == "action":
+        if t.target not in REQUEST_ANSWERS and t.target != "crisis":
+            # A person (0) leaves the request too. (The crisis line is never kept waiting by words.)
+            return ctx.speaker.say_then_redirect([ctx.flow.text("callback_not_saved"), *note],
+                                                 ctx.url("voice.action", name=t.target))
+        if note:
+            return ctx.speaker.say_then_redirect(note, ctx.url("voice.action", name=t.target))
         return actions.perform(ctx, t.target)  # the callback_* answers below find this call's draft
-    if t.kind == "repeat":
-        return _render(ctx, cb, node)
-    if t.kind == "no_input":
-        return _render(ctx, cb, node, [ctx.flow.text("no_input")], t.attempt, t.simpler)
-    sorry = ctx.flow.text("invalid_speech") if t.matched == "speech" else ctx.flow.text(
-        "invalid", key={"#": "pound"}.get(t.matched or "", t.matched or ""))
-    return _render(ctx, cb, node, [sorry], t.attempt, t.simpler)
+    # Asked to repeat, or no answer, or a wrong one: the menu again, with the full block of keys.
+    return _render(ctx, cb, node, ctx.retry_preface(ctx.flow.nodes[node], t), t.attempt, t.simpler, full_keys=True)
 
 
 def _keypad(ctx: Ctx, cb: CallbackRequest, preface: list[str], tries: int) -> VoiceResponse:
@@ -103,15 +112,18 @@ def keyed(cb_id: int) -> Response:
     if cb is None:
         return to_response(ctx.speaker.say_then_redirect([], ctx.main_menu_url))
     digits = request.form.get("Digits", "")
-    if digits in ("0", "9") or digits.startswith("9#"):  # the keys that mean the same everywhere
-        return to_response(actions.perform(ctx, "person" if digits == "0" else "crisis"))
+    if digits in ("9", "9#"):  # the crisis line (crisis_first answers first; this is the way when it could not)
+        return to_response(actions.perform(ctx, "crisis"))
+    if digits == "0":  # a person: the request ends here, and the caller hears so
+        return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("callback_not_saved")],
+                                                         ctx.url("voice.action", name="person")))
     checked = callbacks.check_keyed_number(digits)
     tries = int_param("tries", high=KEY_TRIES) + 1
     session = get_session()
     record_event(session, ctx.call_sid, "callback_key", "keyed" if checked.e164 else "invalid", checked.problem)
     if checked.e164 is None:
         session.commit()
-        problem = ctx.flow.text(checked.problem or "callback_key_none", count=checked.count)
+        problem = ctx.flow.counted(checked.problem or "callback_key_none", checked.count, count=checked.count)
         if tries >= KEY_TRIES:
             # Never a dead end: a message reaches the team without a number.
             return to_response(ctx.speaker.say_then_redirect(
@@ -153,7 +165,7 @@ def _when(ctx: Ctx, cb: CallbackRequest) -> str:
     # The window's own hours (as the caller chose them), even when it is already open.
     start_h, end_h = settings.windows[cb.window]
     return ctx.flow.text("callback_when_window", day=ctx.flow.text("day_today" if today else "day_tomorrow"),
-                         start=callbacks.spoken_hour(start_h), end=callbacks.spoken_hour(end_h))
+                         start=callbacks.spoken_hour(start_h, ctx.flow), end=callbacks.spoken_hour(end_h, ctx.flow))
 
 
 def _finish(allow_message: bool) -> DraftStep:
@@ -190,10 +202,10 @@ def pending_prompt(ctx: Ctx) -> VoiceResponse:
     if cb is None:  # answered or canceled a moment ago: nothing to ask about
         return ctx.speaker.say_then_redirect([ctx.flow.text("greeting")], ctx.main_menu_url)
     record_event(session, ctx.call_sid, "callback_pending", None, f"callback {cb.id}")
-    asked = callbacks.spoken_time(aware(cb.arrived_at) or utcnow(), services().settings)
+    asked = callbacks.spoken_time(aware(cb.arrived_at) or utcnow(), services().settings, ctx.flow)
     preface = [ctx.flow.text("greeting"), ctx.flow.text("callback_pending_is", time=asked)]
-    return ctx.speaker.menu(ctx.flow.nodes["callback_pending"],
-                            ctx.url("callbacks.pending_answer", cb_id=cb.id, attempt=0), preface=preface)
+    return ctx.say_menu(ctx.flow.nodes["callback_pending"], "callbacks.pending_answer", preface=preface,
+                        cb_id=cb.id, attempt=0)
 
 
 def _asked_about(ctx: Ctx) -> CallbackRequest | None:
@@ -233,11 +245,11 @@ def pending_answer(cb_id: int) -> Response:
              speech=request.form.get("SpeechResult") or None, attempt=int_param("attempt", high=MAX_ATTEMPT))
     record_event(session, ctx.call_sid, "callback_pending", t.matched or t.kind, t.target)
     session.commit()
-    if t.kind == "action":
-        return to_response(actions.perform(ctx, t.target))
     menu = ctx.flow.nodes["callback_pending"]
-    action = ctx.url("callbacks.pending_answer", cb_id=cb.id, attempt=t.attempt)
-    preface = [] if t.kind == "repeat" else [ctx.flow.text("no_input" if t.kind == "no_input" else "invalid_speech"
-                                                           if t.matched == "speech" else "invalid",
-                                                           key=t.matched or "")]
-    return to_response(ctx.speaker.menu(menu, action, preface=preface, simpler=t.simpler))
+    if t.kind == "action":
+        if t.default:  # no answer: the caller hears that nothing changes, then it is kept
+            return to_response(ctx.speaker.say_then_redirect([menu.default_note],
+                                                             ctx.url("voice.action", name=t.target)))
+        return to_response(actions.perform(ctx, t.target))
+    return to_response(ctx.say_menu(menu, "callbacks.pending_answer", preface=ctx.retry_preface(menu, t),
+                                    simpler=t.simpler, full_keys=True, cb_id=cb.id, attempt=t.attempt))

@@ -1,24 +1,29 @@
 """What a webhook knows about its call, and the request helpers every handler module shares.
 
-- :class:`Ctx` (built by :func:`current_ctx`): the CallSid, the caller's flow (language) and pace;
+- :class:`Ctx` (built by :func:`current_ctx`): the CallSid, the caller's flow (language) and pace,
+  whether they have heard the keys that work everywhere, and whether they chose their language;
 - :func:`caller_flow` and :func:`peer_flow`: the flow a caller or a peer hears;
 - :func:`public_url`: every absolute URL Twilio fetches (:meth:`Ctx.url` keeps ``lang`` and ``slow``);
 - :func:`int_param` and :func:`seconds_param`: numbers from the query or the form that never raise.
 
-Preferences travel in each URL's query (``lang``, ``slow``), so a call never depends on server
-memory; a forged or garbled query falls back to a safe value instead of failing.
+Preferences travel in each URL's query (``lang``, ``slow``, ``told``, ``undecided``), so a call
+never depends on server memory; a forged or garbled query falls back to a safe value instead of
+failing. A URL that loses ``told`` costs the caller one more hearing of the full block of keys,
+never less.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Mapping, overload
+from typing import Iterable, Mapping, Sequence, overload
 
 from flask import request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows import Flow
+from callflows import Flow, Menu, Transition
+from callflows.loader import LANGUAGE_KEY
 from ivr.services import services
 from ivr.twiml import Speaker
 from models import Peer
@@ -53,13 +58,18 @@ class Ctx:
     """What a request knows about the call: its SID, the caller's flow and pace.
 
     ``arrived_at`` is set only when the caller leaves the hold queue for a callback: their
-    place in line, which the callback keeps.
+    place in line, which the callback keeps. ``told`` is True once the caller has heard the
+    full block of keys that work everywhere (later menus give a short reminder). ``undecided``
+    is True when the caller said nothing at the first question: the call goes on in English,
+    nothing is saved, and a line in the other language says how to switch at any menu.
     """
 
     call_sid: str
     flow: Flow
     slow: bool
     arrived_at: datetime | None = None
+    told: bool = False
+    undecided: bool = False
 
     @property
     def speaker(self) -> Speaker:
@@ -71,6 +81,10 @@ class Ctx:
         values.setdefault("lang", self.flow.language)
         if self.slow:
             values.setdefault("slow", 1)
+        if self.told:
+            values.setdefault("told", 1)
+        if self.undecided:
+            values.setdefault("undecided", 1)
         return public_url(endpoint, **values)
 
     @property
@@ -79,10 +93,52 @@ class Ctx:
         return self.url("voice.menu", node=self.flow.start)
 
     def menu(self, node: str, attempt: int = 0, preface: Iterable[str] = (), simpler: bool = False,
-             carry: Mapping[str, object] | None = None) -> VoiceResponse:
-        """Say menu ``node`` of the caller's flow, answered at ``voice.answer`` (``carry`` rides in the query)."""
-        action = self.url("voice.answer", node=node, attempt=attempt, **(carry or {}))
-        return self.speaker.menu(self.flow.nodes[node], action, preface=preface, simpler=simpler)
+             carry: Mapping[str, object] | None = None, full_keys: bool = False) -> VoiceResponse:
+        """Say menu ``node`` of the caller's flow, answered at ``voice.answer`` (``carry`` rides in the query).
+
+        The keys that work everywhere are said in full when the caller has not heard them yet
+        or ``full_keys`` asks for it (after a wrong or missing answer, on a repeat); a caller
+        who has not chosen a language also hears, then, how to switch.
+        """
+        full = full_keys or not self.told
+        switch = self.language_switch() if full else []
+        return self.say_menu(self.flow.nodes[node], "voice.answer", preface=preface, simpler=simpler,
+                             full_keys=full, other_languages=switch, node=node, attempt=attempt, **(carry or {}))
+
+    def say_menu(self, menu: Menu, endpoint: str, preface: Iterable[str] = (), simpler: bool = False,
+                 full_keys: bool = False, other_languages: Sequence[tuple[Flow, str]] = (),
+                 **values: object) -> VoiceResponse:
+        """Say ``menu`` answered at ``endpoint``; the full block of keys when asked for or not heard yet."""
+        action = self.heard_keys().url(endpoint, **values)
+        return self.speaker.menu(menu, action, preface=preface, simpler=simpler,
+                                 full_keys=full_keys or not self.told, other_languages=other_languages)
+
+    def heard_keys(self) -> Ctx:
+        """This context once the caller has heard the full block of keys (the URLs say so from now on)."""
+        return dataclasses.replace(self, told=True)
+
+    def language_switch(self) -> list[tuple[Flow, str]]:
+        """For a caller who has not chosen a language: how to switch, said in each other language."""
+        if not self.undecided:
+            return []
+        return [(flow, flow.text("language_switch", key=LANGUAGE_KEY))
+                for flow in services().flows.values() if flow.language != self.flow.language]
+
+    def retry_preface(self, menu: Menu, t: Transition) -> list[str]:
+        """What the caller hears before a menu is asked again: nothing heard, or what was wrong and the keys there are."""
+        if t.kind == "no_input":
+            return [self.flow.text("no_input")]
+        if t.kind != "invalid":
+            return []
+        if t.matched == "speech":
+            sorry = self.flow.text("invalid_speech")
+        else:
+            sorry = self.flow.text("invalid", key=self.flow.key_name(t.matched or ""))
+        if t.attempt > 1:
+            return [sorry]  # the second time, every option follows with its name: no bare list of keys
+        keys = [o.key for o in menu.options]
+        listed = ", ".join(keys[:-1]) + f" {self.flow.text('or_word')} {keys[-1]}" if len(keys) > 1 else keys[0]
+        return [sorry, self.flow.text("choices", keys=listed)]
 
 
 def current_ctx(lang: str | None = None, slow: bool | None = None) -> Ctx:
@@ -90,7 +146,8 @@ def current_ctx(lang: str | None = None, slow: bool | None = None) -> Ctx:
     flow = caller_flow(lang or request.args.get("lang"))
     if slow is None:
         slow = request.args.get("slow") == "1"
-    return Ctx(call_sid=request.form.get("CallSid", ""), flow=flow, slow=slow)
+    return Ctx(call_sid=request.form.get("CallSid", ""), flow=flow, slow=slow,
+               told=request.args.get("told") == "1", undecided=request.args.get("undecided") == "1")
 
 
 @overload

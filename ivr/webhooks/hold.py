@@ -89,7 +89,7 @@ def _wait_document(req: PeerRequest) -> VoiceResponse:
     position = int_param("QueuePosition", 1, low=1, form=True)
     minutes = line.expected_wait_minutes(session, position, utcnow())
     lines = [flow.text("hold_position", position=position),
-             flow.text("hold_wait", minutes=minutes) if minutes else flow.text("hold_wait_unknown")]
+             flow.counted("hold_wait", minutes, minutes=minutes) if minutes else flow.text("hold_wait_unknown")]
     story = stories.hold_story(session, req)
     audio = text = None
     if story is not None:

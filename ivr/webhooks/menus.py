@@ -2,15 +2,31 @@
 
 Registers the flow actions ``crisis``, ``language``, ``pace_slow`` and ``pace_normal``. Every
 other action is carried out through :mod:`ivr.webhooks.actions`, whoever registered it.
+
+The first question offers Spanish in its first sentence and English after it, by key or by
+voice. A language is remembered only when the caller chose it: after two silences the call
+goes on in English without saving anything (the next call asks again), and every full menu
+says, in Spanish, that 8 or "español" switches at any time.
 """
 from __future__ import annotations
+
+import dataclasses
 
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import Flow, Transition, choose_language, step
 from callflows.callbacks import pending_for_caller
-from callflows.calls import find_or_create_call, find_or_create_caller, record_event, remember_language, set_pace
+from callflows.calls import (
+    find_or_create_call,
+    find_or_create_caller,
+    go_on_undecided,
+    record_event,
+    remember_language,
+    set_pace,
+)
+from callflows.engine import names_language, spoken_global_key
+from callflows.loader import LANGUAGE_KEY
 from callflows.peers import peer_for_number
 from ivr.db import get_session
 from ivr.services import services
@@ -22,6 +38,9 @@ from ivr.webhooks.crisis import crisis_dial, heard_danger, record_afterwards
 
 # Menu attempts (no input, wrong key) past this count the same as this.
 MAX_ATTEMPT = 9
+# The first question is asked this many times; then the call goes on, in DEFAULT_LANGUAGE, undecided.
+LANGUAGE_ASKS = 2
+DEFAULT_LANGUAGE = "en"
 # What a story's menu carries in its URLs, so "replay" and "next" know where the caller was.
 STORY_CARRY = ("topic", "i")
 
@@ -31,7 +50,7 @@ STORY_CARRY = ("topic", "i")
 
 @bp.post("/incoming")
 def incoming() -> Response:
-    """Entry point of every call: greet, then the remembered language or the language question."""
+    """Entry point of every call: the greeting in the remembered language, or the language question."""
     session = get_session()
     svc = services()
     number = request.form.get("From")
@@ -54,45 +73,78 @@ def incoming() -> Response:
         ctx = current_ctx(caller.language, caller.slow_speech)
         return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("greeting")], ctx.main_menu_url))
     session.commit()
-    return to_response(_language_question(current_ctx(), attempt=0))
+    return to_response(_language_question(current_ctx(DEFAULT_LANGUAGE), attempt=0))
 
 
-def _language_question(ctx: Ctx, attempt: int) -> VoiceResponse:
+def _language_question(ctx: Ctx, attempt: int, change: bool = False) -> VoiceResponse:
+    """The first question: the line's name, then Spanish offers itself before English, then the crisis key in both.
+
+    ``change`` is the same question asked from the settings menu: no name, and silence keeps
+    the caller's language.
+    """
     flows = services().flows
+    default = flows[DEFAULT_LANGUAGE]
+    others = [flow for flow in flows.values() if flow is not default]
     prompts: list[tuple[Flow, str]] = []
-    if attempt == 0:
-        prompts.append((flows["en"], flows["en"].text("greeting")))
-    prompts.append((flows["en"], "For English, press 1."))
-    if "es" in flows:
-        prompts.append((flows["es"], "Para español, oprima 2."))
-    prompts.append((flows["en"], "If you are in crisis, press 9."))
-    if "es" in flows:
-        prompts.append((flows["es"], "Si está en crisis, oprima 9."))
-    return ctx.speaker.choose_language(flows, ctx.url("voice.language", attempt=attempt), prompts)
+    if attempt == 0 and not change:
+        prompts.append((default, default.text("line_name")))
+    prompts.extend((flow, flow.text("language_offer")) for flow in (*others, default))
+    prompts.extend((flow, flow.text("language_crisis")) for flow in (default, *others))
+    url = ctx.url("voice.language", attempt=attempt, **({"change": 1} if change else {}))
+    return ctx.speaker.choose_language(flows, url, prompts)
 
 
 @bp.post("/language")
 def language() -> Response:
-    """Answer to the language question; remembered for the caller's next call."""
+    """Answer to the language question: a chosen language is remembered for the caller's next calls, a default never."""
     attempt = int_param("attempt", high=MAX_ATTEMPT)
+    change = request.args.get("change") == "1"
     digits = request.form.get("Digits", "")
-    speech = (request.form.get("SpeechResult") or "").lower()
+    speech = request.form.get("SpeechResult") or ""
     ctx = current_ctx()
-    if digits == "9":
+    chosen = choose_language(digits, speech)
+    # The keys that work everywhere, by key or (when no language was named) by voice.
+    key = digits[:1] or (spoken_global_key(speech) if chosen is None else None)
+    if key == "9":
         return to_response(actions.perform(ctx, "crisis"))
-    if digits == "0":
+    if key == "0":
         return to_response(actions.perform(ctx, "person"))
-    if digits == "*":
-        return to_response(_language_question(ctx, attempt=attempt))
-    if digits == "8":  # hidden: a peer on another phone signs in with peer number and PIN
+    if key == "*":
+        return to_response(_language_question(ctx, attempt, change))
+    if digits == "8" and not change:  # hidden: a peer on another phone signs in with peer number and PIN
         return to_response(actions.perform(ctx, actions.PEER_ID))
-    chosen = choose_language(digits, speech, attempt)
-    if chosen is None:
-        return to_response(_language_question(ctx, attempt=attempt + 1))
-    received = digits or ("speech" if speech else "no-input")
-    slow = remember_language(get_session(), ctx.call_sid, chosen, received)
-    ctx = current_ctx(chosen, slow)
-    return to_response(ctx.speaker.say_then_redirect([], ctx.main_menu_url))
+    if chosen is not None and chosen in services().flows:
+        slow = remember_language(get_session(), ctx.call_sid, chosen, digits or "speech")
+        # A new language: its keys have not been heard yet, and the caller has now chosen.
+        ctx = dataclasses.replace(current_ctx(chosen, slow), told=False, undecided=False)
+        # Greeted in the language just chosen (a change of language goes straight to the menu).
+        return to_response(ctx.menu(ctx.flow.start, preface=[] if change else [ctx.flow.text("greeting")]))
+    if attempt + 1 < LANGUAGE_ASKS:
+        return to_response(_language_question(ctx, attempt + 1, change))
+    if change:  # asked from the settings: nothing changes
+        record_event(get_session(), ctx.call_sid, "language", digits or "no-input", f"kept {ctx.flow.language}")
+        get_session().commit()
+        return to_response(ctx.menu(ctx.flow.start, preface=[ctx.flow.text("language_kept")]))
+    # Nobody chose: go on in the default language, in both (see Ctx.language_switch), and save nothing.
+    slow = go_on_undecided(get_session(), ctx.call_sid, DEFAULT_LANGUAGE, digits or "no-input")
+    ctx = dataclasses.replace(current_ctx(DEFAULT_LANGUAGE, slow), undecided=True)
+    return to_response(ctx.menu(ctx.flow.start, preface=[ctx.flow.text("greeting")]))
+
+
+def _switch_language(ctx: Ctx, node: str, digits: str | None, speech: str | None) -> VoiceResponse | None:
+    """A caller who has not chosen a language presses 8 or names one: remembered now, the same menu in it."""
+    if digits:
+        if digits[:1] != LANGUAGE_KEY:
+            return None
+        chosen = next((f.language for f in services().flows.values() if f.language != ctx.flow.language), None)
+    else:
+        chosen = names_language(speech or "")
+    if chosen is None or chosen not in services().flows:
+        return None
+    slow = remember_language(get_session(), ctx.call_sid, chosen, digits or "speech")
+    switched = Ctx(ctx.call_sid, services().flows[chosen], slow)
+    preface = [switched.flow.text("greeting")] if chosen != ctx.flow.language else []
+    return switched.menu(node, preface=preface, carry=_story_carry())
 
 
 # Menus --------------------------------------------------------------------------------
@@ -120,6 +172,10 @@ def answer(node: str) -> Response:
         return to_response(ctx.menu(ctx.flow.start, carry=_story_carry()))
     digits = request.form.get("Digits") or None
     speech = request.form.get("SpeechResult") or None
+    if ctx.undecided:
+        switched = _switch_language(ctx, node, digits, speech)
+        if switched is not None:
+            return to_response(switched)
     transition = step(ctx.flow, node, digits=digits, speech=speech, attempt=int_param("attempt", high=MAX_ATTEMPT),
                       danger=heard_danger)
     session = get_session()
@@ -130,25 +186,17 @@ def answer(node: str) -> Response:
 
 def _carry_out(ctx: Ctx, node: str, t: Transition) -> VoiceResponse:
     carry = _story_carry()
+    # When no answer came, the caller hears where the default takes them before it does.
+    note = [ctx.flow.nodes[node].default_note] if t.default else []
     if t.kind == "node":
-        return ctx.menu(t.target, carry=carry)
+        return ctx.menu(t.target, preface=note, carry=carry)
     if t.kind == "action":
+        if note:
+            return ctx.speaker.say_then_redirect(note, ctx.url("voice.action", name=t.target, **carry))
         return actions.perform(ctx, t.target)
-    if t.kind == "repeat":
-        return ctx.menu(node, t.attempt, carry=carry)
-    if t.kind == "no_input":
-        return ctx.menu(node, t.attempt, preface=[ctx.flow.text("no_input")], simpler=t.simpler, carry=carry)
-    # invalid: say what is possible, then the menu again
-    keys = [o.key for o in ctx.flow.nodes[node].options]
-    listed = ", ".join(keys[:-1]) + f" {ctx.flow.text('or_word')} {keys[-1]}" if len(keys) > 1 else keys[0]
-    sorry = (ctx.flow.text("invalid_speech") if t.matched == "speech"
-             else ctx.flow.text("invalid", key=_spoken_key(t.matched or "")))
-    preface = [sorry, ctx.flow.text("choices", keys=listed)]
-    return ctx.menu(node, t.attempt, preface=preface, simpler=t.simpler, carry=carry)
-
-
-def _spoken_key(key: str) -> str:
-    return {"#": "pound", "*": "star"}.get(key, key)
+    # Asked to repeat, or no answer, or a wrong one: the menu again, with the full block of keys.
+    preface = ctx.retry_preface(ctx.flow.nodes[node], t)
+    return ctx.menu(node, t.attempt, preface=preface, simpler=t.simpler, carry=carry, full_keys=True)
 
 
 @bp.post("/action/<name>")
@@ -179,13 +227,13 @@ def crisis_done() -> Response:
 
 @actions.action("language")
 def language_again(ctx: Ctx) -> VoiceResponse:
-    """Change language: the language question again, without the greeting."""
-    return _language_question(ctx, attempt=1)
+    """Change language: the language question again, without the line's name; silence keeps the language."""
+    return _language_question(ctx, attempt=0, change=True)
 
 
 def _set_pace(ctx: Ctx, slow: bool) -> VoiceResponse:
     set_pace(get_session(), ctx.call_sid, slow)
-    paced = Ctx(ctx.call_sid, ctx.flow, slow)
+    paced = dataclasses.replace(ctx, slow=slow)
     line = ctx.flow.text("pace_slow" if slow else "pace_normal")
     return paced.speaker.say_then_redirect([line], paced.main_menu_url)
 

@@ -80,7 +80,7 @@ def pin() -> Response:
     pin_ok = bool(peer is not None and peer.pin_hash and digits and check_password_hash(peer.pin_hash, digits))
     result = peers.sign_in(session, peer, pin_ok, now)
     if result.outcome == "locked":
-        return to_response(speaker.say_then_hangup([speaker.text("peer_locked", minutes=result.minutes)]))
+        return to_response(speaker.say_then_hangup([speaker.flow.counted("peer_locked", result.minutes, minutes=result.minutes)]))
     if result.outcome == "wrong":
         return to_response(speaker.keypad([speaker.text("peer_pin_wrong"), speaker.text("peer_signin")], again))
     assert peer is not None
