@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Iterator
 
 import pytest
@@ -20,7 +21,7 @@ from models.crypto import generate_key
 from models.session import make_engine, normalize_url, upgrade
 from queues.context import JobContext, job_context
 from tests.factories import make_caller, make_peer
-from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
+from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller, serving
 
 DATA_KEY = generate_key()
 
@@ -158,25 +159,11 @@ def work_jobs(request: pytest.FixtureRequest, redis: Redis) -> Callable[..., Non
 @pytest.fixture
 def phone_network():  # type: ignore[no-untyped-def]
     """A local Twilio REST API stand-in on a real HTTP port; ``.state`` holds what it received."""
-    import threading
-
-    from werkzeug.serving import make_server
-
     from simulator.phone_network import NetworkState, create_phone_network
 
     state = NetworkState()
-    server = make_server("127.0.0.1", 0, create_phone_network(state), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-
-    class Network:
-        base_url = f"http://127.0.0.1:{server.server_port}"
-
-    net = Network()
-    net.state = state  # type: ignore[attr-defined]
-    yield net
-    server.shutdown()
-    thread.join(timeout=5)
+    with serving(create_phone_network(state)) as base_url:
+        yield SimpleNamespace(base_url=base_url, state=state)
 
 
 # Staff dashboard ------------------------------------------------------------------------
@@ -208,7 +195,6 @@ def dashboard_data(svc, db):  # type: ignore[no-untyped-def]
     """Staff logins, peers, a caller, voicemails of every risk level (one with encrypted audio) and a draft story."""
     import json
     from datetime import timedelta
-    from types import SimpleNamespace
 
     from werkzeug.security import generate_password_hash
 
@@ -292,13 +278,5 @@ def audio_fixture():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def live_app(app):  # type: ignore[no-untyped-def]
     """The app served over real HTTP (werkzeug, in a thread); yields the URL it listens on."""
-    import threading
-
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    with serving(app) as url:
+        yield url

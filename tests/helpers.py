@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import pytest
 from lxml import etree
 from twilio.request_validator import RequestValidator
+from werkzeug.serving import make_server
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -65,6 +68,19 @@ def parse_twiml(body: bytes) -> etree._Element:
 def spoken(root: etree._Element) -> str:
     """All the text the caller hears from <Say> verbs, in order, as one string."""
     return " ".join(" ".join(say.itertext()).strip() for say in root.iter("Say"))
+
+
+@contextmanager
+def serving(wsgi_app: Any) -> Iterator[str]:
+    """Serve a WSGI app over real HTTP (werkzeug, in a thread) while the block runs; yields its base URL."""
+    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
 
 
 def sign(url: str, params: dict[str, str], token: str = TEST_AUTH_TOKEN) -> str:
