@@ -3,9 +3,15 @@
 Views decide what happens; this module decides how it sounds: voice, language, pace (a
 slower rate, and a pause between the lines of a menu), generous timeouts, option names before
 keys, and speech hints that include the words that work in every menu.
+
+Every text said goes through :func:`speakable` (in :meth:`Speaker.say`): a key or a word
+from a request, a story's title or transcript can carry characters XML 1.0 cannot (NUL,
+other control characters), which would make the whole document unreadable to Twilio, and
+a text can be longer than one <Say> speaks.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -23,6 +29,33 @@ PAUSE_TIMEOUT_S = 60  # a paused story goes on by itself after this long
 SLOW_PAUSE_TIMEOUT_S = 120
 SLOW_RATE = "80%"
 SLOW_PAUSE_S = 1  # at the slower pace, a pause between the lines of a menu
+# Twilio's Polly voices speak at most 3,000 characters in one <Say> (SSML tags aside): a longer
+# text is said in several, cut between words.
+MAX_SAY_CHARS = 3000
+# The most one text may say (a long story read aloud), so a document stays well under the
+# 64 kB of TwiML that Twilio reads.
+MAX_SPOKEN_CHARS = 4 * MAX_SAY_CHARS
+# What XML 1.0 cannot carry (controls but tab, newline and return; surrogates; U+FFFE, U+FFFF),
+# and the C1 controls and DEL it allows but no voice says.
+_UNSPEAKABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def speakable(text: str) -> str:
+    """``text`` as a <Say> can carry it: no character XML 1.0 forbids, whitespace collapsed, at most MAX_SPOKEN_CHARS."""
+    return " ".join(_UNSPEAKABLE.sub(" ", text).split())[:MAX_SPOKEN_CHARS]
+
+
+def say_pieces(text: str) -> list[str]:
+    """The speakable ``text`` in pieces of at most MAX_SAY_CHARS, cut between words (none when nothing is left)."""
+    rest = speakable(text)
+    pieces = []
+    while len(rest) > MAX_SAY_CHARS:
+        cut = rest.rfind(" ", 0, MAX_SAY_CHARS + 1)
+        if cut <= 0:  # one word longer than a <Say>: cut inside it
+            cut = MAX_SAY_CHARS
+        pieces.append(rest[:cut])
+        rest = rest[cut:].lstrip()
+    return [*pieces, rest] if rest else pieces
 
 
 def to_response(twiml: VoiceResponse) -> Response:
@@ -55,12 +88,13 @@ class Speaker:
         return SLOW_GATHER_TIMEOUT_S if self.slow else GATHER_TIMEOUT_S
 
     def say(self, parent: VoiceResponse | Gather, text: str) -> None:
-        """Add a <Say> in the caller's language, slowed with SSML prosody when asked."""
-        if self.slow:
-            say = parent.say(voice=self.flow.voice, language=self.flow.say_language)
-            say.prosody(text, rate=SLOW_RATE)
-        else:
-            parent.say(text, voice=self.flow.voice, language=self.flow.say_language)
+        """Add <Say> in the caller's language (slowed with SSML prosody when asked), for the speakable text only."""
+        for piece in say_pieces(text):
+            if self.slow:
+                say = parent.say(voice=self.flow.voice, language=self.flow.say_language)
+                say.prosody(piece, rate=SLOW_RATE)
+            else:
+                parent.say(piece, voice=self.flow.voice, language=self.flow.say_language)
 
     def text(self, name: str, /, **values: object) -> str:
         """A phrase of the flow in the caller's language."""
@@ -274,8 +308,9 @@ class Speaker:
 
     def say_slowly(self, parent: VoiceResponse | Gather, text: str) -> None:
         """A <Say> slowed with SSML whatever the caller's pace (a number read back digit by digit)."""
-        say = parent.say(voice=self.flow.voice, language=self.flow.say_language)
-        say.prosody(text, rate="slow")
+        for piece in say_pieces(text):
+            say = parent.say(voice=self.flow.voice, language=self.flow.say_language)
+            say.prosody(piece, rate="slow")
 
     def readback_menu(self, menu: Menu, action_url: str, before: Iterable[str], digits: str,
                       full_keys: bool = True) -> VoiceResponse:
