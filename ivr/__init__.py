@@ -24,6 +24,8 @@ from queues.scheduler import RqJobs
 
 log = logging.getLogger(__name__)
 
+MAX_REQUEST_BYTES = 64 * 1024  # MAX_CONTENT_LENGTH unless the config sets it
+
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: settings, database, Redis, flows and blueprints on ``app.extensions``."""
@@ -50,6 +52,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     # Flask pre-fills these keys (None / False), so they are set outright unless a test set them.
     app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or secret_key
+    # Twilio's webhook bodies are a few kB and no staff page uploads: a larger body is refused unread.
+    app.config["MAX_CONTENT_LENGTH"] = app.config.get("MAX_CONTENT_LENGTH") or MAX_REQUEST_BYTES
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = app.config.get("SESSION_COOKIE_SAMESITE") or "Lax"
     app.config["SESSION_COOKIE_SECURE"] = bool(app.config.get("SESSION_COOKIE_SECURE")) or \

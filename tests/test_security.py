@@ -1,7 +1,12 @@
 """Signatures, errors that still answer the caller, and the fallback with everything down."""
 from __future__ import annotations
 
-from ivr import create_app
+import io
+import time
+
+import pytest
+
+from ivr import MAX_REQUEST_BYTES, create_app
 from ivr.webhooks import context, menus
 from tests.helpers import PUBLIC_BASE, TestCaller, parse_twiml, sign
 
@@ -31,6 +36,57 @@ def test_tampered_form_is_rejected(client) -> None:  # type: ignore[no-untyped-d
     response = client.post("/voice/incoming", data={**params, "From": "+15555550111"},
                            headers={"X-Twilio-Signature": signature})
     assert response.status_code == 403
+
+
+class Body(io.RawIOBase):
+    """A request body of ``size`` bytes that counts how many of them the app read."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        n = min(len(buffer), self.size - self.read_bytes)
+        buffer[:n] = b"a" * n
+        self.read_bytes += n
+        return n
+
+
+FIVE_MB = 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("path", ["/voice/incoming", "/voice/status", "/peer/hold/1/wait", "/peer/phone/pin",
+                                  "/callbacks/attempt/1/caller/status", "/voice/no-such-route", "/staff/sign-in"])
+def test_an_oversized_body_is_refused_unread(client, path: str) -> None:  # type: ignore[no-untyped-def]
+    body = Body(FIVE_MB)
+    started = time.perf_counter()
+    response = client.post(path, content_type="application/x-www-form-urlencoded", headers={"X-Twilio-Signature": "x"},
+                           environ_overrides={"wsgi.input": body, "CONTENT_LENGTH": str(body.size)})
+    assert response.status_code == 413
+    assert time.perf_counter() - started < 0.5
+    assert body.read_bytes == 0  # refused on its declared length: not a byte parsed
+
+
+def test_an_oversized_signed_form_is_refused(client) -> None:  # type: ignore[no-untyped-def]
+    params = {"CallSid": "CA1", "From": "+15555550100", "SpeechResult": "a" * FIVE_MB}
+    headers = {"X-Twilio-Signature": sign(PUBLIC_BASE + "/voice/incoming", params)}
+    assert client.post("/voice/incoming", data=params, headers=headers).status_code == 413
+    params["SpeechResult"] = "a" * (MAX_REQUEST_BYTES // 2)  # what Twilio sends fits well under the cap
+    headers = {"X-Twilio-Signature": sign(PUBLIC_BASE + "/voice/incoming", params)}
+    assert client.post("/voice/incoming", data=params, headers=headers).status_code == 200
+
+
+def test_a_body_of_undeclared_length_is_read_no_further_than_the_cap(client) -> None:  # type: ignore[no-untyped-def]
+    body = Body(FIVE_MB)  # sent chunked: no Content-Length to refuse it by
+    response = client.post("/voice/incoming", content_type="application/x-www-form-urlencoded",
+                           headers={"X-Twilio-Signature": "x"},
+                           environ_overrides={"wsgi.input": body, "HTTP_TRANSFER_ENCODING": "chunked",
+                                              "wsgi.input_terminated": True})
+    assert response.status_code in (403, 413)
+    assert body.read_bytes <= 2 * MAX_REQUEST_BYTES
 
 
 def test_signed_request_is_answered(caller: TestCaller) -> None:

@@ -17,7 +17,8 @@ listens to the route (marked with :func:`heard_by`; a caller on the line's menus
 An unknown path (404) or a GET (405) under a webhook prefix is answered as a caller's error too:
 Twilio always POSTs to these URLs, so either means a misconfigured number or a stale URL, and
 the person on that call still deserves the menu or the crisis line rather than Twilio's
-"application error". A bad signature stays 403: a security answer, not one for callers.
+"application error". A bad signature stays 403, and a body larger than the app accepts 413
+(refused unread): security answers, not ones for callers.
 """
 from __future__ import annotations
 
@@ -29,11 +30,11 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 from twilio.twiml.voice_response import VoiceResponse
-from werkzeug.exceptions import Forbidden, HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import Forbidden, HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from ivr.db import get_session
 from ivr.services import services
-from ivr.signature import has_valid_signature
+from ivr.signature import has_valid_signature, too_large
 from ivr.twiml import Speaker, empty, fallback as fallback_twiml, hang_up, to_response
 from ivr.webhooks.context import caller_flow, current_ctx, int_param
 
@@ -81,6 +82,8 @@ def init_app(app: Flask, blueprints: Iterable[Blueprint]) -> None:
         """No route matched, so no blueprint's handler runs: answer for the webhook prefixes here."""
         if not any(request.path == p or request.path.startswith(p + "/") for p in prefixes):
             return exc  # the staff pages and the rest keep Flask's own answer
+        if too_large():
+            return RequestEntityTooLarge()
         if not has_valid_signature():
             return Forbidden()
         log.warning("webhook %s %s answered as an error: %s", request.method, request.path, exc.code)
@@ -98,8 +101,8 @@ def audience_of(endpoint: str | None) -> Audience:
 
 def answer_error(exc: Exception) -> ResponseReturnValue:
     """The error handler of every webhook blueprint: log, roll back, answer TwiML for whoever listens."""
-    if isinstance(exc, Forbidden):
-        return exc  # a bad signature: a security answer, not one for callers
+    if isinstance(exc, (Forbidden, RequestEntityTooLarge)):
+        return exc  # a bad signature or an oversized body: a security answer, not one for callers
     if isinstance(exc, HTTPException):
         log.warning("webhook %s answered as an error: %s %s", request.path, exc.code, exc.description)
     else:
