@@ -1,18 +1,27 @@
 """Twilio request signatures: every webhook is checked against PUBLIC_BASE_URL + path, and its body's size first."""
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from flask import abort, request
 from twilio.request_validator import RequestValidator
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ivr.services import services
 
+# What url_for leaves unescaped in a path argument (werkzeug's converters): the path a webhook
+# URL was given to Twilio with, percent-encoded, is the path Twilio signs.
+PATH_SAFE = "!$&'()*+,/:;=@"
+
 
 def expected_url() -> str:
-    """The URL Twilio signed: the public base URL plus the path and query of this request."""
+    """The URL Twilio signed: the public base URL, the path (encoded as url_for encodes it) and the raw query."""
     base = services().settings.public_base_url
-    full_path = request.full_path if request.query_string else request.path
-    return base + full_path
+    path = quote(request.path, safe=PATH_SAFE)  # werkzeug hands the path over decoded
+    if not request.query_string:
+        return base + path
+    # Bytes no URL carries (only a forged request has them) do not match, and never raise.
+    return f"{base}{path}?{request.query_string.decode('utf-8', 'replace')}"
 
 
 def too_large() -> bool:

@@ -38,6 +38,24 @@ def test_tampered_form_is_rejected(client) -> None:  # type: ignore[no-untyped-d
     assert response.status_code == 403
 
 
+def test_a_percent_encoded_path_is_signed_as_twilio_requested_it(client) -> None:  # type: ignore[no-untyped-def]
+    # url_for percent-encodes a path argument; Twilio requests and signs the URL as it was given.
+    params = {"CallSid": "CA1", "From": "+15555550100"}
+    path = "/voice/menu/caf%C3%A9%20au%20lait"
+    response = client.post(path, data=params, headers={"X-Twilio-Signature": sign(PUBLIC_BASE + path, params)})
+    assert response.status_code == 200 and parse_twiml(response.data).find("Gather") is not None
+    decoded = sign(PUBLIC_BASE + "/voice/menu/café au lait", params)  # not what Twilio signed
+    assert client.post(path, data=params, headers={"X-Twilio-Signature": decoded}).status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/voice/incoming", "/voice/no-such-route"])
+def test_a_query_that_is_not_utf8_is_refused_not_an_error(client, path: str) -> None:  # type: ignore[no-untyped-def]
+    params = {"CallSid": "CA1", "From": "+15555550100"}
+    response = client.post(path, data=params, headers={"X-Twilio-Signature": sign(PUBLIC_BASE + path, params)},
+                           environ_overrides={"QUERY_STRING": "lang=\xff"})  # the raw byte 0xff
+    assert response.status_code == 403
+
+
 class Body(io.RawIOBase):
     """A request body of ``size`` bytes that counts how many of them the app read."""
 
