@@ -31,6 +31,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: settings, database, Redis, flows and blueprints on ``app.extensions``."""
     app = Flask(__name__, instance_path=os.environ.get("PEERLINE_INSTANCE_PATH") or None,
                 instance_relative_config=True)
+    # A path with an empty segment (a stale or forged webhook URL) has no route, so the webhooks
+    # answer it with TwiML where werkzeug would redirect (308) to a URL Twilio never signed.
+    app.url_map.merge_slashes = False
     instance = Path(app.instance_path)
     settings = Settings.from_env(instance)
     if test_config:

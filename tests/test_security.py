@@ -8,7 +8,7 @@ import pytest
 
 from ivr import MAX_REQUEST_BYTES, create_app
 from ivr.webhooks import context, menus
-from tests.helpers import PUBLIC_BASE, TestCaller, parse_twiml, sign
+from tests.helpers import PUBLIC_BASE, TestCaller, parse_twiml, sign, spoken
 
 
 def test_unsigned_request_is_rejected(client) -> None:  # type: ignore[no-untyped-def]
@@ -54,6 +54,14 @@ def test_a_query_that_is_not_utf8_is_refused_not_an_error(client, path: str) -> 
     response = client.post(path, data=params, headers={"X-Twilio-Signature": sign(PUBLIC_BASE + path, params)},
                            environ_overrides={"QUERY_STRING": "lang=\xff"})  # the raw byte 0xff
     assert response.status_code == 403
+
+
+def test_a_path_with_an_empty_segment_answers_twiml_not_a_redirect(client) -> None:  # type: ignore[no-untyped-def]
+    params = {"CallSid": "CA1", "From": "+15555550100"}
+    path = "/voice/stories/pain//key"  # merging the slashes would find a route
+    response = client.post(path, data=params, headers={"X-Twilio-Signature": sign(PUBLIC_BASE + path, params)})
+    assert response.status_code == 200  # werkzeug would redirect (308) to a URL Twilio never signed
+    assert spoken(parse_twiml(response.data)) == "Sorry, something went wrong on our side. You are still connected."
 
 
 class Body(io.RawIOBase):
