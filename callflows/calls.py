@@ -16,6 +16,10 @@ WITHHELD = {"", "anonymous", "restricted", "unknown", "private", "+266696687", "
 FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 # CallStatus values that mean the far end picked up.
 ANSWERED_CALL_STATUSES = frozenset({"in-progress", "answered"})
+# Twilio's CallStatus values in the order a call goes through them (every final one last): a
+# status callback moves a call forward only, so a late or repeated one never re-opens it.
+CALL_STATUS_STAGES = {"queued": 0, "initiated": 1, "ringing": 2, **dict.fromkeys(ANSWERED_CALL_STATUSES, 3),
+                      **dict.fromkeys(FINAL_CALL_STATUSES, 4)}
 # The largest id every supported database stores (PostgreSQL INTEGER): a forged URL may carry more.
 MAX_ROW_ID = 2**31 - 1
 
@@ -77,13 +81,20 @@ def record_event(session: Session, call_sid: str, node: str, received: str | Non
 
 def call_status_changed(session: Session, call_sid: str, status: str | None, duration_s: int | None,
                         now: datetime) -> Call:
-    """The number's status callback: store the call's status; a final one ends the call (hung up unless known)."""
+    """The number's status callback: the call's status moves forward only; a final one ends the call for good.
+
+    Twilio may deliver callbacks late, twice or out of order: an earlier stage (a late
+    ``in-progress``) or another final status after the call ended changes nothing, and a
+    status Twilio does not document is ignored. The outcome is "hung_up" unless known.
+    """
     call = find_or_create_call(session, call_sid)
-    if status is not None:
+    if status in CALL_STATUS_STAGES and (call.status not in CALL_STATUS_STAGES
+                                         or CALL_STATUS_STAGES[status] > CALL_STATUS_STAGES[call.status]):
         call.status = status
     if call.status in FINAL_CALL_STATUSES:
         call.ended_at = call.ended_at or now
-        call.duration_s = duration_s
+        if call.duration_s is None:
+            call.duration_s = duration_s
         call.outcome = call.outcome or "hung_up"
     session.commit()
     return call
