@@ -27,6 +27,16 @@ log = logging.getLogger(__name__)
 # reconciler does. Twilio posts the callback within seconds; the margin keeps the normal
 # path the one that stores a voicemail (with the language the caller chose in the call).
 CALLBACK_GRACE = timedelta(minutes=2)
+# Longer than any recording can be (<Record> stops at the settings' maxLength, minutes): a
+# duration outside 0..this is garbled, and the voicemail is kept with its duration unknown.
+MAX_RECORDING_S = 24 * 3600
+
+
+def known_duration(seconds: int | None) -> int | None:
+    """A recording's reported length in seconds, or None when missing or impossible (negative, over a day)."""
+    if seconds is None or not 0 <= seconds <= MAX_RECORDING_S:
+        return None
+    return seconds
 
 
 def recording_done(session: Session, svc: Services, recording_sid: str, recording_url: str, call_sid: str,
@@ -34,7 +44,8 @@ def recording_done(session: Session, svc: Services, recording_sid: str, recordin
     """A finished recording: keep it as a pending voicemail (once per recording), then ask for its transcription.
 
     The row is committed first: with Redis down the voicemail stays pending with no job,
-    and the reconciler enqueues it once Redis is back. Nothing is lost.
+    and the reconciler enqueues it once Redis is back. Nothing is lost, whatever the reported
+    duration (an impossible one is stored as unknown).
     """
     vm, _ = store_recording(session, recording_sid, recording_url, call_sid, language, duration_s)
     request_transcription(session, svc, vm)
@@ -55,7 +66,7 @@ def store_recording(session: Session, recording_sid: str, recording_url: str, ca
     call = find_or_create_call(session, call_sid)
     session.flush()
     vm = Voicemail(recording_sid=recording_sid, recording_url=recording_url, call_id=call.id,
-                   caller_id=call.caller_id, language=language or call.language, duration_s=duration_s)
+                   caller_id=call.caller_id, language=language or call.language, duration_s=known_duration(duration_s))
     if left_at is not None:
         vm.created_at = left_at  # when the caller left it, not when it was found
     session.add(vm)
@@ -87,7 +98,7 @@ def import_missing(session: Session, svc: Services, recordings: list[RecordingIn
     """
     ready = [rec for rec in recordings
              if rec.status == "completed" and rec.call_sid
-             and rec.created_at + timedelta(seconds=rec.duration_s or 0) + CALLBACK_GRACE <= now]
+             and rec.created_at + timedelta(seconds=known_duration(rec.duration_s) or 0) + CALLBACK_GRACE <= now]
     if not ready:
         return []
     known = set(session.scalars(select(Voicemail.recording_sid)
@@ -105,7 +116,7 @@ def import_missing(session: Session, svc: Services, recordings: list[RecordingIn
             call = find_or_create_call(session, rec.call_sid)
             call.status, call.outcome = "completed", "voicemail"
             call.started_at = rec.created_at
-            call.ended_at = rec.created_at + timedelta(seconds=rec.duration_s or 0)
+            call.ended_at = rec.created_at + timedelta(seconds=known_duration(rec.duration_s) or 0)
         # The language of the call, else the one the caller chose last time, else unknown.
         language = call.language or (call.caller.language if call.caller else None)
         # A late status callback racing this import is harmless: store_recording looks for the
@@ -125,11 +136,12 @@ def import_missing(session: Session, svc: Services, recordings: list[RecordingIn
     return imported
 
 
-def message_left(session: Session, call_sid: str, duration: str | None) -> None:
+def message_left(session: Session, call_sid: str, duration_s: int | None) -> None:
     """The caller finished recording: the call's outcome is a voicemail (the recording itself arrives separately)."""
     call = find_or_create_call(session, call_sid)
     call.outcome = "voicemail"
-    record_event(session, call_sid, "voicemail", None, duration)
+    seconds = known_duration(duration_s)
+    record_event(session, call_sid, "voicemail", None, None if seconds is None else str(seconds))
     session.commit()
 
 

@@ -1,11 +1,16 @@
 """Leaving a voicemail: consent, <Record>, confirmation; stored as pending with a job on real Redis."""
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
 from rq import Queue
 from sqlalchemy import select
 
+from callflows import voicemails
+from callflows.twilio_client import RecordingInfo
 from ivr.services import services
-from models import Voicemail
+from models import Call, CallEvent, Voicemail, utcnow
 from queues.connection import TRANSCRIPTION_QUEUE
 from queues.reconcile import requeue_pending_voicemails
 from tests.helpers import TestCaller
@@ -18,11 +23,12 @@ def leave_message(caller: TestCaller) -> None:
     caller.press("4")
 
 
-def post_recording(caller: TestCaller, sid: str = "RE" + "a" * 32, url: str | None = None) -> None:
+def post_recording(caller: TestCaller, sid: str = "RE" + "a" * 32, url: str | None = None,
+                   duration: str = "42") -> None:
     url = url or caller.twiml.find("Record").get("recordingStatusCallback")
     caller.post(url, RecordingSid=sid, RecordingStatus="completed",
                 RecordingUrl=f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{sid}",
-                RecordingDuration="42", RecordingChannels="1")
+                RecordingDuration=duration, RecordingChannels="1")
 
 
 def test_consent_notice_then_record_with_pound_to_finish(caller: TestCaller) -> None:
@@ -58,6 +64,31 @@ def test_recording_is_stored_pending_and_its_job_enqueued(caller: TestCaller, db
                            "Thank you for calling Peer Line. Take care. If you ever feel unsafe, call or text 9 8 8, "
                            "any time.")
     assert caller.twiml.find("Hangup") is not None
+
+
+@pytest.mark.parametrize("duration", ["-1", "-5", "86401", "9" * 30, str(2**63), "9" * 5000, "nan", "1e9", "12.5",
+                                      "", "\x00"])
+def test_an_impossible_duration_keeps_the_voicemail_with_its_length_unknown(  # type: ignore[no-untyped-def]
+        caller: TestCaller, db, redis, duration: str) -> None:
+    leave_message(caller)
+    action = caller.twiml.find("Record").get("action")
+    post_recording(caller, duration=duration)
+    vm = db.scalar(select(Voicemail))
+    assert (vm.status, vm.duration_s, vm.job_id) == ("pending", None, f"transcribe-voicemail-{vm.id}")
+    caller.post(action, RecordingSid="RE" + "a" * 32, RecordingDuration=duration, Digits="#")
+    assert caller.said.startswith("Thank you. Your message is saved.")  # not the error line
+    call = db.scalar(select(Call).where(Call.call_sid == caller.call_sid))
+    event = db.scalar(select(CallEvent).where(CallEvent.call_id == call.id, CallEvent.node == "voicemail"))
+    assert (call.outcome, event.detail) == ("voicemail", None)
+
+
+def test_a_lost_recording_with_an_impossible_duration_is_imported(svc, db, redis) -> None:  # type: ignore[no-untyped-def]
+    now = utcnow()
+    listed = [RecordingInfo(sid="RE" + "b" * 32, call_sid="CA" + "b" * 32, duration_s=10**12,
+                            created_at=now - timedelta(hours=1), status="completed")]
+    [vm_id] = voicemails.import_missing(db, svc, listed, now)  # a duration past year 9999 no longer overflows
+    vm = db.get(Voicemail, vm_id)
+    assert (vm.status, vm.duration_s) == ("pending", None)
 
 
 def test_repeated_callback_keeps_one_voicemail(caller: TestCaller, db, redis) -> None:  # type: ignore[no-untyped-def]

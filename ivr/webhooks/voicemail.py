@@ -14,7 +14,7 @@ from ivr.services import services
 from ivr.twiml import empty, to_response
 from ivr.webhooks import actions
 from ivr.webhooks.blueprints import voice as bp
-from ivr.webhooks.context import Ctx, current_ctx, int_param
+from ivr.webhooks.context import MAX_PARAM, Ctx, current_ctx, int_param
 from ivr.webhooks.failures import Audience, heard_by
 
 
@@ -40,7 +40,7 @@ def voicemail() -> Response:
 def voicemail_done() -> Response:
     """After <Record>: confirm the message is saved."""
     ctx = current_ctx()
-    voicemails.message_left(get_session(), ctx.call_sid, request.form.get("RecordingDuration"))
+    voicemails.message_left(get_session(), ctx.call_sid, _duration())
     return to_response(ctx.speaker.say_then_hangup([ctx.flow.text("voicemail_saved"), ctx.flow.text("goodbye")]))
 
 
@@ -59,6 +59,10 @@ def voicemail_recording() -> Response:
     if form.get("RecordingStatus", "completed") != "completed":
         return to_response(empty())
     voicemails.recording_done(get_session(), services(), form.get("RecordingSid", ""), form.get("RecordingUrl", ""),
-                              form.get("CallSid", ""), request.args.get("lang"),
-                              int_param("RecordingDuration", None, form=True))
+                              form.get("CallSid", ""), request.args.get("lang"), _duration())
     return to_response(empty())
+
+
+def _duration() -> int | None:
+    """RecordingDuration as sent, negative included (Twilio's -1 means unknown); the rules judge it."""
+    return int_param("RecordingDuration", None, low=-MAX_PARAM, form=True)
