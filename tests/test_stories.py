@@ -6,12 +6,13 @@ import shutil
 import time
 import wave
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import pytest
 from sqlalchemy import select
 
 from ivr.demo import seed_demo
+from ivr.webhooks.story_audio import story_audio_url
 from models import PeerStory
 from tests.helpers import TestCaller, require
 
@@ -337,3 +338,24 @@ def test_story_timeouts_follow_the_callers_pace(caller: TestCaller, stories, slo
     caller.press("2")
     assert caller.gather().get("timeout") == paused_s
     assert (caller.twiml.find("Gather/Say/prosody") is not None) is slow
+
+
+@pytest.mark.parametrize("start", ["nan", "NaN", "inf", "-inf", "1e309", "-5", "abc", "99999999"])
+def test_a_garbled_resume_position_still_plays_the_story(caller: TestCaller, client, stories,  # type: ignore[no-untyped-def]
+                                                         start: str) -> None:
+    to_topic(caller)
+    caller.press("2")  # paused: the resume URL carries where the story was
+    parts = urlsplit(caller.gather().get("action"))
+    query = {**dict(parse_qsl(parts.query)), "start": start}
+    caller.post(f"{parts.path}?{urlencode(query)}", Digits="2")  # go on
+    audio = client.get(urlsplit(caller.twiml.find("Gather/Play").text).path)
+    assert audio.status_code == 200 and audio.mimetype == "audio/wav" and audio.data[:4] == b"RIFF"
+
+
+@pytest.mark.parametrize("start", [float("nan"), float("inf"), -3.0])
+def test_story_audio_from_an_impossible_position_is_the_whole_story(app, client, stories,  # type: ignore[no-untyped-def]
+                                                                    start: float) -> None:
+    with app.test_request_context():
+        url = story_audio_url(stories[0].id, start)  # signed, so only the line itself could make one
+    audio = client.get(urlsplit(url).path)
+    assert audio.status_code == 200 and audio.data == Path(stories[0].audio_path).read_bytes()
