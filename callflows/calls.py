@@ -21,7 +21,7 @@ ANSWERED_CALL_STATUSES = frozenset({"in-progress", "answered"})
 CALL_STATUS_STAGES = {"queued": 0, "initiated": 1, "ringing": 2, **dict.fromkeys(ANSWERED_CALL_STATUSES, 3),
                       **dict.fromkeys(FINAL_CALL_STATUSES, 4)}
 # The sizes of a call event's columns (models.tables.CallEvent): what a caller keyed is cut to fit,
-# since PostgreSQL refuses a longer value where SQLite would store it.
+# since PostgreSQL refuses a longer value (or a NUL character) where SQLite would store it.
 EVENT_INPUT_CHARS = 64
 EVENT_DETAIL_CHARS = 255
 # The largest id every supported database stores (PostgreSQL INTEGER): a forged URL may carry more.
@@ -76,12 +76,19 @@ def caller_for_call(session: Session, call_sid: str) -> Caller | None:
 
 def record_event(session: Session, call_sid: str, node: str, received: str | None = None,
                  detail: str | None = None) -> None:
-    """Append one step of the caller's path (never raw speech, only what it chose; keys cut to the column's size)."""
+    """Append one step of the caller's path (never raw speech, only what it chose), as every database stores it."""
     if not call_sid:
         return
     call = find_or_create_call(session, call_sid)
-    call.events.append(CallEvent(node=node, input=received and received[:EVENT_INPUT_CHARS],
-                                 detail=detail and detail[:EVENT_DETAIL_CHARS]))
+    call.events.append(CallEvent(node=node, input=_storable(received, EVENT_INPUT_CHARS),
+                                 detail=_storable(detail, EVENT_DETAIL_CHARS)))
+
+
+def _storable(text: str | None, size: int) -> str | None:
+    """``text`` without control characters (PostgreSQL refuses NUL) and cut to ``size`` characters."""
+    if text is None:
+        return None
+    return "".join(ch for ch in text if ch.isprintable())[:size]
 
 
 def call_status_changed(session: Session, call_sid: str, status: str | None, duration_s: int | None,
