@@ -62,10 +62,15 @@ def engine(database_url: str) -> Iterator[Engine]:
     """An engine on the test database; every table is emptied after the test."""
     eng = make_engine(database_url)
     yield eng
-    with eng.begin() as conn:
+    delete_all_rows(eng)
+    eng.dispose()
+
+
+def delete_all_rows(engine: Engine) -> None:
+    """Empty every table (children first), leaving the schema."""
+    with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
-    eng.dispose()
 
 
 @pytest.fixture
