@@ -5,7 +5,6 @@ API), real SQL, real Redis, real RQ workers and real Vosk decoding."""
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 import wave
 from datetime import datetime, timedelta
@@ -29,7 +28,8 @@ from queues.periodic import TICK_PREFIX, tick
 from queues.reconcile import RECORDINGS_LOOKBACK, import_lost_recordings
 from queues.scheduler import transcription_job_id
 from tests.factories import make_call, make_caller
-from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
+from simulator.phone_network import NetworkState, create_phone_network
+from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller, serving
 from transcription import VoskTranscriber
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
@@ -306,20 +306,12 @@ class FailingRecordingsList:
 @pytest.fixture
 def failing_network() -> Iterator[Any]:
     """The phone network behind :class:`FailingRecordingsList`, on a real port."""
-    from werkzeug.serving import make_server
-
-    from simulator.phone_network import NetworkState, create_phone_network
-
     state = NetworkState()
     gate = FailingRecordingsList(create_phone_network(state))
-    server = make_server("127.0.0.1", 0, gate, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    gate.state = state  # type: ignore[attr-defined]
-    gate.base_url = f"http://127.0.0.1:{server.server_port}"  # type: ignore[attr-defined]
-    yield gate
-    server.shutdown()
-    thread.join(timeout=5)
+    with serving(gate) as base_url:
+        gate.state = state  # type: ignore[attr-defined]
+        gate.base_url = base_url  # type: ignore[attr-defined]
+        yield gate
 
 
 @pytest.mark.parametrize("rest_api", ["closed port", "answers 500"])

@@ -27,7 +27,8 @@ from queues.scheduler import transcription_job_id
 from queues.reconcile import requeue_pending_voicemails
 from queues.transcribe import run_transcription
 from tests.conftest import DATA_KEY
-from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
+from simulator.phone_network import NetworkState, create_phone_network
+from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller, serving
 from transcription import TranscriptResult, VoskTranscriber
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
@@ -294,21 +295,13 @@ class HoldDeletes:
 @pytest.fixture
 def held_network() -> Iterator[Any]:
     """The phone network behind :class:`HoldDeletes`, on a real port."""
-    from werkzeug.serving import make_server
-
-    from simulator.phone_network import NetworkState, create_phone_network
-
     state = NetworkState()
     gate = HoldDeletes(create_phone_network(state))
-    server = make_server("127.0.0.1", 0, gate, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    gate.state = state  # type: ignore[attr-defined]
-    gate.base_url = f"http://127.0.0.1:{server.server_port}"  # type: ignore[attr-defined]
-    yield gate
-    gate.release.set()
-    server.shutdown()
-    thread.join(timeout=5)
+    with serving(gate) as base_url:
+        gate.state = state  # type: ignore[attr-defined]
+        gate.base_url = base_url  # type: ignore[attr-defined]
+        yield gate
+        gate.release.set()
 
 
 def spawn_worker(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
