@@ -52,7 +52,7 @@ def test_a_control_character_keyed_at_a_menu_is_answered_with_valid_twiml(caller
 
 
 def test_a_long_story_transcript_is_read_in_pieces(caller: TestCaller, db) -> None:  # type: ignore[no-untyped-def]
-    db.add(PeerStory(title="A long one\x00", topic="pain", language="en", transcript="It hurt, and then it eased. " * 400,
+    db.add(PeerStory(title="A long one\x1b", topic="pain", language="en", transcript="It hurt, and then it eased. " * 400,
                      status="approved", consent_given=True))
     db.commit()
     caller.call()
