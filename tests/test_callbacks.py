@@ -342,6 +342,54 @@ def test_a_retry_past_the_window_is_missed_and_a_closed_window_expires(svc, db, 
     assert db.get(CallbackRequest, later.id).status == "missed"
 
 
+def test_a_peer_who_left_while_the_caller_rang_is_not_rung_again_at_once(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    peer_row = add_peer(svc, db)
+    now = utcnow()
+    cb = make_callback(svc, db, "+15555550414", now - timedelta(minutes=2), now)
+    line.dispatch(db, svc, now)
+    (peer_form,) = creates(net)
+    peer = peer_picks_up(client, net, peer_form)
+    peer.press("1")
+    (caller_form,) = creates(net, "+15555550414")
+    caller_sid = sid_of(net, caller_form)
+    # The peer hangs up while the caller's phone rings: that call is canceled, the callback
+    # goes back in line (no attempt used up) and the peer is free again.
+    peer.post(peer_form["StatusCallback"][0], CallStatus="completed")
+    left_at = utcnow()
+    assert [(r.method, r.form) for r in net.state.requests if r.path.endswith(f"/Calls/{caller_sid}.json")] == [
+        ("POST", {"Status": ["canceled"]})]
+    db.expire_all()
+    assert db.scalar(select(CallbackAttempt)).outcome == "peer_left"
+    row = db.get(CallbackRequest, cb.id)
+    assert (row.status, row.attempts) == ("pending", 0)
+    assert db.get(Peer, peer_row.id).status == "available"
+    # Free, but not rung again for this callback at once (the status callback's own dispatch
+    # included), nor a moment before RETRY_SAME_PEER_AFTER has passed...
+    assert len(creates(net, PEER_PHONE)) == 1
+    line.dispatch(db, svc, left_at + callbacks.RETRY_SAME_PEER_AFTER - timedelta(seconds=1))
+    assert len(creates(net, PEER_PHONE)) == 1
+    # ...then offered it again like any free peer.
+    line.dispatch(db, svc, left_at + callbacks.RETRY_SAME_PEER_AFTER + timedelta(seconds=1))
+    assert len(creates(net, PEER_PHONE)) == 2
+
+
+def test_another_free_peer_is_offered_the_callback_the_first_one_left(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    first = add_peer(svc, db, "+15555550331")
+    second = add_peer(svc, db, "+15555550332", status="busy")
+    now = utcnow()
+    make_callback(svc, db, "+15555550415", now - timedelta(minutes=2), now)
+    line.dispatch(db, svc, now)
+    (peer_form,) = creates(net)
+    assert peer_form["To"] == ["+15555550331"]
+    peer = peer_picks_up(client, net, peer_form)
+    peer.press("1")
+    peer.post(peer_form["StatusCallback"][0], CallStatus="completed")  # left while the caller's phone rang
+    db.expire_all()
+    assert db.get(Peer, first.id).status == "available"
+    line.set_peer_status(db, svc, db.get(Peer, second.id), "available", utcnow())
+    assert [f["To"] for f in creates(net) if f["To"] != ["+15555550415"]] == [["+15555550331"], ["+15555550332"]]
+
+
 def test_concurrent_outbound_callbacks_are_capped(svc, db, client, net, app_config) -> None:  # type: ignore[no-untyped-def]
     for i in range(4):
         add_peer(svc, db, f"+1555555032{i}")
