@@ -1,8 +1,9 @@
 """Periodic upkeep without an extra service: self-rescheduling RQ jobs run by the workers'
 built-in scheduler (``with_scheduler=True``).
 
-- the *tick* (every minute) runs the reconcilers, so a Redis flush, a killed worker or a
-  lost recording status callback is repaired within one interval;
+- the *tick* (every minute) hands jobs whose worker died back to RQ, then runs the
+  reconcilers, so a Redis flush, a killed worker or a lost recording status callback is
+  repaired within one interval;
 - the *retention purge* (daily) applies the retention policy.
 """
 from __future__ import annotations
@@ -18,7 +19,12 @@ from rq.registry import ScheduledJobRegistry
 from callflows.retention import policy_from, purge
 from queues.connection import DEFAULT_QUEUE, queue
 from queues.context import current
-from queues.reconcile import import_lost_recordings, reconcile_callbacks, requeue_pending_voicemails
+from queues.reconcile import (
+    import_lost_recordings,
+    reconcile_callbacks,
+    recover_abandoned_jobs,
+    requeue_pending_voicemails,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +52,12 @@ def schedule_tick(connection: Redis, interval_s: int = DEFAULT_INTERVAL_S) -> bo
     return True
 
 
-def tick(interval_s: int = DEFAULT_INTERVAL_S) -> dict[str, list[int]]:
-    """Run every reconciler once, then schedule the next tick."""
+def tick(interval_s: int = DEFAULT_INTERVAL_S) -> dict[str, list[int] | list[str]]:
+    """Hand back jobs whose worker died, run every reconciler once, then schedule the next tick."""
     svc = current().services
-    done = {"recordings": import_lost_recordings(svc)}
+    # First: a job left "started" by a dead worker would look alive to the reconcilers.
+    done: dict[str, list[int] | list[str]] = {"abandoned": recover_abandoned_jobs(svc.redis)}
+    done["recordings"] = import_lost_recordings(svc)
     done["voicemails"] = requeue_pending_voicemails(svc)
     done["callbacks"] = reconcile_callbacks(svc)
     schedule_tick(svc.redis, interval_s)

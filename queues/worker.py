@@ -11,7 +11,12 @@ from models.session import BACKGROUND_TIMEOUT_S, make_engine, make_sessionmaker
 from queues.connection import ALL_QUEUES, queue, without_timeout
 from queues.context import JobContext, job_context
 from queues.periodic import schedule_purge, schedule_tick
-from queues.reconcile import import_lost_recordings, reconcile_callbacks, requeue_pending_voicemails
+from queues.reconcile import (
+    import_lost_recordings,
+    reconcile_callbacks,
+    recover_abandoned_jobs,
+    requeue_pending_voicemails,
+)
 from transcription import ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -28,6 +33,7 @@ def run_worker(svc: Services, queue_names: tuple[str, ...] = ALL_QUEUES, burst: 
                worker_class: type[Worker] = Worker) -> bool:
     """Run an RQ worker whose jobs share ``svc`` (built once for all jobs of this process)."""
     svc = for_background(svc)
+    recover_abandoned_jobs(svc.redis)  # jobs of a worker that died (this one's predecessor?) run again now
     import_lost_recordings(svc)  # voicemails whose status callback was lost (the database was down)
     requeue_pending_voicemails(svc)
     reconcile_callbacks(svc)  # a flushed Redis or a killed worker loses no callback
