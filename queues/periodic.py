@@ -5,6 +5,10 @@ built-in scheduler (``with_scheduler=True``).
   reconcilers, so a Redis flush, a killed worker or a lost recording status callback is
   repaired within one interval;
 - the *retention purge* (daily) applies the retention policy.
+
+Each job schedules its successor, and every worker puts back a missing one
+(:func:`keep_scheduled`, at start and at each of its maintenance rounds), so a Redis flush or
+restart, or a worker killed in the middle of a tick, never ends either chain.
 """
 from __future__ import annotations
 
@@ -62,6 +66,16 @@ def tick(interval_s: int = DEFAULT_INTERVAL_S) -> dict[str, list[int] | list[str
     done["callbacks"] = reconcile_callbacks(svc)
     schedule_tick(svc.redis, interval_s)
     return done
+
+
+def keep_scheduled(connection: Redis) -> list[str]:
+    """Schedule the tick and the purge where either is missing; returns what was scheduled."""
+    missing = []
+    if schedule_tick(connection):
+        missing.append("tick")
+    if schedule_purge(connection) is not None:
+        missing.append("purge")
+    return missing
 
 
 def purge_is_scheduled(connection: Redis) -> bool:
