@@ -48,6 +48,15 @@ def enqueue_transcription(connection: Redis, voicemail_id: int) -> str:
     return job.id
 
 
+def whole_second_from(when: datetime) -> datetime:
+    """``when`` rounded up to a whole second.
+
+    RQ's scheduler keeps whole seconds and drops the fraction: a job scheduled at 12:00:00.7
+    runs at 12:00:00, before its time. Rounded up, it runs at most a second late, never early.
+    """
+    return when if when.microsecond == 0 else when.replace(microsecond=0) + timedelta(seconds=1)
+
+
 def schedule_due(connection: Redis, callback_id: int, attempts: int, due_at: datetime | None) -> str:
     """Enqueue (now, or at ``due_at``) the job that offers this callback; no-op if it is already waiting."""
     job_id = due_job_id(callback_id, attempts)
@@ -56,7 +65,7 @@ def schedule_due(connection: Redis, callback_id: int, attempts: int, due_at: dat
     q = queue(CALLBACK_QUEUE, connection)
     options = {"job_id": job_id, "result_ttl": 86400, "failure_ttl": 7 * 86400, "job_timeout": 120}
     if due_at is not None and due_at > utcnow():
-        q.enqueue_at(due_at, jobs.callback_due, callback_id, **options)
+        q.enqueue_at(whole_second_from(due_at), jobs.callback_due, callback_id, **options)
     else:
         q.enqueue(jobs.callback_due, callback_id, **options)
     return job_id
