@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from redis import Redis
+from rq import Retry
 from rq.registry import ScheduledJobRegistry
 
 from callflows.retention import policy_from, purge
@@ -50,9 +51,11 @@ def schedule_tick(connection: Redis, interval_s: int = DEFAULT_INTERVAL_S) -> bo
     """Schedule the next tick unless one is already scheduled; returns whether it scheduled."""
     if _waiting(connection, TICK_PREFIX, include_queued=False):
         return False
+    # A tick whose worker died runs again at once (its Retry); one that fails twice is replaced
+    # by the next worker maintenance round (keep_scheduled).
     queue(DEFAULT_QUEUE, connection).enqueue_in(
         timedelta(seconds=interval_s), tick, interval_s,
-        job_id=TICK_PREFIX + uuid.uuid4().hex[:12], result_ttl=0, failure_ttl=3600)
+        job_id=TICK_PREFIX + uuid.uuid4().hex[:12], result_ttl=0, failure_ttl=3600, retry=Retry(max=2, interval=10))
     return True
 
 

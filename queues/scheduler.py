@@ -21,6 +21,13 @@ from queues import jobs
 from queues.connection import CALLBACK_QUEUE, DEFAULT_QUEUE, TRANSCRIPTION_QUEUE, job_is_live, queue
 
 
+# Jobs that are not tied to one row: tried again on an error, and at once when their worker
+# died (:func:`queues.reconcile.recover_abandoned_jobs`); every job here is idempotent.
+def short_retry() -> Retry:
+    """The retries of the small jobs the rules schedule (wrap-up ends, dispatch, callbacks due)."""
+    return Retry(max=3, interval=[10, 60])
+
+
 def transcription_job_id(voicemail_id: int) -> str:
     """The RQ job id for a voicemail's transcription."""
     return f"transcribe-voicemail-{voicemail_id}"
@@ -63,7 +70,8 @@ def schedule_due(connection: Redis, callback_id: int, attempts: int, due_at: dat
     if job_is_live(connection, job_id):
         return job_id
     q = queue(CALLBACK_QUEUE, connection)
-    options = {"job_id": job_id, "result_ttl": 86400, "failure_ttl": 7 * 86400, "job_timeout": 120}
+    options = {"job_id": job_id, "result_ttl": 86400, "failure_ttl": 7 * 86400, "job_timeout": 120,
+               "retry": short_retry()}
     if due_at is not None and due_at > utcnow():
         q.enqueue_at(whole_second_from(due_at), jobs.callback_due, callback_id, **options)
     else:
@@ -81,14 +89,15 @@ class RqJobs:
         """Free the peer when this wrap-up is over (a later wrap-up has its own job id)."""
         try:
             queue(DEFAULT_QUEUE, self.connection).enqueue_in(
-                after, jobs.wrap_up_done, peer_id, started, job_id=f"wrap-up-{peer_id}-{int(started * 1000)}")
+                after, jobs.wrap_up_done, peer_id, started, job_id=f"wrap-up-{peer_id}-{int(started * 1000)}",
+                retry=short_retry())
         except (RedisError, OSError) as exc:
             raise SchedulingError(f"wrap-up end of peer {peer_id}: {exc}") from exc
 
     def dispatch_soon(self, after: timedelta) -> None:
         """Offer free peers to the line after ``after``."""
         try:
-            queue(DEFAULT_QUEUE, self.connection).enqueue_in(after, jobs.dispatch_line)
+            queue(DEFAULT_QUEUE, self.connection).enqueue_in(after, jobs.dispatch_line, retry=short_retry())
         except (RedisError, OSError) as exc:
             raise SchedulingError(f"dispatch: {exc}") from exc
 

@@ -6,13 +6,15 @@ import time
 from datetime import timedelta
 
 import pytest
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
+from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
-from models import Voicemail
+from models import Peer, Voicemail, utcnow
 from queues.connection import ALL_QUEUES, DEFAULT_QUEUE, TRANSCRIPTION_QUEUE
 from queues.jobs import dispatch_line
 from queues.periodic import DEFAULT_INTERVAL_S, PURGE_JOB_PREFIX, TICK_PREFIX, schedule_tick, tick
+from tests.factories import make_peer
 from tests.helpers import TEST_ACCOUNT_SID
 from tests.workers import SpawnedWorker, wait_for, worker_env
 
@@ -45,6 +47,43 @@ def test_only_one_tick_is_scheduled(redis) -> None:  # type: ignore[no-untyped-d
     assert schedule_tick(redis, 60) is True
     assert schedule_tick(redis, 60) is False
     assert len(ScheduledJobRegistry(queue=Queue(DEFAULT_QUEUE, connection=redis)).get_job_ids()) == 1
+
+
+# Jobs whose worker died ----------------------------------------------------------------------
+
+
+def start_then_die(redis, q: Queue) -> str:  # type: ignore[no-untyped-def]
+    """A worker takes the next job of ``q`` and starts it (RQ's own bookkeeping), then dies
+    without a word; its heartbeats stop and its hash expires. Returns the job's id."""
+    worker = SimpleWorker([q], connection=redis)
+    worker.register_birth()
+    found = Queue.dequeue_any([q], None, connection=redis)
+    assert found is not None
+    job = found[0]
+    worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    redis.delete(worker.key)
+    assert job.get_status(refresh=True) == "started"
+    return job.id
+
+
+def test_the_rules_jobs_whose_worker_died_run_again_at_the_next_tick(svc, db, redis, work_jobs) -> None:  # type: ignore[no-untyped-def]
+    started = utcnow().replace(microsecond=0) - timedelta(minutes=5)
+    peer = make_peer(db, svc.vault, phone="+15555550601", status="wrap_up", status_changed_at=started)
+    svc.jobs.wrap_up_ends(peer.id, started.timestamp(), timedelta(seconds=1))
+    svc.jobs.dispatch_soon(timedelta(seconds=1))
+    default = Queue(DEFAULT_QUEUE, connection=redis)
+    scheduled = ScheduledJobRegistry(queue=default)
+    for job_id in scheduled.get_job_ids():
+        scheduled.requeue(job_id)  # their time came
+    dead = [start_then_die(redis, default), start_then_die(redis, default)]
+    default.enqueue(tick, 60, job_id=TICK_PREFIX + "now")
+    work_jobs(DEFAULT_QUEUE)
+    db.expire_all()
+    assert db.get(Peer, peer.id).status == "available"  # the wrap-up end ran again
+    for job_id in dead:  # once more each, through the job's own Retry
+        job = Job.fetch(job_id, connection=redis)
+        assert (job.get_status(), job.retries_left) == ("finished", 2)
 
 
 # The worker keeps the upkeep going -----------------------------------------------------------
