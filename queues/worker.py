@@ -10,7 +10,8 @@ upkeep going, so that no fault needs a restart to be repaired:
   restart), and its own registration (``/healthz`` counts the workers RQ lists).
 
 RQ's maintenance runs every ten minutes by default and an idle worker wakes every six and a
-half; here both are a fraction of the tick's minute.
+half; here both are a fraction of the tick's minute (RQ's cleaning of its registries keeps its
+own pace).
 """
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ import logging
 import os
 import socket
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
+from rq.defaults import DEFAULT_MAINTENANCE_TASK_INTERVAL
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.scripts import release_lock
 from rq.utils import decode_redis_hash, now, utcparse
@@ -53,13 +56,18 @@ SCHEDULER_SILENT = timedelta(seconds=15)
 
 
 def _process_runs(pid: int) -> bool:
+    """True when process ``pid`` of this host runs (a zombie has ended: killed, not yet reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc here: it exists, so it runs
+        return True
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def scheduler_is_gone(connection: Redis, name: str) -> bool:
@@ -100,6 +108,17 @@ def release_dead_scheduler_locks(connection: Redis, queue_names: tuple[str, ...]
 
 class PeerlineWorker(Worker):
     """RQ's worker, whose maintenance also keeps the line's upkeep going (see the module docstring)."""
+
+    registries_cleaned_at: datetime | None = None
+
+    def clean_registries(self) -> None:
+        """RQ's cleaning of its registries, at RQ's own pace, though maintenance runs more often."""
+        due = timedelta(seconds=DEFAULT_MAINTENANCE_TASK_INTERVAL)
+        if self.registries_cleaned_at is None or now() - self.registries_cleaned_at >= due:
+            super().clean_registries()
+            self.registries_cleaned_at = now()
+        # The maintenance round is done (RQ's attribute is untyped, so mypy takes it for None only).
+        self.last_cleaned_at = now()  # type: ignore[assignment]
 
     def run_maintenance_tasks(self) -> None:
         """Take over a dead scheduler's lock, run RQ's maintenance (which starts our scheduler), then the line's upkeep."""
