@@ -71,15 +71,18 @@ def _process_runs(pid: int) -> bool:
 
 
 def scheduler_is_gone(connection: Redis, name: str) -> bool:
-    """True when the RQ scheduler ``name`` no longer runs: no record, silent, or its process is gone from this host.
+    """True when the RQ scheduler ``name`` no longer runs: silent, or its process is gone from this host.
 
-    A mistake costs nothing: a live scheduler whose lock was released finds it taken at its
-    next beat and stands down, and the lock's new holder schedules the same jobs.
+    A scheduler with no record yet is being born (it takes its locks, then writes its record);
+    a record that expired goes with the scheduler's locks. A mistake costs nothing: a live
+    scheduler whose lock was released takes it again, or stands down, at its next beat.
     """
     # Read field by field: after a flush, the scheduler's next beat writes its last_heartbeat alone.
     record = decode_redis_hash(connection.hgetall(SCHEDULER_KEY_TEMPLATE % name), decode_values=True)
     beat = record.get("last_heartbeat")
-    if not beat or now() - utcparse(beat) > SCHEDULER_SILENT:
+    if not beat:
+        return False
+    if now() - utcparse(beat) > SCHEDULER_SILENT:
         return True
     pid = int(record.get("pid") or 0)
     return record.get("hostname") == socket.gethostname() and pid > 0 and not _process_runs(pid)
@@ -110,15 +113,22 @@ class PeerlineWorker(Worker):
     """RQ's worker, whose maintenance also keeps the line's upkeep going (see the module docstring)."""
 
     registries_cleaned_at: datetime | None = None
+    cleaning_round = True  # whether this maintenance round also cleans RQ's registries
 
     def clean_registries(self) -> None:
         """RQ's cleaning of its registries, at RQ's own pace, though maintenance runs more often."""
         due = timedelta(seconds=DEFAULT_MAINTENANCE_TASK_INTERVAL)
-        if self.registries_cleaned_at is None or now() - self.registries_cleaned_at >= due:
+        self.cleaning_round = self.registries_cleaned_at is None or now() - self.registries_cleaned_at >= due
+        if self.cleaning_round:
             super().clean_registries()
             self.registries_cleaned_at = now()
         # The maintenance round is done (RQ's attribute is untyped, so mypy takes it for None only).
         self.last_cleaned_at = now()  # type: ignore[assignment]
+
+    def clean_group_registries(self) -> None:
+        """RQ's cleaning of its group registries, with the others."""
+        if self.cleaning_round:
+            super().clean_group_registries()
 
     def run_maintenance_tasks(self) -> None:
         """Take over a dead scheduler's lock, run RQ's maintenance (which starts our scheduler), then the line's upkeep."""
@@ -135,7 +145,7 @@ class PeerlineWorker(Worker):
             log.warning("worker upkeep failed: %s", exc)
             return
         if restored:
-            log.warning("%s was missing (Redis flushed or restarted?): scheduled again", " and ".join(restored))
+            log.warning("missing (Redis flushed or restarted?), scheduled again: %s", ", ".join(restored))
 
     def register_again(self) -> bool:
         """List this worker again if Redis lost it (RQ registers a worker only at its birth); returns whether it did."""

@@ -104,9 +104,11 @@ def test_a_running_worker_puts_back_the_tick_and_the_purge_after_a_flush(redis, 
                                                                          tmp_path) -> None:
     worker = SpawnedWorker(worker_env(app_config, phone_network.base_url), tmp_path / "worker.log")
     try:
+        # Started: the tick and the purge scheduled, the first maintenance round over (it waits for work).
         wait_for(lambda: waiting(redis, TICK_PREFIX) and waiting(redis, PURGE_JOB_PREFIX), 60,
                  "the worker to schedule the tick and the purge", worker)
-        assert Worker.count(connection=redis) == 1
+        wait_for(lambda: [w.get_state() for w in Worker.all(connection=redis)] == ["idle"], 60,
+                 "the worker to wait for work", worker)
         redis.flushdb()  # with the worker running: every job and every registration is gone
         flushed = time.monotonic()
         wait_for(lambda: waiting(redis, TICK_PREFIX) and waiting(redis, PURGE_JOB_PREFIX), 90,
