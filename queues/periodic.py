@@ -27,6 +27,7 @@ from queues.context import current
 from queues.reconcile import (
     import_lost_recordings,
     reconcile_callbacks,
+    reconcile_wrap_ups,
     recover_abandoned_jobs,
     requeue_pending_voicemails,
 )
@@ -67,6 +68,7 @@ def tick(interval_s: int = DEFAULT_INTERVAL_S) -> dict[str, list[int] | list[str
     done["recordings"] = import_lost_recordings(svc)
     done["voicemails"] = requeue_pending_voicemails(svc)
     done["callbacks"] = reconcile_callbacks(svc)
+    reconcile_wrap_ups(svc)
     schedule_tick(svc.redis, interval_s)
     return done
 

@@ -152,6 +152,12 @@ def import_lost_recordings(svc: Services, now: datetime | None = None) -> list[i
     return imported
 
 
+def reconcile_wrap_ups(svc: Services, now: datetime | None = None) -> None:
+    """Free the peers whose wrap-up is over by the clock (its job was lost: a Redis flush), then offer the line."""
+    with svc.sessions() as session:
+        line.reconcile(session, svc, now or utcnow())
+
+
 def reconcile_callbacks(svc: Services, now: datetime | None = None) -> list[int]:
     """Close passed windows, recover lost attempts, re-create lost jobs, offer due callbacks; returns ids re-enqueued."""
     now = now or utcnow()

@@ -21,8 +21,8 @@ from queues import jobs
 from queues.connection import CALLBACK_QUEUE, DEFAULT_QUEUE, TRANSCRIPTION_QUEUE, job_is_live, queue
 
 
-# Jobs that are not tied to one row: tried again on an error, and at once when their worker
-# died (:func:`queues.reconcile.recover_abandoned_jobs`); every job here is idempotent.
+# The small jobs the rules schedule are tried again after an error, and at once when their
+# worker died (:func:`queues.reconcile.recover_abandoned_jobs`); each of them is idempotent.
 def short_retry() -> Retry:
     """The retries of the small jobs the rules schedule (wrap-up ends, dispatch, callbacks due)."""
     return Retry(max=3, interval=[10, 60])

@@ -39,6 +39,7 @@ from queues.periodic import keep_scheduled
 from queues.reconcile import (
     import_lost_recordings,
     reconcile_callbacks,
+    reconcile_wrap_ups,
     recover_abandoned_jobs,
     requeue_pending_voicemails,
 )
@@ -176,6 +177,7 @@ def run_worker(svc: Services, queue_names: tuple[str, ...] = ALL_QUEUES, burst: 
     import_lost_recordings(svc)  # voicemails whose status callback was lost (the database was down)
     requeue_pending_voicemails(svc)
     reconcile_callbacks(svc)  # a flushed Redis or a killed worker loses no callback
+    reconcile_wrap_ups(svc)  # nor a peer's way out of wrap-up
     keep_scheduled(svc.redis)  # the tick and the daily retention purge; never a second copy
     context = JobContext(svc)
     if svc.settings.vosk_model_path:

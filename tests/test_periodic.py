@@ -49,6 +49,16 @@ def test_only_one_tick_is_scheduled(redis) -> None:  # type: ignore[no-untyped-d
     assert len(ScheduledJobRegistry(queue=Queue(DEFAULT_QUEUE, connection=redis)).get_job_ids()) == 1
 
 
+def test_tick_frees_a_peer_whose_wrap_up_job_was_lost(svc, db, redis, work_jobs) -> None:  # type: ignore[no-untyped-def]
+    ended = utcnow() - timedelta(seconds=svc.settings.peer_wrapup_seconds + 5)
+    peer = make_peer(db, svc.vault, phone="+15555550602", status="wrap_up", status_changed_at=ended)
+    assert ScheduledJobRegistry(queue=Queue(DEFAULT_QUEUE, connection=redis)).get_job_ids() == []  # flushed
+    Queue(DEFAULT_QUEUE, connection=redis).enqueue(tick, 60, job_id=TICK_PREFIX + "now")
+    work_jobs(DEFAULT_QUEUE)
+    db.expire_all()
+    assert db.get(Peer, peer.id).status == "available"
+
+
 # Jobs whose worker died ----------------------------------------------------------------------
 
 
