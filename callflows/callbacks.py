@@ -54,6 +54,9 @@ CALLER_RING_S = 30
 # schedule, so at worst the caller hears from us once more, later, never twice at once.
 STALE_ATTEMPT = timedelta(minutes=10)
 RETRY_SAME_PEER_AFTER = timedelta(minutes=2)
+# Ends of an attempt that were the peer's doing (did not take it, or left the room while the
+# caller's phone rang): that peer is not rung again for this callback at once.
+PEER_MISSES = ("peer_no_answer", "peer_left")
 CALLER_FAILURES = {"no-answer": "no_answer", "busy": "busy", "failed": "failed", "canceled": "no_answer",
                    "completed": "no_answer"}
 
@@ -324,7 +327,7 @@ def live_attempts(session: Session) -> int:
 
 def _recent_peer_misses(session: Session, callback_id: int, now: datetime) -> set[int]:
     rows = session.scalars(select(CallbackAttempt).where(CallbackAttempt.callback_id == callback_id,
-                                                         CallbackAttempt.outcome == "peer_no_answer"))
+                                                         CallbackAttempt.outcome.in_(PEER_MISSES)))
     return {a.peer_id for a in rows
             if a.peer_id is not None and (aware(a.ended_at) or now) > now - RETRY_SAME_PEER_AFTER}
 

@@ -71,6 +71,23 @@ def caller_left(session: Session, svc: Services, req: PeerRequest, status: str, 
         dispatch(session, svc, now)
 
 
+def call_ended(session: Session, svc: Services, call_sid: str, now: datetime) -> int:
+    """The caller's call is over (its status callback): every request of it still open is abandoned.
+
+    A caller who hangs up during "Finding a peer for you", before the hold queue starts, never
+    reaches the queue's action URL: this is the only word that they left. Their peers' legs
+    are stopped and the freed peers offered to the line; returns how many requests closed.
+    """
+    if not call_sid:
+        return 0
+    still_open = session.scalars(select(PeerRequest).where(PeerRequest.call_sid == call_sid,
+                                                           PeerRequest.status.in_(routing.OPEN_REQUESTS))).all()
+    closed = sum(routing.caller_left(session, svc, req, "abandoned", now) for req in still_open)
+    if closed:
+        dispatch(session, svc, now)
+    return closed
+
+
 def callback_peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> None:
     """The peer's leg of a callback attempt ended."""
     callbacks.peer_leg_ended(session, svc, attempt, now)

@@ -6,6 +6,9 @@ Scheduling them is :mod:`queues.scheduler`'s job; the periodic ones are in :mod:
 from __future__ import annotations
 
 import logging
+import math
+
+from rq import Retry
 
 from callflows import line
 from callflows.times import aware
@@ -39,7 +42,11 @@ def dispatch_line() -> int:
         return line.dispatch(session, svc, utcnow())
 
 
-def callback_due(callback_id: int) -> str:
+# How often a callback_due job that ran before its time runs again (each time at its due time).
+EARLY_RUNS = 5
+
+
+def callback_due(callback_id: int) -> str | Retry:
     """A callback's window opened (or its retry time came): offer free peers in arrival order."""
     svc = current().services
     now = utcnow()
@@ -47,7 +54,13 @@ def callback_due(callback_id: int) -> str:
         cb = session.get(CallbackRequest, callback_id)
         if cb is None or cb.status != "pending":
             return "nothing to do"
-        if (aware(cb.due_at) or now) > now:
-            return "not yet due"
+        due_at = aware(cb.due_at) or now
+        if due_at > now:
+            # Early (the clock of the worker that scheduled it runs ahead of ours): run this very
+            # job again at its time instead of leaving the callback to the next tick. RQ keeps
+            # whole seconds, so one more second makes sure the next run is not early too.
+            log.info("callback %s is due in %.1f s; this job runs again then", callback_id,
+                     (due_at - now).total_seconds())
+            return Retry(max=EARLY_RUNS, interval=math.ceil((due_at - now).total_seconds()) + 1)
         placed = line.dispatch(session, svc, now)
         return f"dispatched ({placed} calls placed)"

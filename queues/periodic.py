@@ -1,9 +1,14 @@
 """Periodic upkeep without an extra service: self-rescheduling RQ jobs run by the workers'
 built-in scheduler (``with_scheduler=True``).
 
-- the *tick* (every minute) runs the reconcilers, so a Redis flush, a killed worker or a
-  lost recording status callback is repaired within one interval;
+- the *tick* (every minute) hands jobs whose worker died back to RQ, then runs the
+  reconcilers, so a Redis flush, a killed worker or a lost recording status callback is
+  repaired within one interval;
 - the *retention purge* (daily) applies the retention policy.
+
+Each job schedules its successor, and every worker puts back a missing one
+(:func:`keep_scheduled`, at start and at each of its maintenance rounds), so a Redis flush or
+restart, or a worker killed in the middle of a tick, never ends either chain.
 """
 from __future__ import annotations
 
@@ -13,12 +18,19 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from redis import Redis
+from rq import Retry
 from rq.registry import ScheduledJobRegistry
 
 from callflows.retention import policy_from, purge
 from queues.connection import DEFAULT_QUEUE, queue
 from queues.context import current
-from queues.reconcile import import_lost_recordings, reconcile_callbacks, requeue_pending_voicemails
+from queues.reconcile import (
+    import_lost_recordings,
+    reconcile_callbacks,
+    reconcile_wrap_ups,
+    recover_abandoned_jobs,
+    requeue_pending_voicemails,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +52,35 @@ def schedule_tick(connection: Redis, interval_s: int = DEFAULT_INTERVAL_S) -> bo
     """Schedule the next tick unless one is already scheduled; returns whether it scheduled."""
     if _waiting(connection, TICK_PREFIX, include_queued=False):
         return False
+    # A tick whose worker died runs again at once (its Retry); one that fails twice is replaced
+    # by the next worker maintenance round (keep_scheduled).
     queue(DEFAULT_QUEUE, connection).enqueue_in(
         timedelta(seconds=interval_s), tick, interval_s,
-        job_id=TICK_PREFIX + uuid.uuid4().hex[:12], result_ttl=0, failure_ttl=3600)
+        job_id=TICK_PREFIX + uuid.uuid4().hex[:12], result_ttl=0, failure_ttl=3600, retry=Retry(max=2, interval=10))
     return True
 
 
-def tick(interval_s: int = DEFAULT_INTERVAL_S) -> dict[str, list[int]]:
-    """Run every reconciler once, then schedule the next tick."""
+def tick(interval_s: int = DEFAULT_INTERVAL_S) -> dict[str, list[int] | list[str]]:
+    """Hand back jobs whose worker died, run every reconciler once, then schedule the next tick."""
     svc = current().services
-    done = {"recordings": import_lost_recordings(svc)}
+    # First: a job left "started" by a dead worker would look alive to the reconcilers.
+    done: dict[str, list[int] | list[str]] = {"abandoned": recover_abandoned_jobs(svc.redis)}
+    done["recordings"] = import_lost_recordings(svc)
     done["voicemails"] = requeue_pending_voicemails(svc)
     done["callbacks"] = reconcile_callbacks(svc)
+    reconcile_wrap_ups(svc)
     schedule_tick(svc.redis, interval_s)
     return done
+
+
+def keep_scheduled(connection: Redis) -> list[str]:
+    """Schedule the tick and the purge where either is missing; returns what was scheduled."""
+    missing = []
+    if schedule_tick(connection):
+        missing.append("tick")
+    if schedule_purge(connection) is not None:
+        missing.append("purge")
+    return missing
 
 
 def purge_is_scheduled(connection: Redis) -> bool:

@@ -21,6 +21,13 @@ from queues import jobs
 from queues.connection import CALLBACK_QUEUE, DEFAULT_QUEUE, TRANSCRIPTION_QUEUE, job_is_live, queue
 
 
+# The small jobs the rules schedule are tried again after an error, and at once when their
+# worker died (:func:`queues.reconcile.recover_abandoned_jobs`); each of them is idempotent.
+def short_retry() -> Retry:
+    """The retries of the small jobs the rules schedule (wrap-up ends, dispatch, callbacks due)."""
+    return Retry(max=3, interval=[10, 60])
+
+
 def transcription_job_id(voicemail_id: int) -> str:
     """The RQ job id for a voicemail's transcription."""
     return f"transcribe-voicemail-{voicemail_id}"
@@ -48,15 +55,25 @@ def enqueue_transcription(connection: Redis, voicemail_id: int) -> str:
     return job.id
 
 
+def whole_second_from(when: datetime) -> datetime:
+    """``when`` rounded up to a whole second.
+
+    RQ's scheduler keeps whole seconds and drops the fraction: a job scheduled at 12:00:00.7
+    runs at 12:00:00, before its time. Rounded up, it runs at most a second late, never early.
+    """
+    return when if when.microsecond == 0 else when.replace(microsecond=0) + timedelta(seconds=1)
+
+
 def schedule_due(connection: Redis, callback_id: int, attempts: int, due_at: datetime | None) -> str:
     """Enqueue (now, or at ``due_at``) the job that offers this callback; no-op if it is already waiting."""
     job_id = due_job_id(callback_id, attempts)
     if job_is_live(connection, job_id):
         return job_id
     q = queue(CALLBACK_QUEUE, connection)
-    options = {"job_id": job_id, "result_ttl": 86400, "failure_ttl": 7 * 86400, "job_timeout": 120}
+    options = {"job_id": job_id, "result_ttl": 86400, "failure_ttl": 7 * 86400, "job_timeout": 120,
+               "retry": short_retry()}
     if due_at is not None and due_at > utcnow():
-        q.enqueue_at(due_at, jobs.callback_due, callback_id, **options)
+        q.enqueue_at(whole_second_from(due_at), jobs.callback_due, callback_id, **options)
     else:
         q.enqueue(jobs.callback_due, callback_id, **options)
     return job_id
@@ -72,14 +89,15 @@ class RqJobs:
         """Free the peer when this wrap-up is over (a later wrap-up has its own job id)."""
         try:
             queue(DEFAULT_QUEUE, self.connection).enqueue_in(
-                after, jobs.wrap_up_done, peer_id, started, job_id=f"wrap-up-{peer_id}-{int(started * 1000)}")
+                after, jobs.wrap_up_done, peer_id, started, job_id=f"wrap-up-{peer_id}-{int(started * 1000)}",
+                retry=short_retry())
         except (RedisError, OSError) as exc:
             raise SchedulingError(f"wrap-up end of peer {peer_id}: {exc}") from exc
 
     def dispatch_soon(self, after: timedelta) -> None:
         """Offer free peers to the line after ``after``."""
         try:
-            queue(DEFAULT_QUEUE, self.connection).enqueue_in(after, jobs.dispatch_line)
+            queue(DEFAULT_QUEUE, self.connection).enqueue_in(after, jobs.dispatch_line, retry=short_retry())
         except (RedisError, OSError) as exc:
             raise SchedulingError(f"dispatch: {exc}") from exc
 

@@ -10,12 +10,16 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from rq import Queue
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from rq.scheduler import RQScheduler
 from sqlalchemy import select
 
 from callflows import callbacks, line, load_flows
@@ -23,11 +27,13 @@ from callflows.times import aware
 from models import CallbackRequest, Peer, utcnow
 from models.tables import CallbackAttempt, PeerRequest
 from queues.reconcile import reconcile_callbacks
-from queues.scheduler import due_job_id
+from queues import jobs
+from queues.scheduler import due_job_id, schedule_due
 from queues.connection import CALLBACK_QUEUE, DEFAULT_QUEUE
 from tests.conftest import DATA_KEY
 from tests.factories import make_peer
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
+from tests.workers import SpawnedWorker, wait_for, worker_env
 
 LINE = "+15005550006"
 CALLS = f"/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Calls.json"
@@ -430,6 +436,54 @@ def test_a_retry_past_the_window_is_missed_and_a_closed_window_expires(svc, db, 
     assert db.get(CallbackRequest, later.id).status == "missed"
 
 
+def test_a_peer_who_left_while_the_caller_rang_is_not_rung_again_at_once(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    peer_row = add_peer(svc, db)
+    now = utcnow()
+    cb = make_callback(svc, db, "+15555550414", now - timedelta(minutes=2), now)
+    line.dispatch(db, svc, now)
+    (peer_form,) = creates(net)
+    peer = peer_picks_up(client, net, peer_form)
+    peer.press("1")
+    (caller_form,) = creates(net, "+15555550414")
+    caller_sid = sid_of(net, caller_form)
+    # The peer hangs up while the caller's phone rings: that call is canceled, the callback
+    # goes back in line (no attempt used up) and the peer is free again.
+    peer.post(peer_form["StatusCallback"][0], CallStatus="completed")
+    left_at = utcnow()
+    assert [(r.method, r.form) for r in net.state.requests if r.path.endswith(f"/Calls/{caller_sid}.json")] == [
+        ("POST", {"Status": ["canceled"]})]
+    db.expire_all()
+    assert db.scalar(select(CallbackAttempt)).outcome == "peer_left"
+    row = db.get(CallbackRequest, cb.id)
+    assert (row.status, row.attempts) == ("pending", 0)
+    assert db.get(Peer, peer_row.id).status == "available"
+    # Free, but not rung again for this callback at once (the status callback's own dispatch
+    # included), nor a moment before RETRY_SAME_PEER_AFTER has passed...
+    assert len(creates(net, PEER_PHONE)) == 1
+    line.dispatch(db, svc, left_at + callbacks.RETRY_SAME_PEER_AFTER - timedelta(seconds=1))
+    assert len(creates(net, PEER_PHONE)) == 1
+    # ...then offered it again like any free peer.
+    line.dispatch(db, svc, left_at + callbacks.RETRY_SAME_PEER_AFTER + timedelta(seconds=1))
+    assert len(creates(net, PEER_PHONE)) == 2
+
+
+def test_another_free_peer_is_offered_the_callback_the_first_one_left(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    first = add_peer(svc, db, "+15555550331")
+    second = add_peer(svc, db, "+15555550332", status="busy")
+    now = utcnow()
+    make_callback(svc, db, "+15555550415", now - timedelta(minutes=2), now)
+    line.dispatch(db, svc, now)
+    (peer_form,) = creates(net)
+    assert peer_form["To"] == ["+15555550331"]
+    peer = peer_picks_up(client, net, peer_form)
+    peer.press("1")
+    peer.post(peer_form["StatusCallback"][0], CallStatus="completed")  # left while the caller's phone rang
+    db.expire_all()
+    assert db.get(Peer, first.id).status == "available"
+    line.set_peer_status(db, svc, db.get(Peer, second.id), "available", utcnow())
+    assert [f["To"] for f in creates(net) if f["To"] != ["+15555550415"]] == [["+15555550331"], ["+15555550332"]]
+
+
 def test_concurrent_outbound_callbacks_are_capped(svc, db, client, net, app_config) -> None:  # type: ignore[no-untyped-def]
     for i in range(4):
         add_peer(svc, db, f"+1555555032{i}")
@@ -540,6 +594,89 @@ def test_worker_killed_mid_dispatch_loses_nothing_and_never_calls_twice(svc, db,
     db.expire_all()
     assert db.get(CallbackRequest, cb.id).status == "completed"
     server.shutdown()
+
+
+# On time -----------------------------------------------------------------------------------
+
+
+class RingTimes:
+    """In front of the phone network: when each Calls.json POST (a phone rung) arrived."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self.times: list[float] = []
+        self.rung = threading.Event()
+
+    def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
+        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"].endswith("/Calls.json"):
+            self.times.append(time.time())
+            self.rung.set()
+        return self.app(environ, start_response)
+
+
+def test_a_callback_is_offered_at_its_due_time_by_a_real_worker(svc, db, net, redis, app_config, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """RQ's scheduler keeps whole seconds: scheduled at 12:00:02.99, the job could run at 12:00:02,
+    find the callback not due, and leave it to the next tick, up to a minute later."""
+    from werkzeug.serving import make_server
+
+    from simulator.phone_network import create_phone_network
+
+    rings = RingTimes(create_phone_network(net.state))
+    server = make_server("127.0.0.1", 0, rings, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    add_peer(svc, db)
+    worker = SpawnedWorker(worker_env(app_config, f"http://127.0.0.1:{server.server_port}"), tmp_path / "worker.log")
+    try:
+        # Its scheduler is running (the tick it scheduled at start comes a minute later).
+        wait_for(lambda: redis.exists(RQScheduler.get_locking_key(CALLBACK_QUEUE)), 60, "the worker's scheduler",
+                 worker)
+        now = utcnow()
+        due = now.replace(microsecond=990_000) + timedelta(seconds=2)  # 1.0 to 3.0 s from now
+        cb = make_callback(svc, db, "+15555550416", now - timedelta(minutes=1), now)
+        cb.due_at = due
+        db.commit()
+        svc.jobs.callback_due(cb.id, cb.attempts, due)  # as the rules schedule it
+        wait_for(rings.rung.is_set, 90, "the peer's phone to ring", worker)
+    finally:
+        worker.stop()
+        server.shutdown()
+    late = rings.times[0] - due.timestamp()
+    assert 0 <= late < 3, f"offered {late:.2f} s after its due time"
+    assert creates(net) and creates(net)[0]["To"] == [PEER_PHONE]
+    job = Job.fetch(due_job_id(cb.id, 0), connection=redis)
+    # It ran once, at its time: never early, never "not yet due".
+    assert (job.get_status(), job.return_value(), job.number_of_retries) == (
+        "finished", "dispatched (1 calls placed)", None)
+
+
+def test_a_callback_job_that_runs_early_runs_again_at_its_due_time(svc, db, net, redis, work_jobs) -> None:  # type: ignore[no-untyped-def]
+    """Another machine's clock ahead of ours runs the job early: it comes back at its time, not at the next tick."""
+    add_peer(svc, db)
+    now = utcnow()
+    due = now + timedelta(seconds=30, milliseconds=400)
+    cb = make_callback(svc, db, "+15555550417", now - timedelta(minutes=1), now)
+    cb.due_at = due
+    db.commit()
+    job_id = due_job_id(cb.id, 0)
+    callbacks_queue = Queue(CALLBACK_QUEUE, connection=redis)
+    callbacks_queue.enqueue(jobs.callback_due, cb.id, job_id=job_id)  # run now: early
+    work_jobs(CALLBACK_QUEUE)
+    assert creates(net) == []
+    registry = ScheduledJobRegistry(queue=callbacks_queue)
+    assert registry.get_job_ids() == [job_id]
+    assert due <= registry.get_scheduled_time(job_id) < due + timedelta(seconds=2)
+    assert Job.fetch(job_id, connection=redis).get_status() == "scheduled"
+    assert reconcile_callbacks(svc, now) == []  # waiting: the reconciler leaves it alone
+
+
+def test_a_callback_due_at_a_fraction_of_a_second_is_scheduled_at_the_next_whole_second(svc, db, redis) -> None:  # type: ignore[no-untyped-def]
+    due = utcnow().replace(microsecond=250_000) + timedelta(minutes=5)
+    schedule_due(redis, 42, 1, due)
+    registry = ScheduledJobRegistry(queue=Queue(CALLBACK_QUEUE, connection=redis))
+    assert registry.get_scheduled_time(due_job_id(42, 1)) == due.replace(microsecond=0) + timedelta(seconds=1)
+    whole = due.replace(microsecond=0) + timedelta(minutes=1)
+    schedule_due(redis, 43, 1, whole)
+    assert registry.get_scheduled_time(due_job_id(43, 1)) == whole
 
 
 # Done when ---------------------------------------------------------------------------------

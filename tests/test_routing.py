@@ -233,6 +233,42 @@ def test_caller_hangs_up_while_peers_ring(svc, db, client, net) -> None:  # type
     assert db.scalar(select(PeerRequest)).status == "abandoned"
 
 
+def test_caller_gone_before_the_hold_queue_stops_the_ringing_and_leaves_the_line(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    """Gone during "Finding a peer for you", before <Enqueue> starts: Twilio never posts the
+    queue's action, only the call's status callback says so."""
+    make_peer(db, svc.vault, display_name="a", phone="+15555550176")
+    gone = ask_for_peer(client, net, "+15555550189")
+    assert "Finding a peer for you." in gone.said and enqueue_of(gone) is not None
+    waiting = ask_for_peer(client, net, "+15555550188")  # nobody else free: second in line
+    (first,) = creates(net)
+    gone.post("/voice/status", CallStatus="completed", CallDuration="5")
+    # The peer's ringing leg is canceled through the REST API, the request closed as abandoned...
+    assert updates(net) == [(leg_sid(net, first["Url"][0]), {"Status": ["canceled"]})]
+    db.expire_all()
+    dead, live = db.scalars(select(PeerRequest).order_by(PeerRequest.id)).all()
+    assert (dead.call_sid, dead.status, dead.ended_at is not None) == (gone.call_sid, "abandoned", True)
+    assert db.scalar(select(RingLeg).where(RingLeg.request_id == dead.id)).status == "caller_gone"
+    # ...and the freed peer is offered to the next real caller at once.
+    assert live.call_sid == waiting.call_sid and live.status == "ringing"
+    leg = db.scalar(select(RingLeg).where(RingLeg.request_id == live.id))
+    assert creates(net)[1:] == [
+        {"To": ["+15555550176"], "From": [LINE], "Url": [f"{PUBLIC_BASE}/peer/leg/{leg.id}/whisper"],
+         "StatusCallback": [f"{PUBLIC_BASE}/peer/leg/{leg.id}/status"],
+         "StatusCallbackEvent": ["initiated", "ringing", "answered", "completed"], "Timeout": ["20"]}]
+    # Twilio repeats a status callback now and then: nothing more happens.
+    gone.post("/voice/status", CallStatus="completed", CallDuration="5")
+    assert len(updates(net)) == 1 and len(creates(net)) == 2
+
+
+def test_a_status_callback_that_is_not_final_leaves_the_request_alone(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550177")
+    caller = ask_for_peer(client, net, "+15555550187")
+    caller.post("/voice/status", CallStatus="in-progress")
+    assert updates(net) == []
+    db.expire_all()
+    assert db.scalar(select(PeerRequest)).status == "ringing"
+
+
 def test_caller_hangs_up_on_hold_frees_the_queue(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
     make_peer(db, svc.vault, display_name="a", phone="+15555550173", status="busy")
     caller = ask_for_peer(client, net, "+15555550191")

@@ -4,31 +4,27 @@ transcribed with real Vosk, triaged, and Twilio's copy deleted, by real RQ worke
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 from rq.job import Job
-from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from callflows.services import Services
 from ivr.services import services
 from models import Voicemail
 from queues.context import JobContext
-from queues.connection import TRANSCRIPTION_QUEUE, queue
+from queues.connection import DEFAULT_QUEUE, TRANSCRIPTION_QUEUE, queue
+from queues.periodic import TICK_PREFIX, tick
 from queues.scheduler import transcription_job_id
-from queues.reconcile import requeue_pending_voicemails
+from queues.reconcile import recover_abandoned_jobs, requeue_pending_voicemails
 from queues.transcribe import run_transcription
-from tests.conftest import DATA_KEY
 from simulator.phone_network import NetworkState, create_phone_network
 from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller, serving
+from tests.workers import SpawnedWorker, wait_for, worker_env
 from transcription import TranscriptResult, VoskTranscriber
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
@@ -304,61 +300,31 @@ def held_network() -> Iterator[Any]:
         gate.release.set()
 
 
-def spawn_worker(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    """`peerline worker` in its own process group (the worker and its work-horse child)."""
-    exe = Path(sys.executable).parent / "peerline"
-    return subprocess.Popen([str(exe), "worker", *args], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def test_worker_killed_mid_job_is_retried_by_rq_and_finishes_once(
-        app_config: dict[str, Any], held_network: Any, vosk_model_dir: str, redis: Any, engine: Any,
-        tmp_path: Path) -> None:
+def killed_mid_job(app_config: dict[str, Any], held_network: Any, vosk_model_dir: str,
+                   tmp_path: Path) -> tuple[Any, int, Voicemail, dict[str, str]]:
+    """A voicemail whose `peerline worker` was killed with SIGKILL (the worker, its scheduler and
+    its work horse) at the job's last step: transcript saved, Twilio's copy not deleted yet."""
     from ivr import create_app
 
     app_config.update(twilio_api_base_url=held_network.base_url, vosk_model_path=vosk_model_dir)
     app = create_app(app_config)
     vm_id = leave_voicemail(TestCaller(app.test_client()), held_network, (AUDIO / "speech_8k.wav").read_bytes())
-    env = {
-        "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
-        "PEERLINE_INSTANCE_PATH": str(app_config["instance_path"]),
-        "DATABASE_URL": str(app_config["database_url"]), "REDIS_URL": str(app_config["redis_url"]),
-        "PEERLINE_DATA_KEY": DATA_KEY, "PEERLINE_SECRET_KEY": "test-secret-key",
-        "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID, "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
-        "TWILIO_API_BASE_URL": held_network.base_url, "VOSK_MODEL_PATH": vosk_model_dir,
-    }
-    first = spawn_worker(env)
+    env = worker_env(app_config, held_network.base_url, VOSK_MODEL_PATH=vosk_model_dir)
+    first = SpawnedWorker(env, tmp_path / "first-worker.log")
     try:
-        reached = held_network.reached.wait(timeout=300)
-        if not reached:
-            first.kill()
-            pytest.fail("the worker never reached the delete step: " + first.stderr.read().decode()[-2000:])
+        wait_for(held_network.reached.is_set, 300, "the worker to reach the delete step", first)
         transcribed = reload(services(app), vm_id)
         assert transcribed.status == "transcribed" and not transcribed.provider_deleted
-        os.killpg(first.pid, signal.SIGKILL)  # the worker and its work-horse, mid-job
-        first.wait(timeout=30)
+        assert recover_abandoned_jobs(services(app).redis) == []  # its worker lives: the job is left alone
     finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-    held_network.release.set()
+        first.kill()  # mid-job, all at once
+    held_network.release.set()  # the held DELETE answers a socket nobody holds any more
+    assert Job.fetch(transcription_job_id(vm_id), connection=services(app).redis).get_status() == "started"
+    return app, vm_id, transcribed, env
 
-    q = queue(TRANSCRIPTION_QUEUE, redis)
-    job_id = transcription_job_id(vm_id)
-    assert Job.fetch(job_id, connection=redis).get_status() == "started"  # abandoned
-    # RQ notices the abandoned job once its execution's heartbeat expires; jump ahead in time
-    # instead of waiting, and RQ's own cleanup schedules the retry (Retry on the job).
-    StartedJobRegistry(queue=q).cleanup(timestamp=time.time() + 86400)
-    scheduled = ScheduledJobRegistry(queue=q)
-    assert job_id in scheduled.get_job_ids()
-    scheduled.requeue(job_id)  # the retry's interval has passed
 
-    second = spawn_worker(env, "--burst")
-    try:
-        assert second.wait(timeout=300) == 0, second.stderr.read().decode()[-2000:]
-    finally:
-        if second.poll() is None:
-            os.killpg(second.pid, signal.SIGKILL)
-
+def assert_done_once(app: Any, held_network: Any, vm_id: int, transcribed: Voicemail) -> None:
+    """Finished, and nothing done twice: one transcript, one fetch, one delete."""
     done = reload(services(app), vm_id)
     assert done.status == "transcribed" and done.provider_deleted
     assert done.transcribed_at == transcribed.transcribed_at  # transcribed once, not again
@@ -366,5 +332,34 @@ def test_worker_killed_mid_job_is_retried_by_rq_and_finishes_once(
     assert done.recording_sid not in held_network.state.recordings
     assert len(requests_to(held_network, "GET", ".wav")) == 1
     assert len(requests_to(held_network, "DELETE", ".json")) == 1  # the held one never arrived
-    assert Job.fetch(job_id, connection=redis).get_status() == "finished"
+    job = Job.fetch(transcription_job_id(vm_id), connection=services(app).redis)
+    assert job.get_status() == "finished"
+    assert job.retries_left == 2  # run again through the job's own Retry (3 tries), once
+
+
+def test_worker_killed_mid_job_is_run_again_by_the_next_tick_and_finishes_once(
+        app_config: dict[str, Any], held_network: Any, vosk_model_dir: str, redis: Any, engine: Any,
+        tmp_path: Path, work_jobs: Any) -> None:
+    app, vm_id, transcribed, _env = killed_mid_job(app_config, held_network, vosk_model_dir, tmp_path)
+    # RQ alone would notice the dead worker when the execution's heartbeat expires and its
+    # maintenance runs (up to fourteen minutes). One tick, run by any worker, is enough.
+    queue(DEFAULT_QUEUE, redis).enqueue(tick, 60, job_id=TICK_PREFIX + "now")
+    work_jobs(DEFAULT_QUEUE, TRANSCRIPTION_QUEUE, context=JobContext(services(app)))
+    assert_done_once(app, held_network, vm_id, transcribed)
+    assert not ScheduledJobRegistry(queue=queue(TRANSCRIPTION_QUEUE, redis)).get_job_ids()  # not waiting for a retry
+    services(app).engine.dispose()
+
+
+def test_worker_killed_mid_job_is_run_again_by_the_worker_that_replaces_it(
+        app_config: dict[str, Any], held_network: Any, vosk_model_dir: str, redis: Any, engine: Any,
+        tmp_path: Path) -> None:
+    app, vm_id, transcribed, env = killed_mid_job(app_config, held_network, vosk_model_dir, tmp_path)
+    # A supervisor starts a new worker at once: it hands the dead worker's job back to RQ at
+    # start, without waiting for the dead one's heartbeat to expire, and runs it.
+    second = SpawnedWorker(env, tmp_path / "second-worker.log", "--burst")
+    try:
+        assert second.wait(300) == 0, second.output()
+    finally:
+        second.stop()
+    assert_done_once(app, held_network, vm_id, transcribed)
     services(app).engine.dispose()

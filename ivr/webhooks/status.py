@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from callflows.calls import call_status_changed
+from callflows import line
+from callflows.calls import FINAL_CALL_STATUSES, call_status_changed
 from ivr.db import get_session
+from ivr.services import services
 from ivr.twiml import empty, to_response
 from ivr.webhooks.blueprints import voice as bp
 from ivr.webhooks.context import int_param
@@ -19,6 +21,8 @@ def status() -> Response:
     form = request.form
     call_status_changed(get_session(), form.get("CallSid", ""), form.get("CallStatus"),
                         int_param("CallDuration", None, form=True), utcnow())
+    if form.get("CallStatus") in FINAL_CALL_STATUSES:  # hung up before the hold queue: stop ringing for them
+        line.call_ended(get_session(), services(), form.get("CallSid", ""), utcnow())
     return to_response(empty())
 
 
