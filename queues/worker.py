@@ -24,7 +24,8 @@ from pathlib import Path
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Worker
+from rq import Queue, Worker
+from rq.job import Job
 from rq.defaults import DEFAULT_MAINTENANCE_TASK_INTERVAL
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.scripts import release_lock
@@ -34,7 +35,7 @@ from rq.worker_registration import REDIS_WORKER_KEYS, register
 from callflows.services import Services
 from models.session import BACKGROUND_TIMEOUT_S, make_engine, make_sessionmaker
 from queues.connection import ALL_QUEUES, queue, without_timeout
-from queues.context import JobContext, job_context
+from queues.context import JobContext, current, job_context
 from queues.periodic import keep_scheduled
 from queues.reconcile import (
     import_lost_recordings,
@@ -130,6 +131,14 @@ class PeerlineWorker(Worker):
         """RQ's cleaning of its group registries, with the others."""
         if self.cleaning_round:
             super().clean_group_registries()
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        """The forked child that runs one job: first let go of the database connections it inherited."""
+        # The pool's connections were opened by the worker process (the reconcilers at start);
+        # sharing a socket with the parent corrupts both sides' protocol state, so the child
+        # detaches them without closing (SQLAlchemy's advice for fork) and opens its own.
+        current().services.engine.dispose(close=False)
+        super().main_work_horse(job, queue)
 
     def run_maintenance_tasks(self) -> None:
         """Take over a dead scheduler's lock, run RQ's maintenance (which starts our scheduler), then the line's upkeep."""
