@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from callflows.calls import FINAL_CALL_STATUSES, by_id, caller_for_call, find_or_create_call, is_withheld, record_event
 from callflows.errors import SchedulingError, TwilioGatewayError
+from callflows.hours import defer_to_opening
 from callflows.loader import Flow
 from callflows.peers import anyone_available, claim_peer, pick_peers, release_peer, start_wrap_up
 from callflows.sql import rowcount
@@ -239,6 +240,8 @@ def number_of(svc: Services, cb: CallbackRequest) -> str:
 def confirm(session: Session, svc: Services, cb: CallbackRequest, now: datetime) -> None:
     """The caller said yes to everything: the callback waits for its window and a free peer."""
     not_before, not_after = window_bounds(cb.window, now, svc.settings)
+    # A callback asked for while the line is closed is made at the next opening.
+    not_before, not_after = defer_to_opening(session, svc.settings, not_before, not_after)
     cb.not_before, cb.not_after, cb.due_at = not_before, not_after, not_before
     cb.status = "pending"
     cb.updated_at = now

@@ -28,7 +28,7 @@ from callflows.errors import RetentionError, SettingsError
 from callflows.research import ExportWindow, day_start, export_rows, write_csv
 from callflows.retention import RetentionPolicy, purge
 from callflows.settings import Settings, ensure_key_file
-from ivr import create_app, demo
+from ivr import create_app, demo, operations_cli
 from ivr.services import services
 from models import Peer, StaffUser
 from models.crypto import generate_key
@@ -284,6 +284,7 @@ def register_commands(app: Flask) -> None:
     """Add the commands that need the app (database, Redis) to ``app.cli``."""
     for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker, export, purge_command):
         app.cli.add_command(command)
+    app.cli.add_command(operations_cli.hours_group)  # peerline hours show | close --reason | open | set | holiday
 
 
 def _create_app() -> Flask:

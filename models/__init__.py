@@ -24,6 +24,19 @@ from models.tables import (
     Voicemail,
     utcnow,
 )
+# Running the line day to day (hours, closures, caller plans, call records, shifts).
+from models.operations import (  # noqa: E402
+    CallerBlock,
+    CallerPlan,
+    CallRecord,
+    Closure,
+    Holiday,
+    OpenHours,
+    Shift,
+    ShiftRules,
+    ShiftSignup,
+    ShiftTemplate,
+)
 
 __all__ = [
     "AuditEntry",
@@ -40,4 +53,14 @@ __all__ = [
     "StaffUser",
     "Voicemail",
     "utcnow",
+    "CallerBlock",
+    "CallerPlan",
+    "CallRecord",
+    "Closure",
+    "Holiday",
+    "OpenHours",
+    "Shift",
+    "ShiftRules",
+    "ShiftSignup",
+    "ShiftTemplate",
 ]

@@ -98,7 +98,7 @@ def test_every_way_back_is_key_5_with_one_label() -> None:
             assert backs == [menu.options[-1]] and backs[0].label == label and backs[0].target == menu.back
     menus = load_flows()["en"].nodes
     assert {n for n, m in menus.items() if m.back} == {"stories", "settings", "no_peer", "callback_confirm",
-                                                       "callback_window"}
+                                                       "callback_window", "closed", "limit_reached", "blocked"}
 
 
 def test_key_5_is_only_ever_the_way_back_and_8_is_no_option() -> None:
@@ -165,7 +165,7 @@ def test_check_flows_command_reports_problems(runner, tmp_path: Path) -> None:  
     assert result.exit_code == 1
     assert "node 'main': option '1' leads to unknown target 'nowhere'" in result.output
     ok = runner.invoke(args=["check-flows"])
-    assert ok.exit_code == 0 and "en: 9 menus OK" in ok.output
+    assert ok.exit_code == 0 and "en: 12 menus OK" in ok.output
 
 
 @pytest.mark.parametrize(

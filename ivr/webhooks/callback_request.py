@@ -12,12 +12,14 @@ A request is never dropped without a word: going back, a default that leaves the
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Callable
 
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import Transition, callbacks, step
+from callflows.announce import spoken_day_time
 from callflows.calls import caller_for_call, record_event
 from callflows.times import aware
 from ivr.db import get_session
@@ -160,6 +162,9 @@ def _choose_window(choice: str) -> DraftStep:
 def _when(ctx: Ctx, cb: CallbackRequest) -> str:
     settings = services().settings
     if cb.window == "now":
+        start = aware(cb.not_before)
+        if start is not None and start > utcnow() + timedelta(minutes=1):  # the line is closed until then
+            return spoken_day_time(start, utcnow(), settings, ctx.flow)
         return ctx.flow.text("callback_when_now")
     today = callbacks.starts_today(settings, cb, utcnow())
     # The window's own hours (as the caller chose them), even when it is already open.

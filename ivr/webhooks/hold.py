@@ -7,12 +7,15 @@ Registers the flow actions ``peer``, ``story_peer`` and ``person``. The rules ar
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows import Flow, line, routing, stories
-from callflows.calls import record_event
+from callflows import Flow, callers, hours, line, routing, stories
+from callflows.announce import spoken_day_time, spoken_opening
+from callflows.calls import caller_for_call, record_event
+from callflows.peers import peers_on_shift
 from callflows.times import aware
 from ivr.db import get_session
 from ivr.services import services
@@ -42,6 +45,9 @@ LEAVING = ("callback", "message", "crisis")
 def talk_to_peer(ctx: Ctx, tag: str | None = None, none_on: str = "menu") -> VoiceResponse:
     """Ring available peers and hold the caller in the queue meanwhile (honest when nobody is on shift)."""
     now = utcnow()
+    turned_away = _turned_away(ctx, none_on, now)
+    if turned_away is not None:
+        return turned_away
     req = routing.ask_for_peer(get_session(), services(), ctx.call_sid, ctx.flow.language, tag, now)
     if req is None:
         # Say so honestly and offer a callback or a message at once, not a wait for nobody.
@@ -53,6 +59,39 @@ def talk_to_peer(ctx: Ctx, tag: str | None = None, none_on: str = "menu") -> Voi
         wait_url=ctx.url("routing.hold_wait", req_id=req.id),
         action_url=ctx.url("routing.hold_done", req_id=req.id),
     )
+
+
+def _turned_away(ctx: Ctx, none_on: str, now: datetime) -> VoiceResponse | None:
+    """A blocked caller, a closed line or a caller over their daily limit: say so kindly, keep every safe option.
+
+    Nobody is put on hold for a peer who is not coming; the crisis key (9) was answered before
+    any of this, so no block, limit or closure ever stands in its way.
+    """
+    session = get_session()
+    settings = services().settings
+    flow = ctx.flow
+    gate = callers.access(session, settings, ctx.call_sid, now)
+    if gate == "blocked":
+        caller = caller_for_call(session, ctx.call_sid)
+        row = callers.active_block(session, caller.id, now) if caller is not None else None
+        until = aware(row.expires_at) if row is not None else None
+        record_event(session, ctx.call_sid, "peer", None, "blocked")
+        session.commit()
+        return ctx.menu("blocked", preface=[flow.text("blocked", when=spoken_day_time(until or now, now, settings,
+                                                                                      flow))])
+    schedule = hours.load_schedule(session, settings.zone, now)
+    if not schedule.is_open(now):
+        record_event(session, ctx.call_sid, "peer", None, "line closed")
+        session.commit()
+        closed = [flow.text("closed_now"), spoken_opening(schedule.next_opening(now), now, settings, flow)]
+        if none_on == "voicemail":  # key 0: a person, else a message
+            return ctx.speaker.say_then_redirect(closed, ctx.url("voice.voicemail"))
+        return ctx.menu("closed", preface=closed)
+    if gate == "limit":
+        record_event(session, ctx.call_sid, "peer", None, "over daily limit")
+        session.commit()
+        return ctx.menu("limit_reached", preface=[flow.text("limit_reached")])
+    return None
 
 
 @actions.action("peer")
@@ -90,7 +129,11 @@ def _wait_document(req: PeerRequest) -> VoiceResponse:
     minutes = line.expected_wait_minutes(session, position, utcnow())
     lines = [flow.text("hold_position", position=position),
              flow.counted("hold_wait", minutes, minutes=minutes) if minutes else flow.text("hold_wait_unknown")]
-    story = stories.hold_story(session, req)
+    nobody_on = peers_on_shift(session, req.language) == 0
+    if nobody_on:
+        # Everyone signed off while this caller waited: say so, and the choices follow at once.
+        lines = [flow.text("hold_position", position=position), flow.text("hold_nobody_on")]
+    story = None if nobody_on else stories.hold_story(session, req)
     audio = text = None
     if story is not None:
         intro = flow.text("story_intro", title=story.title)

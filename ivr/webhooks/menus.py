@@ -15,7 +15,8 @@ import dataclasses
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows import Flow, Transition, choose_language, step
+from callflows import Flow, Transition, choose_language, hours, step
+from callflows.announce import spoken_opening
 from callflows.callbacks import pending_for_caller
 from callflows.calls import (
     find_or_create_call,
@@ -35,6 +36,7 @@ from ivr.webhooks import actions
 from ivr.webhooks.blueprints import voice as bp
 from ivr.webhooks.context import Ctx, current_ctx, int_param
 from ivr.webhooks.crisis import crisis_dial, heard_danger, record_afterwards
+from models import utcnow
 
 # Menu attempts (no input, wrong key) past this count the same as this.
 MAX_ATTEMPT = 9
@@ -71,9 +73,31 @@ def incoming() -> Response:
         call.language = caller.language
         session.commit()
         ctx = current_ctx(caller.language, caller.slow_speech)
+        closed = _closed_notice(ctx)
+        if closed:  # told at once when the line opens, then the options that stay
+            return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("greeting"), *closed],
+                                                             ctx.url("voice.menu", node="closed")))
         return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("greeting")], ctx.main_menu_url))
     session.commit()
     return to_response(_language_question(current_ctx(DEFAULT_LANGUAGE), attempt=0))
+
+
+def _closed_notice(ctx: Ctx) -> list[str]:
+    """While the line is closed: that it is, and when it opens next, in the caller's language (else nothing)."""
+    settings = services().settings
+    now = utcnow()
+    schedule = hours.load_schedule(get_session(), settings.zone, now)
+    if schedule.is_open(now):
+        return []
+    return [ctx.flow.text("closed_now"), spoken_opening(schedule.next_opening(now), now, settings, ctx.flow)]
+
+
+def _first_menu(ctx: Ctx, preface: list[str]) -> VoiceResponse:
+    """The first menu after the greeting: the closed menu, saying when the line opens, while it is closed."""
+    closed = _closed_notice(ctx)
+    if closed:
+        return ctx.menu("closed", preface=[*preface, *closed])
+    return ctx.menu(ctx.flow.start, preface=preface)
 
 
 def _language_question(ctx: Ctx, attempt: int, change: bool = False) -> VoiceResponse:
@@ -118,7 +142,9 @@ def language() -> Response:
         # A new language: its keys have not been heard yet, and the caller has now chosen.
         ctx = dataclasses.replace(current_ctx(chosen, slow), told=False, undecided=False)
         # Greeted in the language just chosen (a change of language goes straight to the menu).
-        return to_response(ctx.menu(ctx.flow.start, preface=[] if change else [ctx.flow.text("greeting")]))
+        if change:
+            return to_response(ctx.menu(ctx.flow.start))
+        return to_response(_first_menu(ctx, [ctx.flow.text("greeting")]))
     if attempt + 1 < LANGUAGE_ASKS:
         return to_response(_language_question(ctx, attempt + 1, change))
     if change:  # asked from the settings: nothing changes
@@ -128,7 +154,7 @@ def language() -> Response:
     # Nobody chose: go on in the default language, in both (see Ctx.language_switch), and save nothing.
     slow = go_on_undecided(get_session(), ctx.call_sid, DEFAULT_LANGUAGE, digits or "no-input")
     ctx = dataclasses.replace(current_ctx(DEFAULT_LANGUAGE, slow), undecided=True)
-    return to_response(ctx.menu(ctx.flow.start, preface=[ctx.flow.text("greeting")]))
+    return to_response(_first_menu(ctx, [ctx.flow.text("greeting")]))
 
 
 def _switch_language(ctx: Ctx, node: str, digits: str | None, speech: str | None) -> VoiceResponse | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from callflows import line, routing
+from callflows import callers, line, routing
 from callflows.peers import LIVE_LEGS
 from ivr.db import get_session
 from ivr.services import services
@@ -42,6 +42,9 @@ def leg_whisper(leg_id: int) -> Response:
     whisper = speaker.text("whisper", language=language)
     if req.wanted_tag == routing.TOPIC_TAGS["medication"]:
         whisper += " " + speaker.text("whisper_medication")
+    if callers.has_plan_for_call(get_session(), req.call_id):
+        # A cue only: the plan itself is on the peer's page, never read aloud.
+        whisper += " " + speaker.text("whisper_plan")
     return to_response(speaker.whisper(whisper, public_url("routing.leg_answer", leg_id=leg.id),
                                        [speaker.text("whisper_missed")]))
 

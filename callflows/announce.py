@@ -1,0 +1,35 @@
+"""What callers and peers hear about the line's hours and shifts, in their language.
+
+Kept apart from :mod:`callflows.hours` so that the callbacks (which defer a window to the
+next opening) and the hours do not import each other: this module uses both.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from callflows.callbacks import spoken_time
+from callflows.loader import Flow
+from callflows.settings import Settings
+
+
+def spoken_day_time(moment: datetime, now: datetime, settings: Settings, flow: Flow) -> str:
+    """A moment as people say it relative to today: "tomorrow at 9 am", "el lunes a las 9 de la mañana"."""
+    zone = settings.zone
+    days = (moment.astimezone(zone).date() - now.astimezone(zone).date()).days
+    clock = spoken_time(moment, settings, flow)
+    if days <= 0:
+        day = flow.text("day_today")
+    elif days == 1:
+        day = flow.text("day_tomorrow")
+    else:
+        day = flow.text(f"weekday_{moment.astimezone(zone).weekday()}")
+    when = flow.text("when_at", day=day, time=clock)
+    # Beyond a week a weekday alone is ambiguous: say how many days away it is too.
+    return flow.text("when_later", days=days, when=when) if days >= 7 else when
+
+
+def spoken_opening(moment: datetime | None, now: datetime, settings: Settings, flow: Flow) -> str:
+    """"The line opens again tomorrow at 9 am." (or, closed until further notice, to call again later)."""
+    if moment is None:
+        return flow.text("closed_unknown")
+    return flow.text("closed_opens", when=spoken_day_time(moment, now, settings, flow))

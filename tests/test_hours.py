@@ -1,0 +1,215 @@
+"""Open hours, holidays and closures: the rules across midnight and daylight saving, what a
+caller hears when the line is closed (and keeps every safe option), the command line, the audit log.
+
+Real SQL and Redis; the phone network stands in for Twilio's REST API.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from callflows import hours
+from callflows.hours import Period, Schedule
+from models import AuditEntry, CallbackRequest, Closure, utcnow
+from models.tables import PeerRequest
+from tests.factories import make_caller, make_peer
+from tests.helpers import TestCaller
+
+NY = ZoneInfo("America/New_York")
+UTC = timezone.utc
+MON, TUE, SAT, SUN = 0, 1, 5, 6
+
+
+def at(y: int, mo: int, d: int, h: int, mi: int = 0) -> datetime:
+    """A wall-clock time in New York as UTC."""
+    return datetime(y, mo, d, h, mi, tzinfo=NY).astimezone(UTC)
+
+
+# The rules ----------------------------------------------------------------------------------
+
+
+def test_no_hours_means_open_around_the_clock_but_holidays_and_closures_close_it() -> None:
+    now = at(2026, 12, 24, 23, 30)
+    assert Schedule(NY).is_open(now)
+    assert Schedule(NY).next_opening(now) == now
+    christmas = Schedule(NY, holidays=frozenset({date(2026, 12, 25)}))
+    assert christmas.is_open(now)
+    assert not christmas.is_open(at(2026, 12, 25, 0, 0))
+    assert christmas.next_opening(at(2026, 12, 25, 10)) == at(2026, 12, 26, 0, 0)
+    assert Schedule(NY, closed_manually=True).next_opening(now) is None
+    until = at(2026, 12, 25, 8)
+    assert Schedule(NY, closed_manually=True, closure_until=until).next_opening(now) == until
+
+
+def test_a_night_period_runs_past_midnight_and_belongs_to_the_day_it_starts() -> None:
+    # Friday 20:00 to Saturday 02:00 (2026-11-27 is a Friday).
+    night = Schedule(NY, periods=(Period(4, 20 * 60, 2 * 60),))
+    assert not night.is_open(at(2026, 11, 27, 19, 59))
+    assert night.is_open(at(2026, 11, 27, 20, 0))
+    assert night.is_open(at(2026, 11, 28, 1, 59))
+    assert not night.is_open(at(2026, 11, 28, 2, 0))
+    assert night.next_opening(at(2026, 11, 28, 2, 0)) == at(2026, 12, 4, 20, 0)
+    # A holiday on Friday closes the whole night that starts on it, past midnight too.
+    holiday = Schedule(NY, periods=night.periods, holidays=frozenset({date(2026, 11, 27)}))
+    assert not holiday.is_open(at(2026, 11, 28, 1, 0))
+    assert holiday.next_opening(at(2026, 11, 27, 21)) == at(2026, 12, 4, 20, 0)
+
+
+def test_spring_forward_a_period_starting_in_the_skipped_hour_opens_at_the_next_real_minute() -> None:
+    # 2026-03-08: New York clocks go from 02:00 EST to 03:00 EDT. A Sunday 02:30-10:00 period.
+    spring = Schedule(NY, periods=(Period(SUN, 2 * 60 + 30, 10 * 60),))
+    saturday_night = at(2026, 3, 7, 23, 0)
+    opening = spring.next_opening(saturday_night)
+    assert opening == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)  # 03:30 EDT, 02:30 EST by the old clock
+    assert opening.astimezone(NY).strftime("%H:%M %Z") == "03:30 EDT"
+    assert spring.is_open(datetime(2026, 3, 8, 13, 59, tzinfo=UTC))  # 09:59 EDT
+    assert not spring.is_open(datetime(2026, 3, 8, 14, 0, tzinfo=UTC))  # 10:00 EDT
+
+
+def test_fall_back_a_night_period_lasts_an_hour_longer_by_the_clock() -> None:
+    # 2026-11-01: 02:00 EDT becomes 01:00 EST. Saturday 20:00 to Sunday 02:00 is 7 real hours.
+    fall = Schedule(NY, periods=(Period(SAT, 20 * 60, 2 * 60),))
+    start = at(2026, 10, 31, 20, 0)
+    assert start == datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+    assert fall.is_open(datetime(2026, 11, 1, 6, 30, tzinfo=UTC))  # 01:30 EST, the second 01:30
+    assert fall.is_open(datetime(2026, 11, 1, 6, 59, tzinfo=UTC))
+    assert not fall.is_open(datetime(2026, 11, 1, 7, 0, tzinfo=UTC))  # 02:00 EST
+
+
+def test_hours_are_parsed_and_labelled() -> None:
+    assert hours.parse_hhmm("9") == 540
+    assert hours.parse_hhmm("24:00") == 1440
+    with pytest.raises(ValueError):
+        hours.parse_hhmm("25:00")
+    assert Period(4, 1200, 120).label() == "Friday 20:00-02:00 (+1 day)"
+
+
+# Changes are audit-logged; the command line -----------------------------------------------------
+
+
+def test_cli_close_show_open_are_audit_logged(runner, db, svc) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(args=["hours", "show"])
+    assert result.exit_code == 0, result.output
+    assert "the line is OPEN now" in result.output
+    assert "hours: open around the clock" in result.output
+    result = runner.invoke(args=["hours", "close", "--reason", "Staff training"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "the line is closed until `peerline hours open`"
+    result = runner.invoke(args=["hours", "show"])
+    assert "the line is CLOSED now; it opens when reopened" in result.output
+    assert "closed by hand: Staff training" in result.output
+    result = runner.invoke(args=["hours", "open"])
+    assert result.output.splitlines() == ["the manual closure is over", "the line is OPEN now"]
+    result = runner.invoke(args=["hours", "set", "mon=09:00-17:00", "fri=20:00-02:00"])
+    assert result.exit_code == 0, result.output
+    assert "hours: Monday 09:00-17:00; Friday 20:00-02:00 (+1 day)" in result.output
+    result = runner.invoke(args=["hours", "set", "funday=09:00-17:00"])
+    assert result.exit_code != 0 and "want DAY=HH:MM-HH:MM" in result.output
+    result = runner.invoke(args=["hours", "close", "--reason", " "])
+    assert result.exit_code != 0 and "give a reason" in result.output
+    actions = [(a.action, a.detail) for a in db.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert [a for a, _ in actions] == ["line_closed", "line_opened", "hours_set"]
+    assert actions[0][1] == "Staff training"
+
+
+# What a caller hears ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def closed_until_tomorrow_9(svc, db):  # type: ignore[no-untyped-def]
+    """A manual closure (the line is otherwise open around the clock) that ends tomorrow at 9 am local time."""
+    now = utcnow()
+    tomorrow = (now.astimezone(svc.settings.zone) + timedelta(days=1)).date()
+    until = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 9, tzinfo=svc.settings.zone).astimezone(UTC)
+    hours.close_now(db, "Holiday", None, now, until)
+    return until
+
+
+def test_a_closed_line_says_when_it_opens_and_keeps_the_safe_options(client, svc, db,  # type: ignore[no-untyped-def]
+                                                                     closed_until_tomorrow_9) -> None:
+    make_peer(db, svc.vault, phone="+15555550301", status="available")
+    make_caller(db, svc.vault, "+15555550177", language="en")
+    caller = TestCaller(client, number="+15555550177")
+    caller.call()
+    assert caller.said == ("Welcome to Peer Line. You are not alone. This call is free, and you do not have to "
+                           "give your name. Peer Line is closed right now, so no peer can answer live. "
+                           "The line opens again tomorrow at 9 am.")
+    caller.follow()
+    assert caller.said.startswith("While the line is closed, you can still choose. To hear stories from peers, "
+                                  "press 1. To get a call back when the line opens, press 2. To leave a message, "
+                                  "press 3. To go back, press 5.")
+    caller.press("5")  # the main menu is there, but a peer is not
+    caller.press("1")
+    assert caller.said.startswith("Peer Line is closed right now, so no peer can answer live. "
+                                  "The line opens again tomorrow at 9 am. While the line is closed")
+    assert db.scalars(select(PeerRequest)).all() == []  # nobody is put on hold for a peer who is not coming
+    caller.press("9")
+    dial = caller.twiml.find("Dial")
+    assert dial is not None and dial.findtext("Number") == "988"
+
+
+def test_a_callback_asked_for_while_closed_is_made_at_the_next_opening(client, svc, db,  # type: ignore[no-untyped-def]
+                                                                       closed_until_tomorrow_9) -> None:
+    make_caller(db, svc.vault, "+15555550178", language="en")
+    caller = TestCaller(client, number="+15555550178")
+    caller.call()
+    caller.follow()
+    caller.press("2")
+    caller.press("1")  # the number is right
+    caller.press("1")  # as soon as a peer is free
+    caller.press("2")  # no message
+    assert caller.said.startswith("Thank you. We will call you back tomorrow at 9 am, from this line's number.")
+    cb = db.scalars(select(CallbackRequest)).one()
+    assert cb.status == "pending"
+    assert cb.not_before.replace(tzinfo=UTC) == closed_until_tomorrow_9
+    assert cb.due_at.replace(tzinfo=UTC) == closed_until_tomorrow_9
+
+
+def test_a_spanish_caller_hears_the_opening_in_spanish(client, svc, db, closed_until_tomorrow_9) -> None:  # type: ignore[no-untyped-def]
+    caller = TestCaller(client, number="+15555550179")
+    caller.call()
+    caller.press("2")  # español
+    assert ("Peer Line está cerrada en este momento, así que ningún par puede contestar en vivo. "
+            "La línea abre otra vez mañana a las 9 de la mañana. Mientras la línea está cerrada") in caller.said
+
+
+def test_key_zero_on_a_closed_line_goes_to_a_message(client, svc, db, closed_until_tomorrow_9) -> None:  # type: ignore[no-untyped-def]
+    make_caller(db, svc.vault, "+15555550180", language="en")
+    caller = TestCaller(client, number="+15555550180")
+    caller.call()
+    caller.follow()
+    caller.press("0")
+    assert caller.said == ("Peer Line is closed right now, so no peer can answer live. "
+                           "The line opens again tomorrow at 9 am.")
+    assert caller.twiml.findtext("Redirect").split("?")[0].endswith("/voice/voicemail")
+
+
+def test_reopened_line_answers_as_before(client, svc, db, closed_until_tomorrow_9) -> None:  # type: ignore[no-untyped-def]
+    assert hours.reopen(db, None, utcnow())
+    make_caller(db, svc.vault, "+15555550181", language="en")
+    caller = TestCaller(client, number="+15555550181")
+    caller.call()
+    assert "closed" not in caller.said
+    assert db.scalars(select(Closure)).one().ended_at is not None
+
+
+def test_the_hold_queue_says_when_nobody_is_on_shift(client, svc, db) -> None:  # type: ignore[no-untyped-def]
+    peer = make_peer(db, svc.vault, phone="+15555550302", status="break")
+    make_caller(db, svc.vault, "+15555550182", language="en")
+    caller = TestCaller(client, number="+15555550182")
+    caller.call()
+    caller.to_menu()
+    caller.press("1")  # a peer on a break is on shift: the caller waits
+    enqueue = caller.twiml.find("Enqueue")
+    assert enqueue is not None
+    peer.status = "signed_off"
+    db.commit()
+    caller.post(enqueue.get("waitUrl"), QueuePosition="1")
+    assert caller.said.startswith("You are number 1 in line. No peers are on shift right now, so nobody may "
+                                  "answer soon. You can get a call back or leave a message. While you wait, "
+                                  "you can choose. To keep waiting, press 1. To get a call back and keep your "
+                                  "place, press 2.")
+    assert caller.twiml.find("Gather/Play") is None  # no story first: the choices at once
