@@ -21,7 +21,9 @@ from redis import Redis
 from rq import Retry
 from rq.registry import ScheduledJobRegistry
 
+from callflows import shifts
 from callflows.retention import policy_from, purge
+from callflows.services import Services
 from queues.connection import DEFAULT_QUEUE, queue
 from queues.context import current
 from queues.reconcile import (
@@ -69,8 +71,17 @@ def tick(interval_s: int = DEFAULT_INTERVAL_S) -> dict[str, list[int] | list[str
     done["voicemails"] = requeue_pending_voicemails(svc)
     done["callbacks"] = reconcile_callbacks(svc)
     reconcile_wrap_ups(svc)
+    done["shift_alerts"] = check_shifts(svc)
     schedule_tick(svc.redis, interval_s)
     return done
+
+
+def check_shifts(svc: Services) -> list[int]:
+    """Make the shifts of the weeks ahead, then text about shifts whose peers have not signed in."""
+    now = datetime.now(timezone.utc)
+    with svc.sessions() as session:
+        shifts.ensure_shifts(session, svc.settings.zone, now)
+        return shifts.alert_unstaffed(session, svc, now)
 
 
 def keep_scheduled(connection: Redis) -> list[str]:

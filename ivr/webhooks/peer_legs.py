@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from callflows import callers, line, routing
+from callflows import callers, line, records, routing
 from callflows.peers import LIVE_LEGS
 from ivr.db import get_session
 from ivr.services import services
@@ -74,7 +74,40 @@ def leg_after(leg_id: int) -> Response:
     """The peer's side of the conversation ended."""
     found = _leg(leg_id)
     speaker = Speaker(peer_flow(found[2])) if found else current_ctx().speaker
+    if found is not None and found[1].peer_id == found[2].id and found[1].call_id is not None:
+        # Wrap-up starts with the call record, by keypad: the outcome (1-5), then referral yes or no.
+        return to_response(speaker.keypad([speaker.text("record_outcome")],
+                                          public_url("routing.leg_record", leg_id=leg_id), finish_on_key="",
+                                          num_digits=1))
     return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
+
+
+@bp.post("/leg/<int:leg_id>/record")
+@heard_by(Audience.LEG)
+def leg_record(leg_id: int) -> Response:
+    """The outcome the peer keyed after the call (nothing keyed: they can complete it on their page)."""
+    found = _leg(leg_id)
+    speaker = Speaker(peer_flow(found[2])) if found else current_ctx().speaker
+    outcome = records.fields().outcome_for_key(request.form.get("Digits", ""))
+    if found is None or found[1].call_id is None or found[1].peer_id != found[2].id or outcome is None:
+        return to_response(speaker.say_then_hangup([speaker.text("record_skipped"), speaker.text("peer_thanks")]))
+    records.save(get_session(), found[1].call_id, found[2].id, "keypad", outcome=outcome)
+    return to_response(speaker.keypad([speaker.text("record_referral")],
+                                      public_url("routing.leg_referral", leg_id=leg_id), finish_on_key="",
+                                      num_digits=1))
+
+
+@bp.post("/leg/<int:leg_id>/referral")
+@heard_by(Audience.LEG)
+def leg_referral(leg_id: int) -> Response:
+    """Referral given (1) or not (2); then the record is saved and the peer hears so."""
+    found = _leg(leg_id)
+    speaker = Speaker(peer_flow(found[2])) if found else current_ctx().speaker
+    referral = {"1": True, "2": False}.get(request.form.get("Digits", ""))
+    if found is not None and found[1].call_id is not None and found[1].peer_id == found[2].id \
+            and referral is not None:
+        records.save(get_session(), found[1].call_id, found[2].id, "keypad", referral=referral)
+    return to_response(speaker.say_then_hangup([speaker.text("record_saved"), speaker.text("peer_thanks")]))
 
 
 @bp.post("/leg/<int:leg_id>/status")

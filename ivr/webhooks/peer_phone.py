@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.security import check_password_hash
 
-from callflows import Flow, line, peers
+from callflows import Flow, line, peers, shifts
+from callflows.announce import spoken_day_time
 from callflows.calls import by_id
+from callflows.times import aware
 from ivr.db import get_session
 from ivr.services import services
 from ivr.twiml import Speaker, to_response
@@ -109,9 +111,20 @@ def _menu(session: Session, peer: Peer, token: str, preface: list[str] | None = 
     speaker = Speaker(peer_flow(peer))
     lines = [*(preface or []),
              speaker.text("peer_status", status=speaker.text(f"status_{peer.status}")),
+             *_next_shift(session, peer, speaker.flow),
              speaker.text("peer_waiting", count=line.waiting_count(session)),
              speaker.text("peer_menu")]
     return speaker.keypad(lines, public_url("peer_phone.choice", t=token), finish_on_key="", num_digits=1)
+
+
+def _next_shift(session: Session, peer: Peer, flow: Flow) -> list[str]:
+    """"Your next shift starts tomorrow at 9 am." (nothing when they have none: signing in is welcome anyway)."""
+    now = utcnow()
+    shift = shifts.next_shift(session, peer.id, now)
+    starts = aware(shift.starts_at) if shift is not None else None
+    if starts is None:
+        return []
+    return [flow.text("peer_next_shift", when=spoken_day_time(starts, now, services().settings, flow))]
 
 
 @bp.post("/choice")

@@ -1,0 +1,385 @@
+"""Caller plans, limits and blocks; post-call records; shifts and the sign-in alert; the staff pages for them.
+
+Real SQL and Redis; the phone network stands in for Twilio's REST API (SMS and calls).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from callflows import callers, records, shifts
+from callflows.callers import Reached, count_calls
+from models import AuditEntry, CallerPlan, CallRecord, Shift, ShiftSignup, utcnow
+from models.tables import PeerRequest, RingLeg
+from queues.periodic import check_shifts
+from tests.factories import make_call, make_caller, make_peer
+from tests.helpers import TestCaller
+from tests.test_dashboard import audit_actions, post, sign_in
+
+UTC = timezone.utc
+NUMBER = "+15555550160"
+
+
+@pytest.fixture
+def midday(app_config: dict[str, object]) -> None:
+    """A line time zone where it is about noon now, so "earlier today" is never yesterday."""
+    offset = 12 - datetime.now(UTC).hour
+    app_config["line_timezone"] = "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+def reached_peer(db: Any, caller: Any, connected_ago: int, ended_ago: int | None, peer: Any) -> PeerRequest:
+    """An earlier call of ``caller`` that reached ``peer`` (minutes ago), as routing records it."""
+    now = utcnow()
+    call = make_call(db, caller=caller, status="completed")
+    req = PeerRequest(call_sid=call.call_sid, call_id=call.id, language="en", peer_id=peer.id,
+                      status="ended" if ended_ago is not None else "connected",
+                      arrived_at=now - timedelta(minutes=connected_ago + 1),
+                      connected_at=now - timedelta(minutes=connected_ago),
+                      ended_at=now - timedelta(minutes=ended_ago) if ended_ago is not None else None)
+    db.add(req)
+    db.commit()
+    return req
+
+
+# Limits --------------------------------------------------------------------------------------
+
+
+def test_a_call_dropped_and_redialled_within_a_few_minutes_counts_once() -> None:
+    t0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
+    calls = [Reached(t0, t0 + timedelta(minutes=20)),
+             Reached(t0 + timedelta(minutes=23), t0 + timedelta(minutes=40)),  # redialled 3 minutes later
+             Reached(t0 + timedelta(minutes=90), t0 + timedelta(minutes=100))]
+    assert count_calls(calls, t0 + timedelta(hours=3)) == 2
+    assert count_calls(calls[:1], t0 + timedelta(minutes=5)) == 1
+    assert count_calls([], t0) == 0
+    # Still on the line (no end yet): a second leg now is the same call.
+    assert count_calls([Reached(t0, None), Reached(t0 + timedelta(minutes=1), None)], t0 + timedelta(minutes=2)) == 1
+
+
+def test_a_caller_over_the_limit_hears_a_kind_message_and_keeps_every_safe_option(  # type: ignore[no-untyped-def]
+        midday, client, svc, db) -> None:
+    peer = make_peer(db, svc.vault, phone="+15555550311", status="available")
+    caller_row = make_caller(db, svc.vault, NUMBER, language="en")
+    callers.set_plan(db, svc.vault, caller_row.id, None, 1, None, utcnow())
+    # Asked to call back, and never reached a peer: that does not count.
+    db.add(PeerRequest(call_sid="CAasked", language="en", status="callback", arrived_at=utcnow()))
+    db.commit()
+    assert not callers.over_limit(db, svc.settings, caller_row.id, utcnow())
+    reached_peer(db, caller_row, connected_ago=40, ended_ago=30, peer=peer)
+    caller = TestCaller(client, number=NUMBER)
+    caller.call()
+    caller.to_menu()
+    caller.press("1")
+    assert caller.said.startswith(
+        "You have talked with a peer as many times today as your plan with us says. We are glad you called, and "
+        "you are welcome to call again tomorrow. You can still choose. To hear stories from peers, press 1. "
+        "To get a call back, press 2. To leave a message, press 3. To go back, press 5.")
+    assert db.scalars(select(RingLeg)).all() == []  # nobody was rung
+    caller.press("9")  # the crisis key is never limited
+    assert caller.twiml.find("Dial").findtext("Number") == "988"
+
+
+def test_a_redial_within_a_few_minutes_goes_through_as_the_same_call(midday, client, svc, db) -> None:  # type: ignore[no-untyped-def]
+    peer = make_peer(db, svc.vault, phone="+15555550312", status="available")
+    caller_row = make_caller(db, svc.vault, NUMBER, language="en")
+    callers.set_plan(db, svc.vault, caller_row.id, None, 1, None, utcnow())
+    reached_peer(db, caller_row, connected_ago=20, ended_ago=2, peer=peer)  # dropped two minutes ago
+    caller = TestCaller(client, number=NUMBER)
+    caller.call()
+    caller.to_menu()
+    caller.press("1")
+    assert caller.twiml.find("Enqueue") is not None
+    assert caller.said == "Finding a peer for you. Please stay on the line."
+
+
+# Blocks ---------------------------------------------------------------------------------------
+
+
+def test_a_blocked_caller_hears_a_message_keeps_stories_and_the_crisis_line(client, svc, db) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, phone="+15555550313", status="available")
+    caller_row = make_caller(db, svc.vault, NUMBER, language="en")
+    now = utcnow()
+    row = callers.block(db, svc.vault, caller_row.id, "threats to peers", now + timedelta(days=2), None, now)
+    assert b"threats" not in row.reason_encrypted
+    caller = TestCaller(client, number=NUMBER)
+    caller.call()
+    caller.to_menu()
+    caller.press("0")  # a person: not while blocked, and never silence
+    assert caller.said.startswith("For now, calls from this number cannot be put through to a peer, until ")
+    assert "You can still hear stories from peers. If you are in danger, press 9 for the crisis line." in caller.said
+    assert db.scalars(select(PeerRequest)).all() == []
+    caller.press("1")
+    assert caller.said.startswith("Which stories would you like to hear?")
+    caller.press("9")
+    assert caller.twiml.find("Dial").findtext("Number") == "988"
+    assert callers.lift_block(db, row.id, None, utcnow())
+    assert [a.action for a in db.scalars(select(AuditEntry).order_by(AuditEntry.id))] == [
+        "caller_blocked", "caller_unblocked"]
+
+
+# Plans and who sees them -------------------------------------------------------------------------
+
+
+def test_plan_visibility_by_role(client, svc, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
+    caller_row = dashboard_data.caller
+    pseudonym = callers.pseudonym(svc.vault, caller_row.id)
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    listing = client.get("/staff/callers").get_data(as_text=True)
+    assert pseudonym in listing and "+1555" not in listing  # never the number
+    assert client.get(f"/staff/callers?pseudonym={pseudonym}").headers["Location"] == f"/staff/callers/{caller_row.id}"
+    response = post(client, f"/staff/callers/{caller_row.id}/plan", plan="Agreed 20-minute calls.", daily_limit="2")
+    assert response.status_code == 302
+    plan = db.scalars(select(CallerPlan)).one()
+    assert plan.daily_limit == 2 and b"20-minute" not in plan.plan_encrypted
+    assert svc.vault.decrypt_text(plan.plan_encrypted) == "Agreed 20-minute calls."
+    assert "Agreed 20-minute calls." in client.get(f"/staff/callers/{caller_row.id}").get_data(as_text=True)
+    assert [a.detail for a in audit_actions(db, "caller_plan")] == ["plan set; daily limit 2"]
+    assert len(audit_actions(db, "view_caller_plan")) == 1
+    client.post("/staff/sign-out", data={"csrf_token": _token(client)})
+
+    # A peer never sees the caller list, and sees a plan only for the caller they accepted.
+    assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    assert client.get("/staff/callers").status_code == 403
+    assert client.get(f"/staff/callers/{caller_row.id}").status_code == 403
+    assert "Agreed 20-minute calls." not in client.get("/staff/me").get_data(as_text=True)
+    call = make_call(db, caller=caller_row)
+    other = PeerRequest(call_sid=call.call_sid, call_id=call.id, language="en", peer_id=dashboard_data.rosa.id,
+                        status="connected", connected_at=utcnow())
+    db.add(other)
+    db.commit()
+    assert "Agreed 20-minute calls." not in client.get("/staff/me").get_data(as_text=True)
+    other.peer_id = dashboard_data.sam.id
+    db.commit()
+    page = client.get("/staff/me").get_data(as_text=True)
+    assert "Your caller has a plan" in page and "Agreed 20-minute calls." in page
+    views = audit_actions(db, "view_caller_plan")
+    assert len(views) == 2 and views[-1].detail == f"accepting peer {dashboard_data.sam.id}"
+
+
+def _token(client: Any) -> str:
+    from tests.test_dashboard import csrf_token
+
+    return csrf_token(client, "/staff/")
+
+
+def test_the_whisper_cues_the_plan_without_reading_it(client, svc, db) -> None:  # type: ignore[no-untyped-def]
+    peer = make_peer(db, svc.vault, phone="+15555550314", status="busy")
+    caller_row = make_caller(db, svc.vault, NUMBER, language="en")
+    callers.set_plan(db, svc.vault, caller_row.id, "Prefers a peer with medication-based recovery.", None, None,
+                     utcnow())
+    call = make_call(db, caller=caller_row)
+    req = PeerRequest(call_sid=call.call_sid, call_id=call.id, language="en", status="ringing", arrived_at=utcnow())
+    db.add(req)
+    db.flush()
+    leg = RingLeg(request_id=req.id, peer_id=peer.id, call_sid="CAleg1", status="ringing")
+    db.add(leg)
+    db.commit()
+    phone = TestCaller(client, number="+15005550006", call_sid="CAleg1")
+    phone.post(f"/peer/leg/{leg.id}/whisper")
+    assert phone.said.startswith("Peer support call in English. Press 1 to accept. This caller has a plan on your "
+                                 "page.")
+    assert "medication" not in phone.said  # a cue only: the plan is on the page
+
+
+# Post-call records ----------------------------------------------------------------------------
+
+
+def test_the_peer_keys_the_call_record_in_wrap_up_and_completes_it_on_the_page(  # type: ignore[no-untyped-def]
+        client, svc, db, dashboard_data) -> None:
+    sam = dashboard_data.sam
+    call = make_call(db, caller=dashboard_data.caller)
+    now = utcnow()
+    req = PeerRequest(call_sid=call.call_sid, call_id=call.id, language="en", peer_id=sam.id, status="ended",
+                      arrived_at=now - timedelta(minutes=13), connected_at=now - timedelta(minutes=12), ended_at=now)
+    db.add(req)
+    db.flush()
+    leg = RingLeg(request_id=req.id, peer_id=sam.id, call_sid="CAleg2", status="accepted")
+    db.add(leg)
+    db.commit()
+    phone = TestCaller(client, number="+15005550006", call_sid="CAleg2")
+    phone.post(f"/peer/leg/{leg.id}/after")
+    assert phone.said == ("Before you go, key the outcome of the call. 1, talked it through. 2, referred. "
+                          "3, crisis hand-off. 4, ended early. 5, other.")
+    phone.press("2")
+    assert phone.said == "Was a referral given? Press 1 for yes, 2 for no."
+    phone.press("1")
+    assert phone.said == "Thank you. Your call record is saved. Thank you. Goodbye."
+    row = db.scalars(select(CallRecord)).one()
+    assert (row.outcome, row.referral, row.minutes, row.source, row.reason) == ("referred", True, 12, "keypad", None)
+
+    assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    response = post(client, f"/staff/me/calls/{call.id}/record", reason="loneliness", outcome="referred",
+                    referral="yes", risk="low", minutes="12")
+    assert response.status_code == 302
+    db.expire_all()
+    row = db.scalars(select(CallRecord)).one()
+    assert (row.reason, row.risk, row.outcome) == ("loneliness", "low", "referred")
+    response = post(client, f"/staff/me/calls/{call.id}/record", reason="free text is refused")
+    assert response.status_code == 302
+    db.expire_all()
+    assert db.scalars(select(CallRecord)).one().reason == "loneliness"
+    other = make_call(db)
+    assert post(client, f"/staff/me/calls/{other.id}/record", outcome="other").status_code == 404
+    with pytest.raises(ValueError):
+        records.save(db, call.id, sam.id, "page", risk="extreme")
+
+
+def test_silence_after_the_call_leaves_the_record_for_the_page(client, svc, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
+    sam = dashboard_data.sam
+    call = make_call(db, caller=dashboard_data.caller)
+    req = PeerRequest(call_sid=call.call_sid, call_id=call.id, language="en", peer_id=sam.id, status="ended",
+                      connected_at=utcnow())
+    db.add(req)
+    db.flush()
+    leg = RingLeg(request_id=req.id, peer_id=sam.id, call_sid="CAleg3", status="accepted")
+    db.add(leg)
+    db.commit()
+    phone = TestCaller(client, number="+15005550006", call_sid="CAleg3")
+    phone.post(f"/peer/leg/{leg.id}/after")
+    phone.silence()
+    assert phone.said == "No record was keyed. You can complete it on your page. Thank you. Goodbye."
+    assert db.scalars(select(CallRecord)).all() == []
+    assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    assert f"/staff/me/calls/{call.id}/record" in client.get("/staff/me").get_data(as_text=True)
+
+
+# Shifts -----------------------------------------------------------------------------------------
+
+
+def test_recurring_shifts_keep_local_time_across_daylight_saving(db) -> None:  # type: ignore[no-untyped-def]
+    ny = ZoneInfo("America/New_York")
+    shifts.add_template(db, 6, 9 * 60, 13 * 60, 2, ["en"], False, None)  # Sundays 09:00-13:00
+    shifts.add_template(db, 5, 22 * 60, 2 * 60, 1, ["en", "es"], False, None)  # Saturdays 22:00-02:00
+    before = datetime(2026, 10, 26, 12, tzinfo=UTC)  # Monday before the clocks go back on Nov 1
+    assert shifts.ensure_shifts(db, ny, before) == 4
+    assert shifts.ensure_shifts(db, ny, before) == 0  # once each
+    sundays = db.scalars(select(Shift).where(Shift.peers_needed == 2).order_by(Shift.starts_at)).all()
+    assert [s.starts_at.replace(tzinfo=UTC).isoformat() for s in sundays] == [
+        "2026-11-01T14:00:00+00:00", "2026-11-08T14:00:00+00:00"]  # 09:00 EST both (EDT ended at 2 am)
+    nights = db.scalars(select(Shift).where(Shift.peers_needed == 1).order_by(Shift.starts_at)).all()
+    first = nights[0]
+    # Saturday Oct 31 22:00 EDT to Sunday 02:00 EST: five real hours.
+    assert (first.ends_at - first.starts_at) == timedelta(hours=5)
+
+
+def test_sign_up_and_drop_within_the_supervisors_rules(svc, db) -> None:  # type: ignore[no-untyped-def]
+    zone = ZoneInfo("America/New_York")
+    sam = make_peer(db, svc.vault, phone="+15555550321", display_name="Sam", languages=["en"])
+    rosa = make_peer(db, svc.vault, phone="+15555550322", display_name="Rosa", languages=["en", "es"])
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)  # a Monday
+    spanish = Shift(starts_at=now + timedelta(days=1), ends_at=now + timedelta(days=1, hours=4), peers_needed=1,
+                    languages=["es"])
+    soon = Shift(starts_at=now + timedelta(hours=3), ends_at=now + timedelta(hours=7), peers_needed=1,
+                 languages=["en"])
+    later = [Shift(starts_at=now + timedelta(days=d), ends_at=now + timedelta(days=d, hours=2), peers_needed=2,
+                   languages=["en"]) for d in (2, 3, 4)]
+    db.add_all([spanish, soon, *later])
+    db.commit()
+    shifts.set_rules(db, 2, 24, None, now)
+    with pytest.raises(shifts.ShiftRuleError, match="needs a peer who speaks es"):
+        shifts.sign_up(db, sam, spanish, zone, None, now)
+    shifts.sign_up(db, rosa, spanish, zone, None, now)
+    with pytest.raises(shifts.ShiftRuleError, match="already on that shift"):
+        shifts.sign_up(db, rosa, spanish, zone, None, now)
+    ana = make_peer(db, svc.vault, phone="+15555550323", display_name="Ana", languages=["es"])
+    with pytest.raises(shifts.ShiftRuleError, match="That shift is full"):
+        shifts.sign_up(db, ana, spanish, zone, None, now)
+    shifts.sign_up(db, sam, soon, zone, None, now)
+    shifts.sign_up(db, sam, later[0], zone, None, now)
+    with pytest.raises(shifts.ShiftRuleError, match="already have 2 shifts that week"):
+        shifts.sign_up(db, sam, later[1], zone, None, now)
+    with pytest.raises(shifts.ShiftRuleError, match="up to 24 hours before"):
+        shifts.drop(db, sam, soon, None, now)
+    shifts.drop(db, sam, later[0], None, now)
+    shifts.sign_up(db, sam, later[1], zone, None, now)
+    assert [v.shift.id for v in shifts.gaps(db, now)] == [later[0].id, later[1].id, later[2].id]
+    assert shifts.next_shift(db, sam.id, now).id == soon.id
+    assert [a.action for a in db.scalars(select(AuditEntry).order_by(AuditEntry.id))] == [
+        "shift_rules", "shift_signup", "shift_signup", "shift_signup", "shift_drop", "shift_signup"]
+
+
+def test_a_shift_nobody_signed_in_for_texts_the_on_call_peer_once(app_config, phone_network) -> None:  # type: ignore[no-untyped-def]
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    app_config["supervisor_number"] = "+15555550399"
+    from ivr import create_app
+    from ivr.services import services
+
+    svc = services(create_app(app_config))
+    now = utcnow()
+    with svc.sessions() as db:
+        late = make_peer(db, svc.vault, phone="+15555550331", display_name="Late", status="signed_off")
+        backup = make_peer(db, svc.vault, phone="+15555550332", display_name="Backup", status="signed_off")
+        shift = Shift(starts_at=now - timedelta(minutes=6), ends_at=now + timedelta(hours=3), languages=["en"])
+        on_call = Shift(starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=5), on_call=True)
+        fresh = Shift(starts_at=now - timedelta(minutes=2), ends_at=now + timedelta(hours=3), languages=["en"])
+        db.add_all([shift, on_call, fresh])
+        db.flush()
+        db.add_all([ShiftSignup(shift_id=shift.id, peer_id=late.id), ShiftSignup(shift_id=on_call.id, peer_id=backup.id),
+                    ShiftSignup(shift_id=fresh.id, peer_id=late.id)])
+        db.commit()
+        shift_id = shift.id
+    assert check_shifts(svc) == [shift_id]
+    assert check_shifts(svc) == []  # never twice
+    [message] = phone_network.state.messages
+    local = (now - timedelta(minutes=6)).astimezone(svc.settings.zone)
+    assert message["To"] == "+15555550332"
+    assert message["Body"] == (f"peerline: nobody has signed in for the {local:%H:%M} shift (en). "
+                               "Please sign in or find cover.")
+    svc.engine.dispose()
+
+
+def test_a_peer_hears_their_next_shift_when_they_call_in(client, svc, db) -> None:  # type: ignore[no-untyped-def]
+    sam = make_peer(db, svc.vault, phone="+15555550341", status="signed_off", pin="4321")
+    now = utcnow()
+    starts = now + timedelta(days=1)
+    shift = Shift(starts_at=starts, ends_at=starts + timedelta(hours=4), languages=["en"])
+    db.add(shift)
+    db.flush()
+    db.add(ShiftSignup(shift_id=shift.id, peer_id=sam.id))
+    db.commit()
+    phone = TestCaller(client, number="+15555550341")
+    phone.call()
+    phone.press("4321")
+    local = starts.astimezone(svc.settings.zone)
+    hour = local.hour % 12 or 12
+    part = "am" if local.hour < 12 else "pm"
+    clock = f"{hour}:{local.minute:02d} {part}" if local.minute else f"{hour} {part}"
+    assert phone.said.startswith(f"You are signed off. Your next shift starts tomorrow at {clock}. Callers waiting: 0.")
+
+
+# Staff pages: roles --------------------------------------------------------------------------------
+
+
+def test_staff_pages_check_roles(client, dashboard_data) -> None:  # type: ignore[no-untyped-def]
+    supervisor_only = ["/staff/hours", "/staff/callers", f"/staff/callers/{dashboard_data.caller.id}",
+                       "/staff/shifts", "/staff/records"]
+    for path in [*supervisor_only, "/staff/me/shifts"]:
+        assert client.get(path).headers["Location"].startswith("/staff/sign-in"), path
+    assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    for path in supervisor_only:
+        assert client.get(path).status_code == 403, path
+    assert client.get("/staff/me/shifts").status_code == 200
+    client.post("/staff/sign-out", data={"csrf_token": _token(client)})
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    for path in supervisor_only:
+        assert client.get(path).status_code == 200, path
+    assert client.get("/staff/me/shifts").status_code == 403  # a supervisor login with no peer
+
+
+def test_supervisor_closes_and_reopens_from_the_hours_page(client, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    post(client, "/staff/hours/close", reason="Thanksgiving")
+    page = client.get("/staff/hours").get_data(as_text=True)
+    assert "the line is CLOSED now; it opens when reopened" in page and "closed by hand: Thanksgiving" in page
+    post(client, "/staff/hours/open")
+    post(client, "/staff/hours/weekly", periods="mon=09:00-17:00\nsat=20:00-02:00")
+    post(client, "/staff/hours/holidays", day="2026-12-25", name="Christmas")
+    page = client.get("/staff/hours").get_data(as_text=True)
+    assert "hours: Monday 09:00-17:00; Saturday 20:00-02:00 (+1 day)" in page
+    users = {e.action: e.staff_user_id for e in db.scalars(select(AuditEntry))}
+    assert set(users) >= {"line_closed", "line_opened", "hours_set", "holiday_added"}
+    assert users["line_closed"] == dashboard_data.users["super"].id
