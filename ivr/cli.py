@@ -70,6 +70,8 @@ def seed_demo_command(no_audio: bool) -> None:
     with svc.sessions() as session:
         if demo.seed_demo(session, svc.vault, media, with_audio=not no_audio):
             click.echo("demo data added; logins: " + ", ".join(f"{u} / {p}" for u, p, _ in demo.DEMO_LOGINS))
+            made = operations_cli.seed_demo_operations(session, svc.settings.zone, datetime.now().astimezone())
+            click.echo(f"demo hours (open around the clock) and {made} shifts for the week added")
         else:
             click.echo("database already has data; demo data not added")
 

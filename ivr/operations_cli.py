@@ -5,14 +5,18 @@ command line is the operator's own.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import click
 from flask.cli import with_appcontext
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from callflows import hours
+from callflows import hours, shifts
+from callflows.times import aware
 from ivr.services import services
-from models import utcnow
+from models import Peer, Shift, ShiftSignup, utcnow
 
 DAY_NAMES = {name[:3].lower(): index for index, name in enumerate(hours.WEEKDAYS)}
 
@@ -106,3 +110,34 @@ def holiday(day: datetime, name: str) -> None:
     with svc.sessions() as session:
         hours.add_holiday(session, day.date(), name, None)
         click.echo(f"closed all day on {day.date().isoformat()} ({name})")
+
+
+# Demo data (``peerline seed-demo``, ``make run``) ---------------------------------------------
+
+# Three eight-hour shifts a day, every day (local time): who covers them in the demo, by name.
+DEMO_SHIFTS = ((0, 8 * 60, "Jordan"), (8 * 60, 16 * 60, "Sam"), (16 * 60, 0, "Rosa"))
+DEMO_ON_CALL = (8 * 60, 20 * 60)  # a daytime on-call backup shift, covered by Rosa
+
+
+def seed_demo_operations(session: Session, zone: ZoneInfo, now: datetime) -> int:
+    """Hours around the clock every day and a week of shifts covered by the demo peers; returns shifts made.
+
+    The line is open whenever the tour runs; ``peerline hours close --reason TEXT`` shows what
+    a caller hears when it is not.
+    """
+    hours.set_hours(session, [hours.Period(day, 0, hours.MINUTES_PER_DAY) for day in range(7)], None)
+    for day in range(7):
+        for start, end, _name in DEMO_SHIFTS:
+            shifts.add_template(session, day, start, end, 1, ["en", "es"] if _name == "Rosa" else ["en"], False, None)
+        shifts.add_template(session, day, DEMO_ON_CALL[0], DEMO_ON_CALL[1], 1, ["en", "es"], True, None)
+    made = shifts.ensure_shifts(session, zone, now, days=7)
+    peers = {p.display_name: p for p in session.scalars(select(Peer))}
+    for shift in session.scalars(select(Shift).where(Shift.starts_at < now + timedelta(days=7))):
+        local = (aware(shift.starts_at) or now).astimezone(zone)
+        minute = local.hour * 60 + local.minute
+        name = "Rosa" if shift.on_call else next((n for s, _e, n in DEMO_SHIFTS if s == minute), None)
+        peer = peers.get(name or "")
+        if peer is not None:
+            session.add(ShiftSignup(shift_id=shift.id, peer_id=peer.id))
+    session.commit()
+    return made

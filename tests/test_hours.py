@@ -213,3 +213,18 @@ def test_the_hold_queue_says_when_nobody_is_on_shift(client, svc, db) -> None:  
                                   "you can choose. To keep waiting, press 1. To get a call back and keep your "
                                   "place, press 2.")
     assert caller.twiml.find("Gather/Play") is None  # no story first: the choices at once
+
+
+def test_seed_demo_adds_open_hours_and_a_week_of_covered_shifts(runner, db, svc) -> None:  # type: ignore[no-untyped-def]
+    from callflows import shifts
+
+    result = runner.invoke(args=["seed-demo", "--no-audio"])
+    assert result.exit_code == 0, result.output
+    assert "demo hours (open around the clock) and " in result.output
+    now = utcnow()
+    assert hours.is_open(db, svc.settings, now)
+    week = shifts.upcoming(db, now, days=7)
+    assert len(week) >= 4 * 7  # three shifts a day and the on-call backup
+    assert shifts.gaps(db, now, days=7) == []
+    result = runner.invoke(args=["hours", "show"])
+    assert "hours: Monday 00:00-24:00; Tuesday 00:00-24:00" in result.output
