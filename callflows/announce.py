@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy.orm import Session
+
+from callflows import callers
 from callflows.callbacks import spoken_time
+from callflows.calls import caller_for_call
 from callflows.loader import Flow
 from callflows.settings import Settings
+from callflows.times import aware
 
 
 def spoken_day_time(moment: datetime, now: datetime, settings: Settings, flow: Flow) -> str:
@@ -33,3 +38,12 @@ def spoken_opening(moment: datetime | None, now: datetime, settings: Settings, f
     if moment is None:
         return flow.text("closed_unknown")
     return flow.text("closed_opens", when=spoken_day_time(moment, now, settings, flow))
+
+
+def blocked_notice(session: Session, settings: Settings, flow: Flow, call_sid: str, now: datetime) -> str | None:
+    """For a blocked caller: "calls from this number cannot be put through to a peer, until ..." (else None)."""
+    caller = caller_for_call(session, call_sid)
+    row = callers.active_block(session, caller.id, now) if caller is not None and caller.id is not None else None
+    if row is None:
+        return None
+    return flow.text("blocked", when=spoken_day_time(aware(row.expires_at) or now, now, settings, flow))

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from callflows import callers, records, shifts
 from callflows.callers import Reached, count_calls
-from models import AuditEntry, CallerPlan, CallRecord, Shift, ShiftSignup, utcnow
+from models import AuditEntry, CallbackRequest, CallerPlan, CallRecord, Shift, ShiftSignup, utcnow
 from models.tables import PeerRequest, RingLeg
 from queues.periodic import check_shifts
 from tests.factories import make_call, make_caller, make_peer
@@ -112,6 +112,10 @@ def test_a_blocked_caller_hears_a_message_keeps_stories_and_the_crisis_line(clie
     assert caller.said.startswith("For now, calls from this number cannot be put through to a peer, until ")
     assert "You can still hear stories from peers. If you are in danger, press 9 for the crisis line." in caller.said
     assert db.scalars(select(PeerRequest)).all() == []
+    caller.press("5")  # back to the main menu: a call back would reach a peer too
+    caller.press("3")
+    assert caller.said.startswith("For now, calls from this number cannot be put through to a peer, until ")
+    assert db.scalars(select(CallbackRequest)).all() == []
     caller.press("1")
     assert caller.said.startswith("Which stories would you like to hear?")
     caller.press("9")

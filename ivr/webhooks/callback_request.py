@@ -19,7 +19,7 @@ from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import Transition, callbacks, step
-from callflows.announce import spoken_day_time
+from callflows.announce import blocked_notice, spoken_day_time
 from callflows.calls import caller_for_call, record_event
 from callflows.times import aware
 from ivr.db import get_session
@@ -41,6 +41,11 @@ MAX_ATTEMPT = 9  # menu attempts past this count the same as this
 @actions.action("callback")
 def start_request(ctx: Ctx) -> VoiceResponse:
     """Begin a callback request on this call: confirm caller ID, or key a number when it is hidden."""
+    blocked = blocked_notice(get_session(), services().settings, ctx.flow, ctx.call_sid, utcnow())
+    if blocked is not None:  # a call back would reach a peer: not while blocked (told, never silent)
+        record_event(get_session(), ctx.call_sid, "callback", None, "blocked")
+        get_session().commit()
+        return ctx.menu("blocked", preface=[blocked])
     cb, withheld = callbacks.begin_request(get_session(), services(), ctx.call_sid, request.form.get("From", ""),
                                            ctx.flow.language, ctx.arrived_at, utcnow())
     if withheld:

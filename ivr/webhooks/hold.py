@@ -13,8 +13,8 @@ from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import Flow, callers, hours, line, routing, stories
-from callflows.announce import spoken_day_time, spoken_opening
-from callflows.calls import caller_for_call, record_event
+from callflows.announce import blocked_notice, spoken_opening
+from callflows.calls import record_event
 from callflows.peers import peers_on_shift
 from callflows.times import aware
 from ivr.db import get_session
@@ -71,14 +71,11 @@ def _turned_away(ctx: Ctx, none_on: str, now: datetime) -> VoiceResponse | None:
     settings = services().settings
     flow = ctx.flow
     gate = callers.access(session, settings, ctx.call_sid, now)
-    if gate == "blocked":
-        caller = caller_for_call(session, ctx.call_sid)
-        row = callers.active_block(session, caller.id, now) if caller is not None else None
-        until = aware(row.expires_at) if row is not None else None
+    blocked = blocked_notice(session, settings, flow, ctx.call_sid, now) if gate == "blocked" else None
+    if blocked is not None:
         record_event(session, ctx.call_sid, "peer", None, "blocked")
         session.commit()
-        return ctx.menu("blocked", preface=[flow.text("blocked", when=spoken_day_time(until or now, now, settings,
-                                                                                      flow))])
+        return ctx.menu("blocked", preface=[blocked])
     schedule = hours.load_schedule(session, settings.zone, now)
     if not schedule.is_open(now):
         record_event(session, ctx.call_sid, "peer", None, "line closed")
