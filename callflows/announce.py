@@ -17,18 +17,22 @@ from callflows.settings import Settings
 from callflows.times import aware
 
 
+def spoken_day(moment: datetime, now: datetime, settings: Settings, flow: Flow) -> str:
+    """The day of ``moment`` as people say it: "today", "tomorrow", "on Monday" ("hoy", "mañana", "el lunes")."""
+    zone = settings.zone
+    days = (moment.astimezone(zone).date() - now.astimezone(zone).date()).days
+    if days <= 0:
+        return flow.text("day_today")
+    if days == 1:
+        return flow.text("day_tomorrow")
+    return flow.text(f"weekday_{moment.astimezone(zone).weekday()}")
+
+
 def spoken_day_time(moment: datetime, now: datetime, settings: Settings, flow: Flow) -> str:
     """A moment as people say it relative to today: "tomorrow at 9 am", "el lunes a las 9 de la mañana"."""
     zone = settings.zone
     days = (moment.astimezone(zone).date() - now.astimezone(zone).date()).days
-    clock = spoken_time(moment, settings, flow)
-    if days <= 0:
-        day = flow.text("day_today")
-    elif days == 1:
-        day = flow.text("day_tomorrow")
-    else:
-        day = flow.text(f"weekday_{moment.astimezone(zone).weekday()}")
-    when = flow.text("when_at", day=day, time=clock)
+    when = flow.text("when_at", day=spoken_day(moment, now, settings, flow), time=spoken_time(moment, settings, flow))
     # Beyond a week a weekday alone is ambiguous: say how many days away it is too.
     return flow.text("when_later", days=days, when=when) if days >= 7 else when
 

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from callflows.calls import FINAL_CALL_STATUSES, by_id, caller_for_call, find_or_create_call, is_withheld, record_event
 from callflows.errors import SchedulingError, TwilioGatewayError
-from callflows.hours import defer_to_opening
+from callflows.hours import defer_to_opening, load_schedule
 from callflows.loader import Flow
 from callflows.peers import anyone_available, claim_peer, pick_peers, release_peer, start_wrap_up
 from callflows.sql import rowcount
@@ -241,7 +241,8 @@ def confirm(session: Session, svc: Services, cb: CallbackRequest, now: datetime)
     """The caller said yes to everything: the callback waits for its window and a free peer."""
     not_before, not_after = window_bounds(cb.window, now, svc.settings)
     # A callback asked for while the line is closed is made at the next opening.
-    not_before, not_after = defer_to_opening(session, svc.settings, not_before, not_after)
+    not_before, not_after = defer_to_opening(session, svc.settings, not_before, not_after,
+                                             svc.settings.windows.get(cb.window))
     cb.not_before, cb.not_after, cb.due_at = not_before, not_after, not_before
     cb.status = "pending"
     cb.updated_at = now
@@ -338,8 +339,11 @@ def _recent_peer_misses(session: Session, callback_id: int, now: datetime) -> se
 def offer_due(session: Session, svc: Services, now: datetime, arrived_before: datetime | None = None) -> int:
     """Offer free peers to due callbacks (arrived before ``arrived_before``); returns peer calls placed."""
     placed = 0
+    due = due_callbacks(session, now, arrived_before)
+    if due and not load_schedule(session, svc.settings.zone, now).is_open(now):
+        return 0  # a closed line calls nobody back; the minute tick offers them once it opens
     live = live_attempts(session)
-    for cb in due_callbacks(session, now, arrived_before):
+    for cb in due:
         # Cheap checks first: with a thousand callbacks waiting, stop as soon as nobody is free.
         if live >= svc.settings.callback_max_concurrent or not anyone_available(session):
             break

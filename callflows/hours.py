@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from callflows.settings import Settings
@@ -145,11 +145,9 @@ def load_schedule(session: Session, zone: ZoneInfo, now: datetime | None = None)
 
 def open_closure(session: Session, now: datetime) -> Closure | None:
     """The manual closure in force at ``now`` (one whose set end is still ahead counts), if any."""
-    for closure in session.scalars(select(Closure).order_by(Closure.started_at.desc(), Closure.id.desc())):
-        ended = aware(closure.ended_at)
-        if ended is None or ended > now:
-            return closure
-    return None
+    return session.scalar(select(Closure).where(Closure.started_at <= now,
+                                                or_(Closure.ended_at.is_(None), Closure.ended_at > now))
+                          .order_by(Closure.started_at.desc(), Closure.id.desc()).limit(1))
 
 
 def is_open(session: Session, settings: Settings, now: datetime) -> bool:
@@ -162,16 +160,37 @@ def next_opening(session: Session, settings: Settings, now: datetime) -> datetim
     return load_schedule(session, settings.zone, now).next_opening(now)
 
 
-def defer_to_opening(session: Session, settings: Settings, not_before: datetime,
-                     not_after: datetime) -> tuple[datetime, datetime]:
-    """A callback window that starts while the line is closed starts at the next opening instead (same length)."""
+def defer_to_opening(session: Session, settings: Settings, not_before: datetime, not_after: datetime,
+                     window_hours: tuple[int, int] | None = None) -> tuple[datetime, datetime]:
+    """A callback window that starts while the line is closed starts when it opens.
+
+    "As soon as a peer is free" (no ``window_hours``) moves to the next opening, with the same
+    length. A window the caller chose as safe (its local start and end hours) is never
+    stretched: the first such window, up to two weeks ahead, in which the line opens, from the
+    opening to the window's end; when there is none, the window stays as asked.
+    """
     schedule = load_schedule(session, settings.zone, not_before)
     if schedule.is_open(not_before):
         return not_before, not_after
-    opening = schedule.next_opening(not_before)
-    if opening is None:
-        return not_before, not_after
-    return opening, max(not_after, opening + (not_after - not_before))
+    if window_hours is None:
+        opening = schedule.next_opening(not_before)
+        if opening is None:
+            return not_before, not_after
+        return opening, max(not_after, opening + (not_after - not_before))
+    zone = settings.zone
+    start_h, end_h = window_hours
+    first = not_before.astimezone(zone).date() - timedelta(days=1)
+    for days in range(LOOK_AHEAD_DAYS + 2):
+        day = first + timedelta(days=days)
+        # The same wall-clock window each day (daylight saving may change its UTC offset).
+        start = local_moment(day, start_h * 60, zone)
+        end = local_moment(day, end_h * 60 + (MINUTES_PER_DAY if end_h <= start_h else 0), zone)
+        if end <= not_before:
+            continue
+        opening = schedule.next_opening(max(start, not_before))
+        if opening is not None and opening < end:
+            return opening, end
+    return not_before, not_after
 
 
 # Changes (each one audit-logged in the same commit) ---------------------------------------

@@ -228,3 +228,36 @@ def test_seed_demo_adds_open_hours_and_a_week_of_covered_shifts(runner, db, svc)
     assert shifts.gaps(db, now, days=7) == []
     result = runner.invoke(args=["hours", "show"])
     assert "hours: Monday 00:00-24:00; Tuesday 00:00-24:00" in result.output
+
+
+def test_callbacks_asked_while_closed_keep_a_safe_window_and_a_closed_line_calls_nobody(svc, db) -> None:  # type: ignore[no-untyped-def]
+    from callflows import callbacks
+
+    settings = svc.settings.replace(line_timezone="America/New_York")
+    hours.set_hours(db, [Period(d, 9 * 60, 17 * 60) for d in range(5)], None)  # weekdays 9 to 5
+    saturday = at(2026, 11, 28, 10)
+    # "As soon as a peer is free": Monday at 9, for the same four hours.
+    start, end = callbacks.window_bounds("now", saturday, settings)
+    assert hours.defer_to_opening(db, settings, start, end) == (at(2026, 11, 30, 9), at(2026, 11, 30, 13))
+    # A morning window (9-12) the caller chose as safe: Monday's morning, never stretched past noon.
+    start, end = callbacks.window_bounds("morning", saturday, settings)
+    assert hours.defer_to_opening(db, settings, start, end, (9, 12)) == (at(2026, 11, 30, 9), at(2026, 11, 30, 12))
+    # An evening window (17-21) the line is never open in stays as asked (the call is not moved to a morning).
+    start, end = callbacks.window_bounds("evening", at(2026, 11, 30, 18), settings)
+    assert hours.defer_to_opening(db, settings, start, end, (17, 21)) == (start, end)
+
+
+def test_a_closed_line_offers_no_due_callback_to_a_free_peer(svc, db) -> None:  # type: ignore[no-untyped-def]
+    from callflows import callbacks
+
+    make_peer(db, svc.vault, phone="+15555550303", status="available")
+    now = utcnow()
+    cb = CallbackRequest(number_encrypted=svc.vault.encrypt_text("+15555550183"), language="en", window="now",
+                         status="pending", arrived_at=now - timedelta(minutes=5), not_before=now - timedelta(minutes=1),
+                         not_after=now + timedelta(hours=1), due_at=now - timedelta(minutes=1))
+    db.add(cb)
+    db.commit()
+    hours.close_now(db, "Staff meeting", None, now - timedelta(seconds=1))
+    assert callbacks.offer_due(db, svc, now) == 0
+    db.refresh(cb)
+    assert cb.status == "pending"

@@ -19,7 +19,7 @@ from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import Transition, callbacks, step
-from callflows.announce import blocked_notice, spoken_day_time
+from callflows.announce import blocked_notice, spoken_day, spoken_day_time
 from callflows.calls import caller_for_call, record_event
 from callflows.times import aware
 from ivr.db import get_session
@@ -171,10 +171,11 @@ def _when(ctx: Ctx, cb: CallbackRequest) -> str:
         if start is not None and start > utcnow() + timedelta(minutes=1):  # the line is closed until then
             return spoken_day_time(start, utcnow(), settings, ctx.flow)
         return ctx.flow.text("callback_when_now")
-    today = callbacks.starts_today(settings, cb, utcnow())
-    # The window's own hours (as the caller chose them), even when it is already open.
+    # The window's own hours (as the caller chose them), even when it is already open; its day may be
+    # later than tomorrow when the line is closed until then.
     start_h, end_h = settings.windows[cb.window]
-    return ctx.flow.text("callback_when_window", day=ctx.flow.text("day_today" if today else "day_tomorrow"),
+    day = spoken_day(aware(cb.not_before) or utcnow(), utcnow(), settings, ctx.flow)
+    return ctx.flow.text("callback_when_window", day=day,
                          start=callbacks.spoken_hour(start_h, ctx.flow), end=callbacks.spoken_hour(end_h, ctx.flow))
 
 
