@@ -133,15 +133,18 @@ def access(session: Session, settings: Settings, call_sid: str, now: datetime) -
     return "ok"
 
 
+def has_plan(session: Session, caller_id: int | None) -> bool:
+    """True when this caller has a plan text (the whisper cues the peer to their page)."""
+    plan = plan_of(session, caller_id) if caller_id is not None else None
+    return plan is not None and plan.plan_encrypted is not None
+
+
 def has_plan_for_call(session: Session, call_id: int | None) -> bool:
     """True when the caller of this call has a plan text (the whisper cues the peer to their page)."""
     if call_id is None:
         return False
     call = session.get(Call, call_id)
-    if call is None or call.caller_id is None:
-        return False
-    plan = plan_of(session, call.caller_id)
-    return plan is not None and plan.plan_encrypted is not None
+    return call is not None and has_plan(session, call.caller_id)
 
 
 # Changes (audit-logged) ---------------------------------------------------------------------

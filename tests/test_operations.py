@@ -14,7 +14,7 @@ from sqlalchemy import select
 from callflows import callers, records, shifts
 from callflows.callers import Reached, count_calls
 from models import AuditEntry, CallbackRequest, CallerPlan, CallRecord, Shift, ShiftSignup, utcnow
-from models.tables import PeerRequest, RingLeg
+from models.tables import CallbackAttempt, PeerRequest, RingLeg
 from queues.periodic import check_shifts
 from tests.factories import make_call, make_caller, make_peer
 from tests.helpers import TestCaller
@@ -187,6 +187,30 @@ def test_the_whisper_cues_the_plan_without_reading_it(client, svc, db) -> None: 
     assert phone.said.startswith("Peer support call in English. Press 1 to accept. This caller has a plan on your "
                                  "page.")
     assert "medication" not in phone.said  # a cue only: the plan is on the page
+
+
+def test_the_callback_peer_hears_the_cue_and_sees_the_plan_while_connected(client, svc, db,  # type: ignore[no-untyped-def]
+                                                                           dashboard_data) -> None:
+    sam, caller_row = dashboard_data.sam, dashboard_data.caller
+    callers.set_plan(db, svc.vault, caller_row.id, "Agreed 20-minute calls.", None, None, utcnow())
+    cb = CallbackRequest(caller_id=caller_row.id, number_encrypted=svc.vault.encrypt_text(NUMBER), language="en",
+                         status="dialing", arrived_at=utcnow())
+    db.add(cb)
+    db.flush()
+    attempt = CallbackAttempt(callback_id=cb.id, peer_id=sam.id, stage="peer_ringing", peer_call_sid="CApeercb")
+    db.add(attempt)
+    db.commit()
+    phone = TestCaller(client, number="+15005550006", call_sid="CApeercb")
+    phone.post(f"/callbacks/attempt/{attempt.id}/peer")
+    assert phone.said.startswith("Callback for a caller who called at ")
+    assert "Press 1 to call them now. This caller has a plan on your page." in phone.said
+    assert "20-minute" not in phone.said
+    assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    assert "Agreed 20-minute calls." not in client.get("/staff/me").get_data(as_text=True)  # not connected yet
+    attempt.stage = "connected"
+    db.commit()
+    page = client.get("/staff/me").get_data(as_text=True)
+    assert "Your caller has a plan" in page and "Agreed 20-minute calls." in page
 
 
 # Post-call records ----------------------------------------------------------------------------

@@ -19,9 +19,9 @@ from callflows.times import aware
 from ivr.dashboard.core import audit, bp, peer_required, supervisor_required
 from ivr.db import get_session
 from ivr.services import services
-from models import Call, Caller, CallerBlock, CallRecord, Holiday, Peer, Shift, ShiftTemplate, utcnow
+from models import Call, CallbackRequest, Caller, CallerBlock, CallRecord, Holiday, Peer, Shift, ShiftTemplate, utcnow
 from models.errors import DecryptError
-from models.tables import PeerRequest
+from models.tables import CallbackAttempt, PeerRequest
 
 # How long after a call the accepting peer still sees the caller's plan (their wrap-up).
 PLAN_VISIBLE_AFTER = timedelta(minutes=30)
@@ -387,6 +387,28 @@ def drop_shift(shift_id: int) -> ResponseReturnValue:
 # The accepting peer's view of their caller, and call records --------------------------------------
 
 
+def _current_caller(peer: Peer, now: datetime) -> tuple[int | None, bool]:
+    """The caller this peer is with (live) or was with in the last PLAN_VISIBLE_AFTER, live call or callback."""
+    db = get_session()
+    recent = db.scalars(select(PeerRequest).where(
+        PeerRequest.peer_id == peer.id, PeerRequest.connected_at.is_not(None),
+        or_(PeerRequest.status == "connected", PeerRequest.ended_at > now - PLAN_VISIBLE_AFTER))
+        .order_by(PeerRequest.connected_at.desc()).limit(1)).first()
+    attempt = db.scalars(select(CallbackAttempt).where(
+        CallbackAttempt.peer_id == peer.id,
+        or_(CallbackAttempt.stage == "connected",
+            (CallbackAttempt.outcome == "connected") & (CallbackAttempt.ended_at > now - PLAN_VISIBLE_AFTER)))
+        .order_by(CallbackAttempt.started_at.desc()).limit(1)).first()
+    live_at = aware(recent.connected_at) if recent is not None else None
+    if attempt is not None and (live_at is None or (aware(attempt.started_at) or now) > live_at):
+        cb = db.get(CallbackRequest, attempt.callback_id)
+        return (cb.caller_id if cb is not None else None), attempt.stage == "connected"
+    if recent is not None and recent.call_id is not None:
+        call = db.get(Call, recent.call_id)
+        return (call.caller_id if call is not None else None), recent.status == "connected"
+    return None, False
+
+
 def _my_operations(peer: Peer) -> dict[str, Any]:
     """For a peer's page: their next shift, the plan of the caller they are with (or just were), calls to record.
 
@@ -397,21 +419,16 @@ def _my_operations(peer: Peer) -> dict[str, Any]:
     svc = services()
     now = utcnow()
     nxt = shifts.next_shift(db, peer.id, now)
-    recent = db.scalars(select(PeerRequest).where(
-        PeerRequest.peer_id == peer.id, PeerRequest.connected_at.is_not(None),
-        or_(PeerRequest.status == "connected", PeerRequest.ended_at > now - PLAN_VISIBLE_AFTER))
-        .order_by(PeerRequest.connected_at.desc()).limit(1)).first()
+    caller_id, live = _current_caller(peer, now)
     plan = None
-    if recent is not None and recent.call_id is not None:
-        call = db.get(Call, recent.call_id)
-        if call is not None and call.caller_id is not None:
-            try:
-                plan = callers.plan_text(svc.vault, callers.plan_of(db, call.caller_id))
-            except DecryptError:
-                plan = "(this plan cannot be decrypted)"
-            if plan is not None:
-                audit("view_caller_plan", "caller", call.caller_id, detail=f"accepting peer {peer.id}")
-                db.commit()
+    if caller_id is not None:
+        try:
+            plan = callers.plan_text(svc.vault, callers.plan_of(db, caller_id))
+        except DecryptError:
+            plan = "(this plan cannot be decrypted)"
+        if plan is not None:
+            audit("view_caller_plan", "caller", caller_id, detail=f"accepting peer {peer.id}")
+            db.commit()
     # My calls of the last day without a record yet, to complete from here.
     recorded = select(CallRecord.call_id).where(CallRecord.peer_id == peer.id)
     to_record = db.execute(select(Call.id, Call.started_at).join(PeerRequest, PeerRequest.call_id == Call.id)
@@ -419,7 +436,7 @@ def _my_operations(peer: Peer) -> dict[str, Any]:
                                   Call.id.not_in(recorded))
                            .order_by(Call.started_at.desc()).limit(10)).all()
     return {"next_shift": _local(nxt.starts_at) if nxt is not None else None, "plan": plan,
-            "plan_live": recent is not None and recent.status == "connected",
+            "plan_live": live,
             "to_record": [(call_id, _local(started)) for call_id, started in to_record]}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from callflows import callbacks, line
+from callflows import callbacks, callers, line
 from callflows.times import aware
 from ivr.db import get_session
 from ivr.services import services
@@ -49,7 +49,10 @@ def peer_whisper(attempt_id: int) -> Response:
     cb = session.get(CallbackRequest, attempt.callback_id)
     assert cb is not None
     when = callbacks.spoken_time(aware(cb.arrived_at) or utcnow(), services().settings, speaker.flow)
-    return to_response(speaker.whisper(speaker.text("callback_whisper", time=when),
+    whisper = speaker.text("callback_whisper", time=when)
+    if callers.has_plan(session, cb.caller_id):  # a cue only: the plan is on the peer's page
+        whisper += " " + speaker.text("whisper_plan")
+    return to_response(speaker.whisper(whisper,
                                        public_url("callbacks.peer_answer", attempt_id=attempt.id),
                                        [speaker.text("whisper_missed")]))
 
