@@ -24,6 +24,7 @@ from simulator.engine import (
     ScriptActor,
     new_call_sid,
     parse_answer,
+    wav_seconds,
 )
 from simulator.errors import SimulatorError
 from simulator.network_state import PEER_MODES, NetworkState
@@ -44,6 +45,23 @@ def find_token(instance: Path | None = None) -> str | None:
     if path.exists():
         return path.read_text().strip()
     return None
+
+
+def fictional_number() -> str:
+    """A new fictional caller's number: 555-0100 to 555-0199 (kept for fiction) in a random area code."""
+    # The area code varies so that each run is a new caller; its first digit is 2-9 as in real ones.
+    return f"+1{2 + secrets.randbelow(8)}{secrets.randbelow(100):02d}55501{secrets.randbelow(100):02d}"
+
+
+def read_wav(path: Path) -> bytes:
+    """The bytes of a WAV file to leave as a message; a clear error when the file is not a WAV."""
+    audio = path.read_bytes()
+    if wav_seconds(audio) <= 0:
+        raise click.ClickException(
+            f"{path} is not a WAV file with sound in it (the phone network plays WAV audio only). Make one with "
+            f'espeak-ng -w message.wav "Hello, please call me back", or convert a recording with '
+            f"sox INPUT message.wav")
+    return audio
 
 
 class TerminalActor:
@@ -74,9 +92,12 @@ class TerminalActor:
         if not typed:
             return None
         try:
-            return Path(typed).expanduser().read_bytes()
+            return read_wav(Path(typed).expanduser())
         except OSError as exc:
             click.echo(f"  cannot read {typed}: {exc}; recording nothing")
+            return None
+        except click.ClickException as exc:
+            click.echo(f"  {exc.message}; recording nothing")
             return None
 
     def stay(self, what: str, seconds: float) -> bool:
@@ -101,7 +122,8 @@ class TerminalActor:
 @click.option("--peer-answers", type=click.Choice(PEER_MODES), default=None,
               help="Tell the phone network how peers' phones answer from now on.")
 @click.option("--from", "from_", default=None,
-              help="The caller's number. Default: a new caller each run (a fictional 555-01xx number), so a "
+              help="The caller's number. Default: a new caller each run (a fictional 555-01xx number: 555-0100 "
+                   "to 555-0199 in a random area code), so a "
                    "script always starts at the language question; give a number to call again as the same caller.")
 @click.option("--to", default=None, help="The line's number (TWILIO_PHONE_NUMBER, else +15005550006).")
 @click.option("--url", "app_url", default=None, help="Where the app listens (PUBLIC_BASE_URL, else "
@@ -133,9 +155,8 @@ def call_command(script: str | None, record_file: Path | None, peer_answers: str
                                    "`peerline up` (it writes instance/twilio-dev.token)")
     network_url = (network_url or os.environ.get("TWILIO_API_BASE_URL") or DEFAULT_NETWORK_URL).rstrip("/")
     to = to or os.environ.get("TWILIO_PHONE_NUMBER") or "+15005550006"
-    # A fictional number (555-01xx is reserved for fiction) that is new on each run.
-    from_ = from_ or f"+1555555{secrets.randbelow(10000):04d}"
-    audio = record_file.read_bytes() if record_file else None
+    from_ = from_ or fictional_number()
+    audio = read_wav(record_file) if record_file else None
 
     hub: HubClient | None = None
     call_sid = new_call_sid()

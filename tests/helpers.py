@@ -30,6 +30,16 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+# Where the schema comes from, for the skip message: a clone does not have it.
+XSD_WHERE = (
+    "Twilio's TwiML schema is not in this repository. It is Twilio's published voice schema "
+    "(twiml_v20100401_twilioRealtimeCallSchema.xsd with the .xsd files it imports), from "
+    "https://github.com/TwilioDevEd/twiml-generator (folder twiml_generator/xsd, MIT license); the project keeps "
+    "it, with an offline xml.xsd import and <Leave> allowed, in shared/twiml-xsd beside the checkout "
+    "(see its README). Put that folder at ../shared/twiml-xsd or set TWIML_XSD_DIR to it"
+)
+
+
 def xsd_dir() -> Path | None:
     """Twilio's TwiML schema folder: TWIML_XSD_DIR, else ../shared/twiml-xsd beside the checkout."""
     candidates = [os.environ.get("TWIML_XSD_DIR"), str(REPO.parent / "shared" / "twiml-xsd")]
@@ -49,7 +59,7 @@ def twiml_schema() -> etree.XMLSchema | None:
         folder = xsd_dir()
         if folder is None:
             if os.environ.get("PEERLINE_REQUIRE_ALL"):
-                pytest.fail("required in CI: TWIML_XSD_DIR must point at ../shared/twiml-xsd")
+                pytest.fail(f"required in CI: {XSD_WHERE}")
             return None
         _SCHEMA = etree.XMLSchema(etree.parse(str(folder / "twiml_v20100401_twilioRealtimeCallSchema.xsd")))
     return _SCHEMA
