@@ -113,16 +113,18 @@ class TestCaller:
     token: str = TEST_AUTH_TOKEN
     twiml: etree._Element | None = None
     heard: list[str] = field(default_factory=list)
+    signature_header: str = "X-Twilio-Signature"  # X-SignalWire-Signature for a SignalWire-style caller
+    account_sid: str = TEST_ACCOUNT_SID
 
     def post(self, url: str, **form: str) -> etree._Element:
         """POST signed form data to an absolute or relative URL and parse the TwiML."""
         if url.startswith("/"):
             url = PUBLIC_BASE + url
         params = {"CallSid": self.call_sid, "From": self.number, "To": "+15005550006",
-                  "AccountSid": TEST_ACCOUNT_SID, **form}
+                  "AccountSid": self.account_sid, **form}
         parts = urlsplit(url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        response = self.client.post(path, data=params, headers={"X-Twilio-Signature": sign(url, params, self.token)})
+        response = self.client.post(path, data=params, headers={self.signature_header: sign(url, params, self.token)})
         body = response.data
         response.close()  # as a WSGI server does once the answer is sent (work deferred to then runs now)
         assert response.status_code == 200, (response.status_code, body[:500])
