@@ -91,6 +91,7 @@ class Settings:
     vosk_model_path: str = ""
     secret_key: str = ""
     data_key: str = ""
+    lookup_key: str = ""  # PEERLINE_LOOKUP_KEY: the key lookup hashes derive from while data keys rotate
     crisis_number: str = "988"
     supervisor_number: str = ""
     gather_timeout_s: int = 10
@@ -157,6 +158,7 @@ class Settings:
             vosk_model_path=env.get("VOSK_MODEL_PATH", ""),
             secret_key=env.get("PEERLINE_SECRET_KEY", ""),
             data_key=env.get("PEERLINE_DATA_KEY", ""),
+            lookup_key=env.get("PEERLINE_LOOKUP_KEY", ""),
             crisis_number=env.get("CRISIS_NUMBER") or "988",
             supervisor_number=env.get("SUPERVISOR_NUMBER", ""),
             delete_provider_recordings=env.get("DELETE_PROVIDER_RECORDINGS", "1") not in ("0", "false", "no"),

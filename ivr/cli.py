@@ -26,6 +26,7 @@ from werkzeug.security import generate_password_hash
 
 from callflows import FlowValidationError, load_flows
 from callflows.errors import RetentionError, SettingsError
+from callflows.keys import rotate_keys
 from callflows.research import ExportWindow, day_start, export_rows, write_csv
 from callflows.retention import RetentionPolicy, purge
 from callflows.settings import Settings, ensure_key_file
@@ -33,6 +34,7 @@ from ivr import create_app, demo
 from ivr.services import services
 from models import Peer, StaffUser
 from models.crypto import generate_key
+from models.errors import DecryptError
 from models.session import upgrade
 from queues.connection import stop_embedded
 from queues.periodic import schedule_purge
@@ -337,6 +339,26 @@ def purge_command(dry_run: bool, voicemail_days: int | None, call_days: int | No
         click.echo(f"scheduled the daily purge ({job_id})" if job_id else "a daily purge is already scheduled")
 
 
+@click.command("rotate-keys")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1),
+              help="Rows re-encrypted per transaction.")
+@click.option("--rehash", is_flag=True,
+              help="Also recompute the lookup hashes of numbers (only with the web app and workers stopped).")
+@with_appcontext
+def rotate_keys_command(batch_size: int, rehash: bool) -> None:
+    """Re-encrypt every stored value and media file under the first PEERLINE_DATA_KEY (resumable)."""
+    svc = services()
+    try:
+        report = rotate_keys(svc.sessions, svc.vault, Path(svc.settings.instance_path), batch_size=batch_size,
+                             rehash=rehash)
+    except DecryptError as exc:
+        raise click.ClickException(
+            f"{exc}.\n  Put the key it was encrypted with back in PEERLINE_DATA_KEY (after the new one) and run "
+            "this again: it goes on where it stopped.") from exc
+    click.echo("\n".join(["every encrypted value and media file is under the first key of PEERLINE_DATA_KEY:",
+                          *report.lines()]))
+
+
 def check_settings() -> Settings:
     """The settings of this environment, checked; a clear error (not a traceback) when one is unusable."""
     try:
@@ -349,6 +371,7 @@ def register_commands(app: Flask) -> None:
     """Add the commands that need the app (database, Redis) to ``app.cli``."""
     for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker, export, purge_command):
         app.cli.add_command(command)
+    app.cli.add_command(rotate_keys_command)
 
 
 def _create_app() -> Flask:
