@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -106,8 +106,7 @@ class WebServer:
 
 
 def free_port() -> int:
-    import socket
-
+    """A free port on 127.0.0.1."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
