@@ -599,7 +599,8 @@ class Leg:
         action = verb.get("action")
         method = verb.get("method", "POST")
         conference = verb.find("Conference")
-        dial_sid = "CA" + uuid.uuid4().hex
+        # The dialled leg's id has the shape of this call's own (Twilio's CA + hex, or SignalWire's UUID).
+        dial_sid = new_call_sid("signalwire" if "-" in self.call_sid else "twilio")
         started = time.monotonic()
         if conference is not None:
             status = self.conference(conference)
