@@ -135,6 +135,9 @@ def test_a_peer_call_runs_end_to_end_with_uuid_ids_and_signalwire_rest(
     assert {r.auth for r in network.requests} == {(PROJECT, API_TOKEN)}
     creates = [r for r in network.requests if r.method == "POST" and r.path.endswith("/Calls.json")]
     assert [c.form["To"] for c in creates] == [["+12025550101"]]
+    # The caller was moved to the peer by a REST update of the caller's own (UUID) call.
+    redirects = [r for r in network.requests if r.method == "POST" and r.path.endswith(f"/Calls/{sid}.json")]
+    assert [r.form["Url"] for r in redirects] == [[f"{PUBLIC_BASE}/peer/caller/{ring_leg.request_id}/connect?lang=en"]]
 
 
 def test_a_voicemail_is_fetched_and_deleted_through_signalwire_paths(
