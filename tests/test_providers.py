@@ -19,6 +19,8 @@ from callflows.errors import SettingsError
 from callflows.services import Services
 from callflows.settings import Settings
 from callflows.twilio_client import TwilioGateway, gateway_for
+from ivr import create_app
+from ivr.services import services
 from models import Voicemail
 from models.tables import PeerRequest, RingLeg
 from queues.connection import TRANSCRIPTION_QUEUE
@@ -104,6 +106,27 @@ def test_webhooks_refuse_other_keys_and_headers(client: Any, header: str, key: s
     form = {"CallSid": str(uuid.uuid4()), "From": "+12025550143", "To": LINE, "AccountSid": PROJECT}
     response = client.post("/voice/incoming", data=form, headers={header: sign(url, form, key)})
     assert response.status_code == 403
+
+
+def test_signalwire_signature_in_the_twilio_header_is_accepted_with_the_signing_key(client: Any) -> None:
+    url = f"{PUBLIC_BASE}/voice/incoming"
+    form = {"CallSid": str(uuid.uuid4()), "From": "+12025550143", "To": LINE, "AccountSid": PROJECT}
+    response = client.post("/voice/incoming", data=form, headers={"X-Twilio-Signature": sign(url, form, SIGNING_KEY)})
+    assert response.status_code == 200 and b"<Gather" in response.data
+
+
+def test_twilio_accepts_only_its_own_header(app_config: dict[str, Any], engine: Any, redis: Any) -> None:
+    application = create_app({**app_config, "telephony_provider": "twilio", "signing_key": "",
+                              "twilio_auth_token": TEST_AUTH_TOKEN, "twilio_api_base_url": "https://api.twilio.com"})
+    try:
+        client = application.test_client()
+        url = f"{PUBLIC_BASE}/voice/incoming"
+        form = {"CallSid": "CA" + uuid.uuid4().hex, "From": "+12025550143", "To": LINE}
+        signature = sign(url, form, TEST_AUTH_TOKEN)
+        assert client.post("/voice/incoming", data=form, headers={"X-SignalWire-Signature": signature}).status_code == 403
+        assert client.post("/voice/incoming", data=form, headers={"X-Twilio-Signature": signature}).status_code == 200
+    finally:
+        services(application).engine.dispose()
 
 
 def test_a_peer_call_runs_end_to_end_with_uuid_ids_and_signalwire_rest(
