@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from callflows.errors import SettingsError
@@ -24,6 +25,7 @@ from ivr.services import services
 from models import Voicemail
 from models.tables import PeerRequest, RingLeg
 from queues.connection import TRANSCRIPTION_QUEUE
+from simulator.cli import call_command
 from simulator.engine import HttpTransport, HubClient, Leg, ScriptActor, new_call_sid
 from tests.conftest import tone_wav
 from tests.factories import make_peer
@@ -195,3 +197,14 @@ def test_lost_recordings_are_listed_through_signalwire_paths(phone_network: Any,
     assert network.requests[-1].path == f"/api/laml/2010-04-01/Accounts/{PROJECT}/Recordings.json"
     assert isinstance(svc.twilio, TwilioGateway)
     assert json.dumps(network.requests[-1].query)  # the DateCreated filter went along
+
+
+def test_peerline_call_behaves_like_signalwire(live_app: str, phone_network: Any) -> None:
+    result = CliRunner().invoke(call_command, [
+        "--provider", "signalwire", "--script", "1,2", "--url", live_app, "--public-url", PUBLIC_BASE,
+        "--token", SIGNING_KEY, "--network", phone_network.base_url, "--from", "+12025550145"])
+    assert result.exit_code == 0, result.output
+    call_id = re.search(r"\(call (\S+)\)\.", result.output)
+    assert call_id is not None and UUID.fullmatch(call_id[1])
+    assert '"Which stories would you like to hear?' in result.output
+    assert result.output.rstrip().endswith("Call ended (completed).")
