@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
+import httpx
 from flask import Flask, current_app
 from flask.cli import ScriptInfo, load_dotenv, with_appcontext
 from sqlalchemy import select
@@ -185,17 +186,20 @@ def check_ports(host: str, wanted: dict[int, str]) -> None:
             "takes the next port)")
 
 
-def wait_until_listening(host: str, port: int, children: list[subprocess.Popen[bytes]], timeout_s: float) -> bool:
-    """Wait until the web app accepts connections; False when a child stopped or time ran out."""
+def wait_until_answering(url: str, children: list[subprocess.Popen[bytes]], timeout_s: float) -> bool:
+    """Wait until the web app answers an HTTP request; False when a child stopped or time ran out.
+
+    gunicorn listens before its workers have loaded the app, so an open port is not enough.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if any(child.poll() is not None for child in children):
             return False
         try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.2)
+            httpx.get(url, timeout=2.0)
+            return True
+        except httpx.HTTPError:
+            time.sleep(0.3)
     return False
 
 
@@ -242,7 +246,7 @@ def up(port: int) -> None:
         subprocess.run([exe, "seed-demo"], env=env, check=True)
         children.append(subprocess.Popen([exe, "serve", "--port", str(port)], env=env))
         children.append(subprocess.Popen([exe, "worker"], env=env))
-        if not wait_until_listening("127.0.0.1", port, children, 60.0):
+        if not wait_until_answering(f"http://127.0.0.1:{port}/healthz", children, 120.0):
             raise click.ClickException("the web app did not start; see its output above")
         sim_args = "" if port == 5000 else f" --url {env['PUBLIC_BASE_URL']} --network {env['TWILIO_API_BASE_URL']}"
         click.echo("\n".join([

@@ -118,7 +118,7 @@ def test_make_run_starts_warns_once_and_leaves_no_temporary_folder(tmp_path: Pat
         text = log.read_text()
         assert "peerline is running." in text, text
         # It says it runs only once the web app answers.
-        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30)
         assert health.status_code == 200, health.text
         assert health.json()["redis"] == "ok"
     finally:
