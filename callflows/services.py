@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from callflows.loader import Flow
 from callflows.scheduling import Jobs
 from callflows.settings import Settings
-from callflows.twilio_client import TwilioGateway
+from callflows.twilio_client import TwilioGateway, gateway_for
 from models.crypto import Vault
 
 PathBuilder = Callable[[str, Mapping[str, object]], str]
@@ -54,5 +54,5 @@ class Services:
     def twilio(self) -> TwilioGateway:
         """The one Twilio REST client of this process (created on first use)."""
         if self._twilio is None:
-            self._twilio = TwilioGateway(self.settings)
+            self._twilio = gateway_for(self.settings)
         return self._twilio

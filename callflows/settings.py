@@ -18,6 +18,25 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from callflows.errors import SettingsError
 
 TWILIO_API_HOST = "https://api.twilio.com"
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A telephony provider that speaks Twilio's TwiML, REST paths and HMAC-SHA1 webhook signatures."""
+
+    name: str
+    signature_header: str  # the header its webhooks carry the signature in
+    api_base: str  # its REST base URL; "{space}" is SIGNALWIRE_SPACE_URL
+
+
+# TELEPHONY_PROVIDER. A provider that differs beyond these three (Telnyx TeXML: JSON REST and
+# Ed25519 signatures; Plivo: its own XML) needs an adapter (docs/operations.md, "Providers").
+PROVIDERS = {
+    "twilio": Provider("twilio", "X-Twilio-Signature", TWILIO_API_HOST),
+    # SignalWire's compatibility API: https://{space}.signalwire.com/api/laml/2010-04-01/Accounts/{project}/...
+    # with the Project ID and API token as basic auth; webhooks are signed with the project's signing key.
+    "signalwire": Provider("signalwire", "X-SignalWire-Signature", "https://{space}/api/laml"),
+}
 WINDOW_CHOICES = ("now", "morning", "afternoon", "evening")
 
 
@@ -72,6 +91,7 @@ class Settings:
     vosk_model_path: str = ""
     secret_key: str = ""
     data_key: str = ""
+    lookup_key: str = ""  # PEERLINE_LOOKUP_KEY: the key lookup hashes derive from while data keys rotate
     crisis_number: str = "988"
     supervisor_number: str = ""
     gather_timeout_s: int = 10
@@ -90,6 +110,9 @@ class Settings:
     callback_max_attempts: int = 3
     callback_retry_schedule: str = "10m,1h"
     callback_max_concurrent: int = 2  # outbound callback attempts in progress at once
+    telephony_provider: str = "twilio"  # a key of PROVIDERS
+    signing_key: str = ""  # SignalWire: the project's webhook signing key (Twilio signs with the auth token)
+    metrics_token: str = ""  # bearer token of GET /metrics; unset = /metrics is off (404)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -113,18 +136,29 @@ class Settings:
                 return default
             return value
 
+        provider = (env.get("TELEPHONY_PROVIDER") or "twilio").strip().lower()
+        # SignalWire's own names are read too, so its dashboard's labels can be pasted as they are.
+        signalwire = provider == "signalwire"
+        space = (env.get("SIGNALWIRE_SPACE_URL") or "").strip().removeprefix("https://").strip("/")
+        default_api = (PROVIDERS["signalwire"].api_base.format(space=space) if signalwire and space
+                       else TWILIO_API_HOST)
         settings = cls(
             instance_path=instance_path,
             database_url=env.get("DATABASE_URL") or f"sqlite:///{instance_path / 'peerline.db'}",
             redis_url=env.get("REDIS_URL", ""),
             public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
-            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or cls.twilio_account_sid,
-            twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", ""),
+            twilio_account_sid=(signalwire and env.get("SIGNALWIRE_PROJECT_ID")) or env.get("TWILIO_ACCOUNT_SID")
+            or cls.twilio_account_sid,
+            twilio_auth_token=(signalwire and env.get("SIGNALWIRE_API_TOKEN")) or env.get("TWILIO_AUTH_TOKEN", ""),
             twilio_phone_number=env.get("TWILIO_PHONE_NUMBER") or cls.twilio_phone_number,
-            twilio_api_base_url=(env.get("TWILIO_API_BASE_URL") or TWILIO_API_HOST).rstrip("/"),
+            twilio_api_base_url=(env.get("TWILIO_API_BASE_URL") or default_api).rstrip("/"),
+            telephony_provider=provider,
+            signing_key=env.get("SIGNALWIRE_SIGNING_KEY", "") if signalwire else "",
+            metrics_token=env.get("METRICS_TOKEN", ""),
             vosk_model_path=env.get("VOSK_MODEL_PATH", ""),
             secret_key=env.get("PEERLINE_SECRET_KEY", ""),
             data_key=env.get("PEERLINE_DATA_KEY", ""),
+            lookup_key=env.get("PEERLINE_LOOKUP_KEY", ""),
             crisis_number=env.get("CRISIS_NUMBER") or "988",
             supervisor_number=env.get("SUPERVISOR_NUMBER", ""),
             delete_provider_recordings=env.get("DELETE_PROVIDER_RECORDINGS", "1") not in ("0", "false", "no"),
@@ -154,9 +188,39 @@ class Settings:
                 problems.extend(exc.problems)
         if not self.public_base_url.startswith(("http://", "https://")):
             problems.append(f"PUBLIC_BASE_URL: {self.public_base_url!r} must start with http:// or https://")
+        problems.extend(self.provider_problems())
         if problems:
             raise SettingsError(problems)
         return self
+
+    def provider_problems(self) -> list[str]:
+        """What keeps TELEPHONY_PROVIDER and its credentials from working, one line per variable."""
+        if self.telephony_provider not in PROVIDERS:
+            return [f"TELEPHONY_PROVIDER: {self.telephony_provider!r} is not one of {', '.join(PROVIDERS)}"]
+        if self.telephony_provider != "signalwire":
+            return []
+        problems = []
+        if self.twilio_auth_token and not self.signing_key:
+            # Without it every webhook would be refused (or, worse, checked against the wrong key).
+            problems.append("SIGNALWIRE_SIGNING_KEY: required with TELEPHONY_PROVIDER=signalwire (the project's "
+                            "signing key, under API credentials in the SignalWire dashboard)")
+        if self.twilio_api_base_url == TWILIO_API_HOST:
+            problems.append("SIGNALWIRE_SPACE_URL: required with TELEPHONY_PROVIDER=signalwire "
+                            "(e.g. example.signalwire.com), or set TWILIO_API_BASE_URL")
+        return problems
+
+    @property
+    def provider(self) -> Provider:
+        """The telephony provider (TELEPHONY_PROVIDER); Twilio when the name is unknown (check() refuses it)."""
+        return PROVIDERS.get(self.telephony_provider, PROVIDERS["twilio"])
+
+    @property
+    def webhook_signing_key(self) -> str:
+        """The key webhooks are signed with: SignalWire's signing key, or Twilio's auth token; empty = no check."""
+        if self.telephony_provider == "signalwire":
+            # Never unchecked because a key is missing: check() refuses that start anyway.
+            return self.signing_key or self.twilio_auth_token
+        return self.twilio_auth_token
 
     @cached_property
     def zone(self) -> ZoneInfo:

@@ -1,7 +1,12 @@
 """The one module that talks to Twilio's REST API (Calls, Queues, Recordings, Messages).
 
 Every request goes to ``TWILIO_API_BASE_URL`` with Twilio's own paths and form fields, so a
-local server that speaks the same API (the simulator, the tests) can stand in for Twilio.
+local server that speaks the same API (the simulator, the tests) can stand in for Twilio, and
+so can SignalWire's compatibility API (``TELEPHONY_PROVIDER=signalwire``: the base URL
+``https://{space}.signalwire.com/api/laml``, the Project ID and API token as credentials).
+Nothing here assumes the shape of an id (SignalWire's are UUIDs, Twilio's ``CA`` + 32 hex).
+A provider with another REST API (Telnyx's JSON, Plivo's) would implement
+:class:`TelephonyGateway` and be named in :data:`GATEWAYS`.
 
 Exceptions: :class:`~callflows.errors.TwilioGatewayError` wraps what the REST API or the
 network refused.
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import httpx
 from twilio.base.exceptions import TwilioException
@@ -33,6 +38,38 @@ class RecordingInfo:
     duration_s: int | None  # None while Twilio does not know it yet (it says -1)
     created_at: datetime  # aware, UTC
     status: str  # "completed" once the audio can be fetched ("in-progress", "processing", "absent"...)
+
+
+class TelephonyGateway(Protocol):
+    """What the line asks of a provider's REST API: the seam for a provider that is not Twilio-compatible."""
+
+    def recording_url(self, recording_sid: str) -> str:
+        """A recording's resource URL (as the recording status callback would post it)."""
+        ...
+
+    def fetch_recording(self, recording_sid: str) -> bytes:
+        """Download a recording's WAV audio."""
+        ...
+
+    def delete_recording(self, recording_sid: str) -> None:
+        """Delete the provider's copy of a recording."""
+        ...
+
+    def list_recordings(self, since: datetime) -> list[RecordingInfo]:
+        """The account's recordings created at or after ``since``."""
+        ...
+
+    def create_call(self, to: str, url: str, status_callback: str, **extra: Any) -> str:
+        """Place an outbound call from the line's number; its call id."""
+        ...
+
+    def update_call(self, call_sid: str, **fields: Any) -> None:
+        """Redirect or end a live call."""
+        ...
+
+    def send_sms(self, to: str, body: str) -> str:
+        """Send a text message from the line's number; its id."""
+        ...
 
 
 class TwilioGateway:
@@ -127,6 +164,15 @@ class TwilioGateway:
         except (TwilioException, OSError) as exc:  # requests errors are OSErrors
             raise TwilioGatewayError(f"sending SMS: {exc}") from exc
         return str(message.sid)
+
+
+# TELEPHONY_PROVIDER -> the gateway that speaks its REST API (SignalWire's is Twilio's at another base URL).
+GATEWAYS: dict[str, Callable[[Settings], TwilioGateway]] = {"twilio": TwilioGateway, "signalwire": TwilioGateway}
+
+
+def gateway_for(settings: Settings) -> TwilioGateway:
+    """The REST client of the configured provider."""
+    return GATEWAYS[settings.provider.name](settings)
 
 
 def _seconds(duration: str | None) -> int | None:

@@ -69,7 +69,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         engine=engine,
         sessions=make_sessionmaker(engine),
         redis=redis,
-        vault=Vault(data_key),
+        vault=Vault(data_key, settings.lookup_key),
         flows=load_flows(),
         jobs=RqJobs(redis),
         paths=path_builder(app.url_map),
@@ -78,7 +78,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Imported here, not at the top: the views need the package's create_app module loaded
     # first, and this keeps `import ivr` cheap for the command-line tools. Importing a webhook
     # handler module adds its routes to the shared blueprints and its actions to the registry.
-    from ivr import cli, dashboard, db, health
+    from ivr import cli, dashboard, db, health, prometheus
     from ivr.webhooks import (actions, blueprints, callback_legs, callback_request, failures, hold, media, menus,
                               peer_legs, peer_phone, status, stories, voicemail)
 
@@ -89,7 +89,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                            f"(handler modules: {', '.join(m.__name__ for m in handler_modules)})")
 
     db.init_app(app)
-    for blueprint in (*blueprints.TWILIO, media.bp, health.bp):
+    for blueprint in (*blueprints.TWILIO, media.bp, health.bp, prometheus.bp):
         app.register_blueprint(blueprint)
     failures.init_app(app, blueprints.TWILIO)
     dashboard.init_app(app)

@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,14 +18,16 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
+import httpx
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import ScriptInfo, load_dotenv, with_appcontext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
 from callflows import FlowValidationError, load_flows
 from callflows.errors import RetentionError, SettingsError
+from callflows.keys import rotate_keys
 from callflows.research import ExportWindow, day_start, export_rows, write_csv
 from callflows.retention import RetentionPolicy, purge
 from callflows.settings import Settings, ensure_key_file
@@ -32,7 +35,9 @@ from ivr import create_app, demo, operations_cli
 from ivr.services import services
 from models import Peer, StaffUser
 from models.crypto import generate_key
+from models.errors import DecryptError
 from models.session import upgrade
+from queues.connection import stop_embedded
 from queues.periodic import schedule_purge
 from queues.worker import run_worker
 from transcription import cli as transcription_cli
@@ -128,8 +133,10 @@ def gen_key() -> None:
 def serve(host: str, port: int, workers: int) -> None:
     """Run the web app under gunicorn."""
     check_settings()
-    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-                               str(workers), "--access-logfile", "-", "ivr.wsgi:app"])
+    # Resolved here, once, so the gunicorn workers do not each warn about a generated key.
+    env = with_dev_keys(dict(os.environ), default_instance_path())
+    os.execvpe(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
+                                str(workers), "--access-logfile", "-", "ivr.wsgi:app"], env)
 
 
 @click.command("worker")
@@ -140,13 +147,76 @@ def worker(burst: bool) -> None:
     run_worker(services(current_app), burst=burst)
 
 
+def with_dev_keys(env: dict[str, str], instance: Path) -> dict[str, str]:
+    """``env`` with PEERLINE_DATA_KEY and PEERLINE_SECRET_KEY filled from the instance folder when unset.
+
+    Development only: the keys are generated into ``instance/`` once, and the warning about the
+    data key is printed here, once per start, instead of by every process that builds the app.
+    """
+    env = dict(env)
+    if not env.get("PEERLINE_DATA_KEY"):
+        env["PEERLINE_DATA_KEY"] = ensure_key_file(instance / "data.key", generate_key)
+        click.echo(f"warning: PEERLINE_DATA_KEY is unset; using the generated key in {instance / 'data.key'} "
+                   "(set a real one for production: peerline gen-key)", err=True)
+    if not env.get("PEERLINE_SECRET_KEY"):
+        env["PEERLINE_SECRET_KEY"] = ensure_key_file(instance / "secret.key", lambda: secrets.token_urlsafe(32))
+    return env
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on ``host:port`` (binding it, as gunicorn does, fails)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR as gunicorn and werkzeug set it: a port in TIME_WAIT is free for them too.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports(host: str, wanted: dict[int, str]) -> None:
+    """Refuse to start when a port ``make run`` needs is taken, naming it and how to choose another."""
+    taken = [f"port {port} ({what}) is already in use on {host}" for port, what in wanted.items()
+             if port_in_use(host, port)]
+    if taken:
+        first = min(wanted)
+        other = first + 50 if first + 50 < 65535 else 5050
+        raise click.ClickException(
+            "; ".join(taken) + ".\n  Another program (or another `make run`) listens there. Stop it, or choose "
+            f"other ports: PORT={other} make run  (or: peerline up --port {other}; the phone network "
+            "takes the next port)")
+
+
+def wait_until_answering(url: str, children: list[subprocess.Popen[bytes]], timeout_s: float) -> bool:
+    """Wait until the web app answers an HTTP request; False when a child stopped or time ran out.
+
+    gunicorn listens before its workers have loaded the app, so an open port is not enough.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            return False
+        try:
+            httpx.get(url, timeout=2.0)
+            return True
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    return False
+
+
 @click.command("up")
-@click.option("--port", default=5000, type=int)
+@click.option("--port", default=5000, type=int, envvar="PORT", show_envvar=True,
+              help="Port of the web app; the phone network takes the next one.")
 def up(port: int) -> None:
     """Run the whole line locally: migrate, seed, web app, worker, embedded Redis (make run)."""
+    wanted = {port: "the web app"}
+    if not os.environ.get("TWILIO_API_BASE_URL"):
+        wanted[port + 1] = "the phone network"
+    check_ports("127.0.0.1", wanted)
     instance = default_instance_path()
     instance.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PEERLINE_INSTANCE_PATH=str(instance))
+    env = with_dev_keys(dict(os.environ, PEERLINE_INSTANCE_PATH=str(instance)), instance)
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     keep_alive = []
     if not env.get("REDIS_URL"):
@@ -178,7 +248,8 @@ def up(port: int) -> None:
         subprocess.run([exe, "seed-demo"], env=env, check=True)
         children.append(subprocess.Popen([exe, "serve", "--port", str(port)], env=env))
         children.append(subprocess.Popen([exe, "worker"], env=env))
-        time.sleep(1.5)
+        if not wait_until_answering(f"http://127.0.0.1:{port}/healthz", children, 120.0):
+            raise click.ClickException("the web app did not start; see its output above")
         sim_args = "" if port == 5000 else f" --url {env['PUBLIC_BASE_URL']} --network {env['TWILIO_API_BASE_URL']}"
         click.echo("\n".join([
             "",
@@ -211,7 +282,7 @@ def up(port: int) -> None:
             except subprocess.TimeoutExpired:
                 child.kill()
         for server in keep_alive:
-            server.shutdown()
+            stop_embedded(server)
 
 
 def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
@@ -274,6 +345,26 @@ def purge_command(dry_run: bool, voicemail_days: int | None, call_days: int | No
         click.echo(f"scheduled the daily purge ({job_id})" if job_id else "a daily purge is already scheduled")
 
 
+@click.command("rotate-keys")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1),
+              help="Rows re-encrypted per transaction.")
+@click.option("--rehash", is_flag=True,
+              help="Also recompute the lookup hashes of numbers (only with the web app and workers stopped).")
+@with_appcontext
+def rotate_keys_command(batch_size: int, rehash: bool) -> None:
+    """Re-encrypt every stored value and media file under the first PEERLINE_DATA_KEY (resumable)."""
+    svc = services()
+    try:
+        report = rotate_keys(svc.sessions, svc.vault, Path(svc.settings.instance_path), batch_size=batch_size,
+                             rehash=rehash)
+    except DecryptError as exc:
+        raise click.ClickException(
+            f"{exc}.\n  Put the key it was encrypted with back in PEERLINE_DATA_KEY (after the new one) and run "
+            "this again: it goes on where it stopped.") from exc
+    click.echo("\n".join(["every encrypted value and media file is under the first key of PEERLINE_DATA_KEY:",
+                          *report.lines()]))
+
+
 def check_settings() -> Settings:
     """The settings of this environment, checked; a clear error (not a traceback) when one is unusable."""
     try:
@@ -287,23 +378,42 @@ def register_commands(app: Flask) -> None:
     for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker, export, purge_command):
         app.cli.add_command(command)
     app.cli.add_command(operations_cli.hours_group)  # peerline hours show | close --reason | open | set | holiday
+    app.cli.add_command(rotate_keys_command)
 
 
 def _create_app() -> Flask:
-    # FlaskGroup calls this lazily, only for commands that need the app.
+    # ScriptInfo calls this lazily, only for commands that need the app. The app's instance
+    # folder is the one `up` and `serve` use (./instance), not one beside the installed package.
+    os.environ.setdefault("PEERLINE_INSTANCE_PATH", str(default_instance_path()))
     check_settings()
     return create_app()
 
 
 def main() -> None:
     """Entry point of the ``peerline`` console script."""
-    cli = FlaskGroup(create_app=_create_app, add_default_commands=False, add_version_option=False,
-                     help="peerline: a phone peer-support line.")
+    cli = make_cli()
+    load_dotenv()  # a .env file beside the line, as Flask's own command line reads it
+    # Commands that need the app build it only when they run (with_appcontext asks ScriptInfo).
+    cli(obj=ScriptInfo(create_app=_create_app, set_debug_flag=False))
+
+
+def app_commands() -> dict[str, click.Command]:
+    """The commands ``register_commands`` adds to an app's CLI, collected without building the app."""
+    holder = Flask("peerline")  # a bare app, never configured: only its command group is read
+    register_commands(holder)
+    return dict(holder.cli.commands)
+
+
+def make_cli() -> click.Group:
+    """The ``peerline`` command group: a plain click group (none of Flask's --app, --env-file, --debug)."""
+    cli = click.Group("peerline", help="peerline: a phone peer-support line.")
     # Top-level commands run without building the app (no database or Redis needed).
     for command in (serve, up, gen_key, check_flows, *transcription_cli.COMMANDS):
         cli.add_command(command)
+    for name, command in app_commands().items():
+        cli.add_command(command, name)
     # Developer tools installed beside the line (the simulator) plug in by entry point, named
     # in pyproject.toml; one that fails to load is an error, never silently skipped.
     for entry in entry_points(group=PLUGIN_GROUP):
         cli.add_command(entry.load(), entry.name)
-    cli()
+    return cli

@@ -1,13 +1,54 @@
-"""Twilio request signatures: every webhook is checked against PUBLIC_BASE_URL + path, and its body's size first."""
+"""Webhook signatures: every webhook is checked against PUBLIC_BASE_URL + path, and its body's size first.
+
+Twilio and SignalWire's compatibility API sign the same way (HMAC-SHA1 of the URL and the sorted
+form fields, base64): Twilio with the auth token in ``X-Twilio-Signature``, SignalWire with the
+project's signing key in ``X-SignalWire-Signature``. A provider that signs otherwise (Telnyx:
+Ed25519 over a timestamp and the raw body) would bring its own :class:`SignatureScheme`.
+"""
 from __future__ import annotations
 
+from typing import Mapping, Protocol
 from urllib.parse import quote
 
 from flask import abort, request
 from twilio.request_validator import RequestValidator
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from callflows.settings import Settings
 from ivr.services import services
+
+
+class SignatureScheme(Protocol):
+    """How one provider's webhook signatures are checked (the seam for a provider that signs otherwise)."""
+
+    def is_valid(self, url: str, params: Mapping[str, str], headers: Headers) -> bool:
+        """True when ``headers`` (looked up without regard to case) carry a valid signature of ``url`` and ``params``."""
+        ...
+
+
+class HmacSha1Scheme:
+    """Twilio's scheme (SignalWire's compatibility API uses it too): HMAC-SHA1 of URL + sorted fields."""
+
+    def __init__(self, key: str, headers: tuple[str, ...]) -> None:
+        self.validator = RequestValidator(key)
+        self.headers = headers  # where the signature may be, in order of preference
+
+    def is_valid(self, url: str, params: Mapping[str, str], headers: Headers) -> bool:
+        """True when the first signature header present is valid for ``url`` and ``params``."""
+        signature = next((headers.get(h, "") for h in self.headers if headers.get(h)), "")
+        return bool(signature) and self.validator.validate(url, dict(params), signature)
+
+
+def scheme_for(settings: Settings) -> SignatureScheme | None:
+    """The signature check of the configured provider, or None when no key is configured (development)."""
+    key = settings.webhook_signing_key
+    if not key:
+        return None
+    header = settings.provider.signature_header
+    # SignalWire signs with the same algorithm and key whichever of the two headers carries it.
+    accepted = (header,) if header == "X-Twilio-Signature" else (header, "X-Twilio-Signature")
+    return HmacSha1Scheme(key, accepted)
 
 # What url_for leaves unescaped in a path argument (werkzeug's converters): the path a webhook
 # URL was given to Twilio with, percent-encoded, is the path Twilio signs.
@@ -31,27 +72,26 @@ def too_large() -> bool:
 
 
 def has_valid_signature() -> bool:
-    """True when the request carries a valid X-Twilio-Signature (or no auth token is configured).
+    """True when the request carries a valid provider signature (or no signing key is configured).
 
-    Checked whenever an auth token is configured, whatever the host name: a proxy or a
+    Checked whenever a key is configured, whatever the host name: a proxy or a
     test host is no reason to trust a request. A body larger than the app accepts is never
     read (nor trusted), whether its length was declared or only found while reading.
     """
-    token = services().settings.twilio_auth_token
-    if not token:
+    scheme = scheme_for(services().settings)
+    if scheme is None:
         return True
     if too_large():
         return False
-    signature = request.headers.get("X-Twilio-Signature", "")
     try:
         params = request.form.to_dict(flat=True) if request.method == "POST" else {}
     except RequestEntityTooLarge:  # no length declared (chunked), and more than the limit came
         return False
-    return bool(signature) and RequestValidator(token).validate(expected_url(), params, signature)
+    return scheme.is_valid(expected_url(), params, request.headers)
 
 
 def require_twilio_signature() -> None:
-    """Abort with 413 for a body larger than the app accepts (unread), then 403 without a valid X-Twilio-Signature."""
+    """Abort with 413 for a body larger than the app accepts (unread), then 403 without a valid signature."""
     if too_large():
         abort(413)
     if not has_valid_signature():

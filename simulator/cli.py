@@ -24,14 +24,16 @@ from simulator.engine import (
     ScriptActor,
     new_call_sid,
     parse_answer,
+    wav_seconds,
 )
 from simulator.errors import SimulatorError
-from simulator.network_state import PEER_MODES, NetworkState
+from simulator.network_state import PEER_MODES, SIGNATURE_HEADERS, NetworkState
 from simulator.phone_network import create_phone_network
 
 DEFAULT_APP_URL = "http://127.0.0.1:5000"
 DEFAULT_NETWORK_URL = "http://127.0.0.1:5001"
 TWILIO_HOST = "https://api.twilio.com"
+PROVIDERS = tuple(SIGNATURE_HEADERS)  # twilio, signalwire
 
 
 def find_token(instance: Path | None = None) -> str | None:
@@ -44,6 +46,23 @@ def find_token(instance: Path | None = None) -> str | None:
     if path.exists():
         return path.read_text().strip()
     return None
+
+
+def fictional_number() -> str:
+    """A new fictional caller's number: 555-0100 to 555-0199 (kept for fiction) in a random area code."""
+    # The area code varies so that each run is a new caller; its first digit is 2-9 as in real ones.
+    return f"+1{2 + secrets.randbelow(8)}{secrets.randbelow(100):02d}55501{secrets.randbelow(100):02d}"
+
+
+def read_wav(path: Path) -> bytes:
+    """The bytes of a WAV file to leave as a message; a clear error when the file is not a WAV."""
+    audio = path.read_bytes()
+    if wav_seconds(audio) <= 0:
+        raise click.ClickException(
+            f"{path} is not a WAV file with sound in it (the phone network plays WAV audio only). Make one with "
+            f'espeak-ng -w message.wav "Hello, please call me back", or convert a recording with '
+            f"sox INPUT message.wav")
+    return audio
 
 
 class TerminalActor:
@@ -74,9 +93,12 @@ class TerminalActor:
         if not typed:
             return None
         try:
-            return Path(typed).expanduser().read_bytes()
+            return read_wav(Path(typed).expanduser())
         except OSError as exc:
             click.echo(f"  cannot read {typed}: {exc}; recording nothing")
+            return None
+        except click.ClickException as exc:
+            click.echo(f"  {exc.message}; recording nothing")
             return None
 
     def stay(self, what: str, seconds: float) -> bool:
@@ -101,7 +123,8 @@ class TerminalActor:
 @click.option("--peer-answers", type=click.Choice(PEER_MODES), default=None,
               help="Tell the phone network how peers' phones answer from now on.")
 @click.option("--from", "from_", default=None,
-              help="The caller's number. Default: a new caller each run (a fictional 555-01xx number), so a "
+              help="The caller's number. Default: a new caller each run (a fictional 555-01xx number: 555-0100 "
+                   "to 555-0199 in a random area code), so a "
                    "script always starts at the language question; give a number to call again as the same caller.")
 @click.option("--to", default=None, help="The line's number (TWILIO_PHONE_NUMBER, else +15005550006).")
 @click.option("--url", "app_url", default=None, help="Where the app listens (PUBLIC_BASE_URL, else "
@@ -119,26 +142,30 @@ class TerminalActor:
               help="With --script: how long you stay on hold before hanging up.")
 @click.option("--max-seconds", default=600.0, show_default=True, type=float, help="End the call after this long.")
 @click.option("--no-status-callback", is_flag=True, help="Do not post /voice/status when the call ends.")
+@click.option("--provider", type=click.Choice(PROVIDERS), default="twilio", envvar="TELEPHONY_PROVIDER",
+              show_default=True, help="Behave like this provider: signalwire signs with SIGNALWIRE_SIGNING_KEY "
+              "in X-SignalWire-Signature and gives calls UUID ids.")
 def call_command(script: str | None, record_file: Path | None, peer_answers: str | None, from_: str | None,
                  to: str | None,
                  app_url: str | None, public_url: str | None, token: str | None, network_url: str | None,
                  pace: float, talk_seconds: float, hold_seconds: float, max_seconds: float,
-                 no_status_callback: bool) -> None:
+                 no_status_callback: bool, provider: str = "twilio") -> None:
     """Call the line from the terminal and hear what a caller hears (Twilio's side, simulated)."""
     app_url = (app_url or os.environ.get("PUBLIC_BASE_URL") or DEFAULT_APP_URL).rstrip("/")
     public_url = (public_url or os.environ.get("PUBLIC_BASE_URL") or app_url).rstrip("/")
+    if token is None and provider == "signalwire":
+        token = os.environ.get("SIGNALWIRE_SIGNING_KEY") or None
     token = token if token is not None else find_token()
     if token is None:
         raise click.ClickException("no auth token: set TWILIO_AUTH_TOKEN, pass --token, or start the line with "
                                    "`peerline up` (it writes instance/twilio-dev.token)")
     network_url = (network_url or os.environ.get("TWILIO_API_BASE_URL") or DEFAULT_NETWORK_URL).rstrip("/")
     to = to or os.environ.get("TWILIO_PHONE_NUMBER") or "+15005550006"
-    # A fictional number (555-01xx is reserved for fiction) that is new on each run.
-    from_ = from_ or f"+1555555{secrets.randbelow(10000):04d}"
-    audio = record_file.read_bytes() if record_file else None
+    from_ = from_ or fictional_number()
+    audio = read_wav(record_file) if record_file else None
 
     hub: HubClient | None = None
-    call_sid = new_call_sid()
+    call_sid = new_call_sid(provider)
     if not network_url.startswith(TWILIO_HOST):
         hub = HubClient(network_url)
         try:
@@ -153,7 +180,8 @@ def call_command(script: str | None, record_file: Path | None, peer_answers: str
             hub = None
     actor = (ScriptActor([item for item in script.split(",")], audio, talk_s=talk_seconds, hold_s=hold_seconds)
              if script is not None else TerminalActor(audio))
-    transport = HttpTransport({public_url: app_url} if public_url != app_url else None)
+    transport = HttpTransport({public_url: app_url} if public_url != app_url else None,
+                              signature_header=SIGNATURE_HEADERS[provider])
     leg = Leg(transport, token, call_sid, from_, to, actor, hub=hub, network_url=network_url, out=click.echo,
               pace=pace, max_s=max_seconds, hold_min_s=1.0,
               status_callback=None if no_status_callback else f"{public_url}/voice/status")
@@ -179,12 +207,19 @@ def call_command(script: str | None, record_file: Path | None, peer_answers: str
 @click.option("--ring-seconds", default=2.0, show_default=True, type=float, help="How long a phone rings.")
 @click.option("--pace", default=0.5, show_default=True, type=float,
               help="Seconds of waiting per second of speech on the peers' phones.")
-def phone_network_command(host: str, port: int, peer_answers: str, ring_seconds: float, pace: float) -> None:
+@click.option("--provider", type=click.Choice(PROVIDERS), default="twilio", envvar="TELEPHONY_PROVIDER",
+              show_default=True, help="Behave like this provider (signalwire: UUID ids, REST under /api/laml, "
+              "webhooks signed with --signing-key in X-SignalWire-Signature).")
+@click.option("--signing-key", default=None, envvar="SIGNALWIRE_SIGNING_KEY",
+              help="With --provider signalwire: the key the peers' legs sign with (else the REST password).")
+def phone_network_command(host: str, port: int, peer_answers: str, ring_seconds: float, pace: float,
+                          provider: str = "twilio", signing_key: str | None = None) -> None:
     """Run the local stand-in for Twilio's REST API that also rings the peers' phones."""
     logging.basicConfig(level=logging.INFO, format="phone-network: %(message)s")
     for noisy in ("werkzeug", "httpx"):  # one line per request drowns what the phones do
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    state = NetworkState(peer_answers=peer_answers, ring_s=ring_seconds, pace=pace)
+    state = NetworkState(peer_answers=peer_answers, ring_s=ring_seconds, pace=pace, provider=provider,
+                         signing_key=signing_key if provider == "signalwire" else None)
     click.echo(f"phone network on http://{host}:{port} (peers: {peer_answers})")
     run_simple(host, port, create_phone_network(state), threaded=True)
 

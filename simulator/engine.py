@@ -75,9 +75,11 @@ class Transport(Protocol):
 class HttpTransport:
     """Real HTTP with httpx; ``rewrite`` maps a public URL prefix to where the app really listens."""
 
-    def __init__(self, rewrite: dict[str, str] | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, rewrite: dict[str, str] | None = None, timeout: float = 30.0,
+                 signature_header: str = "X-Twilio-Signature") -> None:
         self.rewrite = dict(rewrite or {})
         self.client = httpx.Client(timeout=timeout)
+        self.signature_header = signature_header  # X-SignalWire-Signature when playing SignalWire
 
     def target(self, url: str) -> str:
         """The URL actually requested for a public URL."""
@@ -88,7 +90,7 @@ class HttpTransport:
 
     def request(self, method: str, url: str, params: dict[str, str], signature: str) -> Reply:
         """Send one webhook request over HTTP."""
-        headers = {"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1 (peerline simulator)"}
+        headers = {self.signature_header: signature, "User-Agent": "TwilioProxy/1.1 (peerline simulator)"}
         try:
             if method == "GET":
                 response = self.client.get(self.target(url), headers=headers)
@@ -106,14 +108,15 @@ class HttpTransport:
 class FlaskTransport:
     """A Flask test client as the transport (no sockets); only the path and query are used."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, signature_header: str = "X-Twilio-Signature") -> None:
         self.client = client
+        self.signature_header = signature_header
 
     def request(self, method: str, url: str, params: dict[str, str], signature: str) -> Reply:
         """Send one webhook request through the test client."""
         parts = urlsplit(url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        headers = {"X-Twilio-Signature": signature}
+        headers = {self.signature_header: signature}
         if method == "GET":
             response = self.client.get(path, headers=headers)
         else:
@@ -596,7 +599,8 @@ class Leg:
         action = verb.get("action")
         method = verb.get("method", "POST")
         conference = verb.find("Conference")
-        dial_sid = "CA" + uuid.uuid4().hex
+        # The dialled leg's id has the shape of this call's own (Twilio's CA + hex, or SignalWire's UUID).
+        dial_sid = new_call_sid("signalwire" if "-" in self.call_sid else "twilio")
         started = time.monotonic()
         if conference is not None:
             status = self.conference(conference)
@@ -710,6 +714,6 @@ def wav_seconds(audio: bytes) -> float:
         return 0.0
 
 
-def new_call_sid() -> str:
-    """A Twilio-shaped call SID."""
-    return "CA" + uuid.uuid4().hex
+def new_call_sid(provider: str = "twilio") -> str:
+    """A call id as ``provider`` makes them: Twilio's ``CA`` + 32 hex digits, or a UUID (SignalWire)."""
+    return str(uuid.uuid4()) if provider == "signalwire" else "CA" + uuid.uuid4().hex

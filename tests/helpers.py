@@ -30,6 +30,16 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+# Where the schema comes from, for the skip message: a clone does not have it.
+XSD_WHERE = (
+    "Twilio's TwiML schema is not in this repository. It is Twilio's published voice schema "
+    "(twiml_v20100401_twilioRealtimeCallSchema.xsd with the .xsd files it imports), from "
+    "https://github.com/TwilioDevEd/twiml-generator (folder twiml_generator/xsd, MIT license); the project keeps "
+    "it, with an offline xml.xsd import and <Leave> allowed, in shared/twiml-xsd beside the checkout "
+    "(see its README). Put that folder at ../shared/twiml-xsd or set TWIML_XSD_DIR to it"
+)
+
+
 def xsd_dir() -> Path | None:
     """Twilio's TwiML schema folder: TWIML_XSD_DIR, else ../shared/twiml-xsd beside the checkout."""
     candidates = [os.environ.get("TWIML_XSD_DIR"), str(REPO.parent / "shared" / "twiml-xsd")]
@@ -49,7 +59,7 @@ def twiml_schema() -> etree.XMLSchema | None:
         folder = xsd_dir()
         if folder is None:
             if os.environ.get("PEERLINE_REQUIRE_ALL"):
-                pytest.fail("required in CI: TWIML_XSD_DIR must point at ../shared/twiml-xsd")
+                pytest.fail(f"required in CI: {XSD_WHERE}")
             return None
         _SCHEMA = etree.XMLSchema(etree.parse(str(folder / "twiml_v20100401_twilioRealtimeCallSchema.xsd")))
     return _SCHEMA
@@ -103,16 +113,18 @@ class TestCaller:
     token: str = TEST_AUTH_TOKEN
     twiml: etree._Element | None = None
     heard: list[str] = field(default_factory=list)
+    signature_header: str = "X-Twilio-Signature"  # X-SignalWire-Signature for a SignalWire-style caller
+    account_sid: str = TEST_ACCOUNT_SID
 
     def post(self, url: str, **form: str) -> etree._Element:
         """POST signed form data to an absolute or relative URL and parse the TwiML."""
         if url.startswith("/"):
             url = PUBLIC_BASE + url
         params = {"CallSid": self.call_sid, "From": self.number, "To": "+15005550006",
-                  "AccountSid": TEST_ACCOUNT_SID, **form}
+                  "AccountSid": self.account_sid, **form}
         parts = urlsplit(url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        response = self.client.post(path, data=params, headers={"X-Twilio-Signature": sign(url, params, self.token)})
+        response = self.client.post(path, data=params, headers={self.signature_header: sign(url, params, self.token)})
         body = response.data
         response.close()  # as a WSGI server does once the answer is sent (work deferred to then runs now)
         assert response.status_code == 200, (response.status_code, body[:500])

@@ -4,18 +4,16 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from tests.helpers import TestCaller, require, twiml_schema, xsd_dir
+from tests.helpers import XSD_WHERE, TestCaller, require, twiml_schema, xsd_dir
 
 
 def test_twiml_schema_is_available_for_the_suite() -> None:
-    require(xsd_dir() is not None,
-            "Twilio's TwiML schema was not found: set TWIML_XSD_DIR to shared/twiml-xsd (or keep "
-            "../shared/twiml-xsd beside the checkout) so every TwiML response is validated")
+    require(xsd_dir() is not None, f"{XSD_WHERE}, so every TwiML response is validated")
     assert twiml_schema() is not None
 
 
 def test_schema_rejects_what_twilio_would_reject(caller: TestCaller) -> None:
-    require(xsd_dir() is not None, "set TWIML_XSD_DIR to shared/twiml-xsd to validate TwiML")
+    require(xsd_dir() is not None, f"{XSD_WHERE} to validate TwiML")
     caller.call()
     document = caller.twiml
     gather = document.find("Gather")
