@@ -90,6 +90,11 @@ class Settings:
     callback_max_attempts: int = 3
     callback_retry_schedule: str = "10m,1h"
     callback_max_concurrent: int = 2  # outbound callback attempts in progress at once
+    # Metrics: "answered within N seconds" and the share of callers the staffing advice aims for.
+    service_level_seconds: int = 30
+    service_level_target: int = 80  # percent
+    caller_survey: bool = False  # the optional keypad survey after a peer call (off until a line decides to ask)
+    research_key: str = ""  # keys research pseudonyms; apart from the data key so exports cannot join the database
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -139,6 +144,10 @@ class Settings:
             callback_max_attempts=number("CALLBACK_MAX_ATTEMPTS", 3, minimum=1),
             callback_retry_schedule=env.get("CALLBACK_RETRY_SCHEDULE") or cls.callback_retry_schedule,
             callback_max_concurrent=number("CALLBACK_MAX_CONCURRENT", 2, minimum=1),
+            service_level_seconds=number("SERVICE_LEVEL_SECONDS", 30, minimum=1),
+            service_level_target=number("SERVICE_LEVEL_TARGET", 80, minimum=1),
+            caller_survey=env.get("CALLER_SURVEY", "0") in ("1", "true", "yes", "on"),
+            research_key=env.get("RESEARCH_KEY", ""),
         )
         if problems:
             raise SettingsError(problems)
@@ -152,6 +161,8 @@ class Settings:
                 parse()
             except SettingsError as exc:
                 problems.extend(exc.problems)
+        if self.service_level_target > 99:
+            problems.append(f"SERVICE_LEVEL_TARGET: {self.service_level_target} must be a percent below 100")
         if not self.public_base_url.startswith(("http://", "https://")):
             problems.append(f"PUBLIC_BASE_URL: {self.public_base_url!r} must start with http:// or https://")
         if problems:

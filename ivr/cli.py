@@ -5,6 +5,7 @@ Commands that need the app are registered on ``app.cli`` (so tests reach them th
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -25,12 +26,13 @@ from werkzeug.security import generate_password_hash
 
 from callflows import FlowValidationError, load_flows
 from callflows.errors import RetentionError, SettingsError
+from callflows import metrics as line_metrics
 from callflows.research import ExportWindow, day_start, export_rows, write_csv
 from callflows.retention import RetentionPolicy, purge
 from callflows.settings import Settings, ensure_key_file
 from ivr import create_app, demo
 from ivr.services import services
-from models import Peer, StaffUser
+from models import Peer, StaffUser, utcnow
 from models.crypto import generate_key
 from models.session import upgrade
 from queues.periodic import schedule_purge
@@ -245,6 +247,27 @@ def export(since: datetime | None, until: datetime | None, period: str, output: 
     click.echo(f"exported {count} calls to {output}", err=True)
 
 
+@click.command("metrics")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First day to include (in LINE_TIMEZONE, YYYY-MM-DD; default: 7 days ago).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day to include (in LINE_TIMEZONE, YYYY-MM-DD, inclusive; default: today).")
+@click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")
+@with_appcontext
+def metrics_command(since: datetime | None, until: datetime | None, as_json: bool) -> None:
+    """Print how the line is doing: calls offered, answered, abandoned, speed of answer, occupancy..."""
+    svc = services()
+    zone = svc.settings.zone
+    period = line_metrics.period_for_days(since.date() if since else None, until.date() if until else None,
+                                          zone, utcnow())
+    with svc.sessions() as session:
+        figures = line_metrics.compute(session, period, zone, svc.settings.service_level_seconds)
+    if as_json:
+        click.echo(json.dumps(figures.to_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo("\n".join(line_metrics.summary_lines(figures)))
+
+
 @click.command("purge")
 @click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
 @click.option("--voicemail-days", type=int, default=None,
@@ -282,7 +305,8 @@ def check_settings() -> Settings:
 
 def register_commands(app: Flask) -> None:
     """Add the commands that need the app (database, Redis) to ``app.cli``."""
-    for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker, export, purge_command):
+    for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker, export, purge_command,
+                    metrics_command):
         app.cli.add_command(command)
 
 
