@@ -33,7 +33,7 @@ def test_erlang_c_matches_the_textbook_call_centre_example() -> None:
     assert staffing.peers_needed(1, 600, 0.80, 30) == 1
 
 
-def test_advice_per_hour_of_the_week_from_measured_demand() -> None:
+def test_advice_per_hour_of_the_week_from_measured_demand(db) -> None:  # type: ignore[no-untyped-def]
     period = metrics.period_for_days(date(2026, 11, 2), date(2026, 11, 15), ZONE,
                                      datetime(2026, 11, 20, tzinfo=timezone.utc))
     # Two Mondays and two Tuesdays: Monday 10:00 had 40 requests (20 an hour), with 18 answered for 162 s each.
@@ -44,7 +44,7 @@ def test_advice_per_hour_of_the_week_from_measured_demand() -> None:
     m.requests_by_hour_of_week[1][3] = 2
     m.handle_time_avg, m.after_call_work_avg = 300.0, 18.0
     assert staffing.hour_occurrences(period, ZONE)[0][10] == 2
-    advice = staffing.advise(None, m, period, ZONE, 0.80, 20)  # type: ignore[arg-type]
+    advice = staffing.advise(db, m, period, ZONE, 0.80, 20)
     assert [(a.weekday, a.hour) for a in advice] == [(0, 10), (1, 3)]
     monday = advice[0]
     # 200 calls an hour of 180 s (162 s talk + 18 s wrap-up): the textbook's 10 Erlangs and 14 peers.
