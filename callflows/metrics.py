@@ -373,7 +373,8 @@ def _survey(session: Session, period: Period, m: Metrics) -> None:
                               "distribution": {str(v): values.count(v) for v in range(1, 6)}}
 
 
-def _fmt_seconds(value: float | None) -> str:
+def fmt_seconds(value: float | None) -> str:
+    """Seconds as people read them: "45 s", "3.5 min" ("-" for nothing measured)."""
     if value is None:
         return "-"
     if value < 120:
@@ -381,7 +382,8 @@ def _fmt_seconds(value: float | None) -> str:
     return f"{value / 60:.1f} min"
 
 
-def _fmt_share(value: float | None) -> str:
+def fmt_share(value: float | None) -> str:
+    """A fraction as a whole percent ("-" for nothing measured)."""
     return "-" if value is None else f"{value * 100:.0f} %"
 
 
@@ -393,19 +395,19 @@ def summary_lines(m: Metrics) -> list[str]:
         f"answered by a peer: {m.answered_by_peer}",
         f"abandoned: in menus {m.abandoned_in_menus}, while ringing {m.abandoned_while_ringing}, "
         f"on hold {m.abandoned_on_hold}",
-        f"speed of answer: average {_fmt_seconds(m.speed_of_answer_avg)}, "
-        f"90th percentile {_fmt_seconds(m.speed_of_answer_p90)}",
-        f"service level (answered within {m.service_level_seconds} s): {_fmt_share(m.service_level)}",
-        f"longest wait: {_fmt_seconds(m.longest_wait)}",
-        f"handle time: average {_fmt_seconds(m.handle_time_avg)}; "
-        f"after-call work: average {_fmt_seconds(m.after_call_work_avg)}",
+        f"speed of answer: average {fmt_seconds(m.speed_of_answer_avg)}, "
+        f"90th percentile {fmt_seconds(m.speed_of_answer_p90)}",
+        f"service level (answered within {m.service_level_seconds} s): {fmt_share(m.service_level)}",
+        f"longest wait: {fmt_seconds(m.longest_wait)}",
+        f"handle time: average {fmt_seconds(m.handle_time_avg)}; "
+        f"after-call work: average {fmt_seconds(m.after_call_work_avg)}",
         f"callbacks: requested {m.callbacks_requested}, completed {m.callbacks_completed}, "
-        f"missed {m.callbacks_missed}; time to callback {_fmt_seconds(m.time_to_callback_avg)}",
+        f"missed {m.callbacks_missed}; time to callback {fmt_seconds(m.time_to_callback_avg)}",
         "voicemails: " + ", ".join(f"{level} {m.voicemails.get(level, 0)}" for level in RISK_LEVELS),
-        "time to first review: " + ", ".join(f"{level} {_fmt_seconds(m.time_to_review_avg.get(level))}"
+        "time to first review: " + ", ".join(f"{level} {fmt_seconds(m.time_to_review_avg.get(level))}"
                                              for level in RISK_LEVELS),
         f"crisis key: {m.crisis_key_presses} presses on {m.crisis_key_calls} calls; hand-offs: {m.handoffs}",
-        f"peer occupancy: {_fmt_share(m.occupancy)}",
+        f"peer occupancy: {fmt_share(m.occupancy)}",
     ]
     for question, data in m.survey.items():
         avg = "-" if data["average"] is None else f"{data['average']:.1f}"
@@ -413,3 +415,69 @@ def summary_lines(m: Metrics) -> list[str]:
     lines.append("by language: " + ", ".join(f"{lang} {b.offered} offered / {b.answered} answered / "
                                               f"{b.abandoned} abandoned" for lang, b in sorted(m.by_language.items())))
     return lines
+
+
+# Exportable figures: small-cell suppression ---------------------------------------------
+
+SMALL_CELL = 11  # no exported count under 11 (the usual public-health small-cell rule), and no average of fewer
+SUPPRESSED = "<11"
+
+
+def suppress(count: int) -> str:
+    """A count as exported: "0" and 11 or more as they are, anything from 1 to 10 as "<11"."""
+    return str(count) if count == 0 or count >= SMALL_CELL else SUPPRESSED
+
+
+def suppress_group(counts: list[int]) -> list[str]:
+    """Counts that add up to a published total: when one is hidden, hide the next smallest too (so no subtraction reveals it)."""
+    shown = [suppress(c) for c in counts]
+    hidden = [i for i, text in enumerate(shown) if text == SUPPRESSED]
+    if len(hidden) == 1:
+        others = sorted((c, i) for i, c in enumerate(counts) if i not in hidden and c > 0)
+        if others:
+            shown[others[0][1]] = SUPPRESSED
+    return shown
+
+
+def _avg_cell(value: float | None, n: int, digits: int = 0) -> str:
+    if value is None:
+        return ""
+    return f"{value:.{digits}f}" if n >= SMALL_CELL else SUPPRESSED
+
+
+def export_cells(m: Metrics) -> list[tuple[str, str, str]]:
+    """The report as (section, item, value) rows with small cells suppressed: what a CSV download may hold."""
+    rows: list[tuple[str, str, str]] = [("period", "since", m.since), ("period", "until", m.until),
+                                        ("period", "timezone", m.timezone)]
+    answered = m.answered_by_peer
+    parts = suppress_group([m.answered_by_peer, m.abandoned_in_menus, m.abandoned_while_ringing, m.abandoned_on_hold,
+                            m.calls_offered - m.answered_by_peer - m.abandoned])
+    rows += [("calls", "offered", suppress(m.calls_offered)), ("calls", "answered_by_peer", parts[0]),
+             ("calls", "abandoned_in_menus", parts[1]), ("calls", "abandoned_while_ringing", parts[2]),
+             ("calls", "abandoned_on_hold", parts[3]), ("calls", "other_services", parts[4]),
+             ("answer", "speed_of_answer_avg_s", _avg_cell(m.speed_of_answer_avg, answered)),
+             ("answer", "speed_of_answer_p90_s", _avg_cell(m.speed_of_answer_p90, answered)),
+             ("answer", f"service_level_{m.service_level_seconds}s_pct",
+              _avg_cell(None if m.service_level is None else m.service_level * 100, answered)),
+             ("answer", "handle_time_avg_s", _avg_cell(m.handle_time_avg, answered)),
+             ("answer", "occupancy_pct", "" if m.occupancy is None else f"{m.occupancy * 100:.0f}")]
+    cb = suppress_group([m.callbacks_completed, m.callbacks_missed,
+                         m.callbacks_requested - m.callbacks_completed - m.callbacks_missed])
+    rows += [("callbacks", "requested", suppress(m.callbacks_requested)), ("callbacks", "completed", cb[0]),
+             ("callbacks", "missed", cb[1]),
+             ("callbacks", "time_to_callback_avg_s", _avg_cell(m.time_to_callback_avg, m.callbacks_completed))]
+    for level, shown in zip(RISK_LEVELS, suppress_group([m.voicemails.get(r, 0) for r in RISK_LEVELS])):
+        rows.append(("voicemails", level, shown))
+    rows += [("safety", "crisis_key_calls", suppress(m.crisis_key_calls)), ("safety", "handoffs", suppress(m.handoffs))]
+    for question, data in m.survey.items():
+        rows.append(("survey", f"{question}_answers", suppress(data["count"])))
+        rows.append(("survey", f"{question}_average", _avg_cell(data["average"], data["count"], 1)))
+    for hour, b in sorted(m.by_hour.items()):
+        rows += [("by_hour", f"{hour:02d}_offered", suppress(b.offered)),
+                 ("by_hour", f"{hour:02d}_answered", suppress(b.answered))]
+    for day, b in sorted(m.by_day.items()):
+        rows += [("by_day", f"{day}_offered", suppress(b.offered)), ("by_day", f"{day}_answered", suppress(b.answered))]
+    for lang, b in sorted(m.by_language.items()):
+        rows += [("by_language", f"{lang}_offered", suppress(b.offered)),
+                 ("by_language", f"{lang}_answered", suppress(b.answered))]
+    return rows

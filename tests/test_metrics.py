@@ -35,8 +35,8 @@ def s(seconds: float) -> timedelta:
 def history(db, svc) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     """One local day of calls, callbacks, voicemails, peer time and survey answers."""
     vault = svc.vault
-    p1 = make_peer(db, vault, phone="+15555550101", display_name="Sam", created_at=T0 - timedelta(days=30))
-    p2 = make_peer(db, vault, phone="+15555550102", display_name="Rosa", created_at=T0)
+    p1 = make_peer(db, vault, phone="+15555550131", display_name="Sam", created_at=T0 - timedelta(days=30))
+    p2 = make_peer(db, vault, phone="+15555550132", display_name="Rosa", created_at=T0)
 
     def call(number: str, start: datetime, language: str = "en", ended: bool = True, **fields: object):  # type: ignore[no-untyped-def]
         caller = make_caller(db, vault, number)
@@ -74,7 +74,7 @@ def history(db, svc) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     # Still in the menus at the end of the period: neither answered nor abandoned.
     call("+15555550120", T0 + timedelta(hours=14), ended=False)
     # Not offered: a peer calling the line from their own phone, and a call the day before.
-    call("+15555550101", T0 + timedelta(hours=4))
+    call("+15555550131", T0 + timedelta(hours=4))
     call("+15555550121", T0 - timedelta(days=1))
 
     # Callbacks: one completed after 30 minutes, one missed, one pending; a draft and a cancelled one do not count.
