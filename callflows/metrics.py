@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from callflows import survey
 from callflows.times import aware
 from models import Call, CallbackRequest, CallEvent, Caller, Peer, PeerStatusChange, SurveyAnswer, Voicemail
 from models.tables import PeerRequest, RingLeg
@@ -46,7 +47,7 @@ ON_SHIFT = ("available", "busy", "wrap_up", "break")
 WORKING = ("busy", "wrap_up")
 # Events that show a caller reached a service (not left in the menus).
 SERVICE_NODES = ("story", "crisis", "voicemail", "callback_pending")
-SURVEY_QUESTIONS = ("helped", "again")
+SURVEY_QUESTIONS = survey.QUESTIONS
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.tables import Base, utcnow
@@ -24,10 +24,11 @@ class SurveyAnswer(Base):
     """One keypad answer to the optional caller survey after a peer call; stored by pseudonym, never the caller's id."""
 
     __tablename__ = "survey_answers"
+    __table_args__ = (UniqueConstraint("response", "question", name="uq_survey_answers_response_question"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     respondent: Mapped[str] = mapped_column(String(32), index=True)  # Vault.pseudonym of the caller (or the call)
-    request_id: Mapped[int | None] = mapped_column(Integer)  # the peer request answered about (one answer per question)
+    response: Mapped[str] = mapped_column(String(32))  # Vault.pseudonym of the peer call: one answer per question
     question: Mapped[str] = mapped_column(String(32))
     answer: Mapped[int] = mapped_column(Integer)
     language: Mapped[str] = mapped_column(String(8), default="en")

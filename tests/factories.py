@@ -107,7 +107,8 @@ def make_status_history(session: Session, peer: Peer, changes: Iterable[tuple[da
 def make_survey_answer(session: Session, *, at: datetime, question: str, answer: int,
                        respondent: str = "S-0000000000", language: str = "en") -> SurveyAnswer:
     """One stored survey answer."""
-    row = SurveyAnswer(respondent=respondent, question=question, answer=answer, language=language, at=at)
+    row = SurveyAnswer(respondent=respondent, response="R-" + uuid.uuid4().hex[:10], question=question, answer=answer,
+                       language=language, at=at)
     session.add(row)
     session.commit()
     return row

@@ -32,12 +32,13 @@ def upgrade() -> None:
         "survey_answers",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("respondent", sa.String(length=32), nullable=False),
-        sa.Column("request_id", sa.Integer(), nullable=True),
+        sa.Column("response", sa.String(length=32), nullable=False),
         sa.Column("question", sa.String(length=32), nullable=False),
         sa.Column("answer", sa.Integer(), nullable=False),
         sa.Column("language", sa.String(length=8), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("response", "question", name="uq_survey_answers_response_question"),
     )
     with op.batch_alter_table("survey_answers") as batch_op:
         batch_op.create_index("ix_survey_answers_respondent", ["respondent"])
