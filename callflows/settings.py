@@ -161,6 +161,8 @@ class Settings:
                 parse()
             except SettingsError as exc:
                 problems.extend(exc.problems)
+        if self.research_key and self.research_key in self.data_key.split(","):
+            problems.append("RESEARCH_KEY must not be the data key: research pseudonyms would join the database again")
         if self.service_level_target > 99:
             problems.append(f"SERVICE_LEVEL_TARGET: {self.service_level_target} must be a percent below 100")
         if not self.public_base_url.startswith(("http://", "https://")):

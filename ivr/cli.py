@@ -25,8 +25,9 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
 from callflows import FlowValidationError, load_flows
-from callflows.errors import RetentionError, SettingsError
+from callflows.errors import ResearchExportError, RetentionError, SettingsError
 from callflows import metrics as line_metrics
+from callflows import research
 from callflows.research import ExportWindow, day_start, export_rows, write_csv
 from callflows.retention import RetentionPolicy, purge
 from callflows.settings import Settings, ensure_key_file
@@ -225,26 +226,52 @@ def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
               help="Last day to include (UTC, YYYY-MM-DD, inclusive).")
 @click.option("--period", type=click.Choice(["day", "week"]), default="day", show_default=True,
               help="Date precision of each row: the call's day or only its ISO week.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
+              help="File format (Parquet needs --output).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
-              help="CSV file to write (default: standard output).")
+              help="File to write (default: CSV on standard output); its data dictionary is written beside it.")
+@click.option("--min-group", type=click.IntRange(min=1), default=research.MIN_GROUP, show_default=True,
+              help="Blank (*) any cell whose combination of coded fields fewer calls than this share (1: no check).")
+@click.option("--dictionary", "dictionary_only", is_flag=True, help="Print only the data dictionary (CSV).")
 @with_appcontext
-def export(since: datetime | None, until: datetime | None, period: str, output: Path | None) -> None:
-    """Write a de-identified CSV of calls for research (pseudonyms, no numbers or free text)."""
+def export(since: datetime | None, until: datetime | None, period: str, fmt: str, output: Path | None,
+           min_group: int, dictionary_only: bool) -> None:
+    """Write de-identified research data about calls (pseudonyms, coded fields, coarse dates; no numbers or free text)."""
+    if dictionary_only:
+        research.write_dictionary(sys.stdout, period)
+        return
     window = ExportWindow(day_start(since), day_start(until, plus_days=1))
     if window.since and window.until and window.since >= window.until:
         raise click.ClickException("--since must be on or before --until")
+    if fmt == "parquet" and output is None:
+        raise click.ClickException("--format parquet needs --output FILE")
     svc = services()
+    key = svc.settings.research_key
+    if not key:
+        key_file = Path(svc.settings.instance_path) / "research.key"
+        click.echo(f"RESEARCH_KEY is not set: using the key in {key_file} (keep it to link later exports)", err=True)
+        key = ensure_key_file(key_file, research.generate_research_key)
     with svc.sessions() as session:
-        rows = export_rows(session, svc.vault, window, period)
-        if output is None:
-            write_csv(rows, sys.stdout, period)
-            return
-        try:
+        rows, protection = research.protect(export_rows(session, key, window, period), period, min_group)
+    for line in protection.lines() if min_group > 1 else ["the re-identification check is off (--min-group 1)"]:
+        click.echo(line, err=True)
+    if output is None:
+        write_csv(rows, sys.stdout, period)
+        return
+    described = output.with_name(output.stem + ".dictionary.csv")
+    try:
+        if fmt == "parquet":
+            count = research.write_parquet(rows, output, period)
+        else:
             with output.open("w", newline="", encoding="utf-8") as fh:
                 count = write_csv(rows, fh, period)
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {output}: {exc.strerror}") from exc
-    click.echo(f"exported {count} calls to {output}", err=True)
+        with described.open("w", newline="", encoding="utf-8") as fh:
+            research.write_dictionary(fh, period)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror}") from exc
+    except ResearchExportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"exported {count} calls to {output}; data dictionary in {described}", err=True)
 
 
 @click.command("metrics")
