@@ -107,11 +107,15 @@ def hour_occurrences(period: Period, zone: ZoneInfo) -> list[list[int]]:
 
 
 def advise(session: Session, m: Metrics, period: Period, zone: ZoneInfo, target_share: float,
-           target_s: float) -> list[Advice]:
-    """Advice for every hour of the week with measured demand or planned peers."""
+           target_s: float, default_wrap_s: float = 0.0) -> list[Advice]:
+    """Advice for every hour of the week with measured demand or planned peers.
+
+    Handle time is talk plus after-call work; before any wrap-up has been measured, the
+    configured wrap-up (``default_wrap_s``, PEER_WRAPUP_SECONDS) stands in for it.
+    """
     occurrences = hour_occurrences(period, zone)
     base_talk = m.handle_time_avg
-    wrap = m.after_call_work_avg or 0.0
+    wrap = m.after_call_work_avg if m.after_call_work_avg is not None else default_wrap_s
     out: list[Advice] = []
     for weekday in range(7):
         for hour in range(24):

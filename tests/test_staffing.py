@@ -52,3 +52,6 @@ def test_advice_per_hour_of_the_week_from_measured_demand(db) -> None:  # type: 
     assert monday.planned is None and monday.short is None
     # An hour with no answered call plans with the period's average handle time (300 + 18 s).
     assert (advice[1].calls_per_hour, advice[1].handle_s, advice[1].needed) == (1, 318, 1)
+    # Before any wrap-up is measured, the configured wrap-up time stands in for it.
+    m.after_call_work_avg = None
+    assert staffing.advise(db, m, period, ZONE, 0.80, 20, default_wrap_s=120)[1].handle_s == 420

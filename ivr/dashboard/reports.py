@@ -129,7 +129,7 @@ def reports() -> str:
     session = get_session()
     m = metrics.compute(session, period, settings.zone, settings.service_level_seconds, now=utcnow())
     advice = staffing.advise(session, m, period, settings.zone, settings.service_level_target / 100,
-                             settings.service_level_seconds)
+                             settings.service_level_seconds, settings.peer_wrapup_seconds)
     bars, bars_top = hour_bars(m)
     waits, waits_top = wait_bars(m)
     cells, heat_top = heat_cells(m)
