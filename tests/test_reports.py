@@ -6,11 +6,15 @@ import io
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from lxml import html
 from sqlalchemy import select
 
 from callflows import metrics
 from models import AuditEntry
+from simulator.cli import call_command
+from tests.conftest import tone_wav
+from tests.helpers import PUBLIC_BASE, TEST_AUTH_TOKEN
 from tests.test_dashboard import sign_in
 from tests.test_metrics import history  # noqa: F401  (the constructed day, a fixture)
 
@@ -113,3 +117,43 @@ def test_small_cell_suppression_hides_a_second_cell_when_one_could_be_subtracted
     assert metrics.suppress_group([25, 12, 3]) == ["25", "<11", "<11"]
     assert metrics.suppress_group([25, 2, 3]) == ["25", "<11", "<11"]
     assert metrics.suppress_group([25, 0, 13]) == ["25", "0", "13"]
+
+
+
+@pytest.fixture
+def tour_network(app_config, phone_network):  # type: ignore[no-untyped-def]
+    """The phone network the app rings peers through; its peers press 1 (set before the app is built)."""
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    phone_network.state.peer_answers = "accept"
+    return phone_network
+
+
+def test_after_a_simulated_tour_the_reports_show_its_calls(tour_network, live_app, client, dashboard_data,  # type: ignore[no-untyped-def]
+                                                           tmp_path) -> None:
+    """The simulator's tour over real HTTP (a peer call, a story menu, a message, the crisis key, a hang-up)."""
+    tour_network.state.rewrite[PUBLIC_BASE] = live_app  # the peers' phones reach the app where it listens
+    message = tmp_path / "message.wav"
+    message.write_bytes(tone_wav(2.0))
+    common = ["--url", live_app, "--public-url", PUBLIC_BASE, "--token", TEST_AUTH_TOKEN,
+              "--network", tour_network.base_url, "--max-seconds", "60"]
+    for n, script in enumerate(["1,1", "1,2", "1,4", "1,9", "2"]):
+        extra = ["--record", str(message)] if script == "1,4" else []
+        result = CliRunner().invoke(call_command, ["--script", script, "--talk-seconds", "1",
+                                                   "--from", f"+1555555019{n}", *common, *extra])
+        assert result.exit_code == 0, result.output
+        if script == "1,1":
+            assert "[connected: you are in the conversation]" in result.output
+    tour_network.state.wait_for_legs()
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    doc = page(client, "/staff/reports")
+    figures = {cell.get("id"): " ".join(cell.text_content().split()) for cell in doc.xpath('//table[@id="figures"]//td[@id]')}
+    assert (figures["fig-offered"], figures["fig-answered"], figures["fig-ab-menus"], figures["fig-crisis"]) == \
+        ("5", "1", "2", "1")  # the story menu without hearing a story counts as hung up in the menus
+    assert figures["fig-sl"] == "100 %" and figures["fig-asa"].endswith(" s") and figures["fig-aht"].endswith(" s")
+    assert sum(int(row[1]) for row in table_rows(doc, "by-hour")) == 5
+    assert {row[0]: row[1:] for row in table_rows(doc, "by-language")} == {"en": ["4", "1", "1"], "es": ["1", "0", "1"]}
+    assert sum(int(v) for row in table_rows(doc, "by-hour-of-week") for v in row[1:]) == 5
+    assert sum(int(row[1]) for row in table_rows(doc, "waits")) == 1
+    # The message left on the tour (waiting for transcription), besides the fixture's four.
+    assert sum(int(row[1]) for row in table_rows(doc, "voicemails")) == 5
+    assert len(table_rows(doc, "staffing")) == 1
