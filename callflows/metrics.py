@@ -350,7 +350,15 @@ def _peer_time(session: Session, period: Period, end: datetime) -> tuple[float |
     for change in session.scalars(select(PeerStatusChange).where(PeerStatusChange.at < period.until)
                                   .order_by(PeerStatusChange.at, PeerStatusChange.id)):
         changes[change.peer_id].append(change)
-    created: dict[int, datetime] = {pid: at for pid, at in session.execute(select(Peer.id, Peer.created_at))}
+    created: dict[int, datetime] = {}
+    ever = set(session.scalars(select(PeerStatusChange.peer_id).distinct()))
+    for peer_id, added, status, changed in session.execute(
+            select(Peer.id, Peer.created_at, Peer.status, Peer.status_changed_at)):
+        created[peer_id] = added
+        # Every change is kept from the first migration on: a peer with none has been in their
+        # status since it last changed (a peer seeded available and never called, say).
+        if peer_id not in ever and (aware(changed) or period.until) < period.until:
+            changes[peer_id] = [PeerStatusChange(peer_id=peer_id, status=status, at=changed)]
     wrap: list[float] = []
     working = on_shift = 0.0
     for peer_id, history in changes.items():

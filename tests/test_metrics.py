@@ -37,6 +37,11 @@ def history(db, svc) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     vault = svc.vault
     p1 = make_peer(db, vault, phone="+15555550131", display_name="Sam", created_at=T0 - timedelta(days=30))
     p2 = make_peer(db, vault, phone="+15555550132", display_name="Rosa", created_at=T0)
+    # Never called, no change kept: Jordan available since 22:00 (2 h of the day); Kim signed off all day.
+    make_peer(db, vault, phone="+15555550133", display_name="Jordan", created_at=T0 - timedelta(days=9),
+              status="available", status_changed_at=T0 + timedelta(hours=13))
+    make_peer(db, vault, phone="+15555550134", display_name="Kim", status="signed_off",
+              status_changed_at=T0 - timedelta(days=3))
 
     def call(number: str, start: datetime, language: str = "en", ended: bool = True, **fields: object):  # type: ignore[no-untyped-def]
         caller = make_caller(db, vault, number)
@@ -126,8 +131,9 @@ def test_every_metric_of_a_known_day(db, history) -> None:  # type: ignore[no-un
     assert m.longest_wait == 90
     assert m.handle_time_avg == pytest.approx(200)
     assert m.after_call_work_avg == pytest.approx(90)
-    # Sam 440 s of work in 3 h on shift; Rosa 210 s in the 15 h from 09:00 to the end of the day.
-    assert m.occupancy == pytest.approx((440 + 210) / (3 * 3600 + 15 * 3600))
+    # Sam 440 s of work in 3 h on shift; Rosa 210 s in the 15 h from 09:00 to the end of the day;
+    # Jordan none in 2 h; Kim was never on shift.
+    assert m.occupancy == pytest.approx((440 + 210) / (3 * 3600 + 15 * 3600 + 2 * 3600))
     assert (m.callbacks_requested, m.callbacks_completed, m.callbacks_missed) == (3, 1, 1)
     assert m.time_to_callback_avg == 1800
     assert m.voicemails == {"high": 1, "medium": 1, "low": 1, "none": 0, "untriaged": 1}
