@@ -9,6 +9,7 @@
 - :class:`SchedulingError`: background work could not be scheduled (Redis is down); the
   reconcilers repair it later, so callers of the rules log it and go on.
 - :class:`RetentionError`: a retention policy is unusable, or the database refused a purge.
+- :class:`ResearchExportError`: a research export cannot be written (Parquet without pyarrow).
 """
 from __future__ import annotations
 
@@ -48,3 +49,7 @@ class SchedulingError(CallflowError):
 
 class RetentionError(CallflowError):
     """The retention policy is unusable, or the database refused the purge."""
+
+
+class ResearchExportError(CallflowError):
+    """A research export cannot be written as asked."""

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from callflows import callbacks, routing
 from callflows.calls import ANSWERED_CALL_STATUSES, FINAL_CALL_STATUSES
 from callflows.errors import SchedulingError
-from callflows.peers import SELF_STATUSES, anyone_available, has_live_call
+from callflows.peers import SELF_STATUSES, anyone_available, has_live_call, note_status
 from callflows.services import Services
 from callflows.times import aware
 from models import Peer
@@ -116,6 +116,7 @@ def finish_wrap_up(session: Session, svc: Services, peer: Peer, now: datetime) -
     else:
         peer.status = "available"
     peer.status_changed_at = now
+    note_status(session, peer.id, peer.status, now)
     session.commit()
     dispatch(session, svc, now)
 
@@ -169,6 +170,7 @@ def set_peer_status(session: Session, svc: Services, peer: Peer, status: str, no
         return StatusChange("unchanged", before, before)
     peer.status = status
     peer.status_changed_at = now
+    note_status(session, peer.id, status, now)
     if status in ("break", "signed_off"):
         peer.calls_in_a_row = 0
     session.commit()

@@ -75,6 +75,8 @@ REQUIRED_STRINGS = frozenset(
         # times of day, as people say them in the language (see callflows.callbacks.spoken_clock)
         "part_early", "part_morning", "part_noon", "part_afternoon", "part_night",
         "callback_not_saved",
+        # the optional caller survey after a peer call
+        "survey_intro", "survey_helped", "survey_again", "survey_invalid", "survey_thanks",
         *COUNTED_STRINGS, *(f"{name}_one" for name in COUNTED_STRINGS),
     }
 )

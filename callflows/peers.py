@@ -17,7 +17,7 @@ from callflows.errors import SchedulingError
 from callflows.sql import rowcount
 from callflows.services import Services
 from callflows.times import aware
-from models import Peer
+from models import Peer, PeerStatusChange
 from models.crypto import Vault
 from models.tables import RingLeg
 
@@ -66,13 +66,21 @@ def pick_peers(session: Session, language: str, tag: str | None, limit: int,
     return sorted(candidates, key=_idle_key)[:limit]
 
 
+def note_status(session: Session, peer_id: int, status: str, now: datetime) -> None:
+    """Keep a peer's status change for the metrics (occupancy, after-call work); committed with the change."""
+    session.add(PeerStatusChange(peer_id=peer_id, status=status, at=now))
+
+
 def claim_peer(session: Session, peer_id: int, now: datetime) -> bool:
     """Atomically move an available peer to busy (one UPDATE; False if someone got there first)."""
     result = session.execute(
         update(Peer).where(Peer.id == peer_id, Peer.status == "available")
         .values(status="busy", status_changed_at=now)
     )
-    return rowcount(result) == 1
+    claimed = rowcount(result) == 1
+    if claimed:
+        note_status(session, peer_id, "busy", now)
+    return claimed
 
 
 def has_live_call(session: Session, peer_id: int) -> bool:
@@ -88,6 +96,7 @@ def release_peer(session: Session, peer: Peer, now: datetime) -> None:
     if peer.status == "busy" and not has_live_call(session, peer.id):
         peer.status = "available" if peer.active else "signed_off"
         peer.status_changed_at = now
+        note_status(session, peer.id, peer.status, now)
 
 
 def start_wrap_up(session: Session, svc: Services, peer: Peer, now: datetime) -> None:
@@ -99,6 +108,7 @@ def start_wrap_up(session: Session, svc: Services, peer: Peer, now: datetime) ->
     """
     peer.status = "wrap_up"
     peer.status_changed_at = now
+    note_status(session, peer.id, "wrap_up", now)
     peer.last_call_ended_at = now
     peer.calls_in_a_row = (peer.calls_in_a_row or 0) + 1
     session.commit()

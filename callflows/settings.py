@@ -113,6 +113,11 @@ class Settings:
     telephony_provider: str = "twilio"  # a key of PROVIDERS
     signing_key: str = ""  # SignalWire: the project's webhook signing key (Twilio signs with the auth token)
     metrics_token: str = ""  # bearer token of GET /metrics; unset = /metrics is off (404)
+    # Metrics: "answered within N seconds" and the share of callers the staffing advice aims for.
+    service_level_seconds: int = 30
+    service_level_target: int = 80  # percent
+    caller_survey: bool = False  # the optional keypad survey after a peer call (off until a line decides to ask)
+    research_key: str = ""  # keys research pseudonyms; apart from the data key so exports cannot join the database
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -173,6 +178,10 @@ class Settings:
             callback_max_attempts=number("CALLBACK_MAX_ATTEMPTS", 3, minimum=1),
             callback_retry_schedule=env.get("CALLBACK_RETRY_SCHEDULE") or cls.callback_retry_schedule,
             callback_max_concurrent=number("CALLBACK_MAX_CONCURRENT", 2, minimum=1),
+            service_level_seconds=number("SERVICE_LEVEL_SECONDS", 30, minimum=1),
+            service_level_target=number("SERVICE_LEVEL_TARGET", 80, minimum=1),
+            caller_survey=env.get("CALLER_SURVEY", "0") in ("1", "true", "yes", "on"),
+            research_key=env.get("RESEARCH_KEY", ""),
         )
         if problems:
             raise SettingsError(problems)
@@ -186,6 +195,10 @@ class Settings:
                 parse()
             except SettingsError as exc:
                 problems.extend(exc.problems)
+        if self.research_key and self.research_key in self.data_key.split(","):
+            problems.append("RESEARCH_KEY must not be the data key: research pseudonyms would join the database again")
+        if self.service_level_target > 99:
+            problems.append(f"SERVICE_LEVEL_TARGET: {self.service_level_target} must be a percent below 100")
         if not self.public_base_url.startswith(("http://", "https://")):
             problems.append(f"PUBLIC_BASE_URL: {self.public_base_url!r} must start with http:// or https://")
         problems.extend(self.provider_problems())

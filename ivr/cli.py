@@ -5,6 +5,7 @@ Commands that need the app are registered on ``app.cli`` (so tests reach them th
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -26,14 +27,16 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
 from callflows import FlowValidationError, load_flows
-from callflows.errors import RetentionError, SettingsError
+from callflows.errors import ResearchExportError, RetentionError, SettingsError
 from callflows.keys import rotate_keys
+from callflows import metrics as line_metrics
+from callflows import research
 from callflows.research import ExportWindow, day_start, export_rows, write_csv
 from callflows.retention import RetentionPolicy, purge
 from callflows.settings import Settings, ensure_key_file
 from ivr import create_app, demo, operations_cli
 from ivr.services import services
-from models import Peer, StaffUser
+from models import Peer, StaffUser, utcnow
 from models.crypto import generate_key
 from models.errors import DecryptError
 from models.session import upgrade
@@ -296,26 +299,73 @@ def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
               help="Last day to include (UTC, YYYY-MM-DD, inclusive).")
 @click.option("--period", type=click.Choice(["day", "week"]), default="day", show_default=True,
               help="Date precision of each row: the call's day or only its ISO week.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
+              help="File format (Parquet needs --output).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
-              help="CSV file to write (default: standard output).")
+              help="File to write (default: CSV on standard output); its data dictionary is written beside it.")
+@click.option("--min-group", type=click.IntRange(min=1), default=research.MIN_GROUP, show_default=True,
+              help="Blank (*) any cell whose combination of coded fields fewer calls than this share (1: no check).")
+@click.option("--dictionary", "dictionary_only", is_flag=True, help="Print only the data dictionary (CSV).")
 @with_appcontext
-def export(since: datetime | None, until: datetime | None, period: str, output: Path | None) -> None:
-    """Write a de-identified CSV of calls for research (pseudonyms, no numbers or free text)."""
+def export(since: datetime | None, until: datetime | None, period: str, fmt: str, output: Path | None,
+           min_group: int, dictionary_only: bool) -> None:
+    """Write de-identified research data about calls (pseudonyms, coded fields, coarse dates; no numbers or free text)."""
+    if dictionary_only:
+        research.write_dictionary(sys.stdout, period)
+        return
     window = ExportWindow(day_start(since), day_start(until, plus_days=1))
     if window.since and window.until and window.since >= window.until:
         raise click.ClickException("--since must be on or before --until")
+    if fmt == "parquet" and output is None:
+        raise click.ClickException("--format parquet needs --output FILE")
     svc = services()
+    key = svc.settings.research_key
+    if not key:
+        key_file = Path(svc.settings.instance_path) / "research.key"
+        click.echo(f"RESEARCH_KEY is not set: using the key in {key_file} (keep it to link later exports)", err=True)
+        key = ensure_key_file(key_file, research.generate_research_key)
     with svc.sessions() as session:
-        rows = export_rows(session, svc.vault, window, period)
-        if output is None:
-            write_csv(rows, sys.stdout, period)
-            return
-        try:
+        rows, protection = research.protect(export_rows(session, key, window, period), period, min_group)
+    for line in protection.lines() if min_group > 1 else ["the re-identification check is off (--min-group 1)"]:
+        click.echo(line, err=True)
+    if output is None:
+        write_csv(rows, sys.stdout, period)
+        return
+    described = output.with_name(output.stem + ".dictionary.csv")
+    try:
+        if fmt == "parquet":
+            count = research.write_parquet(rows, output, period)
+        else:
             with output.open("w", newline="", encoding="utf-8") as fh:
                 count = write_csv(rows, fh, period)
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {output}: {exc.strerror}") from exc
-    click.echo(f"exported {count} calls to {output}", err=True)
+        with described.open("w", newline="", encoding="utf-8") as fh:
+            research.write_dictionary(fh, period)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror}") from exc
+    except ResearchExportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"exported {count} calls to {output}; data dictionary in {described}", err=True)
+
+
+@click.command("metrics")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First day to include (in LINE_TIMEZONE, YYYY-MM-DD; default: 7 days ago).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day to include (in LINE_TIMEZONE, YYYY-MM-DD, inclusive; default: today).")
+@click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")
+@with_appcontext
+def metrics_command(since: datetime | None, until: datetime | None, as_json: bool) -> None:
+    """Print how the line is doing: calls offered, answered, abandoned, speed of answer, occupancy..."""
+    svc = services()
+    zone = svc.settings.zone
+    period = line_metrics.period_for_days(since.date() if since else None, until.date() if until else None,
+                                          zone, utcnow())
+    with svc.sessions() as session:
+        figures = line_metrics.compute(session, period, zone, svc.settings.service_level_seconds)
+    if as_json:
+        click.echo(json.dumps(figures.to_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo("\n".join(line_metrics.summary_lines(figures)))
 
 
 @click.command("purge")
@@ -375,7 +425,8 @@ def check_settings() -> Settings:
 
 def register_commands(app: Flask) -> None:
     """Add the commands that need the app (database, Redis) to ``app.cli``."""
-    for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker, export, purge_command):
+    for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker, export, purge_command,
+                    metrics_command):
         app.cli.add_command(command)
     app.cli.add_command(operations_cli.hours_group)  # peerline hours show | close --reason | open | set | holiday
     app.cli.add_command(rotate_keys_command)

@@ -292,6 +292,18 @@ class Speaker:
         dial.conference(room, end_conference_on_exit=True, start_conference_on_enter=True, beep=False)
         return twiml
 
+    def survey_question(self, lines: Iterable[str], action_url: str, after_silence: Iterable[str]) -> VoiceResponse:
+        """One optional keypad question (1 to 5); silence is no answer: ``after_silence``, then goodbye."""
+        twiml = VoiceResponse()
+        gather = twiml.gather(input="dtmf", num_digits=1, timeout=self.timeout, action=action_url, method="POST",
+                              action_on_empty_result=False)
+        for line in lines:
+            self.say(gather, line)
+        for line in after_silence:
+            self.say(twiml, line)
+        twiml.hangup()
+        return twiml
+
     def keypad(self, lines: Iterable[str], action_url: str, finish_on_key: str = "#",
                num_digits: int | None = None) -> VoiceResponse:
         """Ask for digits (a PIN, an id, a one-key menu); no input comes back to ``action_url``."""

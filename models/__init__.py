@@ -11,6 +11,7 @@ and re-exported here):
 from __future__ import annotations
 
 from models.errors import DataKeyError, DecryptError, ModelError
+from models.metrics import PeerStatusChange, SurveyAnswer
 from models.tables import (
     AuditEntry,
     Base,
@@ -49,8 +50,10 @@ __all__ = [
     "DecryptError",
     "ModelError",
     "Peer",
+    "PeerStatusChange",
     "PeerStory",
     "StaffUser",
+    "SurveyAnswer",
     "Voicemail",
     "utcnow",
     "CallerBlock",

@@ -14,9 +14,10 @@ from typing import Iterable
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from callflows.calls import find_or_create_call, find_or_create_caller
-from models import Call, Caller, Peer
+from callflows.calls import find_or_create_call, find_or_create_caller, record_event
+from models import Call, CallbackRequest, Caller, Peer, PeerStatusChange, SurveyAnswer, Voicemail
 from models.crypto import Vault
+from models.tables import PeerRequest, RingLeg
 
 
 def make_peer(session: Session, vault: Vault, *, phone: str, display_name: str = "Sam",
@@ -49,6 +50,68 @@ def make_call(session: Session, call_sid: str | None = None, *, caller: Caller |
     _set(call, **fields)
     session.commit()
     return call
+
+
+def make_request(session: Session, call: Call, *, arrived_at: datetime, status: str = "waiting",
+                 peer: Peer | None = None, connected_at: datetime | None = None, ended_at: datetime | None = None,
+                 legs: Iterable[str] = (), language: str = "en") -> PeerRequest:
+    """A caller's request for a peer, with ringing legs of ``peer`` in the given final statuses."""
+    req = PeerRequest(call_sid=call.call_sid, call_id=call.id, language=language, status=status,
+                      peer_id=peer.id if peer is not None and connected_at is not None else None,
+                      arrived_at=arrived_at, connected_at=connected_at, ended_at=ended_at)
+    session.add(req)
+    session.flush()
+    for leg_status in legs:
+        assert peer is not None, "a ringing leg rings a peer"
+        session.add(RingLeg(request_id=req.id, peer_id=peer.id, status=leg_status, created_at=arrived_at,
+                            ended_at=ended_at))
+    session.commit()
+    return req
+
+
+def make_event(session: Session, call: Call, node: str, received: str | None = None, *, at: datetime) -> None:
+    """One step of a call's path, recorded as the webhooks record it, at ``at``."""
+    record_event(session, call.call_sid, node, received)
+    session.flush()
+    call.events[-1].at = at
+    session.commit()
+
+
+def make_callback(session: Session, vault: Vault, *, created_at: datetime, status: str = "pending",
+                  number: str = "+15555550177", **fields: object) -> CallbackRequest:
+    """A callback request (the number encrypted) in ``status``."""
+    cb = CallbackRequest(number_encrypted=vault.encrypt_text(number), status=status, created_at=created_at,
+                         arrived_at=created_at, **fields)
+    session.add(cb)
+    session.commit()
+    return cb
+
+
+def make_voicemail(session: Session, *, created_at: datetime, risk_level: str | None = None,
+                   reviewed_at: datetime | None = None, **fields: object) -> Voicemail:
+    """A voicemail row (no audio) with its risk level and review time."""
+    vm = Voicemail(recording_sid="RE" + uuid.uuid4().hex, recording_url="https://api.twilio.test/rec",
+                   created_at=created_at, risk_level=risk_level, reviewed_at=reviewed_at,
+                   status="transcribed" if risk_level else "pending", **fields)
+    session.add(vm)
+    session.commit()
+    return vm
+
+
+def make_status_history(session: Session, peer: Peer, changes: Iterable[tuple[datetime, str]]) -> None:
+    """A peer's status changes as the line keeps them (callflows.peers.note_status)."""
+    session.add_all(PeerStatusChange(peer_id=peer.id, status=status, at=at) for at, status in changes)
+    session.commit()
+
+
+def make_survey_answer(session: Session, *, at: datetime, question: str, answer: int,
+                       respondent: str = "S-0000000000", language: str = "en") -> SurveyAnswer:
+    """One stored survey answer."""
+    row = SurveyAnswer(respondent=respondent, response="R-" + uuid.uuid4().hex[:10], question=question, answer=answer,
+                       language=language, at=at)
+    session.add(row)
+    session.commit()
+    return row
 
 
 def _set(row: object, **fields: object) -> None:

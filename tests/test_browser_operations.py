@@ -23,7 +23,7 @@ DESKTOP = (1280, 900)
 def axe_violations(driver: Any) -> list[str]:  # noqa: F811
     """axe-core's violations on the current page, as ``rule: target`` lines (empty when it passes)."""
     try:
-        from axe_selenium_python import Axe  # type: ignore[import-untyped]
+        from axe_selenium_python import Axe
     except ImportError:
         Axe = None
     require(Axe is not None, "pip install axe-selenium-python (requirements-dev.txt) for accessibility checks")

@@ -176,6 +176,7 @@ FLOWS = load_flows()
 NAMES = {
     "node": sorted(FLOWS["en"].nodes),
     "topic": ["medication", "pain", "loneliness", "stigma"],
+    "question": ["helped", "again"],  # the caller survey's questions
     "name": sorted({*ACTIONS, "story:medication", "story:pain", "pending_callback", "peer_sign_in"}),
 }
 hostile_name = st.one_of(st.sampled_from(["nope", ".", "story:", "%", "main "]), st.text(min_size=1, max_size=30))

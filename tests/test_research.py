@@ -6,11 +6,21 @@ import io
 import re
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import select
 
-from callflows.research import DAY_COLUMNS, WEEK_COLUMNS, duration_bucket
+from callflows import research
+from callflows.research import DAY_COLUMNS, WEEK_COLUMNS, duration_bucket, research_pseudonym
 from models import Call, Caller, Voicemail
 from tests.helpers import TestCaller
+
+RESEARCH_KEY = "research-key-for-tests"
+
+
+@pytest.fixture(autouse=True)
+def research_key(app_config):  # type: ignore[no-untyped-def]
+    """RESEARCH_KEY for the test app: the research pseudonyms' own key, apart from the data key."""
+    app_config["research_key"] = RESEARCH_KEY
 
 TRANSCRIPT = "I relapsed last night and I am thinking about an overdose, call me at five five five"
 
@@ -48,8 +58,8 @@ def hang_up(caller: TestCaller, seconds: int) -> None:
 
 
 def export_csv(runner, *args: str) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
-    """Run ``export`` and parse its CSV (header checked by the callers)."""
-    result = runner.invoke(args=["export", *args])
+    """Run ``export`` without the small-group check (these few calls would all be blanked) and parse its CSV."""
+    result = runner.invoke(args=["export", "--min-group", "1", *args])
     assert result.exit_code == 0, result.output
     return list(csv.DictReader(io.StringIO(result.stdout)))
 
@@ -70,8 +80,9 @@ def test_export_rows_are_coded_and_pseudonymous(svc, client, runner, db) -> None
     vm.risk_level, vm.risk_score, vm.status = "high", 7, "transcribed"
     db.commit()
 
-    result = runner.invoke(args=["export"])
+    result = runner.invoke(args=["export", "--min-group", "1"])
     assert result.exit_code == 0, result.output
+    assert "the re-identification check is off" in result.stderr
     text = result.stdout
     rows = list(csv.DictReader(io.StringIO(text)))
     assert text.splitlines()[0] == ",".join(DAY_COLUMNS)
@@ -82,12 +93,12 @@ def test_export_rows_are_coded_and_pseudonymous(svc, client, runner, db) -> None
     by_path = {row["menu_path"]: row for row in rows}
     assert len(rows) == 3
     assert by_path["incoming>language:1>main:2>stories:5"] == {
-        "caller": vault.pseudonym("caller", calls[browser.call_sid].caller_id),
+        "caller": research_pseudonym(RESEARCH_KEY, callers[calls[browser.call_sid].caller_id].number_hash),
         "call_date": today, "language": "en", "menu_path": "incoming>language:1>main:2>stories:5",
         "outcome": "hung_up", "duration": "1-5m", "voicemail_risk": "",
     }
     assert by_path["incoming>language:1>main:4>voicemail"] == {
-        "caller": vault.pseudonym("caller", calls[texter.call_sid].caller_id),
+        "caller": research_pseudonym(RESEARCH_KEY, callers[calls[texter.call_sid].caller_id].number_hash),
         "call_date": today, "language": "en", "menu_path": "incoming>language:1>main:4>voicemail",
         "outcome": "voicemail", "duration": "0-1m", "voicemail_risk": "high",
     }
@@ -123,7 +134,7 @@ def test_export_window_week_precision_and_output_file(runner, client, db, tmp_pa
     assert [r["call_date"] for r in recent_only] == [datetime.now(timezone.utc).date().isoformat()]
 
     out = tmp_path / "calls.csv"
-    result = runner.invoke(args=["export", "--period", "week", "--output", str(out)])
+    result = runner.invoke(args=["export", "--period", "week", "--min-group", "1", "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert "exported 2 calls" in result.output
     rows = list(csv.DictReader(out.open(newline="")))
@@ -148,3 +159,90 @@ def test_old_calls_keep_their_day_in_utc() -> None:
 
     assert period_label(datetime(2024, 12, 30, 1, 0), "week") == "2025-W01"
     assert period_label(datetime(2024, 3, 6, 23, 0, tzinfo=timezone(timedelta(hours=-5))), "day") == "2024-03-07"
+
+
+@pytest.mark.parametrize("period", ["day", "week"])
+def test_the_data_dictionary_describes_every_column_in_order(runner, period: str) -> None:  # type: ignore[no-untyped-def]
+    docs = research.dictionary(period)
+    assert [d.name for d in docs] == list(research.columns(period))
+    assert all(d.type and d.meaning and d.allowed for d in docs)
+    printed = runner.invoke(args=["export", "--dictionary", "--period", period])
+    assert printed.exit_code == 0, printed.output
+    rows = list(csv.DictReader(io.StringIO(printed.stdout)))
+    assert [r["column"] for r in rows] == list(research.columns(period))
+    assert list(rows[0]) == ["column", "type", "meaning", "allowed_values"]
+
+
+def test_parquet_export_writes_the_rows_and_their_dictionary(runner, client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    browse_stories(TestCaller(client, number="+15555550151"))
+    browse_stories(TestCaller(client, number="+15555550152"))
+    as_csv = export_csv(runner)
+    out = tmp_path / "calls.parquet"
+    result = runner.invoke(args=["export", "--format", "parquet", "--min-group", "1", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"exported 2 calls to {out}; data dictionary in {tmp_path / 'calls.dictionary.csv'}" in result.stderr
+    table = pq.read_table(out)
+    assert table.column_names == list(DAY_COLUMNS)
+    assert table.to_pylist() == as_csv
+    assert table.schema.field("caller").metadata[b"meaning"].startswith(b"research pseudonym of the caller")
+    described = list(csv.DictReader((tmp_path / "calls.dictionary.csv").open(newline="")))
+    assert [d["column"] for d in described] == table.column_names
+    refused = runner.invoke(args=["export", "--format", "parquet"])
+    assert refused.exit_code != 0 and "--format parquet needs --output FILE" in refused.output
+
+
+def test_research_pseudonyms_link_periods_but_not_the_database(svc, runner, client, db) -> None:  # type: ignore[no-untyped-def]
+    caller = TestCaller(client, number="+15555550161")
+    browse_stories(caller)
+    first = db.scalar(select(Call).where(Call.call_sid == caller.call_sid))
+    first.started_at = datetime(2026, 1, 5, 12, tzinfo=timezone.utc)
+    db.commit()
+    again = TestCaller(client, number="+15555550161")
+    browse_stories(again)
+    january = export_csv(runner, "--until", "2026-01-31")
+    later = export_csv(runner, "--since", "2026-02-01")
+    assert len(january) == len(later) == 1
+    assert january[0]["caller"] == later[0]["caller"]  # one caller, one pseudonym in every export
+    stored = db.scalar(select(Caller))
+    pseudonym = january[0]["caller"]
+    assert re.fullmatch(r"P-[0-9a-f]{12}", pseudonym)
+    # Nothing in the operational database computes or holds it: not the data key's pseudonym, not a stored hash.
+    assert pseudonym != svc.vault.pseudonym("caller", stored.id)
+    assert pseudonym[2:] not in stored.number_hash
+    assert research_pseudonym("another research key", stored.number_hash) != pseudonym
+
+
+def test_cells_shared_by_fewer_calls_than_the_minimum_are_blanked(runner, client) -> None:  # type: ignore[no-untyped-def]
+    for n in range(3):
+        browse_stories(TestCaller(client, number=f"+1555555017{n}"))
+    result = runner.invoke(args=["export"])  # the default minimum group: 11 calls
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 3
+    for row in rows:
+        assert {k: v for k, v in row.items() if k != "caller"} == dict.fromkeys(
+            ["call_date", "language", "menu_path", "outcome", "duration", "voicemail_risk"], "*")
+        assert row["caller"].startswith("P-")
+    assert "blanked (*) cells shared by fewer than 11 calls" in result.stderr
+    # Three identical calls meet a minimum of 3: nothing is blanked.
+    three = runner.invoke(args=["export", "--min-group", "3"])
+    assert all(r["menu_path"] == "incoming>language:1>main:2>stories:5" for r in csv.DictReader(io.StringIO(three.stdout)))
+    assert "every combination of coded fields is shared by at least 3 calls" in three.stderr
+
+
+def test_protect_blanks_the_most_telling_field_first() -> None:
+    common = {"caller": "P-1", "call_date": "2026-11-02", "language": "en", "menu_path": "incoming>main:1",
+              "outcome": "hung_up", "duration": "1-5m", "voicemail_risk": ""}
+    rows = [dict(common) for _ in range(3)] + [dict(common, menu_path=f"incoming>main:{key}") for key in "234"]
+    protected, report = research.protect(rows, "day", min_group=3)
+    # Three calls each with a path of its own lose that path, and then share every field: nothing more is blanked.
+    assert protected[:3] == rows[:3]
+    assert protected[3:] == [dict(common, menu_path="*")] * 3
+    assert report.suppressed == {"menu_path": 3}
+    # A call unlike any other in several fields is blanked field by field, the date last.
+    odd = dict(common, language="es", duration="30m+", menu_path="x")
+    protected, report = research.protect([*rows[:3], odd], "day", min_group=3)
+    assert protected[3] == {"caller": "P-1", **dict.fromkeys(
+        ["call_date", "language", "menu_path", "outcome", "duration", "voicemail_risk"], "*")}

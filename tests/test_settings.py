@@ -26,6 +26,8 @@ PEERLINE = Path(sys.executable).parent / "peerline"
      "LINE_TIMEZONE: 'America/Springfield' is not an IANA time zone (e.g. America/New_York)"),
     ("PEERS_RING_AT_ONCE", "two", "PEERS_RING_AT_ONCE: 'two' is not a whole number"),
     ("CALLBACK_MAX_ATTEMPTS", "0", "CALLBACK_MAX_ATTEMPTS: 0 is below the minimum of 1"),
+    ("SERVICE_LEVEL_SECONDS", "half a minute", "SERVICE_LEVEL_SECONDS: 'half a minute' is not a whole number"),
+    ("SERVICE_LEVEL_TARGET", "100", "SERVICE_LEVEL_TARGET: 100 must be a percent below 100"),
 ])
 def test_a_bad_setting_is_named_when_the_settings_are_read(tmp_path: Path, name: str, value: str,
                                                            message: str) -> None:
@@ -70,3 +72,12 @@ def test_serve_and_worker_refuse_to_start_with_a_clear_message(tmp_path: Path, c
         "  CALLBACK_WINDOWS: cannot read 'evening=25-3' (want name=start-end, hours 0-24)",
     ]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_the_research_key_cannot_be_the_data_key(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(tmp_path, {"PEERLINE_DATA_KEY": "k1,k2", "RESEARCH_KEY": "k2"}).check()
+    assert caught.value.problems == [
+        "RESEARCH_KEY must not be the data key: research pseudonyms would join the database again"]
+    settings = Settings.from_env(tmp_path, {"RESEARCH_KEY": "apart", "CALLER_SURVEY": "1"}).check()
+    assert (settings.research_key, settings.caller_survey, settings.service_level_seconds) == ("apart", True, 30)

@@ -20,13 +20,14 @@ from sqlalchemy import select
 from callflows import line, routing
 from ivr.twiml import Speaker
 from ivr.webhooks import (blueprints, callback_legs, callback_request, hold, media, menus, peer_legs, peer_phone,
-                          status, stories, voicemail)
+                          status, stories, survey, voicemail)
 from ivr.webhooks.failures import AUDIENCES, Audience
 from ivr.webhooks.story_audio import story_audio_url
 from models.tables import RingLeg
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TestCaller, parse_twiml, sign, spoken
 
-HANDLER_MODULES = (menus, stories, voicemail, hold, peer_legs, callback_request, callback_legs, peer_phone, status)
+HANDLER_MODULES = (menus, stories, voicemail, hold, peer_legs, callback_request, callback_legs, peer_phone, status,
+                   survey)
 WEBHOOK_BLUEPRINTS = {bp.name for bp in blueprints.TWILIO}
 
 

@@ -11,6 +11,7 @@ Handler modules (each adds routes to a blueprint of :mod:`~ivr.webhooks.blueprin
 - :mod:`~ivr.webhooks.callback_legs`: the peer's and the caller's legs of a callback attempt;
 - :mod:`~ivr.webhooks.peer_phone`: peers run their shift by phone;
 - :mod:`~ivr.webhooks.status`: the number's status callback and fallback URL;
+- :mod:`~ivr.webhooks.survey`: the optional caller survey after a peer call (``CALLER_SURVEY``);
 - :mod:`~ivr.webhooks.media`: signed story audio for <Play> (GET, not TwiML).
 
 Shared helpers, the only project modules a handler module imports besides ``ivr.twiml``,

@@ -12,9 +12,9 @@ from datetime import datetime
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows import Flow, callers, hours, line, routing, stories
+from callflows import Flow, callers, hours, line, routing, stories, survey
 from callflows.announce import blocked_notice, spoken_opening
-from callflows.calls import record_event
+from callflows.calls import FINAL_CALL_STATUSES, record_event
 from callflows.peers import peers_on_shift
 from callflows.times import aware
 from ivr.db import get_session
@@ -239,4 +239,11 @@ def caller_done(req_id: int) -> Response:
     ctx = current_ctx()
     if req is not None:
         routing.caller_call_over(get_session(), req, utcnow())
+        # The peer ended the conversation and the caller is still on the line (a caller who hung
+        # up comes here with a final CallStatus): the optional survey, when the line asks for it.
+        if (services().settings.caller_survey and survey.may_ask(req)
+                and request.form.get("CallStatus") not in FINAL_CALL_STATUSES):
+            return to_response(ctx.speaker.say_then_redirect(
+                [ctx.flow.text("peer_call_over")],
+                ctx.url("routing.survey_start", req_id=req.id, question=survey.QUESTIONS[0])))
     return to_response(ctx.speaker.say_then_hangup([ctx.flow.text("peer_call_over"), ctx.flow.text("goodbye")]))

@@ -1,0 +1,492 @@
+"""How the line is doing: service metrics computed from the events the line stores.
+
+Nothing here is counted as it happens: every figure is read back from the rows the calls
+leave (calls and their events, peer requests and their ringing legs, callback requests and
+attempts, voicemails, each peer status change, survey answers), so a figure can be
+recomputed for any period, and a test can build a history with known answers.
+
+Definitions (the README repeats them in one line each):
+
+- *offered*: inbound calls that started in the period, less the peers' own calls (a peer
+  signing on by phone is not a caller).
+- *answered by a peer*: offered calls with a peer request a peer accepted.
+- *abandoned while ringing / on hold*: the caller hung up while waiting for a peer, with
+  peers' phones ringing for them (a leg closed as ``caller_gone``) or with none ringing.
+- *abandoned in menus*: the caller hung up before reaching any service (a peer, a story,
+  a callback, a message or the crisis line).
+- *speed of answer*: from asking for a peer to a peer accepting; *service level*: answered
+  within ``SERVICE_LEVEL_SECONDS`` out of answered plus abandoned while waiting.
+- *handle time*: connected to the end of the conversation; *after-call work*: the peer's
+  wrap-up, from the status history; *occupancy*: time on a call or wrapping up out of time
+  signed on.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callflows import survey
+from callflows.times import aware
+from models import Call, CallbackRequest, CallEvent, Caller, Peer, PeerStatusChange, SurveyAnswer, Voicemail
+from models.tables import PeerRequest, RingLeg
+
+WAIT_BUCKETS = ((10, "under 10 s"), (30, "10-30 s"), (60, "30-60 s"), (120, "1-2 min"), (300, "2-5 min"),
+                (600, "5-10 min"))
+WAIT_OVER = "10 min or more"
+RISK_LEVELS = ("high", "medium", "low", "none", "untriaged")
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+# Statuses in which a peer is signed on; busy (ringing or talking) and wrap_up are the work.
+ON_SHIFT = ("available", "busy", "wrap_up", "break")
+WORKING = ("busy", "wrap_up")
+# Events that show a caller reached a service (not left in the menus).
+SERVICE_NODES = ("story", "crisis", "voicemail", "callback_pending")
+SURVEY_QUESTIONS = survey.QUESTIONS
+
+
+@dataclass(frozen=True)
+class Period:
+    """Calls that started on or after ``since`` and before ``until`` (aware UTC)."""
+
+    since: datetime
+    until: datetime
+
+    def holds(self, moment: datetime | None) -> bool:
+        """True when ``moment`` falls in the period."""
+        at = aware(moment)
+        return at is not None and self.since <= at < self.until
+
+
+@dataclass
+class Breakdown:
+    """Counts for one hour, day or language."""
+
+    offered: int = 0
+    answered: int = 0
+    abandoned: int = 0
+
+
+@dataclass
+class Metrics:
+    """Every figure for one period; times in seconds (None when there is nothing to average)."""
+
+    since: str
+    until: str
+    timezone: str
+    service_level_seconds: int
+    calls_offered: int = 0
+    answered_by_peer: int = 0
+    abandoned_in_menus: int = 0
+    abandoned_while_ringing: int = 0
+    abandoned_on_hold: int = 0
+    peer_requests: int = 0
+    speed_of_answer_avg: float | None = None
+    speed_of_answer_p90: float | None = None
+    service_level: float | None = None
+    longest_wait: float | None = None
+    handle_time_avg: float | None = None
+    after_call_work_avg: float | None = None
+    callbacks_requested: int = 0
+    callbacks_completed: int = 0
+    callbacks_missed: int = 0
+    time_to_callback_avg: float | None = None
+    voicemails: dict[str, int] = field(default_factory=dict)
+    time_to_review_avg: dict[str, float | None] = field(default_factory=dict)
+    crisis_key_presses: int = 0
+    crisis_key_calls: int = 0
+    handoffs: int = 0
+    occupancy: float | None = None
+    survey: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_hour: dict[int, Breakdown] = field(default_factory=dict)
+    by_day: dict[str, Breakdown] = field(default_factory=dict)
+    by_language: dict[str, Breakdown] = field(default_factory=dict)
+    # Offered calls by local weekday (0 = Monday) and hour: the heat map.
+    hour_of_week: list[list[int]] = field(default_factory=lambda: [[0] * 24 for _ in range(7)])
+    # Peer requests, and the talk time and count of answered ones, by weekday and hour of arrival: staffing.
+    requests_by_hour_of_week: list[list[int]] = field(default_factory=lambda: [[0] * 24 for _ in range(7)])
+    talk_by_hour_of_week: list[list[float]] = field(default_factory=lambda: [[0.0] * 24 for _ in range(7)])
+    talks_by_hour_of_week: list[list[int]] = field(default_factory=lambda: [[0] * 24 for _ in range(7)])
+    wait_distribution: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def abandoned(self) -> int:
+        """Every abandoned call, wherever the caller hung up."""
+        return self.abandoned_in_menus + self.abandoned_while_ringing + self.abandoned_on_hold
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON (``peerline metrics --json``)."""
+        data = asdict(self)
+        data["abandoned"] = self.abandoned
+        data["by_hour"] = {str(h): asdict(b) for h, b in sorted(self.by_hour.items())}
+        return data
+
+
+def period_for_days(since: date | None, until: date | None, zone: ZoneInfo, now: datetime,
+                    default_days: int = 7) -> Period:
+    """Whole local days from ``since`` to ``until`` inclusive (the last ``default_days`` days by default)."""
+    today = now.astimezone(zone).date()
+    last = until or today
+    first = since or (last - timedelta(days=default_days - 1))
+    if first > last:
+        first, last = last, first
+    start = datetime.combine(first, datetime.min.time(), tzinfo=zone).astimezone(timezone.utc)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=zone).astimezone(timezone.utc)
+    return Period(start, end)
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """The ``pct`` percentile by the nearest-rank method (90 -> the value 90 % of values are at or below)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _average(values: Iterable[float]) -> float | None:
+    items = list(values)
+    return sum(items) / len(items) if items else None
+
+
+def _seconds(later: datetime | None, earlier: datetime | None) -> float | None:
+    a, b = aware(later), aware(earlier)
+    return None if a is None or b is None else (a - b).total_seconds()
+
+
+def wait_bucket(seconds: float) -> str:
+    """The label of the wait-time bucket ``seconds`` falls in."""
+    for upper, label in WAIT_BUCKETS:
+        if seconds < upper:
+            return label
+    return WAIT_OVER
+
+
+def count_handoffs(session: Session, period: Period) -> int:
+    """Warm hand-offs to a crisis counsellor or supervisor in the period (issue 12 wires its rows here; 0 until then)."""
+    return 0
+
+
+def compute(session: Session, period: Period, zone: ZoneInfo, service_level_seconds: int = 30,
+            now: datetime | None = None) -> Metrics:
+    """Every metric for ``period`` from the stored rows; hours and days are local to ``zone``."""
+    now = now or datetime.now(timezone.utc)
+    m = Metrics(since=period.since.isoformat(), until=period.until.isoformat(), timezone=str(zone.key),
+                service_level_seconds=service_level_seconds)
+    peer_hashes = set(session.scalars(select(Peer.phone_hash)))
+    rows = session.execute(
+        select(Call, Caller.number_hash).outerjoin(Caller, Call.caller_id == Caller.id)
+        .where(Call.direction == "inbound", Call.started_at >= period.since, Call.started_at < period.until)
+        .order_by(Call.started_at, Call.id)
+    ).all()
+    calls = [call for call, number_hash in rows if number_hash is None or number_hash not in peer_hashes]
+    sids = [c.call_sid for c in calls]
+    requests: dict[str, list[PeerRequest]] = defaultdict(list)
+    gone_legs: set[int] = set()
+    events: dict[int, list[CallEvent]] = defaultdict(list)
+    reached_callback: set[str] = set()
+    reached_voicemail: set[int] = set()
+    if sids:
+        for req in session.scalars(select(PeerRequest).where(PeerRequest.call_sid.in_(sids)).order_by(PeerRequest.id)):
+            requests[req.call_sid].append(req)
+        req_ids = [r.id for rs in requests.values() for r in rs]
+        if req_ids:
+            gone_legs = set(session.scalars(select(RingLeg.request_id).where(
+                RingLeg.request_id.in_(req_ids), RingLeg.status == "caller_gone")))
+        for event in session.scalars(select(CallEvent).where(CallEvent.call_id.in_([c.id for c in calls]))
+                                     .order_by(CallEvent.id)):
+            events[event.call_id].append(event)
+        reached_callback = {sid for sid in session.scalars(select(CallbackRequest.call_sid).where(
+            CallbackRequest.call_sid.in_(sids), CallbackRequest.status != "draft")) if sid is not None}
+        reached_voicemail = {cid for cid in session.scalars(select(Voicemail.call_id).where(
+            Voicemail.call_id.in_([c.id for c in calls]))) if cid is not None}
+
+    waits_answered: list[float] = []
+    waits_all: list[tuple[float, bool]] = []
+    handle: list[float] = []
+    within = 0
+    for call in calls:
+        local = aware(call.started_at).astimezone(zone)  # type: ignore[union-attr]
+        hour = m.by_hour.setdefault(local.hour, Breakdown())
+        day = m.by_day.setdefault(local.date().isoformat(), Breakdown())
+        lang = m.by_language.setdefault(call.language or "unknown", Breakdown())
+        m.hour_of_week[local.weekday()][local.hour] += 1
+        cells = (hour, day, lang)
+        for cell in cells:
+            cell.offered += 1
+        m.calls_offered += 1
+        reqs = requests.get(call.call_sid, [])
+        outcome = _classify(call, reqs, gone_legs, events.get(call.id, []), reached_callback, reached_voicemail)
+        if outcome == "answered":
+            m.answered_by_peer += 1
+        elif outcome == "ringing":
+            m.abandoned_while_ringing += 1
+        elif outcome == "hold":
+            m.abandoned_on_hold += 1
+        elif outcome == "menus":
+            m.abandoned_in_menus += 1
+        for cell in cells:
+            if outcome == "answered":
+                cell.answered += 1
+            elif outcome in ("ringing", "hold", "menus"):
+                cell.abandoned += 1
+        for req in reqs:
+            m.peer_requests += 1
+            arrived = aware(req.arrived_at).astimezone(zone)  # type: ignore[union-attr]
+            m.requests_by_hour_of_week[arrived.weekday()][arrived.hour] += 1
+            if req.connected_at is not None:
+                wait = _seconds(req.connected_at, req.arrived_at) or 0.0
+                waits_answered.append(wait)
+                waits_all.append((wait, True))
+                within += wait <= service_level_seconds
+                talk = _seconds(req.ended_at, req.connected_at)
+                if talk is not None:
+                    handle.append(talk)
+                    m.talk_by_hour_of_week[arrived.weekday()][arrived.hour] += talk
+                    m.talks_by_hour_of_week[arrived.weekday()][arrived.hour] += 1
+            elif req.ended_at is not None:  # left for a callback, a message or the crisis line
+                waits_all.append((_seconds(req.ended_at, req.arrived_at) or 0.0, False))
+    gave_up = sum(1 for rs in requests.values() for r in rs if r.status == "abandoned" and r.connected_at is None)
+    m.speed_of_answer_avg = _average(waits_answered)
+    m.speed_of_answer_p90 = percentile(waits_answered, 90)
+    m.service_level = within / (len(waits_answered) + gave_up) if (waits_answered or gave_up) else None
+    m.longest_wait = max((w for w, _ in waits_all), default=None)
+    m.handle_time_avg = _average(handle)
+    m.wait_distribution = {label: {"answered": 0, "not_answered": 0}
+                           for label in [b for _, b in WAIT_BUCKETS] + [WAIT_OVER]}
+    for wait, answered in waits_all:
+        m.wait_distribution[wait_bucket(wait)]["answered" if answered else "not_answered"] += 1
+
+    _callbacks(session, period, m)
+    _voicemails(session, period, m)
+    presses = session.scalars(select(CallEvent.call_id).where(
+        CallEvent.node == "crisis", CallEvent.at >= period.since, CallEvent.at < period.until)).all()
+    m.crisis_key_presses = len(presses)
+    m.crisis_key_calls = len(set(presses))
+    m.handoffs = count_handoffs(session, period)
+    m.after_call_work_avg, m.occupancy = _peer_time(session, period, min(period.until, now))
+    _survey(session, period, m)
+    return m
+
+
+def _classify(call: Call, reqs: list[PeerRequest], gone_legs: set[int], events: list[CallEvent],
+              reached_callback: set[str], reached_voicemail: set[int]) -> str:
+    """What became of one offered call: answered, ringing / hold / menus (abandoned there), or served."""
+    if any(r.connected_at is not None for r in reqs):
+        return "answered"
+    if reqs:
+        last = reqs[-1]
+        if last.status == "abandoned":
+            return "ringing" if last.id in gone_legs else "hold"
+        return "served"  # left the wait for a callback, a message or the crisis line
+    if call.call_sid in reached_callback or call.id in reached_voicemail:
+        return "served"
+    if any(e.node in SERVICE_NODES for e in events) or call.outcome not in (None, "hung_up"):
+        return "served"
+    return "menus" if call.ended_at is not None else "in_progress"
+
+
+def _callbacks(session: Session, period: Period, m: Metrics) -> None:
+    rows = session.scalars(select(CallbackRequest).where(
+        CallbackRequest.created_at >= period.since, CallbackRequest.created_at < period.until,
+        CallbackRequest.status.in_(("pending", "dialing", "completed", "missed")))).all()
+    m.callbacks_requested = len(rows)
+    m.callbacks_completed = sum(1 for r in rows if r.status == "completed")
+    m.callbacks_missed = sum(1 for r in rows if r.status == "missed")
+    m.time_to_callback_avg = _average(
+        s for r in rows if r.status == "completed" and (s := _seconds(r.updated_at, r.created_at)) is not None)
+
+
+def _voicemails(session: Session, period: Period, m: Metrics) -> None:
+    counts: Counter[str] = Counter()
+    review: dict[str, list[float]] = defaultdict(list)
+    for vm in session.scalars(select(Voicemail).where(Voicemail.created_at >= period.since,
+                                                      Voicemail.created_at < period.until)):
+        level = vm.risk_level if vm.risk_level in RISK_LEVELS else "untriaged"
+        counts[level] += 1
+        seconds = _seconds(vm.reviewed_at, vm.created_at)
+        if seconds is not None:
+            review[level].append(seconds)
+    m.voicemails = {level: counts[level] for level in RISK_LEVELS}
+    m.time_to_review_avg = {level: _average(review[level]) for level in RISK_LEVELS}
+
+
+def status_intervals(changes: list[PeerStatusChange], since: datetime, end: datetime,
+                     created_at: datetime | None = None) -> list[tuple[str, float]]:
+    """One peer's time in each status inside [since, end), from their change history (seconds per stretch).
+
+    The status before the period is the last change before it. With no earlier change, a
+    first change to busy means the peer was available until then (only available peers are
+    claimed) from when the peer was added; any other start is unknown and not counted.
+    """
+    state: str | None = None
+    start = since
+    before = [c for c in changes if (aware(c.at) or since) < since]
+    inside = [c for c in changes if since <= (aware(c.at) or since) < end]
+    if before:
+        state = before[-1].status
+    elif inside and inside[0].status == "busy":
+        state = "available"
+        start = max(since, aware(created_at) or since)
+    out: list[tuple[str, float]] = []
+    for change in inside:
+        at = aware(change.at) or since
+        if state is not None and at > start:
+            out.append((state, (at - start).total_seconds()))
+        state, start = change.status, max(start, at)
+    if state is not None and end > start:
+        out.append((state, (end - start).total_seconds()))
+    return out
+
+
+def _peer_time(session: Session, period: Period, end: datetime) -> tuple[float | None, float | None]:
+    """Average wrap-up (after-call work) begun in the period, and occupancy over the period."""
+    changes: dict[int, list[PeerStatusChange]] = defaultdict(list)
+    for change in session.scalars(select(PeerStatusChange).where(PeerStatusChange.at < period.until)
+                                  .order_by(PeerStatusChange.at, PeerStatusChange.id)):
+        changes[change.peer_id].append(change)
+    created: dict[int, datetime] = {}
+    ever = set(session.scalars(select(PeerStatusChange.peer_id).distinct()))
+    for peer_id, added, status, changed in session.execute(
+            select(Peer.id, Peer.created_at, Peer.status, Peer.status_changed_at)):
+        created[peer_id] = added
+        # Every change is kept from the first migration on: a peer with none has been in their
+        # status since it last changed (a peer seeded available and never called, say).
+        if peer_id not in ever and (aware(changed) or period.until) < period.until:
+            changes[peer_id] = [PeerStatusChange(peer_id=peer_id, status=status, at=changed)]
+    wrap: list[float] = []
+    working = on_shift = 0.0
+    for peer_id, history in changes.items():
+        for i, change in enumerate(history):
+            if change.status == "wrap_up" and period.holds(change.at) and i + 1 < len(history):
+                wrap.append(_seconds(history[i + 1].at, change.at) or 0.0)
+        for status, seconds in status_intervals(history, period.since, end, created.get(peer_id)):
+            if status in ON_SHIFT:
+                on_shift += seconds
+            if status in WORKING:
+                working += seconds
+    return _average(wrap), (working / on_shift if on_shift else None)
+
+
+def _survey(session: Session, period: Period, m: Metrics) -> None:
+    answers = session.scalars(select(SurveyAnswer).where(SurveyAnswer.at >= period.since,
+                                                         SurveyAnswer.at < period.until)).all()
+    for question in SURVEY_QUESTIONS:
+        values = [a.answer for a in answers if a.question == question]
+        m.survey[question] = {"count": len(values), "average": _average(values),
+                              "distribution": {str(v): values.count(v) for v in range(1, 6)}}
+
+
+def fmt_seconds(value: float | None) -> str:
+    """Seconds as people read them: "45 s", "3.5 min" ("-" for nothing measured)."""
+    if value is None:
+        return "-"
+    if value < 120:
+        return f"{value:.0f} s"
+    return f"{value / 60:.1f} min"
+
+
+def fmt_share(value: float | None) -> str:
+    """A fraction as a whole percent ("-" for nothing measured)."""
+    return "-" if value is None else f"{value * 100:.0f} %"
+
+
+def summary_lines(m: Metrics) -> list[str]:
+    """The headline figures as lines of text (``peerline metrics``)."""
+    lines = [
+        f"period: {m.since} to {m.until} ({m.timezone})",
+        f"calls offered: {m.calls_offered}",
+        f"answered by a peer: {m.answered_by_peer}",
+        f"abandoned: in menus {m.abandoned_in_menus}, while ringing {m.abandoned_while_ringing}, "
+        f"on hold {m.abandoned_on_hold}",
+        f"speed of answer: average {fmt_seconds(m.speed_of_answer_avg)}, "
+        f"90th percentile {fmt_seconds(m.speed_of_answer_p90)}",
+        f"service level (answered within {m.service_level_seconds} s): {fmt_share(m.service_level)}",
+        f"longest wait: {fmt_seconds(m.longest_wait)}",
+        f"handle time: average {fmt_seconds(m.handle_time_avg)}; "
+        f"after-call work: average {fmt_seconds(m.after_call_work_avg)}",
+        f"callbacks: requested {m.callbacks_requested}, completed {m.callbacks_completed}, "
+        f"missed {m.callbacks_missed}; time to callback {fmt_seconds(m.time_to_callback_avg)}",
+        "voicemails: " + ", ".join(f"{level} {m.voicemails.get(level, 0)}" for level in RISK_LEVELS),
+        "time to first review: " + ", ".join(f"{level} {fmt_seconds(m.time_to_review_avg.get(level))}"
+                                             for level in RISK_LEVELS),
+        f"crisis key: {m.crisis_key_presses} presses on {m.crisis_key_calls} calls; hand-offs: {m.handoffs}",
+        f"peer occupancy: {fmt_share(m.occupancy)}",
+    ]
+    for question, data in m.survey.items():
+        avg = "-" if data["average"] is None else f"{data['average']:.1f}"
+        lines.append(f"survey {question}: {data['count']} answers, average {avg} of 5")
+    lines.append("by language: " + ", ".join(f"{lang} {b.offered} offered / {b.answered} answered / "
+                                              f"{b.abandoned} abandoned" for lang, b in sorted(m.by_language.items())))
+    return lines
+
+
+# Exportable figures: small-cell suppression ---------------------------------------------
+
+SMALL_CELL = 11  # no exported count under 11 (the usual public-health small-cell rule), and no average of fewer
+SUPPRESSED = "<11"
+
+
+def suppress(count: int) -> str:
+    """A count as exported: "0" and 11 or more as they are, anything from 1 to 10 as "<11"."""
+    return str(count) if count == 0 or count >= SMALL_CELL else SUPPRESSED
+
+
+def suppress_group(counts: list[int]) -> list[str]:
+    """Counts that add up to a published total: when one is hidden, hide the next smallest too (so no subtraction reveals it)."""
+    shown = [suppress(c) for c in counts]
+    hidden = [i for i, text in enumerate(shown) if text == SUPPRESSED]
+    if len(hidden) == 1:
+        others = sorted((c, i) for i, c in enumerate(counts) if i not in hidden and c > 0)
+        if others:
+            shown[others[0][1]] = SUPPRESSED
+    return shown
+
+
+def _avg_cell(value: float | None, n: int, digits: int = 0) -> str:
+    if value is None:
+        return ""
+    return f"{value:.{digits}f}" if n >= SMALL_CELL else SUPPRESSED
+
+
+def export_cells(m: Metrics) -> list[tuple[str, str, str]]:
+    """The report as (section, item, value) rows with small cells suppressed: what a CSV download may hold."""
+    rows: list[tuple[str, str, str]] = [("period", "since", m.since), ("period", "until", m.until),
+                                        ("period", "timezone", m.timezone)]
+    answered = m.answered_by_peer
+    parts = suppress_group([m.answered_by_peer, m.abandoned_in_menus, m.abandoned_while_ringing, m.abandoned_on_hold,
+                            m.calls_offered - m.answered_by_peer - m.abandoned])
+    rows += [("calls", "offered", suppress(m.calls_offered)), ("calls", "answered_by_peer", parts[0]),
+             ("calls", "abandoned_in_menus", parts[1]), ("calls", "abandoned_while_ringing", parts[2]),
+             ("calls", "abandoned_on_hold", parts[3]), ("calls", "other_services", parts[4]),
+             ("answer", "speed_of_answer_avg_s", _avg_cell(m.speed_of_answer_avg, answered)),
+             ("answer", "speed_of_answer_p90_s", _avg_cell(m.speed_of_answer_p90, answered)),
+             ("answer", f"service_level_{m.service_level_seconds}s_pct",
+              _avg_cell(None if m.service_level is None else m.service_level * 100, answered)),
+             ("answer", "handle_time_avg_s", _avg_cell(m.handle_time_avg, answered)),
+             ("answer", "occupancy_pct", "" if m.occupancy is None else f"{m.occupancy * 100:.0f}")]
+    cb = suppress_group([m.callbacks_completed, m.callbacks_missed,
+                         m.callbacks_requested - m.callbacks_completed - m.callbacks_missed])
+    rows += [("callbacks", "requested", suppress(m.callbacks_requested)), ("callbacks", "completed", cb[0]),
+             ("callbacks", "missed", cb[1]),
+             ("callbacks", "time_to_callback_avg_s", _avg_cell(m.time_to_callback_avg, m.callbacks_completed))]
+    for level, shown in zip(RISK_LEVELS, suppress_group([m.voicemails.get(r, 0) for r in RISK_LEVELS])):
+        rows.append(("voicemails", level, shown))
+    rows += [("safety", "crisis_key_calls", suppress(m.crisis_key_calls)), ("safety", "handoffs", suppress(m.handoffs))]
+    for question, data in m.survey.items():
+        rows.append(("survey", f"{question}_answers", suppress(data["count"])))
+        rows.append(("survey", f"{question}_average", _avg_cell(data["average"], data["count"], 1)))
+    for hour, b in sorted(m.by_hour.items()):
+        rows += [("by_hour", f"{hour:02d}_offered", suppress(b.offered)),
+                 ("by_hour", f"{hour:02d}_answered", suppress(b.answered))]
+    for day, b in sorted(m.by_day.items()):
+        rows += [("by_day", f"{day}_offered", suppress(b.offered)), ("by_day", f"{day}_answered", suppress(b.answered))]
+    for lang, b in sorted(m.by_language.items()):
+        rows += [("by_language", f"{lang}_offered", suppress(b.offered)),
+                 ("by_language", f"{lang}_answered", suppress(b.answered))]
+    return rows

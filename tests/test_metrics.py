@@ -1,0 +1,187 @@
+"""Service metrics from a constructed history of one day with a known answer for every figure."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta, timezone
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from callflows import metrics
+from tests.factories import (
+    make_call,
+    make_callback,
+    make_caller,
+    make_event,
+    make_peer,
+    make_request,
+    make_status_history,
+    make_survey_answer,
+    make_voicemail,
+)
+
+ZONE = ZoneInfo("America/New_York")
+# Monday 2 November 2026, 09:00 in New York (EST, UTC-5: daylight saving time ended on 1 November).
+T0 = datetime(2026, 11, 2, 14, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 10, 12, 0, tzinfo=timezone.utc)
+
+
+def s(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def history(db, svc) -> SimpleNamespace:  # type: ignore[no-untyped-def]
+    """One local day of calls, callbacks, voicemails, peer time and survey answers."""
+    vault = svc.vault
+    p1 = make_peer(db, vault, phone="+15555550131", display_name="Sam", created_at=T0 - timedelta(days=30))
+    p2 = make_peer(db, vault, phone="+15555550132", display_name="Rosa", created_at=T0)
+    # Never called, no change kept: Jordan available since 22:00 (2 h of the day); Kim signed off all day.
+    make_peer(db, vault, phone="+15555550133", display_name="Jordan", created_at=T0 - timedelta(days=9),
+              status="available", status_changed_at=T0 + timedelta(hours=13))
+    make_peer(db, vault, phone="+15555550134", display_name="Kim", status="signed_off",
+              status_changed_at=T0 - timedelta(days=3))
+
+    def call(number: str, start: datetime, language: str = "en", ended: bool = True, **fields: object):  # type: ignore[no-untyped-def]
+        caller = make_caller(db, vault, number)
+        return make_call(db, caller=caller, started_at=start, language=language,
+                         ended_at=start + s(600) if ended else None, status="completed" if ended else "in-progress",
+                         **fields)
+
+    # Answered after 20 s, 50 s and 10 s; talks of 300, 100 and 200 s.
+    a = call("+15555550111", T0, outcome="hung_up")
+    make_request(db, a, arrived_at=T0, status="ended", peer=p1, connected_at=T0 + s(20), ended_at=T0 + s(320),
+                 legs=["completed"])
+    b = call("+15555550112", T0 + timedelta(hours=1), language="es", outcome="hung_up")
+    make_request(db, b, arrived_at=b.started_at, status="ended", peer=p2, connected_at=b.started_at + s(50),
+                 ended_at=b.started_at + s(150), language="es", legs=["completed"])
+    i = call("+15555550119", T0 + timedelta(hours=4), outcome="hung_up")
+    make_request(db, i, arrived_at=i.started_at, status="ended", peer=p1, connected_at=i.started_at + s(10),
+                 ended_at=i.started_at + s(210), legs=["completed"])
+    # Hung up after 40 s while a peer's phone rang for them; after 90 s on hold with nobody ringing.
+    c = call("+15555550113", T0 + timedelta(hours=1), outcome="hung_up")
+    make_request(db, c, arrived_at=c.started_at, status="abandoned", peer=p1, ended_at=c.started_at + s(40),
+                 legs=["caller_gone"])
+    d = call("+15555550114", T0 + timedelta(hours=2), outcome="hung_up")
+    make_request(db, d, arrived_at=d.started_at, status="abandoned", peer=p2, ended_at=d.started_at + s(90),
+                 legs=["no_answer"])
+    # Hung up in the menus; heard a story; pressed 9 twice; left a message.
+    e = call("+15555550115", T0 + timedelta(hours=2), outcome="hung_up")
+    make_event(db, e, "incoming", at=e.started_at)
+    make_event(db, e, "language", "1", at=e.started_at + s(5))
+    f = call("+15555550116", T0 + timedelta(hours=3), outcome="hung_up")
+    make_event(db, f, "story", at=f.started_at + s(30))
+    g = call("+15555550117", T0 + timedelta(hours=3), outcome="hung_up")
+    make_event(db, g, "crisis", "9", at=g.started_at + s(10))
+    make_event(db, g, "crisis", "9", at=g.started_at + s(400))
+    h = call("+15555550118", T0 + timedelta(hours=3), outcome="voicemail")
+    # Still in the menus at the end of the period: neither answered nor abandoned.
+    call("+15555550120", T0 + timedelta(hours=14), ended=False)
+    # Not offered: a peer calling the line from their own phone, and a call the day before.
+    call("+15555550131", T0 + timedelta(hours=4))
+    call("+15555550121", T0 - timedelta(days=1))
+
+    # Callbacks: one completed after 30 minutes, one missed, one pending; a draft and a cancelled one do not count.
+    make_callback(db, vault, created_at=T0, status="completed", updated_at=T0 + s(1800))
+    make_callback(db, vault, created_at=T0 + s(60), status="missed")
+    make_callback(db, vault, created_at=T0 + s(120), status="pending")
+    make_callback(db, vault, created_at=T0 + s(180), status="draft")
+    make_callback(db, vault, created_at=T0 + s(240), status="canceled")
+    make_callback(db, vault, created_at=T0 - timedelta(days=1), status="completed", updated_at=T0)
+
+    # Voicemails: high reviewed after 10 min, low after an hour, medium not yet, one not triaged.
+    make_voicemail(db, created_at=T0 + timedelta(hours=3), risk_level="high", reviewed_at=T0 + timedelta(hours=3) + s(600),
+                   call_id=h.id)
+    make_voicemail(db, created_at=T0 + timedelta(hours=5), risk_level="medium")
+    make_voicemail(db, created_at=T0 + timedelta(hours=6), risk_level="low", reviewed_at=T0 + timedelta(hours=7))
+    make_voicemail(db, created_at=T0 + timedelta(hours=6), risk_level=None)
+
+    # Sam: on shift 08:00-11:00 (3 h), busy 320 s and wrapping up 120 s. Rosa: added at 09:00 and
+    # never signed off, her first change a call at 10:00 (so available since 09:00): busy 150 s, wrap-up 60 s.
+    make_status_history(db, p1, [(T0 - timedelta(hours=1), "available"), (T0, "busy"), (T0 + s(320), "wrap_up"),
+                                 (T0 + s(440), "available"), (T0 + timedelta(hours=2), "signed_off")])
+    r0 = T0 + timedelta(hours=1)
+    make_status_history(db, p2, [(r0, "busy"), (r0 + s(150), "wrap_up"), (r0 + s(210), "available")])
+
+    make_survey_answer(db, at=T0 + s(400), question="helped", answer=4)
+    make_survey_answer(db, at=T0 + timedelta(hours=1, seconds=200), question="helped", answer=5)
+    make_survey_answer(db, at=T0 + timedelta(hours=1, seconds=210), question="again", answer=1)
+    make_survey_answer(db, at=T0 - timedelta(days=1), question="helped", answer=1)
+    return SimpleNamespace(p1=p1, p2=p2)
+
+
+def compute(db) -> metrics.Metrics:  # type: ignore[no-untyped-def]
+    period = metrics.period_for_days(date(2026, 11, 2), date(2026, 11, 2), ZONE, NOW)
+    return metrics.compute(db, period, ZONE, 30, now=NOW)
+
+
+def test_every_metric_of_a_known_day(db, history) -> None:  # type: ignore[no-untyped-def]
+    m = compute(db)
+    assert (m.since, m.until) == ("2026-11-02T05:00:00+00:00", "2026-11-03T05:00:00+00:00")
+    assert m.calls_offered == 10
+    assert m.answered_by_peer == 3
+    assert (m.abandoned_in_menus, m.abandoned_while_ringing, m.abandoned_on_hold) == (1, 1, 1)
+    assert m.abandoned == 3
+    assert m.peer_requests == 5
+    assert m.speed_of_answer_avg == pytest.approx(80 / 3)
+    assert m.speed_of_answer_p90 == 50
+    # Answered within 30 s (10 s and 20 s) out of 3 answered + 2 abandoned while waiting.
+    assert m.service_level == pytest.approx(2 / 5)
+    assert m.longest_wait == 90
+    assert m.handle_time_avg == pytest.approx(200)
+    assert m.after_call_work_avg == pytest.approx(90)
+    # Sam 440 s of work in 3 h on shift; Rosa 210 s in the 15 h from 09:00 to the end of the day;
+    # Jordan none in 2 h; Kim was never on shift.
+    assert m.occupancy == pytest.approx((440 + 210) / (3 * 3600 + 15 * 3600 + 2 * 3600))
+    assert (m.callbacks_requested, m.callbacks_completed, m.callbacks_missed) == (3, 1, 1)
+    assert m.time_to_callback_avg == 1800
+    assert m.voicemails == {"high": 1, "medium": 1, "low": 1, "none": 0, "untriaged": 1}
+    assert m.time_to_review_avg == {"high": 600, "medium": None, "low": 3600, "none": None, "untriaged": None}
+    assert (m.crisis_key_presses, m.crisis_key_calls) == (2, 1)
+    assert m.handoffs == 0
+    assert m.survey["helped"] == {"count": 2, "average": 4.5,
+                                  "distribution": {"1": 0, "2": 0, "3": 0, "4": 1, "5": 1}}
+    assert m.survey["again"]["count"] == 1
+
+
+def test_breakdowns_by_local_hour_day_and_language(db, history) -> None:  # type: ignore[no-untyped-def]
+    m = compute(db)
+    hours = {h: (b.offered, b.answered, b.abandoned) for h, b in m.by_hour.items()}
+    assert hours == {9: (1, 1, 0), 10: (2, 1, 1), 11: (2, 0, 2), 12: (3, 0, 0), 13: (1, 1, 0), 23: (1, 0, 0)}
+    assert {d: (b.offered, b.answered, b.abandoned) for d, b in m.by_day.items()} == {"2026-11-02": (10, 3, 3)}
+    assert {k: (b.offered, b.answered, b.abandoned) for k, b in m.by_language.items()} == {
+        "en": (9, 2, 3), "es": (1, 1, 0)}
+    monday = m.hour_of_week[0]
+    assert [monday[h] for h in (9, 10, 11, 12, 13, 23)] == [1, 2, 2, 3, 1, 1]
+    assert sum(map(sum, m.hour_of_week)) == 10
+    assert m.requests_by_hour_of_week[0][10] == 2 and m.talks_by_hour_of_week[0][10] == 1
+    assert m.talk_by_hour_of_week[0][10] == 100
+    assert m.wait_distribution["10-30 s"] == {"answered": 2, "not_answered": 0}
+    assert m.wait_distribution["30-60 s"] == {"answered": 1, "not_answered": 1}
+    assert m.wait_distribution["1-2 min"] == {"answered": 0, "not_answered": 1}
+
+
+def test_an_empty_period_has_no_averages(db) -> None:  # type: ignore[no-untyped-def]
+    m = compute(db)
+    assert (m.calls_offered, m.answered_by_peer, m.abandoned) == (0, 0, 0)
+    assert m.speed_of_answer_avg is None and m.service_level is None and m.occupancy is None
+    assert m.longest_wait is None and m.time_to_callback_avg is None
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert metrics.percentile(list(range(1, 11)), 90) == 9
+    assert metrics.percentile([5.0], 90) == 5.0
+    assert metrics.percentile([], 90) is None
+
+
+def test_metrics_command_prints_the_day_and_json(runner, history, app) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(args=["metrics", "--since", "2026-11-02", "--until", "2026-11-02"])
+    assert result.exit_code == 0, result.output
+    assert "calls offered: 10" in result.output
+    assert "abandoned: in menus 1, while ringing 1, on hold 1" in result.output
+    assert "service level (answered within 30 s): 40 %" in result.output
+    as_json = runner.invoke(args=["metrics", "--since", "2026-11-02", "--until", "2026-11-02", "--json"])
+    data = json.loads(as_json.output)
+    assert (data["calls_offered"], data["answered_by_peer"], data["abandoned"]) == (10, 3, 3)
+    assert data["speed_of_answer_p90"] == 50
