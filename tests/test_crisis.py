@@ -126,6 +126,27 @@ def test_the_crisis_call_is_recorded_after_the_answer(caller: TestCaller, db: An
     assert events == ["crisis"]
 
 
+def test_after_the_crisis_record_the_pool_keeps_its_usual_lock_wait(caller: TestCaller, app: Flask) -> None:
+    engine = services(app).engine
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's busy timeout is per connection; PostgreSQL's short waits end with the transaction")
+    usual = engine.connect()
+    expected = usual.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    usual.close()
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    caller.press("9")  # recorded afterwards with a 250 ms wait on its connection
+    pooled = [engine.connect() for _ in range(max(1, engine.pool.checkedin()))]  # type: ignore[attr-defined]
+    try:
+        # The next caller served by any pooled connection waits out a busy database as usual.
+        assert [c.exec_driver_sql("PRAGMA busy_timeout").scalar() for c in pooled] == [expected] * len(pooled)
+    finally:
+        for c in pooled:
+            c.close()
+    assert expected and expected > 250
+
+
 def test_on_hold_nine_moves_the_call_out_of_the_queue_to_the_crisis_line_with_everything_down(
         app_config: dict[str, Any], phone_network: Any) -> None:
     app = create_app(dict(app_config, database_url=DEAD_DATABASE, redis_url=DEAD_REDIS,

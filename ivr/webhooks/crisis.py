@@ -22,7 +22,7 @@ from typing import Iterator
 from flask import after_this_request, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -63,19 +63,20 @@ def crisis_dial(ctx: Ctx) -> VoiceResponse:
 
 
 @contextmanager
-def brief_waits(session: Session) -> Iterator[None]:
-    """Within the block, the session's lock and statement waits last BEST_EFFORT_WAIT_MS at most."""
-    conn = session.connection()
+def brief_waits(conn: Connection) -> Iterator[None]:
+    """Within the block, the connection's lock and statement waits last BEST_EFFORT_WAIT_MS at most."""
     if conn.dialect.name == "sqlite":
         previous = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
         conn.exec_driver_sql(f"PRAGMA busy_timeout = {BEST_EFFORT_WAIT_MS}")
         try:
             yield
         finally:
+            # The connection is still ours here (the caller holds it open), so the pool never
+            # gets back a connection that gives up this soon.
             try:
                 conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous or 0)}")
             except SQLAlchemyError:
-                conn.invalidate()  # never hand the pool a connection that gives up this soon
+                conn.invalidate()
         return
     if conn.dialect.name == "postgresql":  # SET LOCAL ends with the transaction
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {BEST_EFFORT_WAIT_MS}")
@@ -85,16 +86,20 @@ def brief_waits(session: Session) -> Iterator[None]:
 
 def record_afterwards(call_sid: str, node: str, received: str) -> None:
     """Record a step of the call once the answer has gone back to Twilio (best effort, never in the caller's way)."""
-    sessions = services().sessions
+    svc = services()
 
     def record() -> None:
         try:
-            with sessions() as session:
+            # One connection held for the whole record, the session joined to its transaction:
+            # the short waits are set, used and undone on the same connection (a session's own
+            # commit would hand its connection back to the pool before the undo).
+            with svc.engine.connect() as conn, brief_waits(conn):
                 # A short wait only: on a locked database this would otherwise hold the web
                 # worker (and the next caller it serves) for the whole statement timeout.
-                with brief_waits(session):
+                with svc.sessions(bind=conn) as session:
                     record_event(session, call_sid, node, received)
-                    session.commit()
+                    session.flush()
+                conn.commit()
         except SQLAlchemyError:
             log.warning("could not record %s for call %s (the database is unavailable)", node, call_sid, exc_info=True)
 
