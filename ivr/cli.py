@@ -138,8 +138,10 @@ def serve(host: str, port: int, workers: int) -> None:
     check_settings()
     # Resolved here, once, so the gunicorn workers do not each warn about a generated key.
     env = with_dev_keys(dict(os.environ), default_instance_path())
+    # No control socket: gunicorn's default is one path per user, so a second server on the same
+    # host (a second port, the two-server test, a bench) would take it over from the first.
     os.execvpe(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-                                str(workers), "--access-logfile", "-", "ivr.wsgi:app"], env)
+                                str(workers), "--no-control-socket", "--access-logfile", "-", "ivr.wsgi:app"], env)
 
 
 @click.command("worker")
