@@ -12,7 +12,8 @@ from sqlalchemy import select
 from ivr import create_app
 from ivr.services import services
 from models import CallEvent
-from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TestCaller, parse_twiml, sign
+from simulator.engine import FlaskTransport, HubClient, Leg, ScriptActor, new_call_sid
+from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller, parse_twiml, sign
 from tests.test_faults import locked_database
 
 DEAD_DATABASE = "postgresql+psycopg://nobody@127.0.0.1:1/none"
@@ -157,3 +158,33 @@ def test_peer_number_nine_is_a_peer_number_not_the_crisis_line(caller: TestCalle
     root = caller.post("/peer/phone/id?lang=en", Digits="9")
     assert dialled(root)[0] is None
     assert "PIN" in caller.said
+
+
+@pytest.mark.parametrize("ends", ["busy", "no-answer", "failed"])
+def test_a_crisis_line_that_does_not_answer_leaves_the_caller_with_guidance(client, phone_network, ends: str) -> None:  # type: ignore[no-untyped-def]
+    phone_network.state.answers[CRISIS] = ends
+    hub = HubClient(phone_network.base_url)
+    sid = hub.register("+15555550181", "+15005550006", new_call_sid())
+    leg = Leg(FlaskTransport(client), TEST_AUTH_TOKEN, sid, "+15555550181", "+15005550006", ScriptActor(["1", "9"]),
+              account_sid=TEST_ACCOUNT_SID, hub=hub)
+    leg.run(f"{PUBLIC_BASE}/voice/incoming")
+
+    dial_done = [params for _, url, params in leg.requests if "/voice/crisis/done" in url]
+    assert [params["DialCallStatus"] for params in dial_done] == [ends]
+    assert f"the caller dials {CRISIS}: {ends}" in phone_network.state.events
+    after = leg.heard[leg.heard.index("Connecting you to the crisis line now. You can also dial 9 8 8 any time.") + 1:]
+    assert after[0] == ("The crisis line could not answer just now. If you are in danger, hang up and call 9 1 1. "
+                        "You can also text 9 8 8. To try the crisis line again, press 9.")
+    assert "What would you like to do?" in after[1]  # back at the main menu, where 9 tries again
+
+
+def test_a_crisis_call_that_connected_returns_to_the_menu_without_the_warning(client, phone_network) -> None:  # type: ignore[no-untyped-def]
+    hub = HubClient(phone_network.base_url)
+    sid = hub.register("+15555550182", "+15005550006", new_call_sid())
+    leg = Leg(FlaskTransport(client), TEST_AUTH_TOKEN, sid, "+15555550182", "+15005550006", ScriptActor(["1", "9"]),
+              account_sid=TEST_ACCOUNT_SID, hub=hub)
+    leg.run(f"{PUBLIC_BASE}/voice/incoming")
+
+    assert [params["DialCallStatus"] for _, url, params in leg.requests if "/voice/crisis/done" in url] == ["completed"]
+    after = leg.heard[leg.heard.index("Connecting you to the crisis line now. You can also dial 9 8 8 any time.") + 1:]
+    assert "What would you like to do?" in after[0]

@@ -16,6 +16,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 from werkzeug.serving import make_server
 
+from callflows.errors import TwilioGatewayError
 from callflows.settings import Settings
 from simulator.engine import HttpTransport, HubClient, Leg, ScriptActor, new_call_sid
 from callflows.twilio_client import TwilioGateway
@@ -313,8 +314,6 @@ def test_canceling_an_answered_call_leaves_it_alone_and_completing_ends_it(stand
 
 
 def test_twilio_refuses_a_number_it_cannot_dial_and_a_redirect_of_an_ended_call(stand_in: StandIn, phone_network) -> None:  # type: ignore[no-untyped-def]
-    from callflows.errors import TwilioGatewayError
-
     phone_network.state.answers["+15555550109"] = "refused"
     with pytest.raises(TwilioGatewayError, match="HTTP 400 error: Unable to create record: The .To. number \\+15555550109 is not a valid"):
         stand_in.gateway.create_call("+15555550109", f"{stand_in.url}/whisper", f"{stand_in.url}/peer-status")
