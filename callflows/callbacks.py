@@ -504,18 +504,67 @@ def peer_accepts(session: Session, svc: Services, attempt: CallbackAttempt, now:
     return "dialing"
 
 
+# What Twilio's answering machine detection says (AnsweredBy), and what the line does with it.
+# Two duties pull against each other: a person who asked for this call must never be dropped,
+# and nothing may name the line to a machine (a shared answering machine is where others learn).
+# - ``human``: connect to the waiting peer.
+# - ``machine_start``, ``machine_end_beep|silence|other``: a machine. The neutral message only if
+#   the caller allowed one; the attempt counts and the retry schedule follows.
+# - ``fax``: nobody can hear anything, so nothing is said. The attempt counts (outcome ``fax``):
+#   a number a fax answers is most often keyed wrong or a fax line, and every try rings a peer
+#   first, so the tries stay bounded by CALLBACK_MAX_ATTEMPTS, while a shared voice and fax line
+#   still gets its next try on the schedule.
+# - ``unknown``: detection could not tell: often a person who says nothing to an unknown number
+#   (someone wary, or unwell), sometimes a machine with a short greeting. Connecting at once could
+#   put the peer's voice on a tape; hanging up could drop the person. So the phone hears a line
+#   that says nothing about the service ("Hello. To take this call, press 1."): any key is a
+#   person, who is connected; no key is treated as a machine.
+HUMAN, MACHINE, FAX, UNSURE = "human", "machine", "fax", "unsure"
+
+
+def answer_kind(answered_by: str | None) -> str:
+    """Who answered, from Twilio's AnsweredBy: ``human``, ``machine``, ``fax`` or ``unsure``.
+
+    No AnsweredBy (detection was not asked for) is a person, as before detection existed.
+    """
+    if not answered_by or answered_by == "human":
+        return HUMAN
+    if answered_by.startswith("machine"):
+        return MACHINE
+    if answered_by == "fax":
+        return FAX
+    return UNSURE  # "unknown", or a value Twilio adds later: ask for a key rather than guess
+
+
 def is_machine(answered_by: str | None) -> bool:
     """Twilio's AnsweredBy for an answering machine or fax."""
-    return bool(answered_by) and (answered_by.startswith("machine") or answered_by == "fax")  # type: ignore[union-attr]
+    return answer_kind(answered_by) in (MACHINE, FAX)
 
 
 def caller_answers(session: Session, svc: Services, attempt: CallbackAttempt, answered_by: str | None,
                    now: datetime) -> str:
-    """The caller's phone answered: ``human`` (connect), ``machine`` (message or not, retry later) or ``gone``."""
+    """The caller's phone answered: ``human`` (connect), ``machine`` or ``fax`` (retry later),
+    ``unsure`` (ask for a key first) or ``gone`` (the attempt is over)."""
     attempt.answered_by = (answered_by or "")[:32] or None
     session.commit()
-    if is_machine(answered_by):
-        return "machine" if caller_not_reached(session, svc, attempt, "machine", now) else "gone"
+    kind = answer_kind(answered_by)
+    if kind in (MACHINE, FAX):
+        return kind if caller_not_reached(session, svc, attempt, kind, now) else "gone"
+    if kind == UNSURE:
+        session.refresh(attempt)
+        return UNSURE if attempt.stage == "caller_ringing" else "gone"
+    return _connect(session, attempt, now)
+
+
+def caller_confirms(session: Session, svc: Services, attempt: CallbackAttempt, pressed: bool, now: datetime) -> str:
+    """After an ``unknown`` answer: a key is a person (``human``); no key is treated as a machine (``machine``)."""
+    if pressed:
+        return _connect(session, attempt, now)
+    return MACHINE if caller_not_reached(session, svc, attempt, "no_key", now) else "gone"
+
+
+def _connect(session: Session, attempt: CallbackAttempt, now: datetime) -> str:
+    """The caller is a person: the attempt is connected and the callback done (``gone`` if it ended meanwhile)."""
     moved = session.execute(update(CallbackAttempt)
                             .where(CallbackAttempt.id == attempt.id, CallbackAttempt.stage == "caller_ringing")
                             .values(stage="connected"))
@@ -527,7 +576,7 @@ def caller_answers(session: Session, svc: Services, attempt: CallbackAttempt, an
     cb.status, cb.outcome, cb.attempts, cb.updated_at = "completed", "connected", attempt.number, now
     session.commit()
     session.refresh(attempt)
-    return "human"
+    return HUMAN
 
 
 def caller_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, call_status: str,

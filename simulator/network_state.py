@@ -154,10 +154,13 @@ class NetworkState:
         return self.ring_after.get(number, self.ring_s)
 
     def wait_for_legs(self, timeout: float = 30.0) -> None:
-        """Wait until every outbound leg has ended (tests call this before asserting)."""
+        """Wait until every outbound leg has ended, those placed meanwhile too (tests call this before asserting)."""
         deadline = time.monotonic() + timeout
-        for leg in list(self.legs):
-            leg.join(max(0.0, deadline - time.monotonic()))
+        while time.monotonic() < deadline:
+            live = [leg for leg in list(self.legs) if leg.is_alive()]
+            if not live:
+                return
+            live[0].join(max(0.0, deadline - time.monotonic()))
 
     # Queues and conferences (callers hold the lock) ---------------------------------
 
