@@ -542,29 +542,17 @@ def is_machine(answered_by: str | None) -> bool:
 
 
 def caller_answers(session: Session, svc: Services, attempt: CallbackAttempt, answered_by: str | None,
-                   now: datetime) -> str:
+                   now: datetime, pressed_key: bool = False) -> str:
     """The caller's phone answered: ``human`` (connect), ``machine`` or ``fax`` (retry later),
-    ``unsure`` (ask for a key first) or ``gone`` (the attempt is over)."""
+    ``unsure`` (ask for a key first) or ``gone``; ``pressed_key``: a key was pressed after ``unsure``."""
     attempt.answered_by = (answered_by or "")[:32] or None
     session.commit()
-    kind = answer_kind(answered_by)
+    kind = HUMAN if pressed_key else answer_kind(answered_by)
     if kind in (MACHINE, FAX):
         return kind if caller_not_reached(session, svc, attempt, kind, now) else "gone"
     if kind == UNSURE:
         session.refresh(attempt)
         return UNSURE if attempt.stage == "caller_ringing" else "gone"
-    return _connect(session, attempt, now)
-
-
-def caller_confirms(session: Session, svc: Services, attempt: CallbackAttempt, pressed: bool, now: datetime) -> str:
-    """After an ``unknown`` answer: a key is a person (``human``); no key is treated as a machine (``machine``)."""
-    if pressed:
-        return _connect(session, attempt, now)
-    return MACHINE if caller_not_reached(session, svc, attempt, "no_key", now) else "gone"
-
-
-def _connect(session: Session, attempt: CallbackAttempt, now: datetime) -> str:
-    """The caller is a person: the attempt is connected and the callback done (``gone`` if it ended meanwhile)."""
     moved = session.execute(update(CallbackAttempt)
                             .where(CallbackAttempt.id == attempt.id, CallbackAttempt.stage == "caller_ringing")
                             .values(stage="connected"))
@@ -576,7 +564,14 @@ def _connect(session: Session, attempt: CallbackAttempt, now: datetime) -> str:
     cb.status, cb.outcome, cb.attempts, cb.updated_at = "completed", "connected", attempt.number, now
     session.commit()
     session.refresh(attempt)
-    return HUMAN
+    return "human"
+
+
+def caller_confirms(session: Session, svc: Services, attempt: CallbackAttempt, pressed: bool, now: datetime) -> str:
+    """After an ``unknown`` answer: a key is a person (``human``); no key is treated as a machine (``machine``)."""
+    if pressed:
+        return caller_answers(session, svc, attempt, attempt.answered_by, now, pressed_key=True)
+    return MACHINE if caller_not_reached(session, svc, attempt, "no_key", now) else "gone"
 
 
 def caller_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, call_status: str,

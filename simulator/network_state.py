@@ -103,6 +103,8 @@ class NetworkState:
     conferences: dict[str, dict[str, bool]] = field(default_factory=dict)  # name -> {sid: endConferenceOnExit}
     events: list[str] = field(default_factory=list)  # what happened on the network, for the caller's screen
     legs: list[threading.Thread] = field(default_factory=list)  # outbound legs being played
+    # Requests Twilio will refuse, in order: (method, path suffix, HTTP status, Twilio error code, message).
+    faults: list[tuple[str, str, int, int, str]] = field(default_factory=list)
 
     def new_sid(self, prefix: str) -> str:
         """A Twilio-shaped SID (two letters and 32 hex digits)."""
@@ -148,6 +150,21 @@ class NetworkState:
     def mode_for(self, number: str) -> str | None:
         """How the phone at ``number`` answers, or None when outbound calls are not rung."""
         return self.answers.get(number) or self.peer_answers
+
+    def fail_next(self, method: str, path_suffix: str, status: int = 500, code: int = 20500,
+                  message: str = "Internal Server Error") -> None:
+        """Refuse the next ``method`` request whose path ends with ``path_suffix``, as Twilio does when it fails."""
+        with self.lock:
+            self.faults.append((method.upper(), path_suffix, status, code, message))
+
+    def take_fault(self, method: str, path: str) -> tuple[int, int, str] | None:
+        """The refusal planned for this request, if any (each is used once)."""
+        with self.lock:
+            for i, (m, suffix, status, code, message) in enumerate(self.faults):
+                if m == method and path.endswith(suffix):
+                    del self.faults[i]
+                    return status, code, message
+        return None
 
     def rings_for(self, number: str) -> float:
         """Seconds the phone at ``number`` rings before someone (or something) picks it up."""

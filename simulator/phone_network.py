@@ -31,7 +31,8 @@ Simulator-only endpoints (never on Twilio): ``POST /_sim/calls`` (an inbound cal
 ``GET /_sim/calls/<sid>?since=N`` (its state, plus network events from N on),
 ``POST /_sim/calls/<sid>/{enqueue,dequeue,join,leave,end,dial}``, ``POST /_sim/recordings?CallSid=..&Duration=..``
 (upload audio recorded during a call, get a RecordingSid), ``POST /_sim/settings``
-(``peer_answers``, ``answers`` per number, ``ring_s``, ``pace``).
+(``peer_answers``, ``answers`` per number, ``ring_s``, ``ring_after`` per number, ``pace``).
+``NetworkState.fail_next`` makes Twilio refuse the next matching request (a 500, or any error).
 
 Recordings are listed like Twilio lists them (``GET .../Recordings.json``): newest first, in
 pages (``PageSize``, default 50; ``next_page_uri`` to the next one), filtered by ``CallSid``
@@ -79,12 +80,17 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
     app.extensions["network"] = network
 
     @app.before_request
-    def _keep() -> None:
+    def _keep() -> tuple[Response, int] | None:
         if request.path.startswith("/2010-04-01/"):
             network.requests.append(
                 SentRequest(request.method, request.path, request.form.to_dict(flat=False), _auth(),
                             request.args.to_dict(flat=False))
             )
+            fault = network.take_fault(request.method, request.path)
+            if fault is not None:  # a refusal a test planned (NetworkState.fail_next)
+                status, code, message = fault
+                return jsonify(code=code, message=message, status=status), status
+        return None
 
     @app.get(f"{API}/Recordings/<sid>.wav")
     def recording_audio(account: str, sid: str) -> Response | tuple[Response, int]:
