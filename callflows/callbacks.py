@@ -54,9 +54,10 @@ CALLER_RING_S = 30
 # schedule, so at worst the caller hears from us once more, later, never twice at once.
 STALE_ATTEMPT = timedelta(minutes=10)
 RETRY_SAME_PEER_AFTER = timedelta(minutes=2)
-# Ends of an attempt that were the peer's doing (did not take it, or left the room while the
-# caller's phone rang): that peer is not rung again for this callback at once.
-PEER_MISSES = ("peer_no_answer", "peer_left")
+# Ends of an attempt on the peer's side (did not take it, left the room while the caller's
+# phone rang, or Twilio refused to ring their number): that peer is not rung again for this
+# callback at once, so another free peer gets it instead of the same refusal every dispatch.
+PEER_MISSES = ("peer_no_answer", "peer_left", "peer_failed")
 CALLER_FAILURES = {"no-answer": "no_answer", "busy": "busy", "failed": "failed", "canceled": "no_answer",
                    "completed": "no_answer"}
 
