@@ -17,12 +17,13 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from callflows import line
+from callflows import callbacks, line
 from callflows.peers import start_wrap_up
 from callflows.times import aware
 from models import CallbackRequest, Peer, utcnow
 from models.tables import CallbackAttempt, PeerRequest, RingLeg
 from queues.connection import DEFAULT_QUEUE
+from queues.reconcile import reconcile_callbacks
 from simulator.engine import HubClient
 from tests.factories import make_peer
 from tests.helpers import PUBLIC_BASE, TestCaller
@@ -250,3 +251,34 @@ def test_a_stale_wrap_up_job_leaves_a_later_wrap_up_and_a_new_call_alone(svc, db
     assert run_now(current_id) == "nothing to do"
     db.expire_all()
     assert db.get(Peer, peer.id).status == "busy"
+
+
+def test_an_attempt_twilio_never_reported_on_is_recovered_once_and_follows_the_retry_schedule(  # type: ignore[no-untyped-def]
+        svc, db, client, net) -> None:
+    """The worker died after Twilio accepted the peer's call but before the SID was stored, and no
+    webhook of that call ever came (the network placed it and never rang: peer_answers is off)."""
+    peer = add_peer(svc, db, PEER)
+    now = utcnow()
+    cb = make_callback(svc, db, "+15555550525", now - timedelta(minutes=3), now)
+    line.dispatch(db, svc, now)
+    attempt = db.scalar(select(CallbackAttempt))
+    attempt.peer_call_sid = None  # what the killed worker never stored
+    db.commit()
+
+    assert reconcile_callbacks(svc, now + timedelta(minutes=5)) == []  # not stale yet: left alone
+    db.expire_all()
+    assert db.scalar(select(CallbackAttempt)).stage == "peer_ringing"
+    assert db.get(Peer, peer.id).status == "busy"
+
+    later = now + callbacks.STALE_ATTEMPT + timedelta(seconds=1)
+    assert reconcile_callbacks(svc, later) == [cb.id]  # its next try is scheduled
+    reconcile_callbacks(svc, later)  # a second run changes nothing
+    db.expire_all()
+    attempts = db.scalars(select(CallbackAttempt)).all()
+    assert [(a.stage, a.outcome) for a in attempts] == [("ended", "lost")]
+    again = db.get(CallbackRequest, cb.id)
+    # Counted: if Twilio did place that call, the next one keeps the retry schedule's distance.
+    assert (again.status, again.attempts) == ("pending", 1)
+    assert aware(again.due_at) == later + svc.settings.retry_waits[0]
+    assert db.get(Peer, peer.id).status == "available"
+    assert [form["To"] for form in creates(net)] == [[PEER]]  # nobody was called twice
