@@ -6,9 +6,8 @@ TwiML, so these tests pin the network's behaviour independently of the routing c
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 from flask import Flask, Response, request
@@ -21,6 +20,7 @@ from callflows.settings import Settings
 from simulator.engine import HttpTransport, HubClient, Leg, ScriptActor, new_call_sid
 from callflows.twilio_client import TwilioGateway
 from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
+from tests.workers import wait_for
 
 
 class StandIn:
@@ -303,7 +303,7 @@ def test_canceling_an_answered_call_leaves_it_alone_and_completing_ends_it(stand
     HubClient(phone_network.base_url).register("+15555550190", "+15005550006", stand_in.caller_sid)
     sid = stand_in.gateway.create_call("+15555550101", f"{stand_in.url}/whisper", f"{stand_in.url}/peer-status")
     hub = HubClient(phone_network.base_url, want_events=False)
-    wait_until(lambda: hub.state(sid)["call"].get("conference") == "room-1")
+    wait_for(lambda: hub.state(sid)["call"].get("conference") == "room-1", 30, "the peer to wait in the room")
 
     stand_in.gateway.update_call(sid, status="canceled")  # Twilio: canceled only stops a queued or ringing call
     assert hub.state(sid)["call"]["status"] == "in-progress"
@@ -326,10 +326,3 @@ def test_twilio_refuses_a_number_it_cannot_dial_and_a_redirect_of_an_ended_call(
     with pytest.raises(TwilioGatewayError, match="HTTP 404 error: .*The requested resource was not found"):
         stand_in.gateway.update_call(new_call_sid(), url=f"{stand_in.url}/bridge", method="POST")
 
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Wait for an event the test needs; the generous timeout only bounds a failure."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the awaited event never happened"
-        time.sleep(0.02)
