@@ -106,7 +106,8 @@ def test_a_peer_who_accepts_a_caller_who_already_hung_up_hears_so_and_is_free(sv
     HubClient(net.base_url).act(caller.call_sid, "end", status="completed", duration="9")
     peer.press("1")
     # Twilio refused to redirect the finished call (21220): nobody is bridged to a dead call.
-    assert updates(net) == [(caller.call_sid, {"Url": [f"{PUBLIC_BASE}/peer/caller/1/connect?lang=en"],
+    req_id = db.scalar(select(PeerRequest.id))
+    assert updates(net) == [(caller.call_sid, {"Url": [f"{PUBLIC_BASE}/peer/caller/{req_id}/connect?lang=en"],
                                                "Method": ["POST"]})]
     assert peer.said == "The caller has hung up. Thank you."
     assert peer.twiml.find("Dial") is None
@@ -194,12 +195,12 @@ def test_a_peers_leg_url_with_another_calls_sid_claims_nothing(svc, db, client, 
     # The peer's own call still accepts.
     peer.press("1")
     assert peer.twiml.find("Dial/Conference") is not None
-    assert updates(net) == [(caller.call_sid, {"Url": [f"{PUBLIC_BASE}/peer/caller/1/connect?lang=en"],
-                                               "Method": ["POST"]})]
+    connect = f"/peer/caller/{db.scalar(select(PeerRequest.id))}/connect?lang=en"
+    assert updates(net) == [(caller.call_sid, {"Url": [PUBLIC_BASE + connect], "Method": ["POST"]})]
     # Another caller who posts that connect URL is not put in their room.
-    stranger.post("/peer/caller/1/connect?lang=en")
+    stranger.post(connect)
     assert stranger.twiml.find("Dial") is None
-    caller.post("/peer/caller/1/connect?lang=en")
+    caller.post(connect)
     assert caller.twiml.find("Dial/Conference").text == peer.twiml.find("Dial/Conference").text
 
 
