@@ -29,6 +29,7 @@ from tests.factories import make_peer
 from tests.helpers import PUBLIC_BASE, TestCaller
 from tests.test_callbacks import add_peer, make_callback
 from tests.test_routing import ask_for_peer, creates, dial_in, enqueue_of, pick_up, updates, wait_doc
+from tests.workers import wait_for
 
 PEER = "+15555550501"
 OTHER_PEER = "+15555550502"
@@ -283,3 +284,28 @@ def test_an_attempt_twilio_never_reported_on_is_recovered_once_and_follows_the_r
     assert aware(again.due_at) == later + svc.settings.retry_waits[0]
     assert db.get(Peer, peer.id).status == "available"
     assert [form["To"] for form in creates(net)] == [[PEER]]  # nobody was called twice
+
+
+# What the network's detection says, played end to end ------------------------------------------
+
+
+def test_a_quiet_person_detection_cannot_classify_presses_a_key_and_meets_the_peer(svc, db, net, live_app) -> None:  # type: ignore[no-untyped-def]
+    played_by_network(net, live_app)
+    number = "+15555550526"
+    net.state.answers[number] = "unknown"  # says nothing at first; presses 1 when asked
+    add_peer(svc, db, PEER)
+    now = utcnow()
+    make_callback(svc, db, number, now - timedelta(minutes=3), now, allow_message=False)
+    line.dispatch(db, svc, now)
+    room = f"callback-{db.scalar(select(CallbackAttempt.id))}"
+    wait_for(lambda: f"{number} joins conference {room} (2 on the line)" in net.state.events, 30,
+             "the caller to join the peer")
+    assert heard_on(net, number) == ["Hello. To take this call, press 1.", "Hello. To take this call, press 1.",
+                                     "Hello. This is the call back you asked for. Connecting you now."]
+    assert f"{number} presses 1" in net.state.events
+    caller_sid = next(sid for sid, call in net.state.calls.items() if call.get("To") == number)
+    HubClient(net.base_url).act(caller_sid, "end", status="completed", duration="30")  # they talk, then hang up
+    net.state.wait_for_legs()
+    db.expire_all()
+    assert db.scalar(select(CallbackAttempt)).answered_by == "unknown"
+    assert db.scalar(select(Peer)).status == "wrap_up"  # a real conversation: the peer wraps up
