@@ -24,9 +24,9 @@ from models import CallbackRequest, Peer, utcnow
 from models.tables import CallbackAttempt, PeerRequest, RingLeg
 from queues.connection import DEFAULT_QUEUE
 from queues.reconcile import reconcile_callbacks
-from simulator.engine import HubClient
+from simulator.engine import FlaskTransport, HubClient, Leg, ScriptActor, new_call_sid
 from tests.factories import make_peer
-from tests.helpers import PUBLIC_BASE, TestCaller
+from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
 from tests.test_callbacks import add_peer, make_callback
 from tests.test_routing import ask_for_peer, creates, dial_in, enqueue_of, pick_up, updates, wait_doc
 from tests.workers import wait_for
@@ -309,3 +309,29 @@ def test_a_quiet_person_detection_cannot_classify_presses_a_key_and_meets_the_pe
     db.expire_all()
     assert db.scalar(select(CallbackAttempt)).answered_by == "unknown"
     assert db.scalar(select(Peer)).status == "wrap_up"  # a real conversation: the peer wraps up
+
+
+def test_nine_on_hold_moves_the_call_out_of_the_queue_to_the_crisis_line_through_the_network(  # type: ignore[no-untyped-def]
+        svc, db, client, net) -> None:
+    make_peer(db, svc.vault, display_name="a", phone=PEER, status="busy")  # nobody free: the caller holds
+    hub = HubClient(net.base_url)
+    sid = hub.register("+15555550527", "+15005550006", new_call_sid())
+    leg = Leg(FlaskTransport(client), TEST_AUTH_TOKEN, sid, "+15555550527", "+15005550006",
+              ScriptActor(["1", "1", "*", "9"], hold_s=0.5), account_sid=TEST_ACCOUNT_SID, hub=hub)
+    leg.run(f"{PUBLIC_BASE}/voice/incoming")
+
+    choices = ["While you wait, you can choose.", "To keep waiting, press 1.",
+               "To get a call back and keep your place, press 2.", "To leave a message, press 3.",
+               "To hear this again, press star. For a person, press 0. If you are in danger or thinking of "
+               "suicide, press 9 for the crisis line."]
+    on_hold = leg.heard.index("You are number 1 in line.")
+    # * on hold: the choices again (only them), then 9: out of the queue, straight to the crisis line.
+    assert leg.heard[on_hold + 2:on_hold + 13] == [*choices, *choices,
+                                                   "Connecting you to the crisis line now. You can also dial 9 8 8 any time."]
+    assert "the line redirects the call of the caller" in net.state.events  # moved by the REST API
+    assert "the caller dials 988: completed" in net.state.events
+    # Gone to the crisis line: no peer is rung for them when one comes free.
+    db.expire_all()
+    line.set_peer_status(db, svc, db.scalar(select(Peer)), "available", utcnow())
+    line.dispatch(db, svc, utcnow())
+    assert db.scalar(select(Peer)).status == "available" and creates(net) == []
