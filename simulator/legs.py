@@ -33,6 +33,7 @@ def ring(network: NetworkState, sid: str, hub_url: str, token: str, mode: str) -
               direction="outbound-api", hub=hub, network_url=hub_url, pace=network.pace, max_s=600,
               out=lambda line: _show(network, to, line), status_callback=call.get("StatusCallback"),
               status_events=("completed",))
+
     def progress(event: str, status: str, **more: str) -> None:
         leg.status = status
         url = call.get("StatusCallback")

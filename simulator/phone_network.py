@@ -20,8 +20,9 @@ It is also the hub of every simulated call:
   call and leaves a call in progress alone; ``Status=completed`` ends either; a new ``Url`` or
   ``Twiml`` redirects a call in progress, is what a queued or ringing call runs when answered,
   and is refused for a call that is over (21220); an unknown call is 20404.
-- A caller's ``<Dial><Number>`` ends as that number's phone answers (``busy``, ``no-answer``,
-  ``failed``, else ``completed``), so the app's Dial ``action`` hears each outcome.
+- A caller's ``<Dial><Number>`` ends as that number's phone answers when it is set in ``answers``
+  (``busy``, ``no-answer``, ``failed``, else ``completed``), so the app's Dial ``action`` hears
+  each outcome.
 - It holds per-call state: queue membership (position, time, average wait), conference
   membership (``endConferenceOnExit`` ends the room for the others), and pending redirects.
   Legs learn about REST changes by polling ``GET /_sim/calls/<sid>`` between verbs: the caller
@@ -284,7 +285,8 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
                 return jsonify(members=len(members))
             if op == "dial":
                 number = str(data.get("number") or "")
-                status = dial_result(network.mode_for(number))
+                # Only a number set on its own (``answers``): peer_answers is how the peers' phones answer.
+                status = dial_result(network.answers.get(number))
                 network.event(f"{_who(call)} dials {number}: {status}")
                 return jsonify(status=status)
             if op == "leave":
