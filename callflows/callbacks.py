@@ -55,9 +55,10 @@ CALLER_RING_S = 30
 # schedule, so at worst the caller hears from us once more, later, never twice at once.
 STALE_ATTEMPT = timedelta(minutes=10)
 RETRY_SAME_PEER_AFTER = timedelta(minutes=2)
-# Ends of an attempt that were the peer's doing (did not take it, or left the room while the
-# caller's phone rang): that peer is not rung again for this callback at once.
-PEER_MISSES = ("peer_no_answer", "peer_left")
+# Ends of an attempt on the peer's side (did not take it, left the room while the caller's
+# phone rang, or Twilio refused to ring their number): that peer is not rung again for this
+# callback at once, so another free peer gets it instead of the same refusal every dispatch.
+PEER_MISSES = ("peer_no_answer", "peer_left", "peer_failed")
 CALLER_FAILURES = {"no-answer": "no_answer", "busy": "busy", "failed": "failed", "canceled": "no_answer",
                    "completed": "no_answer"}
 
@@ -511,18 +512,55 @@ def peer_accepts(session: Session, svc: Services, attempt: CallbackAttempt, now:
     return "dialing"
 
 
+# What Twilio's answering machine detection says (AnsweredBy), and what the line does with it.
+# Two duties pull against each other: a person who asked for this call must never be dropped,
+# and nothing may name the line to a machine (a shared answering machine is where others learn).
+# - ``human``: connect to the waiting peer.
+# - ``machine_start``, ``machine_end_beep|silence|other``: a machine. The neutral message only if
+#   the caller allowed one; the attempt counts and the retry schedule follows.
+# - ``fax``: nobody can hear anything, so nothing is said. The attempt counts (outcome ``fax``):
+#   a number a fax answers is most often keyed wrong or a fax line, and every try rings a peer
+#   first, so the tries stay bounded by CALLBACK_MAX_ATTEMPTS, while a shared voice and fax line
+#   still gets its next try on the schedule.
+# - ``unknown``: detection could not tell: often a person who says nothing to an unknown number
+#   (someone wary, or unwell), sometimes a machine with a short greeting. Connecting at once could
+#   put the peer's voice on a tape; hanging up could drop the person. So the phone hears a line
+#   that says nothing about the service ("Hello. To take this call, press 1."): any key is a
+#   person, who is connected; no key is treated as a machine.
+HUMAN, MACHINE, FAX, UNSURE = "human", "machine", "fax", "unsure"
+
+
+def answer_kind(answered_by: str | None) -> str:
+    """Who answered, from Twilio's AnsweredBy: ``human``, ``machine``, ``fax`` or ``unsure``.
+
+    No AnsweredBy (detection was not asked for) is a person, as before detection existed.
+    """
+    if not answered_by or answered_by == "human":
+        return HUMAN
+    if answered_by.startswith("machine"):
+        return MACHINE
+    if answered_by == "fax":
+        return FAX
+    return UNSURE  # "unknown", or a value Twilio adds later: ask for a key rather than guess
+
+
 def is_machine(answered_by: str | None) -> bool:
     """Twilio's AnsweredBy for an answering machine or fax."""
-    return bool(answered_by) and (answered_by.startswith("machine") or answered_by == "fax")  # type: ignore[union-attr]
+    return answer_kind(answered_by) in (MACHINE, FAX)
 
 
 def caller_answers(session: Session, svc: Services, attempt: CallbackAttempt, answered_by: str | None,
-                   now: datetime) -> str:
-    """The caller's phone answered: ``human`` (connect), ``machine`` (message or not, retry later) or ``gone``."""
+                   now: datetime, pressed_key: bool = False) -> str:
+    """The caller's phone answered: ``human`` (connect), ``machine`` or ``fax`` (retry later),
+    ``unsure`` (ask for a key first) or ``gone``; ``pressed_key``: a key was pressed after ``unsure``."""
     attempt.answered_by = (answered_by or "")[:32] or None
     session.commit()
-    if is_machine(answered_by):
-        return "machine" if caller_not_reached(session, svc, attempt, "machine", now) else "gone"
+    kind = HUMAN if pressed_key else answer_kind(answered_by)
+    if kind in (MACHINE, FAX):
+        return kind if caller_not_reached(session, svc, attempt, kind, now) else "gone"
+    if kind == UNSURE:
+        session.refresh(attempt)
+        return UNSURE if attempt.stage == "caller_ringing" else "gone"
     moved = session.execute(update(CallbackAttempt)
                             .where(CallbackAttempt.id == attempt.id, CallbackAttempt.stage == "caller_ringing")
                             .values(stage="connected"))
@@ -535,6 +573,13 @@ def caller_answers(session: Session, svc: Services, attempt: CallbackAttempt, an
     session.commit()
     session.refresh(attempt)
     return "human"
+
+
+def caller_confirms(session: Session, svc: Services, attempt: CallbackAttempt, pressed: bool, now: datetime) -> str:
+    """After an ``unknown`` answer: a key is a person (``human``); no key is treated as a machine (``machine``)."""
+    if pressed:
+        return caller_answers(session, svc, attempt, attempt.answered_by, now, pressed_key=True)
+    return MACHINE if caller_not_reached(session, svc, attempt, "no_key", now) else "gone"
 
 
 def caller_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, call_status: str,

@@ -156,7 +156,7 @@ class HubClient:
         return data
 
     def act(self, sid: str, op: str, **fields: Any) -> dict[str, Any]:
-        """Tell the network what the leg did: enqueue, dequeue, join, leave, end."""
+        """Tell the network what the leg did: enqueue, dequeue, join, leave, end, dial (a number)."""
         return self._call("POST", f"/_sim/calls/{sid}/{op}", **fields)
 
     def upload_recording(self, audio: bytes, call_sid: str | None = None, duration_s: int | None = None) -> str:
@@ -243,7 +243,8 @@ class ScriptActor:
 
 
 class PeerActor:
-    """A peer's phone: ``accept`` presses 1 at the whisper, ``ignore`` and ``voicemail`` press nothing."""
+    """A peer's phone: ``accept`` (and ``unknown``, a person who is quiet at first) presses 1 at the
+    first menu; ``ignore``, machines, a fax and ``unknown-silent`` press nothing."""
 
     def __init__(self, mode: str, max_s: float = 600.0) -> None:
         self.mode = mode
@@ -253,7 +254,7 @@ class PeerActor:
 
     def gather(self, heard: str, input_types: str, on_hold: bool) -> Answer | None:
         """Press 1 at the first gather when accepting; otherwise stay silent."""
-        if self.mode == "accept" and not self.pressed:
+        if self.mode in ("accept", "unknown") and not self.pressed:
             self.pressed = True
             return Answer(digits="1")
         return None
@@ -342,6 +343,7 @@ class Leg:
         self._redirect_seq = 0
         self._pending_keys = ""
         self._last: dict[str, Any] = {}  # the network's last answer about this call
+        self._sequence = 0  # status callbacks sent for this call (Twilio's SequenceNumber counts from 0)
 
     # Requests -------------------------------------------------------------------------
 
@@ -379,6 +381,11 @@ class Leg:
         if root.tag != "Response":
             raise TransportError(f"{method} {url}: TwiML root is <{root.tag}>, not <Response>")
         return root
+
+    def next_sequence(self) -> str:
+        """The ``SequenceNumber`` of this call's next status callback: 0, 1, 2... in the order sent."""
+        number, self._sequence = self._sequence, self._sequence + 1
+        return str(number)
 
     def notify(self, url: str, method: str = "POST", **more: str) -> None:
         """A request whose answer Twilio ignores (status callbacks, a left queue's action)."""
@@ -438,7 +445,7 @@ class Leg:
         if self.status_callback and "completed" in self.status_events:
             self.notify(self.status_callback, "POST", CallStatus=self.status, CallDuration=duration,
                         Duration=str(max(1, (int(duration) + 59) // 60)), CallbackSource="call-progress-events",
-                        SequenceNumber="3", Timestamp=time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime()))
+                        SequenceNumber=self.next_sequence(), Timestamp=time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime()))
 
     def check(self) -> None:
         """Ask the network whether the app redirected or ended this call; show network events."""
@@ -595,7 +602,8 @@ class Leg:
         return _Request(action, twiml=etree.tostring(reply).decode())
 
     def dial(self, verb: etree._Element, doc_url: str) -> _Request | None:
-        """<Dial>: a <Number> reports completed after a moment; a <Conference> joins the network's room."""
+        """<Dial>: a <Conference> joins the network's room; a <Number> ends as the network says that
+        phone answers (busy, no-answer or failed at once; else connected, and over after a moment)."""
         action = verb.get("action")
         method = verb.get("method", "POST")
         conference = verb.find("Conference")
@@ -607,9 +615,15 @@ class Leg:
         else:
             number = verb.find("Number")
             target = (number.text if number is not None else verb.text or "").strip()
-            self.out(f"  [ringing {target} ... connected; the simulator ends that call after a moment]")
-            self.wait(2)
-            status = "completed"
+            result = self.hub.act(self.call_sid, "dial", number=target) if self.hub is not None else {}
+            status = str(result.get("status") or "completed")
+            if status == "completed":
+                self.out(f"  [ringing {target} ... connected; the simulator ends that call after a moment]")
+                self.wait(2)
+            else:
+                # Twilio rings a number that never answers for the Dial's timeout (default 30 s).
+                self.out(f"  [ringing {target} ... {status}]")
+                self.wait(float(verb.get("timeout", "30")) if status == "no-answer" else 0)
         if status == "hangup":
             if action:  # Twilio still tells the app how the Dial ended, and ignores the answer
                 self.notify(urljoin(doc_url, action), method, DialCallStatus="completed", DialCallSid=dial_sid,
@@ -617,9 +631,9 @@ class Leg:
             raise HangUp(by="caller")
         if not action:
             return None
+        talked = int(time.monotonic() - started) if status == "completed" else 0  # nobody answered: no talk time
         return _Request(urljoin(doc_url, action), method,
-                        {"DialCallStatus": status, "DialCallSid": dial_sid,
-                         "DialCallDuration": str(int(time.monotonic() - started))})
+                        {"DialCallStatus": status, "DialCallSid": dial_sid, "DialCallDuration": str(talked)})
 
     def conference(self, noun: etree._Element) -> str:
         """Stay in a conference until it ends ("completed") or this person hangs up ("hangup")."""

@@ -3,7 +3,14 @@
 Runs in a thread of the phone network for each ``Calls.json`` it receives while
 ``peer_answers`` is set. Status callbacks follow Twilio: ``initiated``, ``ringing`` and
 ``answered`` when asked in ``StatusCallbackEvent``, and the final status (``completed``,
-``no-answer``, ``busy``, ``canceled``) always, with ``CallDuration``.
+``no-answer``, ``busy``, ``failed``, ``canceled``) always, with ``CallDuration``, each with a
+``SequenceNumber`` counting 0, 1, 2... per call.
+
+The call's ``Timeout`` (Twilio's default 60 s, at most 600) is honoured: a phone that has not
+picked up by then ends ``no-answer``. A phone that never answers rings the whole ``Timeout``
+(scaled by the network's ``pace``; at pace 0 it gives up after its own ring time, so tests stay
+quick). With ``MachineDetection`` the answer webhook carries ``AnsweredBy`` as Twilio documents
+it for that mode (:func:`simulator.network_state.answered_by`).
 """
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import time
 
 from simulator.engine import HttpTransport, HubClient, Leg, PeerActor
 from simulator.errors import SimulatorError
-from simulator.network_state import NetworkState
+from simulator.network_state import DEFAULT_TIMEOUT_S, MACHINES, MAX_TIMEOUT_S, NOT_ANSWERED, NetworkState, answered_by
 
 MACHINE_GREETING_S = 1.0  # a voicemail greeting plays before the machine "listens"
 
@@ -26,14 +33,13 @@ def ring(network: NetworkState, sid: str, hub_url: str, token: str, mode: str) -
               direction="outbound-api", hub=hub, network_url=hub_url, pace=network.pace, max_s=600,
               out=lambda line: _show(network, to, line), status_callback=call.get("StatusCallback"),
               status_events=("completed",))
-    sequence = iter(range(100))
 
     def progress(event: str, status: str, **more: str) -> None:
         leg.status = status
         url = call.get("StatusCallback")
         if url and (event in _events(call) or event == "completed"):
             leg.notify(url, call.get("StatusCallbackMethod", "POST"), CallStatus=status,
-                       CallbackSource="call-progress-events", SequenceNumber=str(next(sequence)),
+                       CallbackSource="call-progress-events", SequenceNumber=leg.next_sequence(),
                        Timestamp=time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime()), **more)
 
     def cancelled() -> bool:
@@ -50,7 +56,16 @@ def ring(network: NetworkState, sid: str, hub_url: str, token: str, mode: str) -
             if call["status"] == "initiated":
                 call["status"] = "ringing"
         progress("ringing", "ringing")
-        deadline = time.monotonic() + network.ring_s
+        timeout = _timeout(call)
+        rings = network.rings_for(to)
+        picks_up = mode not in NOT_ANSWERED and rings < timeout
+        if mode == "busy" or mode == "failed":
+            wall = min(rings, 0.1)  # a busy tone or a failed line is known at once
+        elif picks_up:
+            wall = rings
+        else:  # rings out: the whole Timeout, at the network's pace
+            wall = timeout * network.pace if network.pace else min(rings, timeout)
+        deadline = time.monotonic() + wall
         while time.monotonic() < deadline and not cancelled():
             time.sleep(0.02)
         if cancelled():
@@ -58,23 +73,26 @@ def ring(network: NetworkState, sid: str, hub_url: str, token: str, mode: str) -
             _end(network, sid, "canceled")
             progress("completed", "canceled", CallDuration="0")
             return
-        if mode in ("no-answer", "busy"):
-            network.event(f"{to} does not answer ({mode})")
-            _end(network, sid, mode)
-            progress("completed", mode, CallDuration="0")
+        if not picks_up:
+            status = mode if mode in ("busy", "failed") else "no-answer"
+            network.event(f"{to} does not answer ({status})" if status != "no-answer"
+                          else f"{to} does not answer ({status} after {timeout} s)")
+            _end(network, sid, status)
+            progress("completed", status, CallDuration="0")
             return
         with network.lock:
             if call["status"] == "canceled":  # lost the race with a cancel: never answer
                 return
             call["status"] = "in-progress"
             url, method = call.get("Url", ""), call.get("Method", "POST")
-        if call.get("MachineDetection"):
-            leg.extra["AnsweredBy"] = "machine_start" if mode == "voicemail" else "human"
-        network.event(f"{to} answers" + (" (a voicemail machine)" if mode == "voicemail" else ""))
+        detection = str(call.get("MachineDetection") or "")
+        if detection:
+            leg.extra["AnsweredBy"] = answered_by(mode, detection)
+        network.event(f"{to} answers" + _what(mode))
         progress("answered", "in-progress")
         leg.status = "in-progress"
         leg.started = time.monotonic()
-        if mode == "voicemail":
+        if mode in MACHINES:
             time.sleep(MACHINE_GREETING_S * network.pace)
         # Twiml (inline) or Url, as Calls.create allows; the leg posts the final status callback itself.
         leg.run(None if call.get("Twiml") else url, method, twiml=call.get("Twiml"))
@@ -86,6 +104,22 @@ def ring(network: NetworkState, sid: str, hub_url: str, token: str, mode: str) -
     finally:
         transport.close()
         hub.close()
+
+
+def _timeout(call: dict[str, object]) -> int:
+    """The call's ``Timeout`` in seconds (Twilio's default when absent, capped at its maximum)."""
+    try:
+        return max(1, min(int(str(call.get("Timeout") or DEFAULT_TIMEOUT_S)), MAX_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+
+
+def _what(mode: str) -> str:
+    if mode in MACHINES:
+        return " (a voicemail machine)"
+    if mode == "fax":
+        return " (a fax machine)"
+    return ""
 
 
 def _show(network: NetworkState, to: str, line: str) -> None:

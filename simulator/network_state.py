@@ -18,8 +18,44 @@ from typing import Any
 
 from simulator.engine import wav_seconds
 
-PEER_MODES = ("accept", "ignore", "voicemail", "no-answer", "busy")  # how a simulated phone answers
+# How a simulated phone answers: a person who presses 1 at the first menu (accept) or nothing
+# (ignore); a voicemail machine whose greeting ends in a beep, in silence or otherwise; a fax; a
+# person answering detection cannot classify (``unknown``: says nothing at first, then presses 1
+# when asked; ``unknown-silent``: never presses anything); a phone that rings out (no-answer),
+# is busy, or cannot be reached (failed); ``refused``: Twilio refuses to place the call at all
+# (REST error 21211, as for a number it cannot dial).
+PEER_MODES = ("accept", "ignore", "voicemail", "no-answer", "busy", "fax", "unknown", "unknown-silent",
+              "voicemail-silence", "voicemail-other", "failed", "refused")
 ENDED = ("completed", "canceled", "failed", "busy", "no-answer")  # a call in one of these is over
+NOT_ANSWERED = ("no-answer", "busy", "failed")  # modes whose phone never picks up
+MACHINES = ("voicemail", "voicemail-silence", "voicemail-other")
+DEFAULT_TIMEOUT_S = 60  # Twilio's Calls ``Timeout`` default; it allows at most 600
+MAX_TIMEOUT_S = 600
+# Twilio's AnsweredBy by MachineDetection mode. ``Enable`` answers as soon as it knows
+# (``machine_start``); ``DetectMessageEnd`` waits for the end of the greeting and says how it ended.
+ANSWERED_BY = {
+    "Enable": {"voicemail": "machine_start", "voicemail-silence": "machine_start", "voicemail-other": "machine_start"},
+    "DetectMessageEnd": {"voicemail": "machine_end_beep", "voicemail-silence": "machine_end_silence",
+                         "voicemail-other": "machine_end_other"},
+}
+
+
+def answered_by(mode: str, detection: str) -> str:
+    """Twilio's ``AnsweredBy`` for a phone answering as ``mode`` under ``MachineDetection=detection``."""
+    if mode == "fax":
+        return "fax"
+    if mode.startswith("unknown"):
+        return "unknown"
+    return ANSWERED_BY.get(detection, ANSWERED_BY["Enable"]).get(mode, "human")
+
+
+def dial_result(mode: str | None) -> str:
+    """How a ``<Dial><Number>`` to a phone answering as ``mode`` ends (its ``DialCallStatus``)."""
+    if mode in ("busy", "no-answer", "failed"):
+        return mode
+    if mode == "refused":
+        return "failed"
+    return "completed"
 
 SIGNATURE_HEADERS = {"twilio": "X-Twilio-Signature", "signalwire": "X-SignalWire-Signature"}
 
@@ -68,6 +104,7 @@ class NetworkState:
     peer_answers: str | None = None
     answers: dict[str, str] = field(default_factory=dict)  # per phone number, overrides peer_answers
     ring_s: float = 0.3  # how long a phone rings before it is answered (or gives up)
+    ring_after: dict[str, float] = field(default_factory=dict)  # per number, overrides ring_s
     pace: float = 0.0  # seconds of wall time per second of audio on the outbound legs
     rewrite: dict[str, str] = field(default_factory=dict)  # public URL prefix -> where the app listens
     queues: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> sid, members, waits
@@ -78,6 +115,8 @@ class NetworkState:
     # /api/laml, webhooks signed in X-SignalWire-Signature with ``signing_key``).
     provider: str = "twilio"
     signing_key: str | None = None  # what outbound legs sign with; None = the REST password, as Twilio
+    # Requests Twilio will refuse, in order: (method, path suffix, HTTP status, Twilio error code, message).
+    faults: list[tuple[str, str, int, int, str]] = field(default_factory=list)
 
     def new_sid(self, prefix: str) -> str:
         """A new id: Twilio's shape (two letters and 32 hex digits), or a UUID as SignalWire's."""
@@ -129,11 +168,33 @@ class NetworkState:
         """How the phone at ``number`` answers, or None when outbound calls are not rung."""
         return self.answers.get(number) or self.peer_answers
 
+    def fail_next(self, method: str, path_suffix: str, status: int = 500, code: int = 20500,
+                  message: str = "Internal Server Error") -> None:
+        """Refuse the next ``method`` request whose path ends with ``path_suffix``, as Twilio does when it fails."""
+        with self.lock:
+            self.faults.append((method.upper(), path_suffix, status, code, message))
+
+    def take_fault(self, method: str, path: str) -> tuple[int, int, str] | None:
+        """The refusal planned for this request, if any (each is used once)."""
+        with self.lock:
+            for i, (m, suffix, status, code, message) in enumerate(self.faults):
+                if m == method and path.endswith(suffix):
+                    del self.faults[i]
+                    return status, code, message
+        return None
+
+    def rings_for(self, number: str) -> float:
+        """Seconds the phone at ``number`` rings before someone (or something) picks it up."""
+        return self.ring_after.get(number, self.ring_s)
+
     def wait_for_legs(self, timeout: float = 30.0) -> None:
-        """Wait until every outbound leg has ended (tests call this before asserting)."""
+        """Wait until every outbound leg has ended, those placed meanwhile too (tests call this before asserting)."""
         deadline = time.monotonic() + timeout
-        for leg in list(self.legs):
-            leg.join(max(0.0, deadline - time.monotonic()))
+        while time.monotonic() < deadline:
+            live = [leg for leg in list(self.legs) if leg.is_alive()]
+            if not live:
+                return
+            live[0].join(max(0.0, deadline - time.monotonic()))
 
     # Queues and conferences (callers hold the lock) ---------------------------------
 

@@ -10,9 +10,19 @@ It is also the hub of every simulated call:
 - Outbound legs (``Calls.json``) ring a simulated phone in a thread of this server when
   ``peer_answers`` is set (``peerline phone-network`` sets it; the test fixture leaves it
   off until a test asks): ``accept`` answers and presses 1 at the whisper's <Gather>,
-  ``ignore`` answers and presses nothing, ``voicemail`` is a machine (``AnsweredBy=machine_start``
-  when ``MachineDetection`` was asked), ``no-answer`` and ``busy`` never answer. Status
-  callbacks follow Twilio: the requested ``StatusCallbackEvent`` events, and the final status.
+  ``ignore`` answers and presses nothing, ``voicemail`` (and ``-silence``, ``-other``) is a
+  machine, ``fax`` a fax, ``unknown`` a person detection cannot classify (``AnsweredBy`` as Twilio
+  documents it for the ``MachineDetection`` mode asked), ``no-answer``, ``busy`` and ``failed``
+  never answer, and Twilio refuses to place a call to a ``refused`` phone (error 21211). The
+  call's ``Timeout`` is honoured. Status callbacks follow Twilio: the requested
+  ``StatusCallbackEvent`` events, and the final status, with a ``SequenceNumber`` per call.
+- A REST update follows Twilio's Call resource: ``Status=canceled`` ends a queued or ringing
+  call and leaves a call in progress alone; ``Status=completed`` ends either; a new ``Url`` or
+  ``Twiml`` redirects a call in progress, is what a queued or ringing call runs when answered,
+  and is refused for a call that is over (21220); an unknown call is 20404.
+- A caller's ``<Dial><Number>`` ends as that number's phone answers when it is set in ``answers``
+  (``busy``, ``no-answer``, ``failed``, else ``completed``), so the app's Dial ``action`` hears
+  each outcome.
 - It holds per-call state: queue membership (position, time, average wait), conference
   membership (``endConferenceOnExit`` ends the room for the others), and pending redirects.
   Legs learn about REST changes by polling ``GET /_sim/calls/<sid>`` between verbs: the caller
@@ -20,9 +30,10 @@ It is also the hub of every simulated call:
 
 Simulator-only endpoints (never on Twilio): ``POST /_sim/calls`` (an inbound call begins),
 ``GET /_sim/calls/<sid>?since=N`` (its state, plus network events from N on),
-``POST /_sim/calls/<sid>/{enqueue,dequeue,join,leave,end}``, ``POST /_sim/recordings?CallSid=..&Duration=..``
+``POST /_sim/calls/<sid>/{enqueue,dequeue,join,leave,end,dial}``, ``POST /_sim/recordings?CallSid=..&Duration=..``
 (upload audio recorded during a call, get a RecordingSid), ``POST /_sim/settings``
-(``peer_answers``, ``answers`` per number, ``ring_s``, ``pace``).
+(``peer_answers``, ``answers`` per number, ``ring_s``, ``ring_after`` per number, ``pace``).
+``NetworkState.fail_next`` makes Twilio refuse the next matching request (a 500, or any error).
 
 Recordings are listed like Twilio lists them (``GET .../Recordings.json``): newest first, in
 pages (``PageSize``, default 50; ``next_page_uri`` to the next one), filtered by ``CallSid``
@@ -42,7 +53,7 @@ from urllib.parse import urlencode
 from flask import Flask, Response, jsonify, request
 
 from simulator.legs import ring
-from simulator.network_state import ENDED, PEER_MODES, NetworkState, RecordingMeta, SentRequest
+from simulator.network_state import ENDED, PEER_MODES, NetworkState, RecordingMeta, SentRequest, dial_result
 
 API = "/2010-04-01/Accounts/<account>"
 
@@ -73,12 +84,17 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
     app.wsgi_app = _LamlPrefix(app.wsgi_app, network)  # type: ignore[method-assign]
 
     @app.before_request
-    def _keep() -> None:
+    def _keep() -> tuple[Response, int] | None:
         if request.path.startswith("/2010-04-01/"):
             network.requests.append(
                 SentRequest(request.method, request.script_root + request.path, request.form.to_dict(flat=False),
                             _auth(), request.args.to_dict(flat=False))
             )
+            fault = network.take_fault(request.method, request.path)
+            if fault is not None:  # a refusal a test planned (NetworkState.fail_next)
+                status, code, message = fault
+                return jsonify(code=code, message=message, status=status), status
+        return None
 
     @app.get(f"{API}/Recordings/<sid>.wav")
     def recording_audio(account: str, sid: str) -> Response | tuple[Response, int]:
@@ -129,13 +145,17 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
     @app.post(f"{API}/Calls.json")
     def calls_create(account: str) -> tuple[Response, int]:
         """Create an outbound call (Calls.json) and ring the simulated phone."""
+        mode = network.mode_for(str(request.form.get("To", "")))
+        if mode == "refused":
+            # What Twilio answers for a number it will not dial: no call is created.
+            return jsonify(code=21211, message=f"The 'To' number {request.form.get('To')} is not a valid phone number.",
+                           more_info="https://www.twilio.com/docs/errors/21211", status=400), 400
         sid = network.new_sid("CA")
         call = {"sid": sid, "account_sid": account, "status": "queued", "direction": "outbound-api",
                 **request.form.to_dict(flat=True),
                 "events": request.form.getlist("StatusCallbackEvent"), "redirect_seq": 0}
         with network.lock:
             network.calls[sid] = call
-        mode = network.mode_for(str(call.get("To", "")))
         auth = _auth()
         if mode is not None and auth is not None:
             leg = threading.Thread(target=ring, args=(network, sid, request.host_url.rstrip("/"), auth[1], mode),
@@ -157,6 +177,8 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
                 # "caller gone" handling relies on that refusal.
                 return jsonify(code=21220, message="Call is not in-progress. Cannot redirect.",
                                status=400), 400
+            # A queued or ringing call keeps a new Url or Twiml for when it is answered (the leg
+            # reads them then); Status=canceled leaves a call in progress alone, as Twilio does.
             call.update({k: v for k, v in form.items() if k != "Status"})
             status = form.get("Status")
             live = call["status"] == "in-progress"
@@ -197,7 +219,7 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
 
     @app.post("/_sim/settings")
     def sim_settings() -> Response | tuple[Response, int]:
-        """Simulator only: how simulated phones answer (``peer_answers``, ``answers``, ``ring_s``)."""
+        """Simulator only: how simulated phones answer (``peer_answers``, ``answers``, ``ring_s``, ``ring_after``)."""
         data = request.get_json(silent=True) or {}
         mode = data.get("peer_answers")
         modes = [mode, *dict(data.get("answers") or {}).values()] if mode else list(dict(data.get("answers") or {}).values())
@@ -209,6 +231,7 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
             network.answers.update(data.get("answers") or {})
             if "ring_s" in data:
                 network.ring_s = float(data["ring_s"])
+            network.ring_after.update({str(k): float(v) for k, v in dict(data.get("ring_after") or {}).items()})
             if "pace" in data:
                 network.pace = float(data["pace"])
         return jsonify(peer_answers=network.peer_answers, answers=network.answers, ring_s=network.ring_s,
@@ -263,6 +286,12 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
                 call["conference"] = name
                 network.event(f"{_who(call)} joins conference {name} ({len(members)} on the line)")
                 return jsonify(members=len(members))
+            if op == "dial":
+                number = str(data.get("number") or "")
+                # Only a number set on its own (``answers``): peer_answers is how the peers' phones answer.
+                status = dial_result(network.answers.get(number))
+                network.event(f"{_who(call)} dials {number}: {status}")
+                return jsonify(status=status)
             if op == "leave":
                 network.leave_conference(sid)
                 return jsonify(ok=True)

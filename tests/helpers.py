@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from lxml import etree
+from sqlalchemy import Engine, event
 from twilio.request_validator import RequestValidator
 from werkzeug.serving import make_server
 
@@ -91,6 +92,21 @@ def serving(wsgi_app: Any) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+@contextmanager
+def statements_run(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements ``engine`` runs while the block runs, in order (whitespace folded)."""
+    ran: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        ran.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield ran
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
 
 
 def sign(url: str, params: dict[str, str], token: str = TEST_AUTH_TOKEN) -> str:

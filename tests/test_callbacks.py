@@ -722,3 +722,86 @@ def test_on_hold_callback_is_called_back_ahead_of_a_later_caller(svc, db, client
     assert db.scalar(select(PeerRequest).where(PeerRequest.call_sid == later.call_sid)).status == "waiting"
     assert db.get(CallbackRequest, cb.id).status == "completed"
     assert urlsplit(peer_form["Url"][0]).path.startswith("/callbacks/attempt/")
+
+
+# What answered the caller's phone (Twilio's AnsweredBy): callbacks.answer_kind says why -------
+
+
+def caller_phone_answers(svc, db, client, net, number: str, answered_by: str, allow_message: bool = True):  # type: ignore[no-untyped-def]
+    """A callback's peer presses 1; the caller's phone answers with ``answered_by``. Returns (callback, peer, phone, form)."""
+    add_peer(svc, db)
+    now = utcnow()
+    cb = make_callback(svc, db, number, now - timedelta(minutes=3), now, allow_message=allow_message)
+    line.dispatch(db, svc, now)
+    peer = peer_picks_up(client, net, creates(net)[0])
+    peer.press("1")
+    form = creates(net, number)[0]
+    phone = TestCaller(client, number=LINE, call_sid=sid_of(net, form))
+    phone.post(form["Url"][0], CallStatus="in-progress", AnsweredBy=answered_by)
+    return cb, peer, phone, form
+
+
+def test_an_unknown_answer_hears_a_neutral_line_and_a_key_connects_them(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    cb, peer, phone, _ = caller_phone_answers(svc, db, client, net, "+15555550431", "unknown")
+    # Nothing about the line: a machine that records this learns nothing; a quiet person is not dropped.
+    assert phone.said == "Hello. To take this call, press 1. Hello. To take this call, press 1."
+    assert phone.twiml.find("Dial") is None
+    attempt = db.scalar(select(CallbackAttempt))
+    assert (attempt.stage, attempt.answered_by) == ("caller_ringing", "unknown")
+    phone.press("1")
+    assert phone.said == "Hello. This is the call back you asked for. Connecting you now."
+    assert phone.twiml.find("Dial/Conference").text == peer.twiml.find("Dial/Conference").text
+    db.expire_all()
+    assert db.get(CallbackRequest, cb.id).status == "completed"
+    assert db.scalar(select(CallbackAttempt)).stage == "connected"
+
+
+@pytest.mark.parametrize("allow_message", [True, False])
+def test_an_unknown_answer_that_presses_nothing_is_treated_as_a_machine(svc, db, client, net,  # type: ignore[no-untyped-def]
+                                                                      allow_message: bool) -> None:
+    cb, peer, phone, _ = caller_phone_answers(svc, db, client, net, "+15555550432", "unknown", allow_message)
+    phone.silence()
+    assert phone.said == ("This is a return call you asked for. We will try again later." if allow_message else "")
+    assert phone.twiml.find("Hangup") is not None
+    db.expire_all()
+    again = db.get(CallbackRequest, cb.id)
+    assert (again.status, again.attempts, again.outcome) == ("pending", 1, "no_key")
+    redirects = [r.form for r in net.state.requests if r.path.endswith(f"/Calls/{peer.call_sid}.json")]
+    assert redirects[-1]["Url"][0].endswith("/peer/notice")  # the waiting peer is told
+
+
+def test_a_fax_hears_nothing_and_the_attempt_counts(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    cb, peer, phone, _ = caller_phone_answers(svc, db, client, net, "+15555550433", "fax")
+    assert phone.said == "" and [verb.tag for verb in phone.twiml] == ["Hangup"]
+    db.expire_all()
+    again = db.get(CallbackRequest, cb.id)
+    assert (again.status, again.attempts, again.outcome) == ("pending", 1, "fax")
+    assert db.scalar(select(CallbackAttempt)).answered_by == "fax"
+
+
+@pytest.mark.parametrize(("mode", "heard", "outcome"), [
+    ("unknown-silent", ['"Hello. To take this call, press 1."'] * 2
+     + ['"This is a return call you asked for. We will try again later."'], "no_key"),
+    ("fax", [], "fax"),
+    ("voicemail", ['"This is a return call you asked for. We will try again later."'], "machine"),
+])
+def test_what_the_network_detects_on_the_callers_phone(svc, db, net, live_app, mode: str, heard: list[str],  # type: ignore[no-untyped-def]
+                                                       outcome: str) -> None:
+    net.state.rewrite[PUBLIC_BASE] = live_app
+    net.state.peer_answers = "accept"
+    net.state.answers["+15555550434"] = mode
+    add_peer(svc, db)
+    now = utcnow()
+    cb = make_callback(svc, db, "+15555550434", now - timedelta(minutes=3), now, allow_message=True)
+    line.dispatch(db, svc, now)
+    net.state.wait_for_legs()
+
+    form = creates(net, "+15555550434")[0]
+    assert form["MachineDetection"] == ["DetectMessageEnd"]  # a message is allowed: wait for the beep
+    said = [e.removeprefix("+15555550434 hears ") for e in net.state.events if e.startswith("+15555550434 hears")]
+    assert said == heard
+    db.expire_all()
+    again = db.get(CallbackRequest, cb.id)
+    assert (again.status, again.attempts, again.outcome) == ("pending", 1, outcome)
+    assert db.scalar(select(Peer)).status == "available"  # told, and free again
+    assert f'{PEER_PHONE} hears "They did not answer. We will try again later. Thank you."' in net.state.events

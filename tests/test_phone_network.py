@@ -15,10 +15,12 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 from werkzeug.serving import make_server
 
+from callflows.errors import TwilioGatewayError
 from callflows.settings import Settings
 from simulator.engine import HttpTransport, HubClient, Leg, ScriptActor, new_call_sid
 from callflows.twilio_client import TwilioGateway
 from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
+from tests.workers import wait_for
 
 
 class StandIn:
@@ -224,4 +226,103 @@ def test_network_settings_reject_unknown_modes(phone_network) -> None:  # type: 
     with pytest.raises(SimulatorError, match="HTTP 400"):
         hub.settings(peer_answers="maybe")
 
+
+
+
+# Twilio's documented behaviour, pinned ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("detection", "mode", "expected"), [
+    ("Enable", "accept", "human"), ("Enable", "voicemail", "machine_start"),
+    ("Enable", "voicemail-silence", "machine_start"), ("Enable", "fax", "fax"), ("Enable", "unknown", "unknown"),
+    ("DetectMessageEnd", "accept", "human"), ("DetectMessageEnd", "voicemail", "machine_end_beep"),
+    ("DetectMessageEnd", "voicemail-silence", "machine_end_silence"),
+    ("DetectMessageEnd", "voicemail-other", "machine_end_other"), ("DetectMessageEnd", "fax", "fax"),
+    ("DetectMessageEnd", "unknown-silent", "unknown"),
+])
+def test_machine_detection_answers_as_twilio_documents_for_each_mode(stand_in: StandIn, phone_network, detection: str,  # type: ignore[no-untyped-def]
+                                                                     mode: str, expected: str) -> None:
+    phone_network.state.answers["+15555550101"] = mode
+    sid = stand_in.gateway.create_call("+15555550101", f"{stand_in.url}/whisper", f"{stand_in.url}/peer-status",
+                                       machine_detection=detection)
+    phone_network.state.wait_for_legs()
+
+    whisper = stand_in.forms("/whisper")[0]
+    assert whisper["CallSid"] == sid and whisper["AnsweredBy"] == expected
+    # Only a person who means to (accept, or a quiet person asked to press a key) presses 1.
+    assert ("/accept" in stand_in.paths()) is (mode in ("accept", "unknown"))
+
+
+def test_a_phone_not_picked_up_within_the_timeout_ends_no_answer(stand_in: StandIn, phone_network) -> None:  # type: ignore[no-untyped-def]
+    phone_network.state.answers.update({"+15555550101": "ignore", "+15555550102": "ignore"})
+    phone_network.state.ring_after.update({"+15555550101": 1.5, "+15555550102": 1.5})
+    short = stand_in.gateway.create_call("+15555550101", f"{stand_in.url}/whisper", f"{stand_in.url}/peer-status",
+                                         timeout=1)
+    long = stand_in.gateway.create_call("+15555550102", f"{stand_in.url}/whisper", f"{stand_in.url}/peer-status",
+                                        timeout=5)
+    phone_network.state.wait_for_legs()
+
+    ended = {form["CallSid"]: form for form in stand_in.forms("/peer-status")
+             if form["CallStatus"] not in ("initiated", "ringing", "in-progress")}
+    assert (ended[short]["CallStatus"], ended[short]["CallDuration"]) == ("no-answer", "0")
+    assert ended[long]["CallStatus"] == "completed"
+    assert [form["CallSid"] for form in stand_in.forms("/whisper")] == [long]
+    assert "+15555550101 does not answer (no-answer after 1 s)" in phone_network.state.events
+
+
+def test_status_callback_sequence_numbers_count_per_call(stand_in: StandIn, phone_network) -> None:  # type: ignore[no-untyped-def]
+    phone_network.state.peer_answers = "ignore"
+    first = stand_in.gateway.create_call("+15555550101", f"{stand_in.url}/whisper", f"{stand_in.url}/peer-status")
+    # Asked for fewer events, the call numbers only the callbacks it sends.
+    second = stand_in.gateway.client.calls.create(to="+15555550102", from_="+15005550006", url=f"{stand_in.url}/whisper",
+                                                  status_callback=f"{stand_in.url}/peer-status",
+                                                  status_callback_event=["answered", "completed"]).sid
+    phone_network.state.wait_for_legs()
+
+    def numbers(sid: str) -> list[tuple[str, str]]:
+        return [(f["SequenceNumber"], f["CallStatus"]) for f in stand_in.forms("/peer-status") if f["CallSid"] == sid]
+
+    assert numbers(first) == [("0", "initiated"), ("1", "ringing"), ("2", "in-progress"), ("3", "completed")]
+    assert numbers(second) == [("0", "in-progress"), ("1", "completed")]
+
+
+def test_rest_updates_of_a_ringing_call_follow_twilio(stand_in: StandIn, phone_network) -> None:  # type: ignore[no-untyped-def]
+    phone_network.state.peer_answers = "accept"
+    phone_network.state.ring_s = 1.0
+    sid = stand_in.gateway.create_call("+15555550101", f"{stand_in.url}/peer-status", f"{stand_in.url}/peer-status")
+    # A new Url for a call still ringing is what it runs when answered (no 21220: it is not over).
+    stand_in.gateway.update_call(sid, url=f"{stand_in.url}/whisper", method="POST")
+    phone_network.state.wait_for_legs()
+    assert [form["CallSid"] for form in stand_in.forms("/whisper")] == [sid]
+    assert stand_in.forms("/accept")[0]["Digits"] == "1"
+
+
+def test_canceling_an_answered_call_leaves_it_alone_and_completing_ends_it(stand_in: StandIn, phone_network) -> None:  # type: ignore[no-untyped-def]
+    phone_network.state.peer_answers = "accept"
+    stand_in.caller_sid = new_call_sid()  # nobody to bridge: the peer waits in the room
+    HubClient(phone_network.base_url).register("+15555550190", "+15005550006", stand_in.caller_sid)
+    sid = stand_in.gateway.create_call("+15555550101", f"{stand_in.url}/whisper", f"{stand_in.url}/peer-status")
+    hub = HubClient(phone_network.base_url, want_events=False)
+    wait_for(lambda: hub.state(sid)["call"].get("conference") == "room-1", 30, "the peer to wait in the room")
+
+    stand_in.gateway.update_call(sid, status="canceled")  # Twilio: canceled only stops a queued or ringing call
+    assert hub.state(sid)["call"]["status"] == "in-progress"
+    stand_in.gateway.update_call(sid, status="completed")
+    phone_network.state.wait_for_legs()
+    assert phone_network.state.calls[sid]["status"] == "completed"
+    assert statuses(stand_in)[-1] == "completed"
+
+
+def test_twilio_refuses_a_number_it_cannot_dial_and_a_redirect_of_an_ended_call(stand_in: StandIn, phone_network) -> None:  # type: ignore[no-untyped-def]
+    phone_network.state.answers["+15555550109"] = "refused"
+    with pytest.raises(TwilioGatewayError, match="HTTP 400 error: Unable to create record: The .To. number \\+15555550109 is not a valid"):
+        stand_in.gateway.create_call("+15555550109", f"{stand_in.url}/whisper", f"{stand_in.url}/peer-status")
+    assert not any(call.get("To") == "+15555550109" for call in phone_network.state.calls.values())
+
+    gone = HubClient(phone_network.base_url).register("+15555550190", "+15005550006", new_call_sid())
+    HubClient(phone_network.base_url).act(gone, "end", status="completed", duration="3")
+    with pytest.raises(TwilioGatewayError, match="HTTP 400 error: .*Call is not in-progress. Cannot redirect."):
+        stand_in.gateway.update_call(gone, url=f"{stand_in.url}/bridge", method="POST")
+    with pytest.raises(TwilioGatewayError, match="HTTP 404 error: .*The requested resource was not found"):
+        stand_in.gateway.update_call(new_call_sid(), url=f"{stand_in.url}/bridge", method="POST")
 

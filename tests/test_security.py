@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
 
@@ -88,12 +87,10 @@ FIVE_MB = 5 * 1024 * 1024
                                   "/callbacks/attempt/1/caller/status", "/voice/no-such-route", "/staff/sign-in"])
 def test_an_oversized_body_is_refused_unread(client, path: str) -> None:  # type: ignore[no-untyped-def]
     body = Body(FIVE_MB)
-    started = time.perf_counter()
     response = client.post(path, content_type="application/x-www-form-urlencoded", headers={"X-Twilio-Signature": "x"},
                            environ_overrides={"wsgi.input": body, "CONTENT_LENGTH": str(body.size)})
     assert response.status_code == 413
-    assert time.perf_counter() - started < 0.5
-    assert body.read_bytes == 0  # refused on its declared length: not a byte parsed
+    assert body.read_bytes == 0  # refused on its declared length: not a byte parsed, so no time spent on it
 
 
 def test_an_oversized_signed_form_is_refused(client) -> None:  # type: ignore[no-untyped-def]

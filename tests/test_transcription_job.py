@@ -189,6 +189,37 @@ def test_a_retried_job_never_duplicates_the_work(
     assert len(requests_to(line, "DELETE", ".json")) == 1
 
 
+def test_a_failed_delete_of_twilios_copy_is_retried_and_the_voicemail_is_kept(
+        line: Any, svc: Services, caller: TestCaller, shared_transcriber: VoskTranscriber,
+        worker_context: JobContext, work_jobs: Any, redis: Any) -> None:
+    worker_context.transcriber = shared_transcriber
+    audio = (AUDIO / "speech_8k.wav").read_bytes()
+    vm_id = leave_voicemail(caller, line, audio)
+    sid = reload(svc, vm_id).recording_sid
+    line.state.fail_next("DELETE", f"/Recordings/{sid}.json")  # Twilio answers 500 once
+
+    work_jobs(TRANSCRIPTION_QUEUE)
+
+    kept = reload(svc, vm_id)
+    assert kept.status == "transcribed" and kept.audio_path and not kept.provider_deleted
+    assert svc.vault.decrypt((Path(svc.settings.instance_path) / kept.audio_path).read_bytes()) == audio
+    assert sid in line.state.recordings  # Twilio's copy stays until the delete goes through
+    # RQ retries the job on its schedule; when it is due, the retry only deletes.
+    transcriptions = queue(TRANSCRIPTION_QUEUE, redis)
+    registry = ScheduledJobRegistry(queue=transcriptions)
+    (job_id,) = registry.get_job_ids()
+    registry.remove(job_id)
+    transcriptions.enqueue_job(Job.fetch(job_id, connection=redis))
+    work_jobs(TRANSCRIPTION_QUEUE)
+
+    done = reload(svc, vm_id)
+    assert done.status == "transcribed" and done.provider_deleted
+    assert done.transcript_encrypted == kept.transcript_encrypted and done.transcribed_at == kept.transcribed_at
+    assert sid not in line.state.recordings
+    assert len(requests_to(line, "GET", f"/Recordings/{sid}.wav")) == 1
+    assert len(requests_to(line, "DELETE", f"/Recordings/{sid}.json")) == 2
+
+
 @pytest.mark.parametrize("model_path, state", [("", "not configured"), ("missing-model", "missing")])
 def test_without_a_model_voicemails_wait_and_are_processed_once_it_is_there(
         app_config: dict[str, Any], line: Any, vosk_model_dir: str, engine: Any, work_jobs: Any, tmp_path: Path,

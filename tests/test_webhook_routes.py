@@ -50,6 +50,7 @@ NOBODY = {"voice.status", "voice.voicemail_recording", "routing.leg_status", "ca
 ON_HOLD = {"routing.hold_wait", "routing.hold_choice"}
 LEG = {"routing.leg_whisper", "routing.leg_answer", "routing.leg_after", "callbacks.peer_whisper",
        "callbacks.peer_answer", "callbacks.peer_after", "callbacks.peer_notice", "callbacks.caller_answer",
+       "callbacks.caller_confirm",
        "callbacks.caller_after", "peer_phone.peer_id", "peer_phone.pin", "peer_phone.choice"}
 LEG |= {"routing.leg_record", "routing.leg_referral"}  # the post-call record keyed in wrap-up
 

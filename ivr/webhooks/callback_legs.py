@@ -106,19 +106,41 @@ def peer_status(attempt_id: int) -> Response:
 @bp.post("/attempt/<int:attempt_id>/caller")
 @heard_by(Audience.LEG)
 def caller_answer(attempt_id: int) -> Response:
-    """The caller's phone answered: a person joins the peer; a machine hears the neutral message, if allowed."""
+    """The caller's phone answered: a person joins the peer; a machine hears the neutral message, if allowed;
+    an answer detection could not classify is asked for a key first (callbacks.answer_kind says why)."""
     attempt = _attempt(attempt_id, "caller")
     if attempt is None:
         return to_response(empty())
-    session = get_session()
-    cb = session.get(CallbackRequest, attempt.callback_id)
+    outcome = callbacks.caller_answers(get_session(), services(), attempt, request.form.get("AnsweredBy"), utcnow())
+    if outcome == callbacks.UNSURE:
+        speaker = _caller_speaker(attempt)
+        line = speaker.text("callback_press_key")
+        # Said twice: the first words are often lost while the phone comes to the ear.
+        return to_response(speaker.keypad([line, line], public_url("callbacks.caller_confirm", attempt_id=attempt.id),
+                                          num_digits=1))
+    return _caller_outcome(attempt, outcome)
+
+
+@bp.post("/attempt/<int:attempt_id>/caller/confirm")
+@heard_by(Audience.LEG)
+def caller_confirm(attempt_id: int) -> Response:
+    """The key asked for after an ``unknown`` answer: any key is a person (connect), none is a machine."""
+    attempt = _attempt(attempt_id, "caller")
+    if attempt is None:
+        return to_response(empty())
+    pressed = bool((request.form.get("Digits") or "").strip())
+    return _caller_outcome(attempt, callbacks.caller_confirms(get_session(), services(), attempt, pressed, utcnow()))
+
+
+def _caller_outcome(attempt: CallbackAttempt, outcome: str) -> Response:
+    """A person joins the room; a machine hears the neutral message only if allowed; a fax or a finished attempt nothing."""
+    cb = get_session().get(CallbackRequest, attempt.callback_id)
     assert cb is not None
     speaker = _caller_speaker(attempt)
-    outcome = callbacks.caller_answers(session, services(), attempt, request.form.get("AnsweredBy"), utcnow())
-    if outcome == "human":
+    if outcome == callbacks.HUMAN:
         return to_response(speaker.conference([speaker.text("callback_hello")], callbacks.room_name(attempt.id),
                                               public_url("callbacks.caller_after", attempt_id=attempt.id)))
-    if outcome == "machine" and cb.allow_message:
+    if outcome == callbacks.MACHINE and cb.allow_message:
         # Never names the service: whoever hears the machine learns nothing.
         return to_response(speaker.say_then_hangup([speaker.text("callback_machine")]))
     return to_response(hang_up())

@@ -244,11 +244,17 @@ def crisis(ctx: Ctx) -> VoiceResponse:
     return crisis_dial(ctx)
 
 
+CRISIS_NOT_CONNECTED = ("busy", "no-answer", "failed", "canceled")  # Twilio's DialCallStatus when nobody answered
+
+
 @bp.post("/crisis/done")
 def crisis_done() -> Response:
-    """After the crisis line call ends (or did not connect): back to the main menu."""
+    """After the crisis line call ends: back to the main menu; if it did not connect, say what else to do first."""
     ctx = current_ctx()
-    return to_response(ctx.speaker.say_then_redirect([], ctx.main_menu_url))
+    # A busy, unanswered or failed crisis dial must never drop the caller silently into a menu.
+    unreachable = request.form.get("DialCallStatus") in CRISIS_NOT_CONNECTED
+    lines = [ctx.flow.text("crisis_unreachable")] if unreachable else []
+    return to_response(ctx.speaker.say_then_redirect(lines, ctx.main_menu_url))
 
 
 @actions.action("language")
