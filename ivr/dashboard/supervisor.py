@@ -16,6 +16,7 @@ from callflows import voicemails
 from callflows.errors import SchedulingError
 from callflows.storage import stored_path
 from ivr.dashboard.core import audit, aware, bp, supervisor_required
+from ivr.dashboard.speech import speech_view
 from ivr.dashboard.transcript import tokens_for
 from ivr.db import get_session
 from ivr.services import services
@@ -24,7 +25,7 @@ from models.errors import DecryptError
 from models.tables import FollowUp, VoicemailNote
 
 RISK_LABELS = {"high": "High risk", "medium": "Medium risk", "low": "Low risk", "none": "No risk words",
-               None: "Not yet triaged"}
+               "unknown": "Risk unknown", None: "Not yet triaged"}
 # A voicemail not yet transcribed (or whose transcription failed) could be anything: it ranks
 # above low and no risk, so it is never buried under messages known to be safe.
 RISK_RANK = case(
@@ -113,8 +114,10 @@ def inbox() -> str:
     if not show_all:
         stmt = stmt.where(Voicemail.reviewed_at.is_(None))
     voicemails = get_session().scalars(stmt.limit(300)).all()
+    settings = services().settings
+    views = {vm.id: speech_view(vm, settings) for vm in voicemails}
     return render_template("staff/inbox.html", voicemails=voicemails, show_all=show_all, risk_labels=RISK_LABELS,
-                           now=utcnow(), aware=aware)
+                           now=utcnow(), aware=aware, views=views)
 
 
 def _decrypt_json(blob: bytes | None) -> Any:
@@ -163,7 +166,7 @@ def _render_voicemail(vm: Voicemail, revealed_number: str | None = None, status:
         "staff/voicemail.html", vm=vm, transcript=transcript, tokens=tokens, risk_terms=risk_terms,
         notes=note_texts, follow_ups=follow_ups, peers=peers, risk_labels=RISK_LABELS, reviewer=reviewer,
         audio_src=audio_url("voicemail", vm.id) if vm.audio_path else None, revealed_number=revealed_number,
-        has_caller=vm.caller_id is not None,
+        has_caller=vm.caller_id is not None, view=speech_view(vm, services().settings),
     )
     return html, status
 
