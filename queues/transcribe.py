@@ -138,7 +138,8 @@ def _save(svc: Services, session: Session, vm: Voicemail, analysis: Analysis) ->
     demo = is_demo_for(result.model_name, vm.language)
     vm.risk_level = "unknown" if demo and risk.level == "none" and not result.no_speech else risk.level
     vm.risk_score = risk.score
-    vm.risk_terms_encrypted = vault.encrypt_text(json.dumps(risk.terms, ensure_ascii=False))
+    # Each flag with its phrase, the words heard, level (lowered when negated), confidence and time.
+    vm.risk_terms_encrypted = vault.encrypt_text(json.dumps(risk.flags(), ensure_ascii=False))
     vm.failure_reason = None
     vm.status = "transcribed"
     vm.transcribed_at = utcnow()

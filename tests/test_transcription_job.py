@@ -252,7 +252,10 @@ def test_high_risk_voicemail_texts_the_supervisor_once_without_caller_details(
     vm = reload(svc, vm_id)
     assert (vm.risk_level, vm.risk_score) == ("high", 6)
     terms = json.loads(svc.vault.decrypt_text(vm.risk_terms_encrypted))
-    assert terms == ["too many pills", "want to die"]
+    assert [(t["text"], t["phrase"], t["level"], t["negated_by"]) for t in terms] == [
+        ("too many pills", "too many pills", "high", ""), ("want to die", "want to die", "high", "")]
+    # The recognizer's words do not line up with the replaced text, so no time is claimed.
+    assert [t["start"] for t in terms] == [None, None]
     assert vm.notified_at is not None
     sent = requests_to(line, "POST", "/Messages.json")
     assert len(sent) == 1
