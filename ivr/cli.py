@@ -31,6 +31,7 @@ from callflows.settings import SPEECH_LANGUAGES, Settings, ensure_key_file
 from ivr import create_app, demo
 from ivr.services import services
 from models import Peer, StaffUser
+from models.audit import chain_key, verify_chain
 from models.crypto import generate_key
 from models.session import upgrade
 from queues.periodic import schedule_purge
@@ -281,10 +282,30 @@ def check_settings() -> Settings:
         raise click.ClickException("cannot start with these settings:\n  " + "\n  ".join(exc.problems)) from exc
 
 
+@click.group("audit")
+def audit_group() -> None:
+    """Audit log commands."""
+
+
+@audit_group.command("verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Check the audit log's keyed hash chain: exit 1 naming the first entry changed or removed."""
+    svc = services()
+    with svc.sessions() as session:
+        report = verify_chain(session, chain_key(svc.settings.secret_key))
+    if not report.ok:
+        raise click.ClickException(f"the audit log was tampered with: {report.problem} "
+                                   f"({report.checked} entries before it check out)")
+    note = f"; {report.unchained} older entries predate the chain" if report.unchained else ""
+    click.echo(f"audit log intact: {report.checked} entries check out{note}")
+
+
 def register_commands(app: Flask) -> None:
     """Add the commands that need the app (database, Redis) to ``app.cli``."""
     for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker, export, purge_command):
         app.cli.add_command(command)
+    app.cli.add_command(audit_group)
 
 
 def _create_app() -> Flask:

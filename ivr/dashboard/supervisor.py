@@ -97,10 +97,11 @@ def audio(token: str) -> ResponseReturnValue:
         action, target = "play_story", "story"
     else:
         abort(404)
-    # The browser fetches media in ranges; log the play once, at its first byte.
-    if not request.range or request.range.ranges[0][0] == 0:
-        audit(action, target, int(data["id"]))
-        db.commit()
+    # Every download is logged, a range too (a range can be the whole file: "bytes=1-"), with
+    # the bytes asked for, so the log shows what was fetched, not only where playing began.
+    detail = f"range {request.headers.get('Range', '')[:80]}" if request.range else None
+    audit(action, target, int(data["id"]), detail=detail)
+    db.commit()
     response = Response(body, mimetype=_mimetype(body))
     response.headers["Cache-Control"] = "no-store"
     return response.make_conditional(request, accept_ranges=True, complete_length=len(body))
