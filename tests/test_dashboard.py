@@ -394,11 +394,16 @@ def test_live_board_shows_calls_and_callbacks_without_numbers(svc: Any, as_super
     db.commit()
     html = as_supervisor.get("/staff/board").get_data(as_text=True)
     assert f"Call {call.id} ·" in html and "Calls in progress (2)" in html
-    assert re.search(rf"Call {talking.id} · \d+ min · en · with Sam", html)
-    assert "Callers waiting for a peer (1)" in html and "On hold · waiting 0 min · en · asked for medication" in html
-    assert "Pending callbacks (1)" in html and "window: evening" in html
+    assert re.search(rf"Call {talking.id} · \d+ min · English · with Sam", html)
+    assert re.search(rf"Call {call.id} · \d+ min · Spanish · at the greeting", html)  # words, not codes
+    assert "Callers waiting for a peer (1)" in html and "On hold · waiting 0 min · English · asked for medication" in html
+    assert "Pending callbacks (1)" in html and "time: Evening, 17:00 to 21:00" in html
+    assert re.search(r"asked \d\d:\d\d E[SD]T", html)  # the line's time zone (America/New_York), shown
     assert CALLER_NUMBER not in html
-    assert '<meta http-equiv="refresh" content="15">' in html
+    # Updated in place by staff.js (a polite live region, a pause button), never by a meta refresh.
+    assert 'http-equiv="refresh"' not in html
+    assert 'id="board-live" class="meta" role="status" aria-live="polite"' in html
+    assert 'data-summary="2 calls in progress, 1 caller waiting, 1 callback pending"' in html
 
 
 def _boom() -> None:
@@ -472,7 +477,7 @@ def test_peer_never_sees_a_callers_number(svc: Any, as_peer: Any, db: Any, dashb
     callback("night", None, "completed")
     db.commit()
     html = as_peer.get("/staff/me").get_data(as_text=True)
-    assert "Upcoming callbacks (2)" in html and "window: morning" in html and "window: evening" in html
+    assert "Upcoming callbacks (2)" in html and "time: Morning, 9:00 to 12:00" in html and "time: Evening, 17:00" in html
     assert "<strong>Yours</strong> · Asked" in html and "afternoon" not in html and "night" not in html
     assert CALLER_NUMBER not in html and "555" not in html
 

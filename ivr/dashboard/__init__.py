@@ -17,6 +17,7 @@ from flask_wtf.csrf import CSRFProtect
 # they share from ivr.dashboard.core, never from this package's namespace, so importing them
 # here makes no cycle.
 from ivr.dashboard import admin, auth, errors, operations, peer, stories, supervisor  # noqa: F401
+from ivr.dashboard import labels
 from ivr.dashboard.core import bp, install_audit_guard, load_user
 
 
@@ -49,4 +50,5 @@ def init_app(app: Flask) -> None:
     login.user_loader(load_user)
 
     app.register_blueprint(bp)
+    labels.init_app(app)
     install_audit_guard(app)
