@@ -36,6 +36,7 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
     app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", False))
     app.config.setdefault("STAFF_AUDIO_URL_TTL", 600)
+    app.config.setdefault("STAFF_BOARD_REFRESH_S", 15)  # how often the live board fetches its lists
     app.config.setdefault("STAFF_MAX_FAILED_SIGN_INS", 5)
     app.config.setdefault("STAFF_LOCKOUT_MINUTES", 15)
     app.config.setdefault("STAFF_MAX_FAILED_SIGN_INS_PER_ADDRESS", 20)

@@ -64,18 +64,21 @@ document.addEventListener("DOMContentLoaded", function () {
     window.setInterval(renewWhileIdle, 60 * 1000);
     document.addEventListener("visibilitychange", function () { if (!document.hidden) { renewWhileIdle(); } });
     audio.addEventListener("playing", function () { retried = false; if (message) { message.hidden = true; } });
+    var LOAD_FAILED = "This recording could not be loaded (the file is missing or its link expired). " +
+                      "Reload the page to try again.";
     audio.addEventListener("error", function () {
-      if (retried) {
-        showError("This recording could not be loaded (the file is missing or its link expired). " +
-                  "Reload the page to try again.");
-        return;
-      }
+      if (retried) { showError(LOAD_FAILED); return; }
       retried = true;  // one new link per failure: a link that expired mid-play, say
       var at = audio.currentTime;
       freshAt = 0;
       playFrom(at).catch(function (error) {
-        showError(error && error.name === "NotAllowedError" ? "The recording link was renewed: press Play again."
-                                                           : (error && error.message) || "The recording could not be played.");
+        if (error && error.name === "NotAllowedError") {
+          showError("The recording link was renewed: press Play again.");
+        } else if (error && (error.name === "NotSupportedError" || error.name === "AbortError")) {
+          showError(LOAD_FAILED);  // the browser's own words ("no supported source") help nobody
+        } else {
+          showError((error && error.message) || LOAD_FAILED);
+        }
       });
     });
     document.querySelectorAll("a.seek[data-start]").forEach(function (link) {
