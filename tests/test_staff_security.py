@@ -194,6 +194,9 @@ def test_staff_headers_and_branded_pages_on_every_error(app: Any, dashboard_data
     assert missing.status_code == 404 and "<h1>Page not found</h1>" in missing.get_data(as_text=True)
     anonymous_missing = app.test_client().get("/staff/nothing/here")
     assert anonymous_missing.status_code == 404
+    no_token = client.post("/staff/me/status", data={"status": "break"})
+    assert no_token.status_code == 400 and "<h1>Form expired</h1>" in no_token.get_data(as_text=True)
+    assert_staff_headers(no_token)
     for response in (forbidden, missing, anonymous_missing, app.test_client().get("/staff/sign-in")):
         assert_staff_headers(response)
 

@@ -1,4 +1,4 @@
-"""Branded error pages for the staff pages (403, 404, 405, 410, 500), with the staff navigation,
+"""Branded error pages for the staff pages (400, 403, 404, 405, 410, 500), with the staff navigation,
 so a person who lands on one knows where they are and how to go on."""
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from ivr.db import get_session
 log = logging.getLogger(__name__)
 
 PAGES = {
+    400: ("Form expired", "This form was sent without its safety token (it may have expired or been sent twice). "
+                          "Go back, reload the page and try again."),
     403: ("Not allowed", "Your role does not include this page. If you need it, ask an admin."),
     404: ("Page not found", "There is no staff page here. It may have been removed, or the link is mistyped."),
     405: ("Not allowed", "This page cannot be used that way. Go back and use the page's own buttons."),
@@ -35,7 +37,7 @@ def server_error(exc: InternalServerError) -> tuple[str, int]:
     return error_page(exc)
 
 
-for _code in (403, 404, 405, 410):
+for _code in (400, 403, 404, 405, 410):
     bp.register_error_handler(_code, error_page)
 bp.register_error_handler(InternalServerError, server_error)
 
