@@ -38,6 +38,8 @@ PROVIDERS = {
     "signalwire": Provider("signalwire", "X-SignalWire-Signature", "https://{space}/api/laml"),
 }
 WINDOW_CHOICES = ("now", "morning", "afternoon", "evening")
+# The languages of the line's menus, hence of its voicemails and of their speech models.
+SPEECH_LANGUAGES = ("en", "es")
 
 
 def parse_windows(spec: str) -> dict[str, tuple[int, int]]:
@@ -88,7 +90,9 @@ class Settings:
     twilio_auth_token: str = ""
     twilio_phone_number: str = "+15005550006"
     twilio_api_base_url: str = TWILIO_API_HOST
-    vosk_model_path: str = ""
+    vosk_model_path: str = ""  # the default model, for any language without one of its own
+    vosk_model_path_en: str = ""
+    vosk_model_path_es: str = ""
     secret_key: str = ""
     data_key: str = ""
     lookup_key: str = ""  # PEERLINE_LOOKUP_KEY: the key lookup hashes derive from while data keys rotate
@@ -161,6 +165,8 @@ class Settings:
             signing_key=env.get("SIGNALWIRE_SIGNING_KEY", "") if signalwire else "",
             metrics_token=env.get("METRICS_TOKEN", ""),
             vosk_model_path=env.get("VOSK_MODEL_PATH", ""),
+            vosk_model_path_en=env.get("VOSK_MODEL_PATH_EN", ""),
+            vosk_model_path_es=env.get("VOSK_MODEL_PATH_ES", ""),
             secret_key=env.get("PEERLINE_SECRET_KEY", ""),
             data_key=env.get("PEERLINE_DATA_KEY", ""),
             lookup_key=env.get("PEERLINE_LOOKUP_KEY", ""),
@@ -249,6 +255,11 @@ class Settings:
     def retry_waits(self) -> list[timedelta]:
         """The waits between callback attempts (CALLBACK_RETRY_SCHEDULE)."""
         return parse_schedule(self.callback_retry_schedule)
+
+    def model_path_for(self, language: str | None) -> str:
+        """The speech model for a language: VOSK_MODEL_PATH_<LANG>, else VOSK_MODEL_PATH ('' for none)."""
+        own = {"en": self.vosk_model_path_en, "es": self.vosk_model_path_es}.get((language or "en").lower()[:2], "")
+        return own or self.vosk_model_path
 
     def replace(self, **changes: object) -> Settings:
         """Copy with some values changed (tests use this through ``test_config``)."""

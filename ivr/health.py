@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
@@ -11,8 +10,10 @@ from rq import Worker
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from callflows.settings import SPEECH_LANGUAGES, Settings
 from ivr.services import services
 from models import Voicemail
+from transcription.modelpath import model_state
 
 bp = Blueprint("health", __name__)
 
@@ -57,11 +58,10 @@ def database_state(engine: Engine) -> tuple[str, int]:
     return ("slow" if elapsed > SLOW_MS else "ok"), elapsed
 
 
-def speech_model_state(path: str) -> str:
-    """'ready', 'not configured' or 'missing' for a Vosk model path."""
-    if not path:
-        return "not configured"
-    return "ready" if (Path(path) / "am").is_dir() or (Path(path) / "conf").is_dir() else "missing"
+def speech_model_states(settings: Settings) -> dict[str, str]:
+    """Per language: 'ready', 'demo' (a model of another language: no real transcript),
+    'missing' (configured, not there) or 'none' (not configured: its voicemails wait)."""
+    return {language: model_state(settings.model_path_for(language), language) for language in SPEECH_LANGUAGES}
 
 
 @bp.get("/healthz")
@@ -77,7 +77,7 @@ def healthz() -> ResponseReturnValue:
     except (RedisError, OSError) as exc:
         report["redis"] = f"error: {type(exc).__name__}"
         report["workers"] = None
-    report["speech_model"] = speech_model_state(svc.settings.vosk_model_path)
+    report["speech_model"] = speech_model_states(svc.settings)
     if report["database"] == "ok":
         # Voicemails wait as pending while the speech model is missing: show how many.
         try:

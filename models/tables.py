@@ -51,6 +51,9 @@ class StaffUser(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
+    # Sessions carry the version they were signed in with; signing out bumps it, so every
+    # cookie issued before (on any device) stops working at once.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     peer: Mapped[Peer | None] = relationship()
@@ -228,6 +231,9 @@ class AuditEntry(Base):
     target_type: Mapped[str | None] = mapped_column(String(40))
     target_id: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(String(500))
+    # HMAC-SHA256 of the previous entry's chain hash and this entry (``peerline audit verify``):
+    # an entry changed or removed behind the app's back breaks the chain from there on.
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class VoicemailNote(Base):

@@ -22,13 +22,21 @@ class JobContext:
     """What jobs of one worker process share."""
 
     services: Services
-    transcriber: Transcriber | None = field(default=None, repr=False)  # None: made on first use
+    # One transcriber for every language (tests share a loaded model this way); None: per language.
+    transcriber: Transcriber | None = field(default=None, repr=False)
+    # The per-language models of this process, by model path: two languages that share a path
+    # share one loaded model.
+    models: dict[str, Transcriber] = field(default_factory=dict, repr=False)
 
-    def speech(self) -> Transcriber:
-        """The speech model of this process, created on first use and kept for every later job."""
-        if self.transcriber is None:
-            self.transcriber = VoskTranscriber(self.services.settings.vosk_model_path)
-        return self.transcriber
+    def speech(self, language: str | None = None) -> Transcriber:
+        """The speech model for ``language`` (VOSK_MODEL_PATH_<LANG>, else VOSK_MODEL_PATH),
+        created on first use and kept for every later job of this process."""
+        if self.transcriber is not None:
+            return self.transcriber
+        path = self.services.settings.model_path_for(language)
+        if path not in self.models:
+            self.models[path] = VoskTranscriber(path, language=(language or "en")[:2])
+        return self.models[path]
 
 
 _CURRENT: ContextVar[JobContext] = ContextVar("peerline_job_context")

@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 
 
 def transcribe_voicemail(voicemail_id: int) -> str:
-    """Fetch, store, transcribe and triage one voicemail (the transcription pipeline)."""
+    """Fetch, store, transcribe and triage one voicemail with its language's model (the transcription pipeline)."""
     ctx = current()
-    status = run_transcription(ctx.services, voicemail_id, ctx.speech())
+    status = run_transcription(ctx.services, voicemail_id, ctx.speech)
     if status == "missing":
         log.warning("voicemail %s no longer exists; nothing to do", voicemail_id)
     return status

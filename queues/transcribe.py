@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -32,6 +33,7 @@ from models.errors import DecryptError
 from queues.errors import StoredAudioMissing
 from transcription import AudioError, ModelUnavailableError, Transcriber
 from transcription.audio import read_header
+from transcription.modelpath import is_demo_for
 from transcription.pipeline import Analysis, analyse
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,12 @@ SUPERVISOR_ALERT = ("peerline: a voicemail marked HIGH RISK is waiting (message 
                     "Please review it on the staff dashboard now.")
 
 
-def run_transcription(svc: Services, voicemail_id: int, transcriber: Transcriber) -> str:
-    """Process one voicemail; returns its resulting status."""
+# A transcriber for every voicemail, or a function choosing one by the voicemail's language.
+SpeechModels = Transcriber | Callable[[str | None], Transcriber]
+
+
+def run_transcription(svc: Services, voicemail_id: int, transcriber: SpeechModels) -> str:
+    """Process one voicemail (with the model of its language); returns its resulting status."""
     with svc.sessions() as session:
         vm = session.get(Voicemail, voicemail_id)
         if vm is None:
@@ -58,7 +64,8 @@ def run_transcription(svc: Services, voicemail_id: int, transcriber: Transcriber
         return vm.status
 
 
-def _transcribe(svc: Services, session: Session, vm: Voicemail, transcriber: Transcriber) -> str:
+def _transcribe(svc: Services, session: Session, vm: Voicemail, models: SpeechModels) -> str:
+    transcriber = models if isinstance(models, Transcriber) else models(vm.language)
     try:
         audio = _audio(svc, session, vm)
     except (StoredAudioMissing, DecryptError) as exc:
@@ -126,9 +133,13 @@ def _save(svc: Services, session: Session, vm: Voicemail, analysis: Analysis) ->
     vm.engine = result.engine
     vm.model_name = result.model_name[:120]
     vm.no_speech = result.no_speech
-    vm.risk_level = risk.level
+    # A model of another language (the Korean demo model for English) finds no risk words
+    # because it cannot: its "none" is not a check, so the message ranks as unknown.
+    demo = is_demo_for(result.model_name, vm.language)
+    vm.risk_level = "unknown" if demo and risk.level == "none" and not result.no_speech else risk.level
     vm.risk_score = risk.score
-    vm.risk_terms_encrypted = vault.encrypt_text(json.dumps(risk.terms, ensure_ascii=False))
+    # Each flag with its phrase, the words heard, level (lowered when negated), confidence and time.
+    vm.risk_terms_encrypted = vault.encrypt_text(json.dumps(risk.flags(), ensure_ascii=False))
     vm.failure_reason = None
     vm.status = "transcribed"
     vm.transcribed_at = utcnow()

@@ -33,6 +33,7 @@ from rq.utils import decode_redis_hash, now, utcparse
 from rq.worker_registration import REDIS_WORKER_KEYS, register
 
 from callflows.services import Services
+from callflows.settings import SPEECH_LANGUAGES
 from models.session import BACKGROUND_TIMEOUT_S, make_engine, make_sessionmaker
 from queues.connection import ALL_QUEUES, queue, without_timeout
 from queues.context import JobContext, current, job_context
@@ -177,6 +178,32 @@ def for_background(svc: Services) -> Services:
     return replace(svc, engine=engine, sessions=make_sessionmaker(engine), redis=without_timeout(svc.redis))
 
 
+def load_speech_models(context: JobContext) -> list[str]:
+    """Load each configured speech model once, before the worker forks; returns the paths loaded.
+
+    RQ forks a work horse per job: a model loaded in the horse dies with it, so one loaded
+    here is inherited by every horse instead of being loaded again for each job. Only the
+    models a language is configured with are loaded, and two languages that share a model
+    (VOSK_MODEL_PATH for both) load it once.
+    """
+    loaded = []
+    for language in SPEECH_LANGUAGES:
+        if not context.services.settings.model_path_for(language):
+            log.warning("no %s speech model (VOSK_MODEL_PATH_%s or VOSK_MODEL_PATH): %s voicemails stay pending",
+                        language, language.upper(), language)
+            continue
+        speech = context.speech(language)
+        try:
+            speech.check()
+        except ModelUnavailableError as exc:
+            log.warning("%s speech model unavailable; %s voicemails stay pending: %s", language, language, exc)
+            continue
+        path = getattr(speech, "model_path", "")
+        if path not in loaded:
+            loaded.append(path)
+    return loaded
+
+
 def run_worker(svc: Services, queue_names: tuple[str, ...] = ALL_QUEUES, burst: bool = False,
                worker_class: type[Worker] = PeerlineWorker) -> bool:
     """Run an RQ worker (with its scheduler) whose jobs share ``svc`` (built once for all jobs of this process)."""
@@ -189,13 +216,7 @@ def run_worker(svc: Services, queue_names: tuple[str, ...] = ALL_QUEUES, burst: 
     reconcile_wrap_ups(svc)  # nor a peer's way out of wrap-up
     keep_scheduled(svc.redis)  # the tick and the daily retention purge; never a second copy
     context = JobContext(svc)
-    if svc.settings.vosk_model_path:
-        # Loaded once here, before the worker forks a work horse per job: every horse
-        # inherits the loaded model instead of loading it again.
-        try:
-            context.speech().check()
-        except ModelUnavailableError as exc:
-            log.warning("speech model unavailable; voicemails stay pending: %s", exc)
+    load_speech_models(context)
     with job_context(context):
         worker = worker_class([queue(n, svc.redis) for n in queue_names], connection=svc.redis,
                               worker_ttl=WORKER_TTL_S, maintenance_interval=UPKEEP_INTERVAL_S)

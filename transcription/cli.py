@@ -11,7 +11,14 @@ import click
 import vosk
 
 from transcription.errors import AudioError, ModelUnavailableError
-from transcription.modelpath import ENGLISH_MODEL, choose_model, instance_path, models_dir
+from transcription.modelpath import (
+    LANGUAGE_NAMES,
+    OFFICIAL_MODELS,
+    choose_model,
+    instance_path,
+    is_demo_for,
+    models_dir,
+)
 from transcription.pipeline import analyse
 from transcription.vosk_engine import VoskTranscriber, looks_like_vosk_model
 
@@ -19,14 +26,18 @@ from transcription.vosk_engine import VoskTranscriber, looks_like_vosk_model
 @click.command("transcribe")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the full result: words, timings, confidence, triage.")
-@click.option("--model", "model_path", default=None, help="A Vosk model folder (default: VOSK_MODEL_PATH, "
-              "a downloaded English model, else the packaged Korean demo model).")
-def transcribe_command(file: Path, as_json: bool, model_path: str | None) -> None:
+@click.option("--language", type=click.Choice(sorted(OFFICIAL_MODELS)), default="en", show_default=True,
+              help="The language spoken: picks VOSK_MODEL_PATH_<LANG>, else VOSK_MODEL_PATH, else a downloaded "
+                   "model of that language, else the Korean demo model.")
+@click.option("--model", "model_path", default=None, help="A Vosk model folder (overrides the choice by language).")
+def transcribe_command(file: Path, as_json: bool, language: str, model_path: str | None) -> None:
     """Transcribe a WAV file offline with the worker's pipeline and print its text."""
-    choice = choose_model({"VOSK_MODEL_PATH": model_path} if model_path else None)
+    choice = choose_model({"VOSK_MODEL_PATH": model_path} if model_path else None, language=language)
     if choice.note:
         click.echo(choice.note, err=True)
-    transcriber = VoskTranscriber(choice.path)
+    if choice.path and is_demo_for(choice.path, language):
+        click.echo(f"not a real transcript: demo model (it does not speak {LANGUAGE_NAMES[language]})", err=True)
+    transcriber = VoskTranscriber(choice.path, language=language)
     try:
         outcome = analyse(transcriber, file.read_bytes())
     except AudioError as exc:
@@ -46,34 +57,41 @@ def transcribe_command(file: Path, as_json: bool, model_path: str | None) -> Non
 
 @click.command("models")
 @click.option("--dir", "target", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to put the model (default: the instance folder's models/).")
-@click.option("--name", default=ENGLISH_MODEL, show_default=True, help="The official Vosk model to download.")
-def models_command(target: Path | None, name: str) -> None:
-    """Download Vosk's official small English model (about 40 MB; needs internet).
+              help="Where to put the models (default: the instance folder's models/).")
+@click.option("--language", "languages", type=click.Choice(sorted(OFFICIAL_MODELS)), multiple=True,
+              help="Which language's model (repeatable; default: English and Spanish).")
+def models_command(target: Path | None, languages: tuple[str, ...]) -> None:
+    """Download Vosk's official small English and Spanish models (about 40 MB each; needs internet).
 
     It uses Vosk's own downloader (https://alphacephei.com/vosk/models/NAME.zip) and unpacks
-    the model under the instance folder, where `peerline up` and `peerline transcribe` find
-    it. Without internet: fetch that zip elsewhere, unzip it anywhere and set
-    VOSK_MODEL_PATH to the unzipped folder.
+    each model under the instance folder, where `peerline up` and `peerline transcribe` find
+    it by its language. Without internet: fetch the zips elsewhere, unzip them anywhere and
+    set VOSK_MODEL_PATH_EN / VOSK_MODEL_PATH_ES to the unzipped folders.
     """
     folder = target or models_dir(instance_path())
-    destination = folder / name
-    if looks_like_vosk_model(destination):
-        click.echo(f"{name} is already in {folder}; nothing to do")
-        click.echo(f"use it with: VOSK_MODEL_PATH={destination}")
-        return
-    click.echo(f"downloading {vosk.MODEL_PRE_URL}{name}.zip into {folder} (Vosk's own downloader)")
-    try:
-        _VoskDownloader().download_model(destination)
-    except OSError as exc:  # URLError is an OSError: no network, DNS, refused, HTTP errors
-        shutil.rmtree(destination, ignore_errors=True)
-        Path(str(destination) + ".zip").unlink(missing_ok=True)
-        raise click.ClickException(
-            f"could not download {name}: {exc}. This machine cannot reach the internet "
-            f"({vosk.MODEL_PRE_URL}). Download {vosk.MODEL_PRE_URL}{name}.zip on a machine that can, "
-            f"unzip it into {folder} (or anywhere and set VOSK_MODEL_PATH to the folder)."
-        ) from exc
-    click.echo(f"installed {name}; `peerline up` uses it from now on (or set VOSK_MODEL_PATH={destination})")
+    failures = []
+    for language in languages or tuple(sorted(OFFICIAL_MODELS)):
+        name = OFFICIAL_MODELS[language]
+        variable = f"VOSK_MODEL_PATH_{language.upper()}"
+        destination = folder / name
+        if looks_like_vosk_model(destination):
+            click.echo(f"{name} is already in {folder}; nothing to do (or set {variable}={destination})")
+            continue
+        click.echo(f"downloading {vosk.MODEL_PRE_URL}{name}.zip into {folder} (Vosk's own downloader)")
+        try:
+            _VoskDownloader().download_model(destination)
+        except OSError as exc:  # URLError is an OSError: no network, DNS, refused, HTTP errors
+            shutil.rmtree(destination, ignore_errors=True)
+            Path(str(destination) + ".zip").unlink(missing_ok=True)
+            failures.append(
+                f"could not download {name} ({LANGUAGE_NAMES[language]}): {exc}. This machine cannot reach "
+                f"the internet ({vosk.MODEL_PRE_URL}). Download {vosk.MODEL_PRE_URL}{name}.zip on a machine that can, unzip it "
+                f"into {folder} (or anywhere and set {variable} to the folder).")
+            continue
+        click.echo(f"installed {name}; `peerline up` uses it for {LANGUAGE_NAMES[language]} from now on "
+                   f"(or set {variable}={destination})")
+    if failures:
+        raise click.ClickException("\n".join(failures))
 
 
 class _VoskDownloader:

@@ -23,4 +23,4 @@ class Analysis:
 def analyse(transcriber: Transcriber, audio: bytes) -> Analysis:
     """Transcribe WAV bytes and triage the text."""
     result = transcriber.transcribe(audio)
-    return Analysis(result, triage(result.text))
+    return Analysis(result, triage(result.text, words=result.words))

@@ -35,9 +35,10 @@ class VoskTranscriber:
 
     engine = "vosk"
 
-    def __init__(self, model_path: str | Path, chunk_s: float = 0.5) -> None:
+    def __init__(self, model_path: str | Path, chunk_s: float = 0.5, language: str = "") -> None:
         self.model_path = str(model_path or "")
         self.chunk_s = chunk_s
+        self.language = language  # the language it serves, for the messages when it is missing
         self.loads = 0  # how many times this instance built a model (once, if all goes well)
         self._model: Any = None
         self._lock = threading.Lock()
@@ -61,11 +62,13 @@ class VoskTranscriber:
             return self._model
         with self._lock:
             if self._model is None:
+                variable = f"VOSK_MODEL_PATH_{self.language.upper()}" if self.language else "VOSK_MODEL_PATH"
                 if not self.model_path:
                     raise ModelUnavailableError(
-                        "no speech model configured: set VOSK_MODEL_PATH (or run `peerline models`)")
+                        f"no speech model configured: set {variable} or VOSK_MODEL_PATH (or run `peerline models`)")
                 if not looks_like_vosk_model(self.model_path):
-                    raise ModelUnavailableError(f"no Vosk model at VOSK_MODEL_PATH={self.model_path}")
+                    where = f"{variable} or VOSK_MODEL_PATH" if self.language else "VOSK_MODEL_PATH"
+                    raise ModelUnavailableError(f"no Vosk model at {where}={self.model_path}")
                 vosk.SetLogLevel(-1)  # Kaldi's chatter would drown the worker's log
                 try:
                     model = vosk.Model(self.model_path)

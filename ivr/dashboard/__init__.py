@@ -16,8 +16,9 @@ from flask_wtf.csrf import CSRFProtect
 # The view modules add their routes to the one staff blueprint when imported. They take what
 # they share from ivr.dashboard.core, never from this package's namespace, so importing them
 # here makes no cycle.
-from ivr.dashboard import admin, auth, operations, peer, reports, stories, supervisor  # noqa: F401
+from ivr.dashboard import admin, auth, errors, operations, peer, reports, stories, supervisor  # noqa: F401
 from ivr.dashboard import running  # noqa: F401  (hours, callers, shifts, call records)
+from ivr.dashboard import labels
 from ivr.dashboard.core import bp, install_audit_guard, load_user
 
 
@@ -29,12 +30,17 @@ def init_app(app: Flask) -> None:
     # A peer may keep the status page open on a phone for a whole shift; the token lives as
     # long as the signed-in session instead of the default hour.
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
+    # Flask pre-fills PERMANENT_SESSION_LIFETIME (31 days), so setdefault would keep that:
+    # staff sessions last 12 hours from sign-in (STAFF_SESSION_HOURS), checked on each request.
+    app.config.setdefault("STAFF_SESSION_HOURS", 12)
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["STAFF_SESSION_HOURS"])
     app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
     app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", False))
     app.config.setdefault("STAFF_AUDIO_URL_TTL", 600)
+    app.config.setdefault("STAFF_BOARD_REFRESH_S", 15)  # how often the live board fetches its lists
     app.config.setdefault("STAFF_MAX_FAILED_SIGN_INS", 5)
     app.config.setdefault("STAFF_LOCKOUT_MINUTES", 15)
+    app.config.setdefault("STAFF_MAX_FAILED_SIGN_INS_PER_ADDRESS", 20)
 
     CSRFProtect(app)  # the app factory exempts Twilio's webhook blueprints
 
@@ -46,4 +52,5 @@ def init_app(app: Flask) -> None:
     login.user_loader(load_user)
 
     app.register_blueprint(bp)
+    labels.init_app(app)
     install_audit_guard(app)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -9,7 +10,8 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 
-from ivr.dashboard.core import StaffLogin, audit, aware, bp
+from ivr.dashboard import throttle
+from ivr.dashboard.core import StaffLogin, audit, aware, bp, start_staff_session
 from ivr.db import get_session
 from models import StaffUser, utcnow
 
@@ -18,15 +20,28 @@ _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
 def _safe_next(target: str | None) -> str | None:
-    """Only follow ``next`` to our own staff pages (no open redirect)."""
-    if target and target.startswith("/staff/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    """Only follow ``next`` to our own staff pages (no open redirect, no header injection)."""
+    if not target or not target.startswith("/staff/") or target.startswith("//") or "\\" in target:
+        return None
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):  # CR/LF would split the Location header
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None
+
+
+# One answer for a wrong password, an unknown user, a locked account and a throttled address,
+# so the answer never tells which user names exist.
+REFUSED = ("That username and password do not match an active account, or sign-in is paused for a while "
+           "after too many failed attempts. Try again later or ask an admin.")
+
+
+def _refuse(username: str) -> tuple[str, int]:
+    return render_template("staff/sign_in.html", username=username, error=REFUSED), 401
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in() -> Response | str | tuple[str, int]:
-    """Show the sign-in form; check the password; lock the account after repeated failures."""
+    """Show the sign-in form; check the password; throttle failures per account and per address."""
     if current_user.is_authenticated and request.method == "GET":
         return redirect(url_for("staff.home"))
     if request.method == "GET":
@@ -36,13 +51,21 @@ def sign_in() -> Response | str | tuple[str, int]:
     password = request.form.get("password", "")
     user = db.scalar(select(StaffUser).where(StaffUser.username == username)) if username else None
     now = utcnow()
+    # The hash is always checked, so every refusal takes as long as a wrong password.
+    ok = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
+    if throttle.address_blocked():
+        throttle.count_failure()
+        audit("sign_in_throttled", "staff_user", user.id if user else None, detail=f"address {request.remote_addr}",
+              user_id=user.id if user else None)
+        db.commit()
+        return _refuse(username)
     if user is not None and user.locked_until is not None and aware(user.locked_until) > now:  # type: ignore[operator]
+        throttle.count_failure()
         audit("sign_in_locked", "staff_user", user.id, user_id=user.id)
         db.commit()
-        error = "This account is locked after too many failed sign-ins. Try again later or ask an admin."
-        return render_template("staff/sign_in.html", username=username, error=error), 423
-    ok = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
+        return _refuse(username)
     if user is None or not ok or not user.active:
+        throttle.count_failure()
         if user is not None:
             user.failed_logins = (user.failed_logins or 0) + 1
             audit("sign_in_failed", "staff_user", user.id, user_id=user.id)
@@ -50,15 +73,17 @@ def sign_in() -> Response | str | tuple[str, int]:
                 user.locked_until = now + timedelta(minutes=current_app.config["STAFF_LOCKOUT_MINUTES"])
                 user.failed_logins = 0
                 audit("account_locked", "staff_user", user.id, user_id=user.id)
-            db.commit()
-        return render_template("staff/sign_in.html", username=username,
-                               error="That username and password do not match an active account."), 401
+        else:
+            audit("sign_in_failed", detail=f"unknown user name from address {request.remote_addr}")
+        db.commit()
+        return _refuse(username)
     user.failed_logins = 0
     user.locked_until = None
     # A fresh session on sign-in, so a session id planted before sign-in is worthless.
     session.clear()
     login_user(StaffLogin(user))
     session.permanent = True
+    start_staff_session(user)
     audit("sign_in", "staff_user", user.id, user_id=user.id)
     db.commit()
     return redirect(_safe_next(request.args.get("next")) or url_for("staff.home"))
@@ -67,9 +92,13 @@ def sign_in() -> Response | str | tuple[str, int]:
 @bp.post("/sign-out")
 @login_required
 def sign_out() -> Response:
-    """Sign out and forget the session."""
+    """Sign out: revoke every session of this login on the server, then forget this one."""
+    db = get_session()
+    user = db.get(StaffUser, current_user.id)
+    if user is not None:
+        user.session_version = (user.session_version or 0) + 1  # copies of the cookie stop working too
     audit("sign_out", "staff_user", current_user.id)
-    get_session().commit()
+    db.commit()
     logout_user()
     session.clear()
     flash("You are signed out.", "info")

@@ -2,19 +2,22 @@
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any, Callable, TypeVar
 
-from flask import Blueprint, Flask, Response, abort, current_app, request
+from flask import Blueprint, Flask, Response, abort, current_app, request, session
 from flask_login import UserMixin, current_user
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import event
+from sqlalchemy import event, inspect, text
 from sqlalchemy.orm import Session
 
 from callflows.times import aware  # noqa: F401  (the staff pages use it from here)
 from ivr.db import get_session
 from ivr.errors import AuditLogError  # raised here; tests and callers may import it from here too
 from ivr.services import services
-from models import AuditEntry, StaffUser
+from ivr.dashboard.speech import DEMO_MARK
+from models import AuditEntry, StaffUser, utcnow
+from models.audit import chain_key, last_chain_hash, link
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -49,14 +52,32 @@ class StaffLogin(UserMixin):
         return self.role == "admin"
 
 
+SESSION_VERSION_KEY = "staff_sv"
+SIGNED_IN_AT_KEY = "staff_signed_in_at"
+
+
+def start_staff_session(user: StaffUser) -> None:
+    """Mark the session with the user's session version and the sign-in time (checked on each request)."""
+    session[SESSION_VERSION_KEY] = user.session_version or 0
+    session[SIGNED_IN_AT_KEY] = int(time.time())
+
+
 def load_user(user_id: str) -> StaffLogin | None:
-    """Flask-Login user loader: an active staff login, or None."""
+    """Flask-Login user loader: an active staff login whose session is neither revoked nor too old, or None."""
     try:
         ident = int(user_id)
     except ValueError:
         return None
     user = get_session().get(StaffUser, ident)
     if user is None or not user.active:
+        return None
+    # Revoked: signed out since (anywhere). Expired: 12 hours after sign-in, however busy the
+    # session was since (Flask renews the cookie's own expiry on every request).
+    signed_in_at = session.get(SIGNED_IN_AT_KEY)
+    max_age = current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds()
+    if session.get(SESSION_VERSION_KEY) != (user.session_version or 0) or not isinstance(signed_in_at, int) \
+            or time.time() - signed_in_at > max_age:
+        session.clear()
         return None
     return StaffLogin(user)
 
@@ -113,9 +134,14 @@ def _check_csrf() -> None:
         csrf.protect()
 
 
-@bp.after_request
+@bp.after_app_request
 def _security_headers(response: Response) -> Response:
-    """Staff pages hold sensitive data: never cached, never framed, scripts only from us."""
+    """Staff pages hold sensitive data: never cached, never framed, scripts only from us; over
+    https, HSTS. Every response under /staff gets them, error pages and unknown paths included."""
+    if not (request.path == "/staff" or request.path.startswith("/staff/")):
+        return response
+    if request.is_secure or services().settings.public_base_url.startswith("https://"):
+        response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -128,15 +154,32 @@ def _security_headers(response: Response) -> Response:
 
 @bp.app_context_processor
 def _template_globals() -> dict[str, Any]:
-    return {"status_labels": PEER_STATUS_LABELS}
+    return {"status_labels": PEER_STATUS_LABELS, "demo_mark": DEMO_MARK}
+
+
+# One lock for every writer of the audit log, held to the end of its transaction, so two
+# requests never link their entries to the same predecessor (PostgreSQL; SQLite has one writer).
+AUDIT_CHAIN_LOCK = 0x70656572  # "peer"
 
 
 def install_audit_guard(app: Flask) -> None:
-    """Refuse, in every session of this app, any update or delete of an audit entry."""
+    """Refuse, in every session of this app, any update or delete of an audit entry, and link
+    every new entry into the keyed hash chain (:mod:`models.audit`)."""
+    key = chain_key(services(app).settings.secret_key)
 
     def before_flush(session: Session, _context: object, _instances: object) -> None:
         for obj in list(session.dirty) + list(session.deleted):
             if isinstance(obj, AuditEntry) and (obj in session.deleted or session.is_modified(obj)):
                 raise AuditLogError("the audit log is append-only")
+        new = [obj for obj in session.new if isinstance(obj, AuditEntry) and obj.chain_hash is None]
+        if not new:
+            return
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_CHAIN_LOCK})
+        previous = last_chain_hash(session)
+        # Rows are inserted in the order they were added to the session: link them in that order.
+        for entry in sorted(new, key=lambda obj: inspect(obj).insert_order or 0):
+            entry.at = entry.at or utcnow()
+            entry.chain_hash = previous = link(key, previous, entry)
 
     event.listen(services(app).sessions, "before_flush", before_flush)

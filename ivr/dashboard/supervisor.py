@@ -16,7 +16,8 @@ from callflows import voicemails
 from callflows.errors import SchedulingError
 from callflows.storage import stored_path
 from ivr.dashboard.core import audit, aware, bp, supervisor_required
-from ivr.dashboard.transcript import tokens_for
+from ivr.dashboard.speech import speech_view
+from ivr.dashboard.transcript import LOW_CONFIDENCE, tokens_for
 from ivr.db import get_session
 from ivr.services import services
 from models import Caller, Peer, PeerStory, StaffUser, Voicemail, utcnow
@@ -24,13 +25,14 @@ from models.errors import DecryptError
 from models.tables import FollowUp, VoicemailNote
 
 RISK_LABELS = {"high": "High risk", "medium": "Medium risk", "low": "Low risk", "none": "No risk words",
-               None: "Not yet triaged"}
+               "unknown": "Risk unknown", "mentioned": "Risk words mentioned (negated)", None: "Not yet triaged"}
 # A voicemail not yet transcribed (or whose transcription failed) could be anything: it ranks
 # above low and no risk, so it is never buried under messages known to be safe.
 RISK_RANK = case(
     (Voicemail.risk_level == "high", 4),
     (Voicemail.risk_level == "medium", 3),
     (Voicemail.risk_level == "low", 1),
+    (Voicemail.risk_level == "mentioned", 1),
     (Voicemail.risk_level == "none", 0),
     else_=2,
 )
@@ -95,13 +97,25 @@ def audio(token: str) -> ResponseReturnValue:
         action, target = "play_story", "story"
     else:
         abort(404)
-    # The browser fetches media in ranges; log the play once, at its first byte.
-    if not request.range or request.range.ranges[0][0] == 0:
-        audit(action, target, int(data["id"]))
-        db.commit()
+    # Every download is logged, a range too (a range can be the whole file: "bytes=1-"), with
+    # the bytes asked for, so the log shows what was fetched, not only where playing began.
+    detail = f"range {request.headers.get('Range', '')[:80]}" if request.range else None
+    audit(action, target, int(data["id"]), detail=detail)
+    db.commit()
     response = Response(body, mimetype=_mimetype(body))
     response.headers["Cache-Control"] = "no-store"
     return response.make_conditional(request, accept_ranges=True, complete_length=len(body))
+
+
+@bp.get("/audio-link/<kind>/<int:ident>")
+@supervisor_required
+def audio_link(kind: str, ident: int) -> ResponseReturnValue:
+    """A fresh signed link for a recording, fetched by the player when it is played (links expire)."""
+    if kind not in ("voicemail", "story"):
+        abort(404)
+    response = current_app.json.response({"url": audio_url(kind, ident)})
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/voicemails")
@@ -113,8 +127,12 @@ def inbox() -> str:
     if not show_all:
         stmt = stmt.where(Voicemail.reviewed_at.is_(None))
     voicemails = get_session().scalars(stmt.limit(300)).all()
+    settings = services().settings
+    views = {vm.id: speech_view(vm, settings) for vm in voicemails}
+    # The phrases from the line's own list, with the recognizer's confidence: not the caller's words.
+    flags = {vm.id: risk_flags(vm) for vm in voicemails}
     return render_template("staff/inbox.html", voicemails=voicemails, show_all=show_all, risk_labels=RISK_LABELS,
-                           now=utcnow(), aware=aware)
+                           now=utcnow(), aware=aware, views=views, flags=flags)
 
 
 def _decrypt_json(blob: bytes | None) -> Any:
@@ -124,6 +142,22 @@ def _decrypt_json(blob: bytes | None) -> Any:
         return json.loads(services().vault.decrypt_text(blob))
     except (DecryptError, ValueError):
         return None
+
+
+def risk_flags(vm: Voicemail) -> list[dict[str, Any]]:
+    """The triage's flags of a voicemail (phrase, words, level, confidence, time); older rows hold words only."""
+    flags = []
+    for item in _decrypt_json(vm.risk_terms_encrypted) or []:
+        if isinstance(item, str):
+            item = {"text": item, "phrase": item}
+        if isinstance(item, dict) and item.get("text"):
+            flags.append({"phrase": str(item.get("phrase") or item["text"]), "text": str(item["text"]),
+                          "category": item.get("category"), "level": item.get("level"),
+                          "language": item.get("language") or vm.language or "en",
+                          "negated_by": item.get("negated_by") or "", "conf": item.get("conf"),
+                          "start": item.get("start"), "unsure": item.get("conf") is not None
+                          and float(item["conf"]) < LOW_CONFIDENCE})
+    return flags
 
 
 def _get_voicemail(db: Session, vm_id: int) -> Voicemail:
@@ -142,7 +176,8 @@ def _render_voicemail(vm: Voicemail, revealed_number: str | None = None, status:
             transcript = vault.decrypt_text(vm.transcript_encrypted)
         except DecryptError:
             transcript = None
-    risk_terms = [str(t) for t in (_decrypt_json(vm.risk_terms_encrypted) or [])]
+    flags = risk_flags(vm)
+    risk_terms = list(dict.fromkeys(f["text"] for f in flags))
     words = _decrypt_json(vm.words_encrypted)
     tokens = tokens_for(transcript or "", words if isinstance(words, list) else None, risk_terms)
     if transcript is not None:
@@ -160,10 +195,10 @@ def _render_voicemail(vm: Voicemail, revealed_number: str | None = None, status:
     reviewer = db.get(StaffUser, vm.reviewed_by_id) if vm.reviewed_by_id else None
     db.commit()
     html = render_template(
-        "staff/voicemail.html", vm=vm, transcript=transcript, tokens=tokens, risk_terms=risk_terms,
+        "staff/voicemail.html", vm=vm, transcript=transcript, tokens=tokens, risk_terms=risk_terms, flags=flags,
         notes=note_texts, follow_ups=follow_ups, peers=peers, risk_labels=RISK_LABELS, reviewer=reviewer,
         audio_src=audio_url("voicemail", vm.id) if vm.audio_path else None, revealed_number=revealed_number,
-        has_caller=vm.caller_id is not None,
+        has_caller=vm.caller_id is not None, view=speech_view(vm, services().settings),
     )
     return html, status
 

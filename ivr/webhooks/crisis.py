@@ -46,7 +46,8 @@ BEST_EFFORT_WAIT_MS = 250
 
 def heard_danger(speech: str) -> bool:
     """True when words a caller said carry a high risk (the voicemail triage's phrases, English and Spanish)."""
-    return triage(speech).level == "high"
+    # Negation is ignored here: a caller who says "i don't want to die" still gets the crisis line.
+    return triage(speech).level_ignoring_negation == "high"
 
 
 def asks_for_crisis() -> bool:

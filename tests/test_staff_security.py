@@ -1,0 +1,220 @@
+"""Staff security: sessions revoked on sign-out and capped at 12 hours, every recording
+download audited (ranges too), ``next=`` that cannot break the answer, an append-only audit
+log with a keyed hash chain (``peerline audit verify``; a trigger on PostgreSQL), sign-in
+throttled per address as well as per account with one answer for every refusal, and the
+staff headers (HSTS included) on every staff response, error pages too."""
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from models import AuditEntry, utcnow
+from tests.helpers import require
+from tests.test_dashboard import audit_actions, csrf_token, post, sign_in
+
+STAFF_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+}
+
+
+def signed_in(app: Any, dashboard_data: Any, username: str = "super", address: str = "127.0.0.1") -> Any:
+    """A new client signed in as ``username`` from ``address``."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    assert sign_in(client, username, dashboard_data.passwords[username]).status_code == 302
+    return client
+
+
+# Sessions -------------------------------------------------------------------------------------
+
+def test_signing_out_revokes_the_session_on_the_server(app: Any, dashboard_data: Any) -> None:
+    client = signed_in(app, dashboard_data)
+    copy = app.test_client()  # the same cookie in another browser (stolen, or left on a shared PC)
+    copy.set_cookie("session", client.get_cookie("session").value, domain="localhost")
+    assert copy.get("/staff/voicemails").status_code == 200
+    post(client, "/staff/sign-out")
+    assert copy.get("/staff/voicemails").status_code == 302  # revoked, though the cookie is intact
+    assert client.get("/staff/voicemails").status_code == 302
+
+
+def test_a_session_ends_twelve_hours_after_sign_in_however_busy(app: Any, dashboard_data: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert app.config["PERMANENT_SESSION_LIFETIME"] == timedelta(hours=12)  # not Flask's 31 days
+    client = app.test_client()
+    response = sign_in(client, "super", dashboard_data.passwords["super"])
+    expires = parsedate_to_datetime(re.search(r"Expires=([^;]+)", response.headers["Set-Cookie"]).group(1))
+    assert timedelta(hours=11, minutes=59) < expires - utcnow() <= timedelta(hours=12)
+    start = time.time()
+    monkeypatch.setattr(time, "time", lambda: start + 11.9 * 3600)
+    assert client.get("/staff/voicemails").status_code == 200  # a request renews the cookie...
+    monkeypatch.setattr(time, "time", lambda: start + 12 * 3600 + 1)
+    assert client.get("/staff/voicemails").status_code == 302  # ...but not the 12 hours from sign-in
+
+
+# Recordings -----------------------------------------------------------------------------------
+
+def test_every_recording_download_is_audited_ranges_included(app: Any, db: Any, dashboard_data: Any) -> None:
+    client = signed_in(app, dashboard_data)
+    html = client.get(f"/staff/voicemails/{dashboard_data.high.id}").get_data(as_text=True)
+    src = re.search(r'<audio id="voicemail-audio"[^>]*src="([^"]+)"', html).group(1)
+    whole_but_one = client.get(src, headers={"Range": "bytes=1-"})
+    assert whole_but_one.status_code == 206 and whole_but_one.data == dashboard_data.audio[1:]
+    assert client.get(src, headers={"Range": "bytes=0-99"}).status_code == 206
+    assert client.get(src).status_code == 200
+    entries = audit_actions(db, "play_recording")
+    assert [(e.target_id, e.detail) for e in entries] == [
+        (dashboard_data.high.id, "range bytes=1-"), (dashboard_data.high.id, "range bytes=0-99"),
+        (dashboard_data.high.id, None)]
+
+
+# next= ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target, landing", [
+    ("/staff/%0d%0aSet-Cookie:%20planted=1", "/staff/"),
+    ("/staff/voicemails%0a", "/staff/"),
+    ("/staff/%09x", "/staff/"),
+    ("https://evil.example/staff/", "/staff/"),
+    ("//evil.example/staff/", "/staff/"),
+    ("/staff/voicemails", "/staff/voicemails"),
+])
+def test_next_is_followed_only_to_a_clean_staff_path(client: Any, dashboard_data: Any, target: str,
+                                                      landing: str) -> None:
+    token = csrf_token(client)
+    response = client.post(f"/staff/sign-in?next={target}", data={
+        "username": "super", "password": dashboard_data.passwords["super"], "csrf_token": token})
+    assert response.status_code == 302
+    assert response.headers["Location"] == landing
+    assert "planted" not in response.headers.get("Set-Cookie", "")
+
+
+# The audit log ----------------------------------------------------------------------------------
+
+def raw_change(engine: Any, sql: str, **params: Any) -> None:
+    """Change the database behind the app's back, as someone with database access could."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL session_replication_role = replica"))  # a superuser turns triggers off
+        conn.execute(text(sql), params)
+
+
+def test_audit_verify_finds_a_changed_or_removed_entry(app: Any, runner: Any, engine: Any, db: Any,
+                                                       dashboard_data: Any) -> None:
+    client = signed_in(app, dashboard_data)
+    client.get(f"/staff/voicemails/{dashboard_data.high.id}")
+    post(client, "/staff/sign-out")
+    entries = db.query(AuditEntry).order_by(AuditEntry.id).all()
+    assert [e.action for e in entries] == ["sign_in", "view_transcript", "sign_out"]
+    assert all(e.chain_hash and len(e.chain_hash) == 64 for e in entries)
+    ok = runner.invoke(args=["audit", "verify"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output == "audit log intact: 3 entries check out\n"
+
+    raw_change(engine, "UPDATE audit_log SET target_id = 999 WHERE id = :id", id=entries[1].id)
+    changed = runner.invoke(args=["audit", "verify"])
+    assert changed.exit_code == 1
+    assert f"entry {entries[1].id} does not match the chain" in changed.output
+    raw_change(engine, "UPDATE audit_log SET target_id = :t WHERE id = :id", t=dashboard_data.high.id,
+               id=entries[1].id)
+    assert runner.invoke(args=["audit", "verify"]).exit_code == 0  # put back: intact again
+
+    raw_change(engine, "DELETE FROM audit_log WHERE id = :id", id=entries[1].id)
+    removed = runner.invoke(args=["audit", "verify"])
+    assert removed.exit_code == 1
+    assert f"entry {entries[2].id} does not match the chain" in removed.output
+
+
+def test_the_database_refuses_to_change_the_audit_log_on_postgresql(engine: Any, app: Any) -> None:
+    require(engine.dialect.name == "postgresql",
+            "the append-only trigger is PostgreSQL's (SQLite has none): run with TEST_DATABASE_URL=postgresql://...")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO audit_log (at, action) VALUES (now(), 'test_entry')"))
+    for sql in ("UPDATE audit_log SET action = 'forged'", "DELETE FROM audit_log", "TRUNCATE audit_log"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with engine.begin() as conn:
+                conn.execute(text(sql))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT action FROM audit_log")).scalars().all() == ["test_entry"]
+
+
+# Sign-in throttling -----------------------------------------------------------------------------
+
+def test_one_answer_for_unknown_wrong_and_locked(app: Any, dashboard_data: Any) -> None:
+    app.config["STAFF_MAX_FAILED_SIGN_INS"] = 2
+    client = app.test_client()
+    answers = [sign_in(client, "nobody-here", "whatever-password") for _ in range(2)]
+    answers += [sign_in(client, "super", "guessing-wrong") for _ in range(2)]
+    answers.append(sign_in(client, "super", dashboard_data.passwords["super"]))  # locked now
+    assert {(a.status_code, re.search(r'<p[^>]*role="alert"[^>]*>(.*?)</p>', a.get_data(as_text=True), re.S)
+             .group(1).strip()) for a in answers} == {(401, (
+        "That username and password do not match an active account, or sign-in is paused for a while "
+        "after too many failed attempts. Try again later or ask an admin."))}
+
+
+def test_failed_sign_ins_are_throttled_per_address_across_user_names(app: Any, db: Any,
+                                                                      dashboard_data: Any) -> None:
+    app.config["STAFF_MAX_FAILED_SIGN_INS_PER_ADDRESS"] = 3
+    guesser = app.test_client()
+    guesser.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+    for name in ("alice", "bob", "carol"):  # different names: no account is ever locked
+        assert sign_in(guesser, name, "password-guess").status_code == 401
+    # Now even a right password from that address is refused, with the same answer...
+    assert sign_in(guesser, "super", dashboard_data.passwords["super"]).status_code == 401
+    assert guesser.get("/staff/voicemails").status_code == 302
+    assert [e.detail for e in audit_actions(db, "sign_in_throttled")] == ["address 203.0.113.9"]
+    # ...while the account itself is not locked: from another address it signs in.
+    signed_in(app, dashboard_data, address="198.51.100.7")
+
+
+# Headers and error pages ------------------------------------------------------------------------
+
+def assert_staff_headers(response: Any) -> None:
+    for name, value in STAFF_HEADERS.items():
+        assert response.headers.get(name) == value, name
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_staff_headers_and_branded_pages_on_every_error(app: Any, dashboard_data: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    client = signed_in(app, dashboard_data, "sam")  # a peer
+    forbidden = client.get("/staff/voicemails")
+    assert forbidden.status_code == 403 and "<h1>Not allowed</h1>" in forbidden.get_data(as_text=True)
+    assert "peerline staff" in forbidden.get_data(as_text=True)
+    missing = client.get("/staff/no-such-page")
+    assert missing.status_code == 404 and "<h1>Page not found</h1>" in missing.get_data(as_text=True)
+    anonymous_missing = app.test_client().get("/staff/nothing/here")
+    assert anonymous_missing.status_code == 404
+    no_token = client.post("/staff/me/status", data={"status": "break"})
+    assert no_token.status_code == 400 and "<h1>Form expired</h1>" in no_token.get_data(as_text=True)
+    assert_staff_headers(no_token)
+    for response in (forbidden, missing, anonymous_missing, app.test_client().get("/staff/sign-in")):
+        assert_staff_headers(response)
+
+    def broken(*_args: Any, **_kwargs: Any) -> str:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(app.view_functions, "staff.my_shift", broken)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: the error page, not the traceback
+    failed = client.get("/staff/me")
+    assert failed.status_code == 500 and "<h1>Something went wrong</h1>" in failed.get_data(as_text=True)
+    assert "a bug" not in failed.get_data(as_text=True)
+    assert_staff_headers(failed)
+
+
+def test_no_hsts_over_plain_http(app_config: Any, engine: Any, redis: Any) -> None:
+    from ivr import create_app
+
+    app = create_app({**app_config, "public_base_url": "http://127.0.0.1:5000"})
+    response = app.test_client().get("/staff/sign-in")
+    assert "Strict-Transport-Security" not in response.headers
+    assert response.headers["X-Frame-Options"] == "DENY"
