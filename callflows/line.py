@@ -57,6 +57,11 @@ def ring_leg_ended(session: Session, svc: Services, leg: RingLeg, now: datetime)
     dispatch(session, svc, now)
 
 
+def peer_in_room(session: Session, svc: Services, leg: RingLeg, now: datetime) -> None:
+    """The peer's side of the room ended (their <Dial> action): wrap-up."""
+    routing.peer_in_room(session, svc, leg, now)
+
+
 def ring_leg_status(session: Session, svc: Services, leg: RingLeg, call_status: str, now: datetime) -> None:
     """Status callback of a peer's ringing leg: picked up (the whisper plays), or over."""
     if call_status in ANSWERED_CALL_STATUSES:
@@ -81,9 +86,17 @@ def call_ended(session: Session, svc: Services, call_sid: str, now: datetime) ->
     if not call_sid:
         return 0
     still_open = session.scalars(select(PeerRequest).where(PeerRequest.call_sid == call_sid,
-                                                           PeerRequest.status.in_(routing.OPEN_REQUESTS))).all()
-    closed = sum(routing.caller_left(session, svc, req, "abandoned", now) for req in still_open)
-    if closed:
+                                                           PeerRequest.status.in_((*routing.OPEN_REQUESTS,
+                                                                                   "connected")))).all()
+    # Connected but never in the room (their <Dial> would have ended the request): the peer waits alone.
+    closed = sum(routing.caller_never_joined(session, svc, req, now) if req.status == "connected"
+                 else routing.caller_left(session, svc, req, "abandoned", now) for req in still_open)
+    # A peer who signed on by phone is offered once that call is over, never during it.
+    signed_on = session.scalars(select(Peer).where(Peer.line_call_sid == call_sid)).all()
+    for peer in signed_on:
+        peer.line_call_sid = None
+    session.commit()
+    if closed or signed_on:
         dispatch(session, svc, now)
     return closed
 
@@ -169,6 +182,8 @@ def set_peer_status(session: Session, svc: Services, peer: Peer, status: str, no
         return StatusChange("unchanged", before, before)
     peer.status = status
     peer.status_changed_at = now
+    peer.auto_break_at = None  # their own choice now: an automatic break is over
+    peer.missed_offers = 0
     if status in ("break", "signed_off"):
         peer.calls_in_a_row = 0
     session.commit()

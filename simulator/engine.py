@@ -247,10 +247,11 @@ class PeerActor:
         self.max_s = max_s
         self.pressed = False
         self.started = time.monotonic()
+        self.drops_before_room = mode == "drop"  # the line drops on the way into a conference
 
     def gather(self, heard: str, input_types: str, on_hold: bool) -> Answer | None:
-        """Press 1 at the first gather when accepting; otherwise stay silent."""
-        if self.mode == "accept" and not self.pressed:
+        """Press 1 at the first gather when accepting (or dropping later); otherwise stay silent."""
+        if self.mode in ("accept", "drop") and not self.pressed:
             self.pressed = True
             return Answer(digits="1")
         return None
@@ -598,6 +599,10 @@ class Leg:
         conference = verb.find("Conference")
         dial_sid = "CA" + uuid.uuid4().hex
         started = time.monotonic()
+        if conference is not None and getattr(self.actor, "drops_before_room", False):
+            # An actor that drops before the room (a lost line, a hang-up during the last words).
+            self.out("[the phone drops before the conversation]")
+            raise HangUp(by="caller")
         if conference is not None:
             status = self.conference(conference)
         else:

@@ -18,7 +18,8 @@ from typing import Any
 
 from simulator.engine import wav_seconds
 
-PEER_MODES = ("accept", "ignore", "voicemail", "no-answer", "busy")  # how a simulated phone answers
+# How a simulated phone answers; ``drop``: presses 1, then the line drops before the room.
+PEER_MODES = ("accept", "ignore", "voicemail", "no-answer", "busy", "drop")
 ENDED = ("completed", "canceled", "failed", "busy", "no-answer")  # a call in one of these is over
 
 # Network events are the phone network's log (``peerline phone-network`` prints them).

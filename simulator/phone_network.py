@@ -141,6 +141,15 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
             leg.start()
         return jsonify(_call_json(call)), 201
 
+    @app.get(f"{API}/Calls/<sid>.json")
+    def calls_fetch(account: str, sid: str) -> Response | tuple[Response, int]:
+        """Fetch a call (its status), as Twilio's Calls resource answers."""
+        with network.lock:
+            call = network.calls.get(sid)
+            if call is None:
+                return _not_found()
+            return jsonify(_call_json(call))
+
     @app.post(f"{API}/Calls/<sid>.json")
     def calls_update(account: str, sid: str) -> Response | tuple[Response, int]:
         """Update a call: redirect it (Url/Twiml) or end or cancel it (Status)."""

@@ -180,11 +180,31 @@ def hold_done(req_id: int) -> Response:
                                                      ctx.url("voice.menu", node="no_peer")))
 
 
+def _back_in_line(ctx: Ctx, req: PeerRequest, lines: list[str]) -> VoiceResponse:
+    """Say ``lines``, then the caller waits in the queue again under the same request (their place kept)."""
+    return ctx.speaker.enqueue(lines, routing.queue_name(req.language),
+                               wait_url=ctx.url("routing.hold_wait", req_id=req.id),
+                               action_url=ctx.url("routing.hold_done", req_id=req.id))
+
+
+@bp.post("/caller/<int:req_id>/back")
+def caller_back(req_id: int) -> Response:
+    """The peer who accepted dropped before the conversation: the caller is told and waits again, keeping their place."""
+    req = _request_for_caller(req_id)
+    ctx = current_ctx()
+    if req is None or req.status not in routing.OPEN_REQUESTS:
+        return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("no_peer_yet")],
+                                                         ctx.url("voice.menu", node="no_peer")))
+    return to_response(_back_in_line(ctx, req, [ctx.flow.text("peer_lost")]))
+
+
 @bp.post("/caller/<int:req_id>/connect")
 def caller_connect(req_id: int) -> Response:
     """The caller, redirected out of the queue once a peer accepted: join the private room."""
     req = _request_for_caller(req_id)
     ctx = current_ctx()
+    if req is not None and req.status in routing.OPEN_REQUESTS:  # the peer dropped on the way: back in line
+        return to_response(_back_in_line(ctx, req, [ctx.flow.text("peer_lost")]))
     if req is None or req.status != "connected":
         return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("no_peer_yet")],
                                                          ctx.url("voice.menu", node="no_peer")))

@@ -68,10 +68,25 @@ def leg_answer(leg_id: int) -> Response:
 @bp.post("/leg/<int:leg_id>/after")
 @heard_by(Audience.LEG)
 def leg_after(leg_id: int) -> Response:
-    """The peer's side of the conversation ended."""
+    """The peer's side of the conversation ended (they were in the room): wrap-up."""
     found = _leg(leg_id)
+    if found is not None:
+        line.peer_in_room(get_session(), services(), found[0], utcnow())
     speaker = Speaker(peer_flow(found[2])) if found else current_ctx().speaker
     return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
+
+
+NOTICES = {"taken": "peer_taken", "gone": "peer_caller_gone", "left": "peer_caller_left"}
+
+
+@bp.post("/leg/<int:leg_id>/notice")
+@heard_by(Audience.LEG)
+def leg_notice(leg_id: int) -> Response:
+    """A peer moved here by the line hears why the call is not theirs (taken, caller gone), then the line hangs up."""
+    found = _leg(leg_id)
+    speaker = Speaker(peer_flow(found[2])) if found else current_ctx().speaker
+    phrase = NOTICES.get(request.args.get("why", ""), "peer_caller_gone")
+    return to_response(speaker.say_then_hangup([speaker.text(phrase)]))
 
 
 @bp.post("/leg/<int:leg_id>/status")

@@ -84,6 +84,8 @@ def pin() -> Response:
     if result.outcome == "wrong":
         return to_response(speaker.keypad([speaker.text("peer_pin_wrong"), speaker.text("peer_signin")], again))
     assert peer is not None
+    # Never rung during this call: busy to the line until its status callback says it ended.
+    peers.on_line_call(session, peer, request.form.get("CallSid", ""))
     return to_response(_menu(session, peer, _token(peer)))
 
 
@@ -107,6 +109,9 @@ def _signed_in_peer(session: Session) -> Peer | None:
 
 def _menu(session: Session, peer: Peer, token: str, preface: list[str] | None = None) -> VoiceResponse:
     speaker = Speaker(peer_flow(peer))
+    if peer.status == "break" and peer.auto_break_at is not None:  # why they are on a break, first
+        limit = services().settings.peer_missed_offers_break
+        preface = [*(preface or []), speaker.flow.counted("peer_auto_break", limit, count=limit)]
     lines = [*(preface or []),
              speaker.text("peer_status", status=speaker.text(f"status_{peer.status}")),
              speaker.text("peer_waiting", count=line.waiting_count(session)),
