@@ -29,6 +29,7 @@ from queues.reconcile import (
     reconcile_callbacks,
     reconcile_wrap_ups,
     recover_abandoned_jobs,
+    repair_peer_state,
     requeue_pending_voicemails,
 )
 
@@ -69,6 +70,7 @@ def tick(interval_s: int = DEFAULT_INTERVAL_S) -> dict[str, list[int] | list[str
     done["voicemails"] = requeue_pending_voicemails(svc)
     done["callbacks"] = reconcile_callbacks(svc)
     reconcile_wrap_ups(svc)
+    done["peers"] = repair_peer_state(svc)
     schedule_tick(svc.redis, interval_s)
     return done
 

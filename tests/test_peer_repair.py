@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+import time
+from datetime import timedelta
+
+from rq import Queue
+from sqlalchemy import select, update
 from werkzeug.security import generate_password_hash
 
-from models import AuditEntry, Peer
-from models.tables import RingLeg
-from simulator.engine import ScriptActor
+from callflows import callbacks, line
+from models import AuditEntry, CallbackRequest, Peer, utcnow
+from models.tables import CallbackAttempt, PeerRequest, RingLeg
+from queues import periodic
+from queues.connection import DEFAULT_QUEUE
+from simulator.engine import HubClient, ScriptActor
+from simulator.network_state import ENDED
 from tests.factories import make_peer
 from tests.test_dashboard import sign_in
-from tests.test_stranded import net, place_call, run, wired  # noqa: F401  (fixtures)
+from tests.test_stranded import DropsBeforeRoom, heard_by, net, place_call, run, wired  # noqa: F401  (fixtures)
 
 
 def test_a_phone_that_misses_three_offers_in_a_row_puts_the_peer_on_a_break(
@@ -56,3 +64,155 @@ def test_taking_a_call_starts_the_count_again(svc: Any, db: Any, wired: Any, liv
     assert db.get(Peer, peer.id).missed_offers == 0
     assert db.get(Peer, peer.id).status == "wrap_up"
 
+
+
+# Every way a peer becomes busy has a way back ---------------------------------------------
+
+
+def wait_until(condition: Any, seconds: float = 20.0) -> None:
+    """Poll ``condition`` until it holds (a test waits on an event, never on a fixed time)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def tick(work_jobs: Any, redis: Any) -> None:
+    """One periodic tick, run by a real RQ worker."""
+    Queue(DEFAULT_QUEUE, connection=redis).enqueue(periodic.tick)
+    work_jobs(DEFAULT_QUEUE)
+
+
+def backdate(db: Any, peer_id: int, seconds: float = 120) -> None:
+    """The peer has been busy for a while (longer than the repair's grace)."""
+    db.execute(update(Peer).where(Peer.id == peer_id).values(status_changed_at=utcnow() - timedelta(seconds=seconds)))
+    db.commit()
+
+
+def test_caller_gone_while_the_peer_rings_cancels_the_leg_no_zombie(svc: Any, db: Any, wired: Any,  # noqa: F811
+                                                                     live_app: str) -> None:
+    peer = make_peer(db, svc.vault, display_name="p", phone="+15555550581")
+    wired.state.answers["+15555550581"] = "accept"
+    wired.state.ring_s = 30.0  # still ringing when the caller gives up
+    caller = place_call(wired, live_app, "+15555550681", ScriptActor(["1", "1"], hold_s=0.5))
+    run(caller).join(60)
+    wired.state.wait_for_legs()
+    db.expire_all()
+    (leg,) = db.scalars(select(RingLeg)).all()
+    assert leg.status == "caller_gone"
+    assert wired.state.calls[leg.call_sid]["status"] == "canceled"  # not left ringing on the peer's phone
+    assert "+15555550581 stops ringing (canceled)" in wired.state.events
+    assert db.get(Peer, peer.id).status == "available"
+
+
+def test_a_peer_hanging_up_in_the_whisper_is_free_and_the_next_peer_takes_the_caller(
+        svc: Any, db: Any, wired: Any, live_app: str) -> None:  # noqa: F811
+    svc.settings = svc.settings.replace(peers_ring_at_once=1)
+    quiet = make_peer(db, svc.vault, display_name="quiet", phone="+15555550582")
+    taker = make_peer(db, svc.vault, display_name="taker", phone="+15555550583",
+                      last_call_ended_at=utcnow() - timedelta(minutes=1))
+    wired.state.answers.update({"+15555550582": "ignore", "+15555550583": "accept"})
+    caller = place_call(wired, live_app, "+15555550682", ScriptActor(["1", "1"], talk_s=0.2, hold_s=30))
+    run(caller).join(60)
+    wired.state.wait_for_legs()
+    assert "A peer is here. Connecting you now." in caller.heard
+    db.expire_all()
+    assert (db.get(Peer, quiet.id).status, db.get(Peer, quiet.id).missed_offers) == ("available", 1)
+    assert db.get(Peer, taker.id).status == "wrap_up"
+
+
+def test_a_callback_ended_by_the_peer_ends_for_both(svc: Any, db: Any, wired: Any) -> None:  # noqa: F811
+    peer = make_peer(db, svc.vault, display_name="p", phone="+15555550584")
+    number = "+15555550684"
+    wired.state.answers.update({"+15555550584": "accept", number: "accept"})
+    now = utcnow()
+    not_before, not_after = callbacks.window_bounds("now", now, svc.settings)
+    cb = CallbackRequest(number_encrypted=svc.vault.encrypt_text(number), language="en", window="now",
+                         allow_message=False, status="pending", arrived_at=now, not_before=not_before,
+                         not_after=not_after, due_at=not_before)
+    db.add(cb)
+    db.commit()
+    line.dispatch(db, svc, now)
+    room = f"callback-{db.scalar(select(CallbackAttempt)).id}"
+    wait_until(lambda: len(wired.state.conferences.get(room, {})) == 2)
+    db.expire_all()
+    HubClient(wired.base_url).act(db.scalar(select(CallbackAttempt)).peer_call_sid, "leave")  # the peer hangs up
+    wired.state.wait_for_legs()
+    db.expire_all()
+    assert db.get(CallbackRequest, cb.id).status == "completed"
+    assert db.scalar(select(CallbackAttempt)).outcome == "connected"
+    assert db.get(Peer, peer.id).status == "wrap_up"
+    assert wired.state.conferences == {}
+    assert all(call["status"] in ENDED for call in wired.state.calls.values())
+
+
+# A webhook lost between Twilio and the app: the tick asks the REST API -----------------------
+
+
+def test_a_lost_sign_on_status_callback_is_repaired_by_the_tick(svc: Any, db: Any, wired: Any, live_app: str,  # noqa: F811
+                                                                work_jobs: Any, redis: Any) -> None:
+    peer = make_peer(db, svc.vault, display_name="p", phone="+15555550585", status="signed_off", pin="4321")
+    make_peer(db, svc.vault, display_name="on a break", phone="+15555550586", status="break")
+    wired.state.answers["+15555550585"] = "accept"
+    db.add(PeerRequest(call_sid="CAwaiting", language="en", status="waiting", arrived_at=utcnow()))
+    db.commit()
+    sign_on = place_call(wired, live_app, "+15555550585", ScriptActor(["4321", "1"]))
+    sign_on.status_callback = None  # the call's status callback never reaches the app
+    run(sign_on).join(60)
+    db.expire_all()
+    assert db.get(Peer, peer.id).line_call_sid == sign_on.call_sid  # still "on the phone" for the line
+    assert db.scalars(select(RingLeg)).all() == []
+    tick(work_jobs, redis)
+    db.expire_all()
+    assert db.get(Peer, peer.id).line_call_sid is None
+    (leg,) = db.scalars(select(RingLeg)).all()  # offered to the caller waiting
+    assert leg.peer_id == peer.id
+    entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "peer_repaired"))
+    assert entry.target_id == peer.id and "sign-on call completed" in entry.detail
+
+
+def test_a_lost_caller_status_callback_never_leaves_the_peer_alone_in_the_room(
+        svc: Any, db: Any, wired: Any, live_app: str, work_jobs: Any, redis: Any) -> None:  # noqa: F811
+    peer = make_peer(db, svc.vault, display_name="p", phone="+15555550587")
+    wired.state.answers["+15555550587"] = "accept"
+    caller = place_call(wired, live_app, "+15555550687", DropsBeforeRoom(["1", "1"], hold_s=30))
+    caller.status_callback = None  # hangs up before the room, and the status callback is lost
+    run(caller).join(60)
+    wait_until(lambda: any(wired.state.conferences.values()))  # the peer waits in the room, alone
+    db.expire_all()
+    assert db.get(Peer, peer.id).status == "busy"
+    tick(work_jobs, redis)  # within the grace: nothing asked yet
+    assert any(wired.state.conferences.values())
+    backdate(db, peer.id)
+    tick(work_jobs, redis)
+    wired.state.wait_for_legs()
+    assert heard_by(wired, "+15555550587")[-1] == '"The caller hung up before you were connected. Thank you."'
+    db.expire_all()
+    assert db.get(Peer, peer.id).status == "wrap_up"
+    assert db.scalar(select(PeerRequest)).status == "abandoned"
+    entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "peer_repaired"))
+    assert entry.target_id == peer.id and "caller of request" in entry.detail
+
+
+def test_a_lost_ring_leg_status_callback_is_repaired_by_the_tick(svc: Any, db: Any, wired: Any, live_app: str,  # noqa: F811
+                                                                 work_jobs: Any, redis: Any) -> None:
+    peer = make_peer(db, svc.vault, display_name="p", phone="+15555550588")
+    wired.state.answers["+15555550588"] = "no-answer"
+    wired.state.ring_s = 1.0
+    db.add(PeerRequest(call_sid="CAwaiting2", language="en", status="waiting", arrived_at=utcnow()))
+    db.commit()
+    line.dispatch(db, svc, utcnow())
+    (sid,) = [sid for sid, call in wired.state.calls.items() if call.get("To") == "+15555550588"]
+    with wired.state.lock:
+        wired.state.calls[sid]["StatusCallback"] = ""  # its status callbacks never reach the app
+    wired.state.wait_for_legs()
+    db.expire_all()
+    assert (db.get(Peer, peer.id).status, db.scalar(select(RingLeg)).status) == ("busy", "ringing")
+    backdate(db, peer.id)
+    tick(work_jobs, redis)
+    db.expire_all()
+    assert db.scalar(select(RingLeg)).status == "no_answer"
+    assert db.get(Peer, peer.id).status == "available"
+    assert db.get(Peer, peer.id).missed_offers == 1
+    entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "peer_repaired"))
+    assert entry.detail == f"busy -> available: leg {db.scalar(select(RingLeg)).id} no-answer (its status callback was lost)"

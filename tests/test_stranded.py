@@ -230,6 +230,8 @@ def test_twenty_races_the_loser_always_hears_the_call_was_taken(svc: Any, db: An
             assert losers[0][-1] == TAKEN, (race, losers[0])
             assert TAKEN not in winners[0]
             raced += 1
+        db.expire_all()  # one call, one peer: the winner wraps up, the loser is free again
+        assert sorted(str(db.get(Peer, p.id).status) for p in (a, b)) == ["available", "wrap_up"], race
         for peer in (a, b):  # ready for the next race
             row = db.get(Peer, peer.id)
             db.refresh(row)

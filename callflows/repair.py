@@ -1,0 +1,135 @@
+"""Peer state that repairs itself: ask Twilio about every peer held with no news, and free them.
+
+Every way a peer becomes busy has a way back driven by a status callback (a ringing leg, the
+room, a callback's two legs, the peer's own sign-on call). A status callback can still be
+lost between Twilio and the app (a network fault, the app down for a moment). So the periodic
+tick runs :func:`repair_peers`: for every peer busy for longer than ``GRACE`` (or on a sign-on
+call), it asks the REST API about each of their legs and replays what a lost callback would
+have said; a peer left busy with no live leg at all is freed. Each repair is audit-logged.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callflows import callbacks, line
+from callflows.calls import FINAL_CALL_STATUSES
+from callflows.errors import TwilioGatewayError
+from callflows.peers import LIVE_LEGS, has_live_call
+from callflows.services import Services
+from callflows.times import aware
+from models import AuditEntry, Peer
+from models.tables import CallbackAttempt, PeerRequest, RingLeg
+
+log = logging.getLogger(__name__)
+
+# How long a peer may be busy before Twilio is asked about their legs (a ringing leg gives up
+# after 20 s; a status callback arrives within seconds of the end).
+GRACE = timedelta(seconds=45)
+
+
+def _over(svc: Services, call_sid: str | None) -> str | None:
+    """The final status of a call Twilio says is over (``completed`` when Twilio has no such call); None while live."""
+    if not call_sid:
+        return None
+    status = svc.twilio.call_status(call_sid)
+    if status is None:
+        return "completed"
+    return status if status in FINAL_CALL_STATUSES else None
+
+
+def _audit(session: Session, peer: Peer, before: str, detail: str, now: datetime) -> None:
+    session.add(AuditEntry(at=now, action="peer_repaired", target_type="peer", target_id=peer.id,
+                           detail=f"{before} -> {peer.status}: {detail}"[:500]))
+    session.commit()
+
+
+def _repair_ring_legs(session: Session, svc: Services, peer: Peer, stale: datetime, now: datetime) -> list[str]:
+    fixed = []
+    legs = session.scalars(select(RingLeg).where(RingLeg.peer_id == peer.id,
+                                                 RingLeg.status.in_((*LIVE_LEGS, "accepted")))).all()
+    for leg in legs:
+        if leg.call_sid is None:
+            if (aware(leg.created_at) or now) <= stale:  # Twilio never gave it a SID: it never rang
+                line.ring_leg_ended(session, svc, leg, now)
+                fixed.append(f"leg {leg.id} never placed")
+            continue
+        status = _over(svc, leg.call_sid)
+        if status is not None:
+            line.ring_leg_status(session, svc, leg, status, now)
+            fixed.append(f"leg {leg.id} {status} (its status callback was lost)")
+            continue
+        req = session.get(PeerRequest, leg.request_id)
+        if leg.status == "accepted" and req is not None and req.status == "connected":
+            # The peer is on the line; is the caller? A lost caller status callback leaves the peer alone.
+            caller = _over(svc, req.call_sid)
+            if caller is not None:
+                line.call_ended(session, svc, req.call_sid, now)
+                fixed.append(f"caller of request {req.id} {caller} (its status callback was lost)")
+    return fixed
+
+
+def _repair_attempts(session: Session, svc: Services, peer: Peer, now: datetime) -> list[str]:
+    fixed = []
+    attempts = session.scalars(select(CallbackAttempt).where(CallbackAttempt.peer_id == peer.id,
+                                                             CallbackAttempt.stage.in_(callbacks.LIVE_STAGES))).all()
+    for attempt in attempts:
+        if attempt.stage in ("caller_ringing", "connected"):
+            caller = _over(svc, attempt.caller_call_sid)
+            if caller is not None:
+                callbacks.caller_leg_status(session, svc, attempt, caller, now)
+                fixed.append(f"callback attempt {attempt.id} caller {caller}")
+        status = _over(svc, attempt.peer_call_sid)
+        if status is not None:
+            session.refresh(attempt)
+            line.callback_peer_leg_status(session, svc, attempt, status, now)
+            fixed.append(f"callback attempt {attempt.id} peer {status}")
+    return fixed
+
+
+def _live_attempt(session: Session, peer_id: int) -> bool:
+    return session.scalar(select(CallbackAttempt.id).where(CallbackAttempt.peer_id == peer_id,
+                                                           CallbackAttempt.stage.in_(callbacks.LIVE_STAGES))
+                          .limit(1)) is not None
+
+
+def repair_peers(session: Session, svc: Services, now: datetime) -> list[int]:
+    """Ask the REST API about peers busy for longer than GRACE (and peers on a sign-on call); returns peers repaired."""
+    stale = now - GRACE
+    repaired = []
+    held = session.scalars(select(Peer).where(Peer.status == "busy", Peer.status_changed_at <= stale)).all()
+    for peer in held:
+        before = peer.status
+        try:
+            fixed = _repair_ring_legs(session, svc, peer, stale, now) + _repair_attempts(session, svc, peer, now)
+        except TwilioGatewayError as exc:  # Twilio unreachable: ask again at the next tick
+            log.warning("could not check the legs of peer %s: %s", peer.id, exc)
+            continue
+        session.refresh(peer)
+        if peer.status == "busy" and not has_live_call(session, peer.id) and not _live_attempt(session, peer.id):
+            peer.status = "available" if peer.active else "signed_off"
+            peer.status_changed_at = now
+            session.commit()
+            fixed.append("no live leg")
+            line.dispatch(session, svc, now)
+        if fixed:
+            _audit(session, peer, before, "; ".join(fixed), now)
+            repaired.append(peer.id)
+    for peer in session.scalars(select(Peer).where(Peer.line_call_sid.is_not(None))).all():
+        sid = peer.line_call_sid
+        try:
+            status = _over(svc, sid)
+        except TwilioGatewayError as exc:
+            log.warning("could not check the sign-on call of peer %s: %s", peer.id, exc)
+            continue
+        if status is not None and sid is not None:
+            line.call_ended(session, svc, sid, now)  # frees the peer to be rung, and offers them
+            session.refresh(peer)
+            _audit(session, peer, peer.status, f"sign-on call {status} (its status callback was lost)", now)
+            repaired.append(peer.id)
+    if repaired:
+        log.warning("repaired peers %s: their status callbacks were lost", repaired)
+    return repaired
