@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from callflows import callbacks, routing
@@ -22,7 +22,7 @@ from callflows.errors import SchedulingError
 from callflows.peers import SELF_STATUSES, anyone_available, has_live_call
 from callflows.services import Services
 from callflows.times import aware
-from models import Peer
+from models import CallbackRequest, Peer
 from models.tables import CallbackAttempt, PeerRequest, RingLeg
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,24 @@ def waiting_count(session: Session) -> int:
     return int(session.scalar(
         select(func.count()).select_from(PeerRequest).where(PeerRequest.status.in_(routing.OPEN_REQUESTS))
     ) or 0)
+
+
+def position_in_line(session: Session, req: PeerRequest, now: datetime) -> int:
+    """Where a caller stands in the one line: callers of their language still waiting who came first,
+    and callbacks due (or being dialled) that came first, plus one. Twilio's queue position knows
+    only the callers in its queue; the line serves callbacks in the same arrival order."""
+    arrived = aware(req.arrived_at) or now
+    callers = session.scalar(
+        select(func.count()).select_from(PeerRequest)
+        .where(PeerRequest.status.in_(routing.OPEN_REQUESTS), PeerRequest.language == req.language,
+               PeerRequest.id != req.id,
+               or_(PeerRequest.arrived_at < arrived, and_(PeerRequest.arrived_at == arrived, PeerRequest.id < req.id))))
+    due = session.scalar(
+        select(func.count()).select_from(CallbackRequest)
+        .where(CallbackRequest.language == req.language, CallbackRequest.arrived_at < arrived,
+               or_(CallbackRequest.status == "dialing",
+                   and_(CallbackRequest.status == "pending", CallbackRequest.due_at <= now))))
+    return 1 + int(callers or 0) + int(due or 0)
 
 
 def expected_wait_minutes(session: Session, position: int, now: datetime) -> int | None:

@@ -19,7 +19,7 @@ from ivr.services import services
 from ivr.twiml import empty, to_response
 from ivr.webhooks import actions
 from ivr.webhooks.blueprints import routing as bp
-from ivr.webhooks.context import Ctx, current_ctx, int_param
+from ivr.webhooks.context import Ctx, current_ctx
 from ivr.webhooks.failures import Audience, heard_by
 from ivr.webhooks.story_audio import story_audio_url
 from models import utcnow
@@ -86,8 +86,10 @@ def _wait_document(req: PeerRequest) -> VoiceResponse:
     session = get_session()
     ctx = current_ctx(req.language)
     flow = ctx.flow
-    position = int_param("QueuePosition", 1, low=1, form=True)
-    minutes = line.expected_wait_minutes(session, position, utcnow())
+    # The line's own order (callbacks that came first count), not Twilio's queue position alone.
+    now = utcnow()
+    position = line.position_in_line(session, req, now)
+    minutes = line.expected_wait_minutes(session, position, now)
     lines = [flow.text("hold_position", position=position),
              flow.counted("hold_wait", minutes, minutes=minutes) if minutes else flow.text("hold_wait_unknown")]
     story = stories.hold_story(session, req)
