@@ -10,6 +10,7 @@ have said; a peer left busy with no live leg at all is freed. Each repair is aud
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -133,3 +134,41 @@ def repair_peers(session: Session, svc: Services, now: datetime) -> list[int]:
     if repaired:
         log.warning("repaired peers %s: their status callbacks were lost", repaired)
     return repaired
+
+
+# What holds each peer (the live board) ------------------------------------------------------
+
+STAGE_WORDS = {"peer_ringing": "callback: ringing the peer", "peer_answered": "callback: the peer is answering",
+               "caller_ringing": "callback: dialling the caller", "connected": "callback: with the caller"}
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One thing holding a peer: a live call, a ring for a caller, or a callback attempt."""
+
+    peer_id: int
+    peer_name: str
+    what: str
+    since: datetime
+
+
+def holding(session: Session, now: datetime) -> list[Hold]:
+    """Every call that holds a peer (live calls, rings, callbacks), oldest first; a busy peer with none is named too."""
+    peers = {p.id: p for p in session.scalars(select(Peer).where(Peer.status == "busy"))}
+    holds: list[Hold] = []
+    for leg in session.scalars(select(RingLeg).where(RingLeg.status.in_((*LIVE_LEGS, "accepted")))):
+        peer = peers.get(leg.peer_id) or session.get(Peer, leg.peer_id)
+        if peer is not None:
+            what = "live call with a caller" if leg.status == "accepted" else "ringing for a caller"
+            holds.append(Hold(peer.id, peer.display_name, what, aware(leg.created_at) or now))
+    for attempt in session.scalars(select(CallbackAttempt).where(CallbackAttempt.stage.in_(callbacks.LIVE_STAGES))):
+        peer = peers.get(attempt.peer_id or 0) or (session.get(Peer, attempt.peer_id) if attempt.peer_id else None)
+        if peer is not None:
+            holds.append(Hold(peer.id, peer.display_name, STAGE_WORDS.get(attempt.stage, "callback"),
+                              aware(attempt.started_at) or now))
+    held = {h.peer_id for h in holds}
+    for peer in peers.values():
+        if peer.id not in held:  # the repair asks Twilio about it within a minute or two
+            holds.append(Hold(peer.id, peer.display_name, "no live call known (being checked)",
+                              aware(peer.status_changed_at) or now))
+    return sorted(holds, key=lambda h: (h.since, h.peer_id))

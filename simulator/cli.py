@@ -144,6 +144,7 @@ def call_command(script: str | None, record_file: Path | None, peer_answers: str
         try:
             if peer_answers:
                 hub.settings(peer_answers=peer_answers)
+            hub.settings(talk_s=talk_seconds)  # a called-back caller talks as long as this caller would
             call_sid = hub.register(from_, to, call_sid)
             hub.state(call_sid)  # skip events from earlier calls
         except SimulatorError as exc:
@@ -179,12 +180,15 @@ def call_command(script: str | None, record_file: Path | None, peer_answers: str
 @click.option("--ring-seconds", default=2.0, show_default=True, type=float, help="How long a phone rings.")
 @click.option("--pace", default=0.5, show_default=True, type=float,
               help="Seconds of waiting per second of speech on the peers' phones.")
-def phone_network_command(host: str, port: int, peer_answers: str, ring_seconds: float, pace: float) -> None:
+@click.option("--talk-seconds", default=3.0, show_default=True, type=float,
+              help="How long a called-back caller talks before hanging up (`peerline call` sets it too).")
+def phone_network_command(host: str, port: int, peer_answers: str, ring_seconds: float, pace: float,
+                          talk_seconds: float) -> None:
     """Run the local stand-in for Twilio's REST API that also rings the peers' phones."""
     logging.basicConfig(level=logging.INFO, format="phone-network: %(message)s")
     for noisy in ("werkzeug", "httpx"):  # one line per request drowns what the phones do
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    state = NetworkState(peer_answers=peer_answers, ring_s=ring_seconds, pace=pace)
+    state = NetworkState(peer_answers=peer_answers, ring_s=ring_seconds, pace=pace, talk_s=talk_seconds)
     click.echo(f"phone network on http://{host}:{port} (peers: {peer_answers})")
     run_simple(host, port, create_phone_network(state), threaded=True)
 

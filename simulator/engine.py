@@ -242,9 +242,11 @@ class ScriptActor:
 class PeerActor:
     """A peer's phone: ``accept`` presses 1 at the whisper, ``ignore`` and ``voicemail`` press nothing."""
 
-    def __init__(self, mode: str, max_s: float = 600.0) -> None:
+    def __init__(self, mode: str, max_s: float = 600.0, talk_s: float | None = None) -> None:
         self.mode = mode
         self.max_s = max_s
+        self.talk_s = talk_s  # hang up after this long in a conversation (None: stay until it ends)
+        self._talking_since: float | None = None
         self.pressed = False
         self.started = time.monotonic()
         self.drops_before_room = mode == "drop"  # the line drops on the way into a conference
@@ -261,9 +263,13 @@ class PeerActor:
         return None
 
     def stay(self, what: str, seconds: float) -> bool:
-        """Stay connected until the conference ends (capped, so a leg never outlives a test run)."""
+        """Stay connected until the conference ends, or ``talk_s`` (capped, so a leg never outlives a test run)."""
         if time.monotonic() - self.started > self.max_s:
             return False
+        if what == "conference" and self.talk_s is not None:
+            self._talking_since = self._talking_since or time.monotonic()
+            if time.monotonic() - self._talking_since >= self.talk_s:
+                return False
         time.sleep(seconds)
         return True
 

@@ -62,6 +62,9 @@ class NetworkState:
     answers: dict[str, str] = field(default_factory=dict)  # per phone number, overrides peer_answers
     ring_s: float = 0.3  # how long a phone rings before it is answered (or gives up)
     pace: float = 0.0  # seconds of wall time per second of audio on the outbound legs
+    # How long a called-back caller talks before hanging up, as `peerline call --talk-seconds` does
+    # on a live call (None: until the other side hangs up, or the leg's cap).
+    talk_s: float | None = None
     rewrite: dict[str, str] = field(default_factory=dict)  # public URL prefix -> where the app listens
     queues: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> sid, members, waits
     conferences: dict[str, dict[str, bool]] = field(default_factory=dict)  # name -> {sid: endConferenceOnExit}

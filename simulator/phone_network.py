@@ -217,8 +217,10 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
                 network.ring_s = float(data["ring_s"])
             if "pace" in data:
                 network.pace = float(data["pace"])
+            if "talk_s" in data:
+                network.talk_s = None if data["talk_s"] is None else float(data["talk_s"])
         return jsonify(peer_answers=network.peer_answers, answers=network.answers, ring_s=network.ring_s,
-                       pace=network.pace)
+                       pace=network.pace, talk_s=network.talk_s)
 
     @app.post("/_sim/calls")
     def sim_call_begins() -> Response:

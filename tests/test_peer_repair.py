@@ -216,3 +216,35 @@ def test_a_lost_ring_leg_status_callback_is_repaired_by_the_tick(svc: Any, db: A
     assert db.get(Peer, peer.id).missed_offers == 1
     entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "peer_repaired"))
     assert entry.detail == f"busy -> available: leg {db.scalar(select(RingLeg)).id} no-answer (its status callback was lost)"
+
+
+# The live board and the end of a callback's talk --------------------------------------------
+
+
+def test_the_board_shows_a_callback_holding_a_peer_and_the_network_ends_it_after_the_talk(
+        svc: Any, db: Any, wired: Any, client: Any, dashboard_data: Any) -> None:  # noqa: F811
+    sam = dashboard_data.sam
+    number = "+15555550690"
+    wired.state.answers.update({"+15555550101": "accept", number: "accept"})
+    wired.state.talk_s = 1.0  # the called-back caller talks a second, then hangs up (--talk-seconds)
+    now = utcnow()
+    not_before, not_after = callbacks.window_bounds("now", now, svc.settings)
+    cb = CallbackRequest(number_encrypted=svc.vault.encrypt_text(number), language="en", window="now",
+                         allow_message=False, status="pending", arrived_at=now, not_before=not_before,
+                         not_after=not_after, due_at=not_before)
+    db.add(cb)
+    db.commit()
+    line.dispatch(db, svc, now)
+    room = f"callback-{db.scalar(select(CallbackAttempt)).id}"
+    wait_until(lambda: len(wired.state.conferences.get(room, {})) == 2)
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    board = client.get("/staff/board").get_data(as_text=True)
+    assert "Calls holding a peer (1)" in board
+    assert f"{sam.display_name}: callback: with the caller · 0 min" in board
+    wired.state.wait_for_legs()  # nobody hangs up by hand: the talk ends it
+    db.expire_all()
+    assert db.get(CallbackRequest, cb.id).status == "completed"
+    assert db.get(Peer, sam.id).status == "wrap_up"
+    assert all(call["status"] in ENDED for call in wired.state.calls.values())
+    board = client.get("/staff/board").get_data(as_text=True)
+    assert "Calls holding a peer (0)" in board and "No peer is on a call." in board
