@@ -275,6 +275,12 @@ def back_in_line(session: Session, svc: Services, req: PeerRequest, now: datetim
         session.commit()
 
 
+def times_back(session: Session, request_id: int) -> int:
+    """How many times a peer who accepted this caller dropped before the room (the caller went back in line)."""
+    return len(session.scalars(select(RingLeg.id).where(RingLeg.request_id == request_id,
+                                                        RingLeg.status == "dropped")).all())
+
+
 def peer_in_room(session: Session, svc: Services, leg: RingLeg, now: datetime) -> None:
     """The peer's <Dial> into the room ended (they were in it): the call is over for them, wrap-up begins."""
     if leg.status != "accepted":

@@ -554,6 +554,7 @@ def test_dropped_peer_call_is_repaired_from_the_status_callback(svc, db, client,
 def test_peer_dropped_before_the_room_puts_the_caller_back_in_line(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
     make_peer(db, svc.vault, display_name="a", phone="+15555550181")
     caller = ask_for_peer(client, net, "+15555550159")
+    first_queue_done = enqueue_of(caller).get("action")
     (leg_form, ) = creates(net)[:1]
     peer_phone = pick_up(client, net, leg_form)
     peer_phone.press("1")
@@ -566,11 +567,16 @@ def test_peer_dropped_before_the_room_puts_the_caller_back_in_line(svc, db, clie
     caller.post(back)
     assert caller.said == "The peer's line dropped before you were connected. You keep your place in line."
     assert caller.twiml.find("Enqueue").get("waitUrl") == f"{PUBLIC_BASE}/peer/hold/{req.id}/wait?lang=en"
+    assert caller.twiml.find("Enqueue").get("action") == f"{PUBLIC_BASE}/peer/hold/{req.id}/done?back=1&lang=en"
     db.expire_all()
     req = db.scalar(select(PeerRequest))
     assert (req.status, req.peer_id, aware(req.arrived_at)) == ("waiting", None, arrived)
     assert db.scalar(select(Peer)).status == "available"  # not wrap-up: there was no call
     assert db.scalar(select(RingLeg)).status == "dropped"
+    # The first queue's action hears late that the call was moved out of it: the caller still waits.
+    caller.post(first_queue_done, QueueResult="redirected", QueueTime="3")
+    db.expire_all()
+    assert db.scalar(select(PeerRequest)).status == "waiting"
 
 
 def test_a_one_minute_wait_is_said_in_the_singular(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]

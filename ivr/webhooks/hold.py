@@ -19,7 +19,7 @@ from ivr.services import services
 from ivr.twiml import empty, to_response
 from ivr.webhooks import actions
 from ivr.webhooks.blueprints import routing as bp
-from ivr.webhooks.context import Ctx, current_ctx
+from ivr.webhooks.context import Ctx, current_ctx, int_param
 from ivr.webhooks.failures import Audience, heard_by
 from ivr.webhooks.story_audio import story_audio_url
 from models import utcnow
@@ -166,6 +166,11 @@ def hold_done(req_id: int) -> Response:
     if request.form.get("QueueResult", "") == "hangup":
         line.caller_left(session, services(), req, "abandoned", now)
         return to_response(empty())
+    if request.form.get("QueueResult", "") == "redirected" and req.status in routing.OPEN_REQUESTS \
+            and int_param("back") < routing.times_back(session, req.id):
+        # A queue the caller left for a peer who then dropped: they already wait again in a newer
+        # one (its action URL counts the returns), so this late word must not end their request.
+        return to_response(empty())
     ctx = current_ctx(req.language)
     if req.status == "callback":
         # The callback request, keeping the caller's place in line.
@@ -186,7 +191,8 @@ def _back_in_line(ctx: Ctx, req: PeerRequest, lines: list[str]) -> VoiceResponse
     """Say ``lines``, then the caller waits in the queue again under the same request (their place kept)."""
     return ctx.speaker.enqueue(lines, routing.queue_name(req.language),
                                wait_url=ctx.url("routing.hold_wait", req_id=req.id),
-                               action_url=ctx.url("routing.hold_done", req_id=req.id))
+                               action_url=ctx.url("routing.hold_done", req_id=req.id,
+                                                  back=routing.times_back(get_session(), req.id)))
 
 
 @bp.post("/caller/<int:req_id>/back")
