@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callflows import callbacks, line
+from callflows import callbacks, line, routing
 from callflows.calls import FINAL_CALL_STATUSES
 from callflows.errors import TwilioGatewayError
-from callflows.peers import LIVE_LEGS, has_live_call
+from callflows.peers import LIVE_LEGS, has_live_call, release_peer
 from callflows.services import Services
 from callflows.times import aware
 from models import AuditEntry, Peer
@@ -55,7 +55,15 @@ def _repair_ring_legs(session: Session, svc: Services, peer: Peer, stale: dateti
     for leg in legs:
         if leg.call_sid is None:
             if (aware(leg.created_at) or now) <= stale:  # Twilio never gave it a SID: it never rang
-                line.ring_leg_ended(session, svc, leg, now)
+                # The line's fault (a worker died before Twilio answered), not the peer's: no miss.
+                leg.status, leg.ended_at = "failed", now
+                session.commit()
+                release_peer(session, peer, now)
+                req = session.get(PeerRequest, leg.request_id)
+                if req is not None and req.status == "ringing" and not routing.live_legs(session, req.id):
+                    req.status = "waiting"
+                session.commit()
+                line.dispatch(session, svc, now)
                 fixed.append(f"leg {leg.id} never placed")
             continue
         status = _over(svc, leg.call_sid)

@@ -248,3 +248,25 @@ def test_the_board_shows_a_callback_holding_a_peer_and_the_network_ends_it_after
     assert all(call["status"] in ENDED for call in wired.state.calls.values())
     board = client.get("/staff/board").get_data(as_text=True)
     assert "Calls holding a peer (0)" in board and "No peer is on a call." in board
+
+
+def test_a_ring_leg_whose_worker_died_before_twilio_answered_is_repaired_by_the_tick(
+        svc: Any, db: Any, wired: Any, work_jobs: Any, redis: Any) -> None:  # noqa: F811
+    """A worker killed between claiming a peer and storing the leg's SID (Twilio never placed it)."""
+    peer = make_peer(db, svc.vault, display_name="p", phone="+15555550589", status="busy")
+    req = PeerRequest(call_sid="CAwaiting3", language="en", status="ringing", arrived_at=utcnow())
+    db.add(req)
+    db.flush()
+    db.add(RingLeg(request_id=req.id, peer_id=peer.id, status="ringing", created_at=utcnow() - timedelta(minutes=2)))
+    db.commit()
+    backdate(db, peer.id)
+    tick(work_jobs, redis)
+    db.expire_all()
+    assert db.scalar(select(RingLeg).where(RingLeg.call_sid.is_(None))).status == "failed"
+    # Free again, not counted as a miss, and rung for the same caller at once (placed this time).
+    (placed,) = db.scalars(select(RingLeg).where(RingLeg.call_sid.is_not(None))).all()
+    assert (placed.peer_id, placed.status, placed.request_id) == (peer.id, "ringing", req.id)
+    assert wired.state.calls[placed.call_sid]["To"] == "+15555550589"
+    assert (db.get(Peer, peer.id).status, db.get(Peer, peer.id).missed_offers) == ("busy", 0)
+    entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "peer_repaired"))
+    assert entry is not None and "never placed" in entry.detail
