@@ -235,7 +235,7 @@ def leg_ended(session: Session, svc: Services, leg: RingLeg, now: datetime) -> N
     if leg.status in LIVE_LEGS:
         # Voicemail, no key pressed, hung up in the whisper, busy, failed: all count as no answer.
         _close_leg(session, leg, "no_answer", now)
-        if peer is not None:
+        if peer is not None and not peer.line_call_sid:  # busy because they are calling the line: no miss
             offer_missed(session, svc, peer, now)
         if req.status == "ringing" and not live_legs(session, req.id):
             ring(session, svc, req, now, exclude=recently_missed(session, req.id, now))

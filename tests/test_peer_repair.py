@@ -11,7 +11,7 @@ from rq import Queue
 from sqlalchemy import select, update
 from werkzeug.security import generate_password_hash
 
-from callflows import callbacks, line
+from callflows import callbacks, line, peers
 from models import AuditEntry, CallbackRequest, Peer, utcnow
 from models.tables import CallbackAttempt, PeerRequest, RingLeg
 from queues import periodic
@@ -270,3 +270,17 @@ def test_a_ring_leg_whose_worker_died_before_twilio_answered_is_repaired_by_the_
     assert (db.get(Peer, peer.id).status, db.get(Peer, peer.id).missed_offers) == ("busy", 0)
     entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "peer_repaired"))
     assert entry is not None and "never placed" in entry.detail
+
+
+def test_a_busy_signal_while_the_peer_is_calling_the_line_is_not_a_miss(svc: Any, db: Any, wired: Any) -> None:  # noqa: F811
+    peer = make_peer(db, svc.vault, display_name="p", phone="+15555550591")
+    wired.state.answers["+15555550591"] = "busy"
+    wired.state.ring_s = 1.0
+    db.add(PeerRequest(call_sid="CAwaiting4", language="en", status="waiting", arrived_at=utcnow()))
+    db.commit()
+    line.dispatch(db, svc, utcnow())
+    peers.on_line_call(db, db.get(Peer, peer.id), "CApeercalling")  # they dial the line while it rings
+    wired.state.wait_for_legs()
+    db.expire_all()
+    assert db.scalar(select(RingLeg)).status == "no_answer"
+    assert (db.get(Peer, peer.id).status, db.get(Peer, peer.id).missed_offers) == ("available", 0)

@@ -34,6 +34,8 @@ CHOICES = {"1": "available", "2": "break", "3": "signed_off"}
 def greet_peer(ctx: Ctx) -> VoiceResponse:
     """A call from a peer's registered phone: ask for the PIN."""
     peer = peers.peer_for_number(get_session(), services().vault, request.form.get("From"))
+    if peer is not None:  # on the phone with the line from now on: never rung during this call
+        peers.on_line_call(get_session(), peer, request.form.get("CallSid", ""))
     speaker = Speaker(peer_flow(peer))
     return speaker.keypad([speaker.text("peer_signin")], public_url("peer_phone.pin", peer=peer.id if peer else 0))
 
