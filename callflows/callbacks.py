@@ -36,7 +36,8 @@ from callflows.calls import FINAL_CALL_STATUSES, by_id, caller_for_call, find_or
 from callflows.errors import SchedulingError, TwilioGatewayError
 from callflows.hours import defer_to_opening, load_schedule
 from callflows.loader import Flow
-from callflows.peers import anyone_available, claim_peer, pick_peers, release_peer, start_wrap_up
+from callflows.peers import (anyone_available, claim_peer, offer_missed, offer_taken, pick_peers, release_peer,
+                             start_wrap_up)
 from callflows.sql import rowcount
 from callflows.services import Services
 from callflows.settings import Settings
@@ -492,6 +493,8 @@ def peer_accepts(session: Session, svc: Services, attempt: CallbackAttempt, now:
     if rowcount(moved) != 1:
         return "gone"
     session.refresh(attempt)
+    if attempt.peer_id is not None:
+        offer_taken(session, attempt.peer_id)
     cb = session.get(CallbackRequest, attempt.callback_id)
     assert cb is not None
     try:
@@ -567,9 +570,8 @@ def caller_answers(session: Session, svc: Services, attempt: CallbackAttempt, an
     if rowcount(moved) != 1:
         session.commit()
         return "gone"
-    cb = session.get(CallbackRequest, attempt.callback_id)
-    assert cb is not None
-    cb.status, cb.outcome, cb.attempts, cb.updated_at = "completed", "connected", attempt.number, now
+    # Not completed yet: a caller who hangs up during the greeting never reached the peer
+    # (caller_in_room records the conversation; caller_leg_ended the hang-up before it).
     session.commit()
     session.refresh(attempt)
     return "human"
@@ -582,13 +584,52 @@ def caller_confirms(session: Session, svc: Services, attempt: CallbackAttempt, p
     return MACHINE if caller_not_reached(session, svc, attempt, "no_key", now) else "gone"
 
 
+def caller_in_room(session: Session, attempt: CallbackAttempt, now: datetime) -> None:
+    """The caller's <Dial> into the room ended: they were in it with the peer, so the callback is completed."""
+    cb = session.get(CallbackRequest, attempt.callback_id)
+    if cb is None or attempt.answered_by is None or is_machine(attempt.answered_by):
+        return
+    done = session.execute(update(CallbackRequest)
+                           .where(CallbackRequest.id == cb.id, CallbackRequest.status == "dialing")
+                           .values(status="completed", outcome="connected", attempts=attempt.number, updated_at=now))
+    session.commit()
+    if rowcount(done):
+        session.refresh(cb)
+
+
 def caller_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, call_status: str,
                      now: datetime) -> None:
     """Final status of the caller's leg: not reached (retry), or the end of a connected call."""
     if attempt.stage == "caller_ringing":
         caller_not_reached(session, svc, attempt, CALLER_FAILURES.get(call_status, "failed"), now)
+        return
+    cb = session.get(CallbackRequest, attempt.callback_id)
+    assert cb is not None
+    session.refresh(cb)
+    if cb.status == "dialing" and cb.peer_id == attempt.peer_id and attempt.answered_by is not None \
+            and (attempt.stage == "connected" or attempt.outcome == "connected"):
+        # Answered, but their <Dial> into the room never ended (caller_in_room): they hung up at the
+        # greeting. Not completed: tried again on the schedule, and the peer waiting in the room is told.
+        _caller_left_before_room(session, svc, attempt, cb, now)
     elif attempt.stage == "connected":
         _end_attempt(session, attempt, "connected", now, stages=("connected",))
+
+
+def _caller_left_before_room(session: Session, svc: Services, attempt: CallbackAttempt, cb: CallbackRequest,
+                             now: datetime) -> None:
+    if attempt.stage == "connected":
+        if not caller_not_reached(session, svc, attempt, "caller_left", now):
+            return
+    else:  # the peer's leg ended first (it recorded "connected"): correct the outcome, retry
+        attempt.outcome = "caller_left"
+        cb.attempts = attempt.number
+        when = next_try(svc.settings, cb, now)
+        cb.outcome, cb.updated_at, cb.peer_id = "caller_left", now, None
+        cb.status, cb.due_at = ("pending", when) if when is not None else ("missed", cb.due_at)
+        session.commit()
+        if when is not None:
+            _wake(svc, cb)
+    log.info("callback %s: the caller hung up before the room (attempt %s)", cb.id, attempt.id)
 
 
 def caller_leg_status(session: Session, svc: Services, attempt: CallbackAttempt, call_status: str,
@@ -619,11 +660,13 @@ def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, no
         _end_attempt(session, attempt, "connected", now, stages=("connected",))
     peer = session.get(Peer, attempt.peer_id) if attempt.peer_id else None
     if peer is not None and peer.status == "busy":
-        if attempt.outcome == "connected":
+        if attempt.outcome in ("connected", "caller_left"):  # they took the call: wrap-up
             start_wrap_up(session, svc, peer, now)
         else:
             release_peer(session, peer, now)
             session.commit()
+            if attempt.outcome == "peer_no_answer":
+                offer_missed(session, svc, peer, now)
 
 
 # Upkeep ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from callflows import callbacks, routing
@@ -22,7 +22,7 @@ from callflows.errors import SchedulingError
 from callflows.peers import SELF_STATUSES, anyone_available, has_live_call, note_status
 from callflows.services import Services
 from callflows.times import aware
-from models import Peer
+from models import CallbackRequest, Peer
 from models.tables import CallbackAttempt, PeerRequest, RingLeg
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,11 @@ def ring_leg_ended(session: Session, svc: Services, leg: RingLeg, now: datetime)
     dispatch(session, svc, now)
 
 
+def peer_in_room(session: Session, svc: Services, leg: RingLeg, now: datetime) -> None:
+    """The peer's side of the room ended (their <Dial> action): wrap-up."""
+    routing.peer_in_room(session, svc, leg, now)
+
+
 def ring_leg_status(session: Session, svc: Services, leg: RingLeg, call_status: str, now: datetime) -> None:
     """Status callback of a peer's ringing leg: picked up (the whisper plays), or over."""
     if call_status in ANSWERED_CALL_STATUSES:
@@ -81,9 +86,17 @@ def call_ended(session: Session, svc: Services, call_sid: str, now: datetime) ->
     if not call_sid:
         return 0
     still_open = session.scalars(select(PeerRequest).where(PeerRequest.call_sid == call_sid,
-                                                           PeerRequest.status.in_(routing.OPEN_REQUESTS))).all()
-    closed = sum(routing.caller_left(session, svc, req, "abandoned", now) for req in still_open)
-    if closed:
+                                                           PeerRequest.status.in_((*routing.OPEN_REQUESTS,
+                                                                                   "connected")))).all()
+    # Connected but never in the room (their <Dial> would have ended the request): the peer waits alone.
+    closed = sum(routing.caller_never_joined(session, svc, req, now) if req.status == "connected"
+                 else routing.caller_left(session, svc, req, "abandoned", now) for req in still_open)
+    # A peer who signed on by phone is offered once that call is over, never during it.
+    signed_on = session.scalars(select(Peer).where(Peer.line_call_sid == call_sid)).all()
+    for peer in signed_on:
+        peer.line_call_sid = None
+    session.commit()
+    if closed or signed_on:
         dispatch(session, svc, now)
     return closed
 
@@ -171,6 +184,8 @@ def set_peer_status(session: Session, svc: Services, peer: Peer, status: str, no
     peer.status = status
     peer.status_changed_at = now
     note_status(session, peer.id, status, now)
+    peer.auto_break_at = None  # their own choice now: an automatic break is over
+    peer.missed_offers = 0
     if status in ("break", "signed_off"):
         peer.calls_in_a_row = 0
     session.commit()
@@ -200,6 +215,24 @@ def waiting_count(session: Session) -> int:
     return int(session.scalar(
         select(func.count()).select_from(PeerRequest).where(PeerRequest.status.in_(routing.OPEN_REQUESTS))
     ) or 0)
+
+
+def position_in_line(session: Session, req: PeerRequest, now: datetime) -> int:
+    """Where a caller stands in the one line: callers of their language still waiting who came first,
+    and callbacks due (or being dialled) that came first, plus one. Twilio's queue position knows
+    only the callers in its queue; the line serves callbacks in the same arrival order."""
+    arrived = aware(req.arrived_at) or now
+    callers = session.scalar(
+        select(func.count()).select_from(PeerRequest)
+        .where(PeerRequest.status.in_(routing.OPEN_REQUESTS), PeerRequest.language == req.language,
+               PeerRequest.id != req.id,
+               or_(PeerRequest.arrived_at < arrived, and_(PeerRequest.arrived_at == arrived, PeerRequest.id < req.id))))
+    due = session.scalar(
+        select(func.count()).select_from(CallbackRequest)
+        .where(CallbackRequest.language == req.language, CallbackRequest.arrived_at < arrived,
+               or_(CallbackRequest.status == "dialing",
+                   and_(CallbackRequest.status == "pending", CallbackRequest.due_at <= now))))
+    return 1 + int(callers or 0) + int(due or 0)
 
 
 def expected_wait_minutes(session: Session, position: int, now: datetime) -> int | None:

@@ -17,7 +17,7 @@ from callflows.errors import SchedulingError
 from callflows.sql import rowcount
 from callflows.services import Services
 from callflows.times import aware
-from models import Peer, PeerStatusChange
+from models import AuditEntry, Peer, PeerStatusChange
 from models.crypto import Vault
 from models.tables import RingLeg
 
@@ -41,7 +41,7 @@ def peers_on_shift(session: Session, language: str) -> int:
 def anyone_available(session: Session) -> bool:
     """True when at least one peer is free to be rung."""
     return bool(session.scalar(select(func.count()).select_from(Peer)
-                               .where(Peer.status == "available", Peer.active.is_(True))))
+                               .where(Peer.status == "available", Peer.active.is_(True), Peer.line_call_sid.is_(None))))
 
 
 def _idle_key(peer: Peer) -> tuple[int, datetime, int]:
@@ -56,7 +56,8 @@ def pick_peers(session: Session, language: str, tag: str | None, limit: int,
                exclude: set[int] | frozenset[int] = frozenset()) -> list[Peer]:
     """Available peers for a caller: language match, wanted lived experience first (else any)."""
     candidates = [
-        p for p in session.scalars(select(Peer).where(Peer.active.is_(True), Peer.status == "available"))
+        p for p in session.scalars(select(Peer).where(Peer.active.is_(True), Peer.status == "available",
+                                                      Peer.line_call_sid.is_(None)))
         if language in (p.languages or []) and p.id not in exclude
     ]
     if tag:
@@ -99,6 +100,36 @@ def release_peer(session: Session, peer: Peer, now: datetime) -> None:
         note_status(session, peer.id, peer.status, now)
 
 
+def offer_missed(session: Session, svc: Services, peer: Peer, now: datetime) -> bool:
+    """The peer's phone did not take an offer (no answer, busy, no key): N in a row put them on a break.
+
+    The break is audit-logged; the peer hears why on their next call to the line and sees it on
+    their page. Returns True when this miss put them on a break.
+    """
+    peer.missed_offers = (peer.missed_offers or 0) + 1
+    limit = svc.settings.peer_missed_offers_break
+    if not limit or peer.missed_offers < limit or peer.status != "available":
+        session.commit()
+        return False
+    peer.status = "break"
+    peer.status_changed_at = now
+    peer.auto_break_at = now
+    session.add(AuditEntry(at=now, action="peer_auto_break", target_type="peer", target_id=peer.id,
+                           detail=f"available -> break: {peer.missed_offers} offers in a row not taken"))
+    peer.missed_offers = 0
+    session.commit()
+    log.info("peer %s put on a break after %s missed offers", peer.id, limit)
+    return True
+
+
+def offer_taken(session: Session, peer_id: int) -> None:
+    """The peer took an offer (pressed 1): the count of missed offers starts again."""
+    peer = session.get(Peer, peer_id)
+    if peer is not None and peer.missed_offers:
+        peer.missed_offers = 0
+        session.commit()
+
+
 def start_wrap_up(session: Session, svc: Services, peer: Peer, now: datetime) -> None:
     """After a call (live or callback): wrap-up time, then available again.
 
@@ -119,6 +150,13 @@ def start_wrap_up(session: Session, svc: Services, peer: Peer, now: datetime) ->
 
 
 # Sign-in by phone -----------------------------------------------------------------------
+
+
+def on_line_call(session: Session, peer: Peer, call_sid: str) -> None:
+    """The peer is on a call with the line (signing on by phone): never rung until it ends (its status callback)."""
+    if call_sid and peer.line_call_sid != call_sid:
+        peer.line_call_sid = call_sid
+        session.commit()
 
 
 def peer_for_number(session: Session, vault: Vault, number: str | None) -> Peer | None:

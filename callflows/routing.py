@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from callflows.calls import by_id, find_or_create_call, record_event
 from callflows.errors import TwilioGatewayError
-from callflows.peers import LIVE_LEGS, claim_peer, peers_on_shift, pick_peers, release_peer, start_wrap_up
+from callflows.peers import (LIVE_LEGS, claim_peer, offer_missed, offer_taken, peers_on_shift, pick_peers,
+                             release_peer, start_wrap_up)
 from callflows.sql import rowcount
 from callflows.services import Services
 from callflows.times import aware
@@ -41,6 +42,16 @@ def whisper_url(svc: Services, leg_id: int) -> str:
 def leg_status_url(svc: Services, leg_id: int) -> str:
     """Status callback of a peer's leg (no-answer, completed...)."""
     return svc.public_url("routing.leg_status", leg_id=leg_id)
+
+
+def leg_notice_url(svc: Services, leg_id: int, why: str) -> str:
+    """Where a peer in the whisper (or waiting in the room) is moved to hear why the call is not theirs: ``taken`` or ``gone``."""
+    return svc.public_url("routing.leg_notice", leg_id=leg_id, why=why)
+
+
+def caller_back_url(svc: Services, req: PeerRequest) -> str:
+    """Where a caller left alone in the room is moved: told, and back in line in their place."""
+    return svc.public_url("routing.caller_back", req_id=req.id, lang=req.language)
 
 
 def caller_connect_url(svc: Services, req: PeerRequest) -> str:
@@ -128,14 +139,15 @@ def live_legs(session: Session, request_id: int) -> list[RingLeg]:
 
 
 def recently_missed(session: Session, request_id: int, now: datetime) -> set[int]:
-    """Peers who missed this caller a moment ago (not rung again for them at once)."""
+    """Peers who missed this caller a moment ago, or whose line dropped (not rung again for them at once)."""
     legs = session.scalars(select(RingLeg).where(RingLeg.request_id == request_id,
-                                                 RingLeg.status == "no_answer"))
+                                                 RingLeg.status.in_(("no_answer", "dropped"))))
     return {leg.peer_id for leg in legs if (aware(leg.ended_at) or now) > now - RETRY_SAME_PEER_AFTER}
 
 
-def _end_legs(session: Session, svc: Services, legs: list[RingLeg], new_status: str, now: datetime) -> None:
-    """Hang up other peers' legs: cancel a leg still ringing, complete one in its whisper."""
+def _end_legs(session: Session, svc: Services, legs: list[RingLeg], new_status: str, now: datetime,
+              why: str) -> None:
+    """Stop other peers' legs: cancel a leg still ringing; one in its whisper is told ``why`` (taken, gone), then hung up."""
     for leg in legs:
         previous = leg.status
         leg.status = new_status
@@ -143,7 +155,11 @@ def _end_legs(session: Session, svc: Services, legs: list[RingLeg], new_status: 
         session.commit()  # marked first, so its own status callback finds nothing to do
         if leg.call_sid:
             try:
-                svc.twilio.update_call(leg.call_sid, status="canceled" if previous == "ringing" else "completed")
+                if previous == "ringing":
+                    svc.twilio.update_call(leg.call_sid, status="canceled")
+                else:
+                    # Never a silent hang-up on a peer who picked up: they hear why, then the line hangs up.
+                    svc.twilio.update_call(leg.call_sid, url=leg_notice_url(svc, leg.id, why), method="POST")
             except TwilioGatewayError:  # network failures included
                 log.warning("could not end leg %s (it may have ended already)", leg.call_sid)
         peer = session.get(Peer, leg.peer_id)
@@ -172,8 +188,9 @@ def accept(session: Session, svc: Services, leg: RingLeg, now: datetime) -> str:
         return outcome
     leg.status = "accepted"
     session.commit()
+    offer_taken(session, leg.peer_id)
     others = [other for other in live_legs(session, req.id) if other.id != leg.id]
-    _end_legs(session, svc, others, "canceled", now)
+    _end_legs(session, svc, others, "canceled", now, "taken")
     try:
         svc.twilio.update_call(req.call_sid, url=caller_connect_url(svc, req), method="POST")
     except TwilioGatewayError:  # network failures included
@@ -209,18 +226,17 @@ def leg_ended(session: Session, svc: Services, leg: RingLeg, now: datetime) -> N
     assert req is not None
     peer = session.get(Peer, leg.peer_id)
     if leg.status == "accepted":
-        leg.status = "completed"
-        leg.ended_at = now
-        if req.status == "connected":
-            req.status = "ended"
-            req.ended_at = now
-        if peer is not None:
-            start_wrap_up(session, svc, peer, now)
-        session.commit()
+        # The peer's call ended and their <Dial> never reported the room (peer_in_room): the
+        # line dropped between pressing 1 and the conversation. Never leave the caller alone.
+        _close_leg(session, leg, "dropped", now)
+        if req.status == "connected" and req.peer_id == leg.peer_id:
+            back_in_line(session, svc, req, now)
         return
     if leg.status in LIVE_LEGS:
         # Voicemail, no key pressed, hung up in the whisper, busy, failed: all count as no answer.
         _close_leg(session, leg, "no_answer", now)
+        if peer is not None and not peer.line_call_sid:  # busy because they are calling the line: no miss
+            offer_missed(session, svc, peer, now)
         if req.status == "ringing" and not live_legs(session, req.id):
             ring(session, svc, req, now, exclude=recently_missed(session, req.id, now))
         return
@@ -240,7 +256,73 @@ def caller_left(session: Session, svc: Services, req: PeerRequest, status: str, 
     req.status = status
     req.ended_at = now
     session.commit()
-    _end_legs(session, svc, live_legs(session, req.id), "caller_gone", now)
+    _end_legs(session, svc, live_legs(session, req.id), "caller_gone", now, "gone")
+    return True
+
+
+def back_in_line(session: Session, svc: Services, req: PeerRequest, now: datetime) -> None:
+    """The peer who accepted is gone before the conversation: the caller is told and waits again, in their place."""
+    req.status = "waiting"  # arrived_at unchanged: the line is ordered by it
+    req.peer_id = None
+    req.connected_at = None
+    session.commit()
+    try:
+        svc.twilio.update_call(req.call_sid, url=caller_back_url(svc, req), method="POST")
+    except TwilioGatewayError:  # network failures included: the caller's call is over too
+        log.info("caller of request %s is gone too", req.id)
+        req.status = "abandoned"
+        req.ended_at = now
+        session.commit()
+
+
+def times_back(session: Session, request_id: int) -> int:
+    """How many times a peer who accepted this caller dropped before the room (the caller went back in line)."""
+    return len(session.scalars(select(RingLeg.id).where(RingLeg.request_id == request_id,
+                                                        RingLeg.status == "dropped")).all())
+
+
+def peer_in_room(session: Session, svc: Services, leg: RingLeg, now: datetime) -> None:
+    """The peer's <Dial> into the room ended (they were in it): the call is over for them, wrap-up begins."""
+    if leg.status != "accepted":
+        return
+    leg.status = "completed"
+    leg.ended_at = now
+    req = session.get(PeerRequest, leg.request_id)
+    if req is not None and req.status == "connected":
+        req.status = "ended"
+        req.ended_at = now
+    peer = session.get(Peer, leg.peer_id)
+    if peer is not None:
+        start_wrap_up(session, svc, peer, now)
+    session.commit()
+
+
+def caller_never_joined(session: Session, svc: Services, req: PeerRequest, now: datetime) -> bool:
+    """The caller's call ended after a peer accepted, before their <Dial> into the room ended: tell the peer.
+
+    The peer waits alone in the room otherwise. They hear that the caller hung up, and their
+    wrap-up begins. Returns False when the request was not in that state.
+    """
+    if req.status != "connected":
+        return False
+    req.status = "abandoned"
+    req.ended_at = now
+    leg = session.scalar(select(RingLeg).where(RingLeg.request_id == req.id, RingLeg.peer_id == req.peer_id,
+                                               RingLeg.status == "accepted"))
+    session.commit()
+    if leg is None:
+        return True
+    leg.status = "completed"
+    leg.ended_at = now
+    peer = session.get(Peer, leg.peer_id)
+    if peer is not None:
+        start_wrap_up(session, svc, peer, now)
+    session.commit()
+    if leg.call_sid:
+        try:
+            svc.twilio.update_call(leg.call_sid, url=leg_notice_url(svc, leg.id, "left"), method="POST")
+        except TwilioGatewayError:  # network failures included: the peer's call is over too
+            log.info("peer leg %s already ended", leg.call_sid)
     return True
 
 

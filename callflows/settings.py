@@ -107,6 +107,7 @@ class Settings:
     peer_wrapup_seconds: int = 120
     peer_break_after_calls: int = 0  # 0 = no automatic break
     peers_ring_at_once: int = 2
+    peer_missed_offers_break: int = 3  # offers in a row a peer's phone did not take before a break (0 = never)
     # Callbacks: windows are local hours in the line's IANA time zone (start-end, end may pass midnight).
     line_timezone: str = "America/New_York"
     callback_windows: str = "morning=9-12,afternoon=12-17,evening=17-21"
@@ -176,6 +177,7 @@ class Settings:
             peer_wrapup_seconds=number("PEER_WRAPUP_SECONDS", 120),
             peer_break_after_calls=number("PEER_BREAK_AFTER_CALLS", 0),
             peers_ring_at_once=number("PEERS_RING_AT_ONCE", 2, minimum=1),
+            peer_missed_offers_break=number("PEER_MISSED_OFFERS_BREAK", 3),
             retention_days_voicemail=number("RETENTION_DAYS_VOICEMAIL", 90, minimum=1),
             retention_days_calls=number("RETENTION_DAYS_CALLS", 365, minimum=1),
             line_timezone=env.get("LINE_TIMEZONE") or cls.line_timezone,

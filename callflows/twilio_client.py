@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 import httpx
-from twilio.base.exceptions import TwilioException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -156,6 +156,18 @@ class TwilioGateway:
             self.client.calls(call_sid).update(**fields)
         except (TwilioException, OSError) as exc:  # requests errors are OSErrors
             raise TwilioGatewayError(f"updating call {call_sid}: {exc}") from exc
+
+    def call_status(self, call_sid: str) -> str | None:
+        """A call's status as Twilio knows it now (``in-progress``, ``completed``...); None when Twilio has no such call."""
+        try:
+            call = self.client.calls(call_sid).fetch()
+        except TwilioRestException as exc:
+            if exc.status == 404:
+                return None
+            raise TwilioGatewayError(f"fetching call {call_sid}: {exc}") from exc
+        except (TwilioException, OSError) as exc:  # requests errors are OSErrors
+            raise TwilioGatewayError(f"fetching call {call_sid}: {exc}") from exc
+        return str(call.status or "") or None
 
     def send_sms(self, to: str, body: str) -> str:
         """Send a text message from the line's number; returns the message SID."""

@@ -79,6 +79,10 @@ class Peer(Base):
     pin_locked_until: Mapped[datetime | None]
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The peer's own call with the line (signing on by phone): never rung while it lasts.
+    line_call_sid: Mapped[str | None] = mapped_column(String(64))
+    missed_offers: Mapped[int] = mapped_column(Integer, default=0)  # offers in a row the phone did not take
+    auto_break_at: Mapped[datetime | None]  # put on break for missed offers (told on the next call and page)
 
     def set_phone(self, vault: Vault, phone: str) -> None:
         """Store the personal phone encrypted, with the keyed hash that finds it (never in clear)."""

@@ -31,6 +31,7 @@ from queues.reconcile import (
     reconcile_callbacks,
     reconcile_wrap_ups,
     recover_abandoned_jobs,
+    repair_peer_state,
     requeue_pending_voicemails,
 )
 
@@ -72,6 +73,7 @@ def tick(interval_s: int = DEFAULT_INTERVAL_S) -> dict[str, list[int] | list[str
     done["callbacks"] = reconcile_callbacks(svc)
     reconcile_wrap_ups(svc)
     done["shift_alerts"] = check_shifts(svc)
+    done["peers"] = repair_peer_state(svc)
     schedule_tick(svc.redis, interval_s)
     return done
 

@@ -19,7 +19,7 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from rq.utils import as_text, utcparse
 from sqlalchemy import select
 
-from callflows import callbacks, line, voicemails
+from callflows import callbacks, line, repair, voicemails
 from callflows.errors import TwilioGatewayError
 from callflows.services import Services
 from callflows.times import aware
@@ -156,6 +156,12 @@ def reconcile_wrap_ups(svc: Services, now: datetime | None = None) -> None:
     """Free the peers whose wrap-up is over by the clock (its job was lost: a Redis flush), then offer the line."""
     with svc.sessions() as session:
         line.reconcile(session, svc, now or utcnow())
+
+
+def repair_peer_state(svc: Services, now: datetime | None = None) -> list[int]:
+    """Ask Twilio about peers held busy with no news (lost status callbacks) and free them; returns peer ids."""
+    with svc.sessions() as session:
+        return repair.repair_peers(session, svc, now or utcnow())
 
 
 def reconcile_callbacks(svc: Services, now: datetime | None = None) -> list[int]:

@@ -171,6 +171,7 @@ def call_command(script: str | None, record_file: Path | None, peer_answers: str
         try:
             if peer_answers:
                 hub.settings(peer_answers=peer_answers)
+            hub.settings(talk_s=talk_seconds)  # a called-back caller talks as long as this caller would
             call_sid = hub.register(from_, to, call_sid)
             hub.state(call_sid)  # skip events from earlier calls
         except SimulatorError as exc:
@@ -212,14 +213,16 @@ def call_command(script: str | None, record_file: Path | None, peer_answers: str
               "webhooks signed with --signing-key in X-SignalWire-Signature).")
 @click.option("--signing-key", default=None, envvar="SIGNALWIRE_SIGNING_KEY",
               help="With --provider signalwire: the key the peers' legs sign with (else the REST password).")
+@click.option("--talk-seconds", default=3.0, show_default=True, type=float,
+              help="How long a called-back caller talks before hanging up (`peerline call` sets it too).")
 def phone_network_command(host: str, port: int, peer_answers: str, ring_seconds: float, pace: float,
-                          provider: str = "twilio", signing_key: str | None = None) -> None:
+                          provider: str = "twilio", signing_key: str | None = None, talk_seconds: float = 3.0) -> None:
     """Run the local stand-in for Twilio's REST API that also rings the peers' phones."""
     logging.basicConfig(level=logging.INFO, format="phone-network: %(message)s")
     for noisy in ("werkzeug", "httpx"):  # one line per request drowns what the phones do
         logging.getLogger(noisy).setLevel(logging.WARNING)
     state = NetworkState(peer_answers=peer_answers, ring_s=ring_seconds, pace=pace, provider=provider,
-                         signing_key=signing_key if provider == "signalwire" else None)
+                         signing_key=signing_key if provider == "signalwire" else None, talk_s=talk_seconds)
     click.echo(f"phone network on http://{host}:{port} (peers: {peer_answers})")
     run_simple(host, port, create_phone_network(state), threaded=True)
 

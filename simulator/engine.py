@@ -246,15 +246,18 @@ class PeerActor:
     """A peer's phone: ``accept`` (and ``unknown``, a person who is quiet at first) presses 1 at the
     first menu; ``ignore``, machines, a fax and ``unknown-silent`` press nothing."""
 
-    def __init__(self, mode: str, max_s: float = 600.0) -> None:
+    def __init__(self, mode: str, max_s: float = 600.0, talk_s: float | None = None) -> None:
         self.mode = mode
         self.max_s = max_s
+        self.talk_s = talk_s  # hang up after this long in a conversation (None: stay until it ends)
+        self._talking_since: float | None = None
         self.pressed = False
         self.started = time.monotonic()
+        self.drops_before_room = mode == "drop"  # the line drops on the way into a conference
 
     def gather(self, heard: str, input_types: str, on_hold: bool) -> Answer | None:
-        """Press 1 at the first gather when accepting; otherwise stay silent."""
-        if self.mode in ("accept", "unknown") and not self.pressed:
+        """Press 1 at the first gather when accepting (or dropping later); otherwise stay silent."""
+        if self.mode in ("accept", "unknown", "drop") and not self.pressed:
             self.pressed = True
             return Answer(digits="1")
         return None
@@ -264,9 +267,13 @@ class PeerActor:
         return None
 
     def stay(self, what: str, seconds: float) -> bool:
-        """Stay connected until the conference ends (capped, so a leg never outlives a test run)."""
+        """Stay connected until the conference ends, or ``talk_s`` (capped, so a leg never outlives a test run)."""
         if time.monotonic() - self.started > self.max_s:
             return False
+        if what == "conference" and self.talk_s is not None:
+            self._talking_since = self._talking_since or time.monotonic()
+            if time.monotonic() - self._talking_since >= self.talk_s:
+                return False
         time.sleep(seconds)
         return True
 
@@ -610,6 +617,10 @@ class Leg:
         # The dialled leg's id has the shape of this call's own (Twilio's CA + hex, or SignalWire's UUID).
         dial_sid = new_call_sid("signalwire" if "-" in self.call_sid else "twilio")
         started = time.monotonic()
+        if conference is not None and getattr(self.actor, "drops_before_room", False):
+            # An actor that drops before the room (a lost line, a hang-up during the last words).
+            self.out("[the phone drops before the conversation]")
+            raise HangUp(by="caller")
         if conference is not None:
             status = self.conference(conference)
         else:

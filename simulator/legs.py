@@ -29,7 +29,11 @@ def ring(network: NetworkState, sid: str, hub_url: str, token: str, mode: str) -
     to = call.get("To", "")
     transport = HttpTransport(network.rewrite, signature_header=network.signature_header)
     hub = HubClient(hub_url, want_events=False)  # network events are for the caller's screen
-    leg = Leg(transport, network.signing_key or token, sid, call.get("From", ""), to, PeerActor(mode), account_sid=call["account_sid"],
+    # The line asks for machine detection only when it calls a caller back: that person talks
+    # talk_s and hangs up, like the simulated caller of a live call (the peer waits for them).
+    talk_s = network.talk_s if call.get("MachineDetection") else None
+    leg = Leg(transport, network.signing_key or token, sid, call.get("From", ""), to, PeerActor(mode, talk_s=talk_s),
+              account_sid=call["account_sid"],
               direction="outbound-api", hub=hub, network_url=hub_url, pace=network.pace, max_s=600,
               out=lambda line: _show(network, to, line), status_callback=call.get("StatusCallback"),
               status_events=("completed",))

@@ -23,9 +23,10 @@ from simulator.engine import wav_seconds
 # person answering detection cannot classify (``unknown``: says nothing at first, then presses 1
 # when asked; ``unknown-silent``: never presses anything); a phone that rings out (no-answer),
 # is busy, or cannot be reached (failed); ``refused``: Twilio refuses to place the call at all
-# (REST error 21211, as for a number it cannot dial).
+# (REST error 21211, as for a number it cannot dial); ``drop``: presses 1, then the line drops
+# before the room.
 PEER_MODES = ("accept", "ignore", "voicemail", "no-answer", "busy", "fax", "unknown", "unknown-silent",
-              "voicemail-silence", "voicemail-other", "failed", "refused")
+              "voicemail-silence", "voicemail-other", "failed", "refused", "drop")
 ENDED = ("completed", "canceled", "failed", "busy", "no-answer")  # a call in one of these is over
 NOT_ANSWERED = ("no-answer", "busy", "failed")  # modes whose phone never picks up
 MACHINES = ("voicemail", "voicemail-silence", "voicemail-other")
@@ -106,6 +107,9 @@ class NetworkState:
     ring_s: float = 0.3  # how long a phone rings before it is answered (or gives up)
     ring_after: dict[str, float] = field(default_factory=dict)  # per number, overrides ring_s
     pace: float = 0.0  # seconds of wall time per second of audio on the outbound legs
+    # How long a called-back caller talks before hanging up, as `peerline call --talk-seconds` does
+    # on a live call (None: until the other side hangs up, or the leg's cap).
+    talk_s: float | None = None
     rewrite: dict[str, str] = field(default_factory=dict)  # public URL prefix -> where the app listens
     queues: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> sid, members, waits
     conferences: dict[str, dict[str, bool]] = field(default_factory=dict)  # name -> {sid: endConferenceOnExit}

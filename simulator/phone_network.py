@@ -164,6 +164,15 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
             leg.start()
         return jsonify(_call_json(call)), 201
 
+    @app.get(f"{API}/Calls/<sid>.json")
+    def calls_fetch(account: str, sid: str) -> Response | tuple[Response, int]:
+        """Fetch a call (its status), as Twilio's Calls resource answers."""
+        with network.lock:
+            call = network.calls.get(sid)
+            if call is None:
+                return _not_found()
+            return jsonify(_call_json(call))
+
     @app.post(f"{API}/Calls/<sid>.json")
     def calls_update(account: str, sid: str) -> Response | tuple[Response, int]:
         """Update a call: redirect it (Url/Twiml) or end or cancel it (Status)."""
@@ -234,8 +243,10 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
             network.ring_after.update({str(k): float(v) for k, v in dict(data.get("ring_after") or {}).items()})
             if "pace" in data:
                 network.pace = float(data["pace"])
+            if "talk_s" in data:
+                network.talk_s = None if data["talk_s"] is None else float(data["talk_s"])
         return jsonify(peer_answers=network.peer_answers, answers=network.answers, ring_s=network.ring_s,
-                       pace=network.pace)
+                       pace=network.pace, talk_s=network.talk_s)
 
     @app.post("/_sim/calls")
     def sim_call_begins() -> Response:

@@ -325,11 +325,14 @@ def test_peer_first_then_caller_with_machine_detection_then_connected(svc, db, c
     assert person.said == "Hello. This is the call back you asked for. Connecting you now."
     assert person.twiml.find("Dial/Conference").text == room
     db.expire_all()
-    assert db.get(CallbackRequest, cb.id).status == "completed"
+    # Not completed before the caller is in the room (hanging up at the greeting is not a call).
+    assert db.get(CallbackRequest, cb.id).status == "dialing"
     attempt = db.scalar(select(CallbackAttempt))
     assert attempt.stage == "connected" and attempt.answered_by == "human"
     # The peer leaves the room first: the caller hears the call is over, and the crisis line, then goodbye.
     person.post(person.twiml.find("Dial").get("action"), DialCallStatus="completed")
+    db.expire_all()
+    assert db.get(CallbackRequest, cb.id).status == "completed"
     assert person.said == ("Your call with the peer has ended. "
                            "Take care. If you ever feel unsafe, call or text 9 8 8, any time.")
     assert [verb.tag for verb in person.twiml] == ["Say", "Say", "Hangup"]
@@ -591,6 +594,7 @@ def test_worker_killed_mid_dispatch_loses_nothing_and_never_calls_twice(svc, db,
     person.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="human")
     assert person.twiml.find("Dial/Conference") is not None
     assert len(creates(net, PEER_PHONE)) == 1 and len(creates(net, "+15555550411")) == 1
+    person.post(person.twiml.find("Dial").get("action"), DialCallStatus="completed")  # they talked, in the room
     db.expire_all()
     assert db.get(CallbackRequest, cb.id).status == "completed"
     server.shutdown()
@@ -720,6 +724,8 @@ def test_on_hold_callback_is_called_back_ahead_of_a_later_caller(svc, db, client
     assert back.twiml.find("Dial/Conference").text == peer_phone.twiml.find("Dial/Conference").text
     db.expire_all()
     assert db.scalar(select(PeerRequest).where(PeerRequest.call_sid == later.call_sid)).status == "waiting"
+    back.post(back.twiml.find("Dial").get("action"), DialCallStatus="completed")  # they talked, in the room
+    db.expire_all()
     assert db.get(CallbackRequest, cb.id).status == "completed"
     assert urlsplit(peer_form["Url"][0]).path.startswith("/callbacks/attempt/")
 

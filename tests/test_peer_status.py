@@ -91,6 +91,7 @@ def test_a_peer_deactivated_during_a_call_is_signed_off_when_it_ends_never_rung_
     assert (sam.active, sam.status) == (False, "busy")  # the call goes on
 
     now = utcnow()
+    line.peer_in_room(db, svc, db.get(RingLeg, leg.id), now)  # the peer's <Dial> into the room ended
     line.ring_leg_ended(db, svc, db.get(RingLeg, leg.id), now)
     assert db.get(Peer, sam.id).status == "wrap_up"
     line.reconcile(db, svc, now + timedelta(seconds=svc.settings.peer_wrapup_seconds + 1))

@@ -212,8 +212,13 @@ def test_second_peer_hears_the_call_was_taken(svc, db, client, net) -> None:  # 
     peer_b.press("1")
     assert peer_b.said == "Another peer already took this call. Thank you."
     assert peer_b.twiml.find("Dial") is None
-    # b was in the whisper, so the line hung up b's leg (completed, not canceled).
-    assert (leg_sid(net, second["Url"][0]), {"Status": ["completed"]}) in updates(net)
+    # b was in the whisper, so the line moved b's leg to hear why (never a silent hang-up).
+    leg_b = db.scalars(select(RingLeg).order_by(RingLeg.id)).all()[1]
+    notice = f"{PUBLIC_BASE}/peer/leg/{leg_b.id}/notice?why=taken"
+    assert (leg_b.call_sid, {"Url": [notice], "Method": ["POST"]}) in updates(net)
+    peer_b.post(notice)
+    assert peer_b.said == "Another peer already took this call. Thank you."
+    assert peer_b.twiml.find("Hangup") is not None
 
 
 def test_caller_hangs_up_while_peers_ring(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
@@ -223,7 +228,9 @@ def test_caller_hangs_up_while_peers_ring(svc, db, client, net) -> None:  # type
     first, second = creates(net)
     late = pick_up(client, net, first)  # a is hearing the whisper when the caller hangs up
     caller.post(enqueue_of(caller).get("action"), QueueResult="hangup", QueueTime="4")
-    assert updates(net) == [(leg_sid(net, first["Url"][0]), {"Status": ["completed"]}),
+    leg_a = db.scalars(select(RingLeg).order_by(RingLeg.id)).first()
+    assert updates(net) == [(leg_a.call_sid,
+                             {"Url": [f"{PUBLIC_BASE}/peer/leg/{leg_a.id}/notice?why=gone"], "Method": ["POST"]}),
                             (leg_sid(net, second["Url"][0]), {"Status": ["canceled"]})]
     late.press("1")
     assert late.said == "The caller has hung up. Thank you."
@@ -531,14 +538,45 @@ def test_two_callers_one_peer_first_connected_second_waits_then_connected(svc, d
 
 def test_dropped_peer_call_is_repaired_from_the_status_callback(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
     make_peer(db, svc.vault, display_name="a", phone="+15555550181")
-    ask_for_peer(client, net, "+15555550159")
+    caller = ask_for_peer(client, net, "+15555550159")
     (leg_form, ) = creates(net)[:1]
     peer_phone = pick_up(client, net, leg_form)
     peer_phone.press("1")
-    # The peer's phone drops mid-call: only the status callback tells us.
+    # The peer's phone drops mid-call, after the room: their <Dial> action, then the status callback.
+    peer_phone.post(peer_phone.twiml.find("Dial").get("action"), DialCallStatus="completed")
     peer_phone.post(leg_form["StatusCallback"][0], CallStatus="failed")
     db.expire_all()
     assert db.scalar(select(Peer).where(Peer.display_name == "a")).status == "wrap_up"
+    assert db.scalar(select(PeerRequest)).status == "ended"
+    assert updates(net)[-1][0] == caller.call_sid  # only the caller's move into the room
+
+
+def test_peer_dropped_before_the_room_puts_the_caller_back_in_line(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    make_peer(db, svc.vault, display_name="a", phone="+15555550181")
+    caller = ask_for_peer(client, net, "+15555550159")
+    first_queue_done = enqueue_of(caller).get("action")
+    (leg_form, ) = creates(net)[:1]
+    peer_phone = pick_up(client, net, leg_form)
+    peer_phone.press("1")
+    req = db.scalar(select(PeerRequest))
+    arrived = aware(req.arrived_at)
+    # The peer's line drops before their <Dial> into the room: only the status callback tells us.
+    peer_phone.post(leg_form["StatusCallback"][0], CallStatus="completed")
+    back = f"{PUBLIC_BASE}/peer/caller/{req.id}/back?lang=en"
+    assert updates(net)[-1] == (caller.call_sid, {"Url": [back], "Method": ["POST"]})
+    caller.post(back)
+    assert caller.said == "The peer's line dropped before you were connected. You keep your place in line."
+    assert caller.twiml.find("Enqueue").get("waitUrl") == f"{PUBLIC_BASE}/peer/hold/{req.id}/wait?lang=en"
+    assert caller.twiml.find("Enqueue").get("action") == f"{PUBLIC_BASE}/peer/hold/{req.id}/done?back=1&lang=en"
+    db.expire_all()
+    req = db.scalar(select(PeerRequest))
+    assert (req.status, req.peer_id, aware(req.arrived_at)) == ("waiting", None, arrived)
+    assert db.scalar(select(Peer)).status == "available"  # not wrap-up: there was no call
+    assert db.scalar(select(RingLeg)).status == "dropped"
+    # The first queue's action hears late that the call was moved out of it: the caller still waits.
+    caller.post(first_queue_done, QueueResult="redirected", QueueTime="3")
+    db.expire_all()
+    assert db.scalar(select(PeerRequest)).status == "waiting"
 
 
 def test_a_one_minute_wait_is_said_in_the_singular(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]

@@ -48,7 +48,7 @@ ENDPOINTS = [endpoint for endpoint, _rule in RULES]
 NOBODY = {"voice.status", "voice.voicemail_recording", "routing.leg_status", "callbacks.peer_status",
           "callbacks.caller_status"}
 ON_HOLD = {"routing.hold_wait", "routing.hold_choice"}
-LEG = {"routing.leg_whisper", "routing.leg_answer", "routing.leg_after", "callbacks.peer_whisper",
+LEG = {"routing.leg_whisper", "routing.leg_answer", "routing.leg_after", "routing.leg_notice", "callbacks.peer_whisper",
        "callbacks.peer_answer", "callbacks.peer_after", "callbacks.peer_notice", "callbacks.caller_answer",
        "callbacks.caller_confirm",
        "callbacks.caller_after", "peer_phone.peer_id", "peer_phone.pin", "peer_phone.choice"}

@@ -12,7 +12,7 @@ from rq.registry import FailedJobRegistry
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
-from callflows import line
+from callflows import line, repair
 from ivr.dashboard.core import audit, aware, bp, supervisor_required
 from ivr.db import get_session
 from ivr.services import services
@@ -173,7 +173,7 @@ def board() -> str:
     peer_names = {p.id: p.display_name for p in peers}
     return render_template("staff/board.html", calls=talking, waiting=waiting, last_node=last_node,
                            peer_of_call=peer_of_call, callbacks=callbacks, peers=peers, peer_names=peer_names,
-                           now=utcnow(), aware=aware)
+                           now=utcnow(), aware=aware, holding=repair.holding(db, utcnow()))
 
 
 # Failed jobs ----------------------------------------------------------------------------

@@ -61,7 +61,8 @@ def my_shift() -> str:
         except DecryptError:
             notes.setdefault(note.call_id, []).append("(this note cannot be decrypted)")
     return render_template("staff/my_shift.html", peer=peer, self_statuses=SELF_STATUSES, follow_ups=follow_ups,
-                           callbacks=callbacks, calls=calls, notes=notes, now=utcnow(), aware=aware)
+                           callbacks=callbacks, calls=calls, notes=notes, now=utcnow(), aware=aware,
+                           missed_limit=services().settings.peer_missed_offers_break)
 
 
 @bp.post("/me/status")

@@ -88,8 +88,11 @@ def peer_after(attempt_id: int) -> Response:
 @heard_by(Audience.LEG)
 def peer_notice(attempt_id: int) -> Response:
     """The caller was not reached: tell the peer, who is then free again."""
-    speaker = _peer_speaker(_attempt(attempt_id, "peer"))
-    return to_response(speaker.say_then_hangup([speaker.text("callback_peer_no_answer")]))
+    attempt = _attempt(attempt_id, "peer")
+    speaker = _peer_speaker(attempt)
+    said = "callback_peer_caller_left" if attempt is not None and attempt.outcome == "caller_left" \
+        else "callback_peer_no_answer"
+    return to_response(speaker.say_then_hangup([speaker.text(said)]))
 
 
 @bp.post("/attempt/<int:attempt_id>/peer/status")
@@ -149,8 +152,11 @@ def _caller_outcome(attempt: CallbackAttempt, outcome: str) -> Response:
 @bp.post("/attempt/<int:attempt_id>/caller/after")
 @heard_by(Audience.LEG)
 def caller_after(attempt_id: int) -> Response:
-    """The caller's side of the room ended."""
-    speaker = _caller_speaker(_attempt(attempt_id, "caller"))
+    """The caller's side of the room ended (they were in it): the callback is completed."""
+    attempt = _attempt(attempt_id, "caller")
+    if attempt is not None:
+        callbacks.caller_in_room(get_session(), attempt, utcnow())
+    speaker = _caller_speaker(attempt)
     return to_response(speaker.say_then_hangup([speaker.text("peer_call_over"), speaker.text("callback_goodbye")]))
 
 

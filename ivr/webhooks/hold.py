@@ -122,8 +122,10 @@ def _wait_document(req: PeerRequest) -> VoiceResponse:
     session = get_session()
     ctx = current_ctx(req.language)
     flow = ctx.flow
-    position = int_param("QueuePosition", 1, low=1, form=True)
-    minutes = line.expected_wait_minutes(session, position, utcnow())
+    # The line's own order (callbacks that came first count), not Twilio's queue position alone.
+    now = utcnow()
+    position = line.position_in_line(session, req, now)
+    minutes = line.expected_wait_minutes(session, position, now)
     lines = [flow.text("hold_position", position=position),
              flow.counted("hold_wait", minutes, minutes=minutes) if minutes else flow.text("hold_wait_unknown")]
     nobody_on = peers_on_shift(session, req.language) == 0
@@ -204,6 +206,11 @@ def hold_done(req_id: int) -> Response:
     if request.form.get("QueueResult", "") == "hangup":
         line.caller_left(session, services(), req, "abandoned", now)
         return to_response(empty())
+    if request.form.get("QueueResult", "") == "redirected" and req.status in routing.OPEN_REQUESTS \
+            and int_param("back") < routing.times_back(session, req.id):
+        # A queue the caller left for a peer who then dropped: they already wait again in a newer
+        # one (its action URL counts the returns), so this late word must not end their request.
+        return to_response(empty())
     ctx = current_ctx(req.language)
     if req.status == "callback":
         # The callback request, keeping the caller's place in line.
@@ -220,11 +227,32 @@ def hold_done(req_id: int) -> Response:
                                                      ctx.url("voice.menu", node="no_peer")))
 
 
+def _back_in_line(ctx: Ctx, req: PeerRequest, lines: list[str]) -> VoiceResponse:
+    """Say ``lines``, then the caller waits in the queue again under the same request (their place kept)."""
+    return ctx.speaker.enqueue(lines, routing.queue_name(req.language),
+                               wait_url=ctx.url("routing.hold_wait", req_id=req.id),
+                               action_url=ctx.url("routing.hold_done", req_id=req.id,
+                                                  back=routing.times_back(get_session(), req.id)))
+
+
+@bp.post("/caller/<int:req_id>/back")
+def caller_back(req_id: int) -> Response:
+    """The peer who accepted dropped before the conversation: the caller is told and waits again, keeping their place."""
+    req = _request_for_caller(req_id)
+    ctx = current_ctx()
+    if req is None or req.status not in routing.OPEN_REQUESTS:
+        return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("no_peer_yet")],
+                                                         ctx.url("voice.menu", node="no_peer")))
+    return to_response(_back_in_line(ctx, req, [ctx.flow.text("peer_lost")]))
+
+
 @bp.post("/caller/<int:req_id>/connect")
 def caller_connect(req_id: int) -> Response:
     """The caller, redirected out of the queue once a peer accepted: join the private room."""
     req = _request_for_caller(req_id)
     ctx = current_ctx()
+    if req is not None and req.status in routing.OPEN_REQUESTS:  # the peer dropped on the way: back in line
+        return to_response(_back_in_line(ctx, req, [ctx.flow.text("peer_lost")]))
     if req is None or req.status != "connected":
         return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("no_peer_yet")],
                                                          ctx.url("voice.menu", node="no_peer")))

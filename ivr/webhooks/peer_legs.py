@@ -71,8 +71,10 @@ def leg_answer(leg_id: int) -> Response:
 @bp.post("/leg/<int:leg_id>/after")
 @heard_by(Audience.LEG)
 def leg_after(leg_id: int) -> Response:
-    """The peer's side of the conversation ended."""
+    """The peer's side of the conversation ended (they were in the room): wrap-up."""
     found = _leg(leg_id)
+    if found is not None:
+        line.peer_in_room(get_session(), services(), found[0], utcnow())
     speaker = Speaker(peer_flow(found[2])) if found else current_ctx().speaker
     if found is not None and found[1].peer_id == found[2].id and found[1].call_id is not None:
         # Wrap-up starts with the call record, by keypad: the outcome (1-5), then referral yes or no.
@@ -108,6 +110,17 @@ def leg_referral(leg_id: int) -> Response:
             and referral is not None:
         records.save(get_session(), found[1].call_id, found[2].id, "keypad", referral=referral)
     return to_response(speaker.say_then_hangup([speaker.text("record_saved"), speaker.text("peer_thanks")]))
+NOTICES = {"taken": "peer_taken", "gone": "peer_caller_gone", "left": "peer_caller_left"}
+
+
+@bp.post("/leg/<int:leg_id>/notice")
+@heard_by(Audience.LEG)
+def leg_notice(leg_id: int) -> Response:
+    """A peer moved here by the line hears why the call is not theirs (taken, caller gone), then the line hangs up."""
+    found = _leg(leg_id)
+    speaker = Speaker(peer_flow(found[2])) if found else current_ctx().speaker
+    phrase = NOTICES.get(request.args.get("why", ""), "peer_caller_gone")
+    return to_response(speaker.say_then_hangup([speaker.text(phrase)]))
 
 
 @bp.post("/leg/<int:leg_id>/status")

@@ -36,6 +36,8 @@ CHOICES = {"1": "available", "2": "break", "3": "signed_off"}
 def greet_peer(ctx: Ctx) -> VoiceResponse:
     """A call from a peer's registered phone: ask for the PIN."""
     peer = peers.peer_for_number(get_session(), services().vault, request.form.get("From"))
+    if peer is not None:  # on the phone with the line from now on: never rung during this call
+        peers.on_line_call(get_session(), peer, request.form.get("CallSid", ""))
     speaker = Speaker(peer_flow(peer))
     return speaker.keypad([speaker.text("peer_signin")], public_url("peer_phone.pin", peer=peer.id if peer else 0))
 
@@ -86,6 +88,8 @@ def pin() -> Response:
     if result.outcome == "wrong":
         return to_response(speaker.keypad([speaker.text("peer_pin_wrong"), speaker.text("peer_signin")], again))
     assert peer is not None
+    # Never rung during this call: busy to the line until its status callback says it ended.
+    peers.on_line_call(session, peer, request.form.get("CallSid", ""))
     return to_response(_menu(session, peer, _token(peer)))
 
 
@@ -109,6 +113,9 @@ def _signed_in_peer(session: Session) -> Peer | None:
 
 def _menu(session: Session, peer: Peer, token: str, preface: list[str] | None = None) -> VoiceResponse:
     speaker = Speaker(peer_flow(peer))
+    if peer.status == "break" and peer.auto_break_at is not None:  # why they are on a break, first
+        limit = services().settings.peer_missed_offers_break
+        preface = [*(preface or []), speaker.flow.counted("peer_auto_break", limit, count=limit)]
     lines = [*(preface or []),
              speaker.text("peer_status", status=speaker.text(f"status_{peer.status}")),
              *_next_shift(session, peer, speaker.flow),
