@@ -19,6 +19,7 @@ from callflows.errors import SettingsError
 
 TWILIO_API_HOST = "https://api.twilio.com"
 WINDOW_CHOICES = ("now", "morning", "afternoon", "evening")
+MONITOR_NOTICES = ("whisper", "tone", "none")  # what a peer hears when someone starts listening
 
 
 def parse_windows(spec: str) -> dict[str, tuple[int, int]]:
@@ -90,6 +91,11 @@ class Settings:
     callback_max_attempts: int = 3
     callback_retry_schedule: str = "10m,1h"
     callback_max_concurrent: int = 2  # outbound callback attempts in progress at once
+    # In-call help (callflows.escalation): how long the supervisor's and the crisis line's phones
+    # ring, and what a peer hears when a supervisor or trainee starts listening (whisper, tone, none).
+    supervisor_answer_seconds: int = 25
+    crisis_answer_seconds: int = 45
+    monitor_notice: str = "whisper"
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -139,6 +145,9 @@ class Settings:
             callback_max_attempts=number("CALLBACK_MAX_ATTEMPTS", 3, minimum=1),
             callback_retry_schedule=env.get("CALLBACK_RETRY_SCHEDULE") or cls.callback_retry_schedule,
             callback_max_concurrent=number("CALLBACK_MAX_CONCURRENT", 2, minimum=1),
+            supervisor_answer_seconds=number("SUPERVISOR_ANSWER_SECONDS", 25, minimum=5),
+            crisis_answer_seconds=number("CRISIS_ANSWER_SECONDS", 45, minimum=5),
+            monitor_notice=(env.get("MONITOR_NOTICE") or cls.monitor_notice).strip().lower(),
         )
         if problems:
             raise SettingsError(problems)
@@ -152,6 +161,8 @@ class Settings:
                 parse()
             except SettingsError as exc:
                 problems.extend(exc.problems)
+        if self.monitor_notice not in MONITOR_NOTICES:
+            problems.append(f"MONITOR_NOTICE: {self.monitor_notice!r} must be one of {', '.join(MONITOR_NOTICES)}")
         if not self.public_base_url.startswith(("http://", "https://")):
             problems.append(f"PUBLIC_BASE_URL: {self.public_base_url!r} must start with http:// or https://")
         if problems:

@@ -10,6 +10,7 @@ and re-exported here):
 """
 from __future__ import annotations
 
+from models.escalation import Handoff, MonitorSession
 from models.errors import DataKeyError, DecryptError, ModelError
 from models.tables import (
     AuditEntry,
@@ -34,7 +35,9 @@ __all__ = [
     "Caller",
     "DataKeyError",
     "DecryptError",
+    "Handoff",
     "ModelError",
+    "MonitorSession",
     "Peer",
     "PeerStory",
     "StaffUser",

@@ -240,20 +240,45 @@ class ScriptActor:
 
 
 class PeerActor:
-    """A peer's phone: ``accept`` presses 1 at the whisper, ``ignore`` and ``voicemail`` press nothing."""
+    """A peer's phone: ``accept`` presses 1 at the whisper, ``ignore`` and ``voicemail`` press nothing.
 
-    def __init__(self, mode: str, max_s: float = 600.0) -> None:
+    A peer who accepts may be scripted further (``keys``, taken from ``keys_source`` when they
+    accept): a ``*`` is pressed in the call after STAR_AFTER_S (with ``hangupOnStar`` it opens
+    the peer's in-call menu), every other key answers the next menu.
+    """
+
+    STAR_AFTER_S = 1.0
+
+    def __init__(self, mode: str, max_s: float = 600.0, keys_source: Callable[[], list[str]] | None = None) -> None:
         self.mode = mode
         self.max_s = max_s
         self.pressed = False
         self.started = time.monotonic()
+        self.keys_source = keys_source
+        self.keys: list[str] = []
+        self._in_call_since: float | None = None
 
     def gather(self, heard: str, input_types: str, on_hold: bool) -> Answer | None:
-        """Press 1 at the first gather when accepting; otherwise stay silent."""
+        """Press 1 at the first gather when accepting, then the scripted keys; otherwise stay silent."""
         if self.mode == "accept" and not self.pressed:
             self.pressed = True
+            self.keys = self.keys_source() if self.keys_source else []
             return Answer(digits="1")
+        if self.keys and self.keys[0] != "*":
+            return parse_answer(self.keys.pop(0))
         return None
+
+    def press_star(self) -> bool:
+        """In a call: press ``*`` now when it is the next scripted key and the call has gone on a moment."""
+        if not self.keys or self.keys[0] != "*":
+            self._in_call_since = None
+            return False
+        self._in_call_since = self._in_call_since or time.monotonic()
+        if time.monotonic() - self._in_call_since < self.STAR_AFTER_S:
+            return False
+        self.keys.pop(0)
+        self._in_call_since = None
+        return True
 
     def record(self) -> bytes | None:
         """A peer never leaves a recording."""
@@ -599,7 +624,7 @@ class Leg:
         dial_sid = "CA" + uuid.uuid4().hex
         started = time.monotonic()
         if conference is not None:
-            status = self.conference(conference)
+            status = self.conference(conference, hangup_on_star=verb.get("hangupOnStar") == "true")
         else:
             number = verb.find("Number")
             target = (number.text if number is not None else verb.text or "").strip()
@@ -607,6 +632,7 @@ class Leg:
             self.wait(2)
             status = "completed"
         if status == "hangup":
+            self.status = "completed"  # Twilio's request says the call is over (CallStatus=completed)
             if action:  # Twilio still tells the app how the Dial ended, and ignores the answer
                 self.notify(urljoin(doc_url, action), method, DialCallStatus="completed", DialCallSid=dial_sid,
                             DialCallDuration=str(int(time.monotonic() - started)))
@@ -617,20 +643,36 @@ class Leg:
                         {"DialCallStatus": status, "DialCallSid": dial_sid,
                          "DialCallDuration": str(int(time.monotonic() - started))})
 
-    def conference(self, noun: etree._Element) -> str:
-        """Stay in a conference until it ends ("completed") or this person hangs up ("hangup")."""
+    def conference(self, noun: etree._Element, hangup_on_star: bool = False) -> str:
+        """Stay in a conference until it ends ("completed"), this person hangs up ("hangup"), or presses
+        ``*`` under ``hangupOnStar`` ("completed": the Dial's action goes on). Announcements made to
+        this participant (``AnnounceUrl``) are fetched and heard."""
         if self.hub is None:
             raise SimulatorError("a <Conference> needs the phone network (--network)")
         name = (noun.text or "").strip()
         end_on_exit = noun.get("endConferenceOnExit") == "true"
-        self.hub.act(self.call_sid, "join", conference=name, end_on_exit=end_on_exit)
+        self.hub.act(self.call_sid, "join", conference=name, end_on_exit=end_on_exit,
+                     muted=noun.get("muted") == "true", coach=noun.get("coach"))
+        coach = noun.get("coach")
         self.out("  [connected: you are in the conversation]" if self.direction == "inbound"
+                 else "  [connected: coaching the peer; only they hear you]" if coach
+                 else "  [connected, muted: you listen]" if noun.get("muted") == "true"
                  else "  [connected to the caller]")
+        announced = int(self._last.get("call", {}).get("announce_seq") or 0)
+        press_star = getattr(self.actor, "press_star", None)
         try:
             while True:
                 self.check()
-                if self._last.get("call", {}).get("conference") != name:
+                call = self._last.get("call", {})
+                if call.get("conference") != name:
                     self.out("  [the other side hung up]")
+                    return "completed"
+                if int(call.get("announce_seq") or 0) > announced:
+                    announced = int(call.get("announce_seq") or 0)
+                    self.announcement(call.get("announce") or {})
+                if hangup_on_star and press_star is not None and press_star():
+                    self.out("> you press *")
+                    self.hub.act(self.call_sid, "leave")
                     return "completed"
                 if not self.actor.stay("conference", max(self.poll_s, 0.05)):
                     self.hub.act(self.call_sid, "leave")
@@ -640,6 +682,20 @@ class Leg:
         except HangUp:
             self.hub.act(self.call_sid, "leave")
             raise
+
+    def announcement(self, announce: dict[str, Any]) -> None:
+        """Hear an announcement (a participant's ``AnnounceUrl``): its Say, Play and Pause verbs, nothing else."""
+        url = announce.get("url")
+        if not url:
+            return
+        try:
+            root = self.fetch(url, (announce.get("method") or "POST").upper())
+        except TransportError as exc:
+            self.out(f"[network] announcement {url} failed: {exc}")
+            return
+        for verb in root:
+            if isinstance(verb.tag, str) and verb.tag in ("Say", "Play", "Pause"):
+                self.speak(verb)
 
     def enqueue(self, verb: etree._Element, doc_url: str) -> _Request | None:
         """<Enqueue>: hold, looping over waitUrl, until <Leave>, a redirect, or a hang-up."""

@@ -22,7 +22,9 @@ def ring(network: NetworkState, sid: str, hub_url: str, token: str, mode: str) -
     to = call.get("To", "")
     transport = HttpTransport(network.rewrite)
     hub = HubClient(hub_url, want_events=False)  # network events are for the caller's screen
-    leg = Leg(transport, token, sid, call.get("From", ""), to, PeerActor(mode), account_sid=call["account_sid"],
+    # A participant the line added (the crisis line, a supervisor listening) is not a peer: no scripted keys.
+    actor = PeerActor(mode, keys_source=None if call.get("participant") else network.take_peer_keys)
+    leg = Leg(transport, token, sid, call.get("From", ""), to, actor, account_sid=call["account_sid"],
               direction="outbound-api", hub=hub, network_url=hub_url, pace=network.pace, max_s=600,
               out=lambda line: _show(network, to, line), status_callback=call.get("StatusCallback"),
               status_events=("completed",))

@@ -11,7 +11,7 @@ import dataclasses
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows import Flow, line, routing, stories
+from callflows import Flow, escalation, line, routing, stories
 from callflows.calls import record_event
 from callflows.times import aware
 from ivr.db import get_session
@@ -188,7 +188,9 @@ def caller_connect(req_id: int) -> Response:
     if req is None or req.status != "connected":
         return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("no_peer_yet")],
                                                          ctx.url("voice.menu", node="no_peer")))
-    return to_response(ctx.speaker.conference([ctx.flow.text("peer_connecting")], routing.room_name(req),
+    # The notice about listeners and the crisis line (call_notice, in the flow files; empty says nothing).
+    lines = [ctx.flow.text("peer_connecting"), *filter(None, [ctx.flow.strings.get("call_notice")])]
+    return to_response(ctx.speaker.conference(lines, routing.room_name(req),
                                               ctx.url("routing.caller_done", req_id=req.id)))
 
 
@@ -199,4 +201,5 @@ def caller_done(req_id: int) -> Response:
     ctx = current_ctx()
     if req is not None:
         routing.caller_call_over(get_session(), req, utcnow())
+        escalation.caller_left(get_session(), services(), req, utcnow())  # stop the legs still ringing for them
     return to_response(ctx.speaker.say_then_hangup([ctx.flow.text("peer_call_over"), ctx.flow.text("goodbye")]))
