@@ -7,12 +7,14 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from models import Handoff, Peer
+from simulator.cli import call_command
 from models.tables import PeerRequest
 from tests.factories import make_peer
-from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TestCaller
+from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
 from tests.test_routing import ask_for_peer, creates, pick_up
 
 LINE = "+15005550006"
@@ -314,3 +316,37 @@ def test_the_peers_in_call_keys_are_not_the_callers_crisis_key(svc, db, client, 
     star(net, call)
     call.peer.press("9")
     assert call.peer.said == MENU
+
+
+def test_peerline_call_with_a_scripted_peer_shows_a_whole_hand_off(live_app: str, svc, db, net) -> None:  # type: ignore[no-untyped-def]
+    """`peerline call --peer-answers accept --peer-keys "*,1"`: the peer steps out, adds the crisis line, goes back."""
+    make_peer(db, svc.vault, display_name="sam", phone="+15555550131")
+    net.state.rewrite = {PUBLIC_BASE: live_app}  # the network's legs reach the app where it listens
+    net.state.ring_s = 0.1
+    result = CliRunner().invoke(call_command, [
+        "--script", "1,1", "--talk-seconds", "6", "--peer-answers", "accept", "--peer-keys", "*,1",
+        "--url", live_app, "--public-url", PUBLIC_BASE, "--token", TEST_AUTH_TOKEN, "--network", net.base_url,
+        "--from", "+15555550178"])
+    net.state.wait_for_legs()
+    assert result.exit_code == 0, result.output
+    out = result.output
+    steps = ["[network] +15555550131 presses 1",
+             "[connected: you are in the conversation]",
+             "[network] +15555550131 presses *",
+             '[network] +15555550131 hears "The caller cannot hear you',
+             "[network] the line adds 988 to conference call-1",
+             '[network] +15555550131 hears "Calling the crisis line into the call.',
+             "[network] 988 answers",
+             '[network] +15555550131 hears "The crisis counselor is on the line.',
+             "[you hang up]"]
+    positions = [out.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions), "\n".join(
+        f"{p:6d} {s}" for p, s in zip(positions, steps)) + "\n" + out
+    # Meanwhile (the caller's own screen, so its place among the peer's lines varies) the caller is reassured.
+    assert out.find('"Your peer is still with you. Please stay on the line."') > out.find("presses *")
+    db.expire_all()
+    handoff = db.scalar(select(Handoff))
+    assert (handoff.kind, handoff.status) == ("crisis", "ended") and handoff.answered_at is not None
+    assert db.scalar(select(Peer)).status == "wrap_up"  # the peer is not left busy
+    assert all(c["status"] in ("completed", "canceled") for c in net.state.calls.values())  # no leg left
+    assert net.state.conferences == {}
