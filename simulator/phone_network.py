@@ -360,7 +360,8 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
                 members = network.conferences.setdefault(name, {})
                 members[sid] = bool(data.get("end_on_exit"))
                 network.conference_sids.setdefault(name, network.new_sid("CF"))
-                attributes = network.participants.setdefault(sid, {"hold": False})
+                # A participant the API added keeps what it asked for (muted, coaching...).
+                attributes = network.participants.setdefault(sid, dict(call.get("participant") or {"hold": False}))
                 attributes.setdefault("muted", bool(data.get("muted")))
                 attributes.setdefault("coaching", bool(data.get("coach")))
                 attributes.setdefault("call_sid_to_coach", data.get("coach") or None)

@@ -51,9 +51,10 @@ def rest(net, since: int = 0) -> list[tuple[str, dict[str, list[str]]]]:  # type
     return [(r.path.removeprefix(ACCOUNT), r.form) for r in net.state.requests[since:] if r.method == "POST"]
 
 
-def connected(client, net, db, svc) -> SimpleNamespace:  # type: ignore[no-untyped-def]
-    """A caller and a peer talking in their room."""
-    make_peer(db, svc.vault, display_name="sam", phone="+15555550131")
+def connected(client, net, db, svc, peer_phone: str | None = "+15555550131") -> SimpleNamespace:  # type: ignore[no-untyped-def]
+    """A caller and a peer talking in their room (a new peer, or with None the one already available)."""
+    if peer_phone:
+        make_peer(db, svc.vault, display_name="sam", phone=peer_phone)
     caller = ask_for_peer(client, net, "+15555550196")
     form = creates(net)[0]
     peer = pick_up(client, net, form)
