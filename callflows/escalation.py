@@ -139,14 +139,19 @@ def peer_stepped_out(session: Session, svc: Services, req: PeerRequest, now: dat
     """The peer pressed ``*``: True (menu) while the caller is still in the room, whom the line then reassures."""
     if not in_conversation(req):
         return False
-    conference = _conference_sid(svc, req)
+    try:
+        conference = svc.twilio.conference_sid(room_name(req))
+    except TwilioGatewayError:  # unknown: the request says the caller is there, so the peer gets the menu
+        log.warning("could not look up the room of request %s", req.id, exc_info=True)
+        conference = ""
     if conference is None:  # the room is gone: the caller left a moment ago
         return False
     record_event(session, req.call_sid, "in_call", "*", "peer menu")
     session.commit()
     try:
-        svc.twilio.update_participant(conference, req.call_sid, announce_url=caller_notice_url(svc, req),
-                                      announce_method="POST")
+        if conference:
+            svc.twilio.update_participant(conference, req.call_sid, announce_url=caller_notice_url(svc, req),
+                                          announce_method="POST")
     except TwilioGatewayError:
         log.warning("could not reassure the caller of request %s", req.id, exc_info=True)
     return True
@@ -270,8 +275,11 @@ def handoff_status(session: Session, svc: Services, handoff: Handoff, req: PeerR
 
 def _move_caller_on(session: Session, svc: Services, req: PeerRequest) -> None:
     """The caller is alone in the room: take them to the goodbye (their Dial action), if still there."""
-    if _conference_sid(svc, req) is None:
-        return
+    try:
+        if svc.twilio.conference_sid(room_name(req)) is None:  # the room ended with the caller
+            return
+    except TwilioGatewayError:  # unknown: try the move anyway (Twilio refuses it for a call that is over)
+        log.warning("could not look up the room of request %s", req.id, exc_info=True)
     try:
         svc.twilio.update_call(req.call_sid, url=svc.public_url("routing.caller_done", req_id=req.id), method="POST")
     except TwilioGatewayError:  # their call is over already

@@ -58,6 +58,7 @@ from ivr.services import services
 from ivr.signature import PATH_SAFE
 from ivr.twiml import MAX_SAY_CHARS
 from ivr.webhooks import failures, peer_phone
+from ivr.webhooks.in_call import PEER_NOTICES
 from models import PeerStory, utcnow
 from models.tables import CallbackAttempt, CallbackRequest, PeerRequest, RingLeg
 from simulator.phone_network import NetworkState, create_phone_network
@@ -177,6 +178,7 @@ NAMES = {
     "node": sorted(FLOWS["en"].nodes),
     "topic": ["medication", "pain", "loneliness", "stigma"],
     "name": sorted({*ACTIONS, "story:medication", "story:pain", "pending_callback", "peer_sign_in"}),
+    "what": sorted(PEER_NOTICES),  # the notices a peer hears in the room (ivr.webhooks.in_call)
 }
 hostile_name = st.one_of(st.sampled_from(["nope", ".", "story:", "%", "main "]), st.text(min_size=1, max_size=30))
 
