@@ -351,3 +351,56 @@ def test_peerline_call_with_a_scripted_peer_shows_a_whole_hand_off(live_app: str
     assert db.scalar(select(Peer)).status == "wrap_up"  # the peer is not left busy
     assert all(c["status"] in ("completed", "canceled") for c in net.state.calls.values())  # no leg left
     assert net.state.conferences == {}
+
+
+def test_peer_hangs_up_while_the_supervisor_coaches_nobody_is_left_in_the_room(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    call = connected(client, net, db, svc)
+    star(net, call)
+    call.peer.press("2")
+    enter(net, call.peer.call_sid, call.room, False)
+    handoff = db.scalar(select(Handoff))
+    supervisor = pick_up(client, net, next(f for f in creates(net) if f["To"] == [SUPERVISOR]))
+    supervisor.press("1")
+    enter(net, handoff.call_sid, call.room, False)
+    # The peer hangs up: the caller hears the goodbye (their leg ends the room for the supervisor too).
+    leave(net, call.peer.call_sid)
+    mark = len(net.state.requests)
+    call.peer.post(call.status_url, CallStatus="completed", CallDuration="200")
+    assert rest(net, mark)[-1] == (f"/Calls/{call.caller.call_sid}.json",
+                                   {"Url": [f"{PUBLIC_BASE}/peer/caller/{call.req.id}/done"], "Method": ["POST"]})
+    assert in_room(net, handoff.call_sid) is None  # the caller's move took them, and the room, away
+    supervisor.post(supervisor.twiml.find("Dial").get("action"), DialCallStatus="completed", CallStatus="in-progress")
+    assert supervisor.said == "This call has ended. Thank you." and supervisor.twiml.find("Hangup") is not None
+    supervisor.post(f"{PUBLIC_BASE}/peer/handoff/{handoff.id}/status", CallStatus="completed", CallDuration="90")
+    db.expire_all()
+    assert db.get(Handoff, handoff.id).status == "ended"
+    assert db.scalar(select(Peer)).status == "wrap_up"
+
+
+def test_peerline_call_with_a_scripted_peer_asking_the_supervisor(live_app: str, svc, db, net) -> None:  # type: ignore[no-untyped-def]
+    """`--peer-keys "*,2"`: the supervisor's phone rings with the whisper, they press 1 and coach the peer."""
+    make_peer(db, svc.vault, display_name="sam", phone="+15555550131")
+    net.state.rewrite = {PUBLIC_BASE: live_app}
+    net.state.ring_s = 0.1
+    result = CliRunner().invoke(call_command, [
+        "--script", "1,1", "--talk-seconds", "6", "--peer-answers", "accept", "--peer-keys", "*,2",
+        "--url", live_app, "--public-url", PUBLIC_BASE, "--token", TEST_AUTH_TOKEN, "--network", net.base_url,
+        "--from", "+15555550179"])
+    net.state.wait_for_legs()
+    assert result.exit_code == 0, result.output
+    out = result.output
+    steps = ["[network] +15555550131 presses *",
+             "[network] +15555550131 presses 2",
+             f"[network] ringing {SUPERVISOR}",
+             f'[network] {SUPERVISOR} hears "A peer is asking for help. Press 1 to join."',
+             f"[network] {SUPERVISOR} presses 1",
+             '[network] +15555550131 hears "A supervisor has joined. Only you can hear them."',
+             "[you hang up]"]
+    positions = [out.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions), out
+    db.expire_all()
+    handoff = db.scalar(select(Handoff))
+    assert (handoff.kind, handoff.status) == ("supervisor", "ended")
+    assert db.scalar(select(Peer)).status == "wrap_up"
+    assert all(c["status"] in ("completed", "canceled") for c in net.state.calls.values())
+    assert net.state.conferences == {}

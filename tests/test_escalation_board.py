@@ -9,7 +9,7 @@ from models import AuditEntry, MonitorSession, StaffUser
 from tests.factories import make_peer
 from tests.helpers import PUBLIC_BASE, TestCaller
 from tests.test_dashboard import post, sign_in
-from tests.test_escalation import ACCOUNT, LINE, announced, connected, enter, rest, say_of
+from tests.test_escalation import ACCOUNT, LINE, announced, connected, enter, leave, rest, say_of
 
 MY_PHONE = "+15555550777"
 
@@ -133,3 +133,12 @@ def test_a_trainee_shadows_muted_and_the_peer_hears_a_tone(svc, db, client, net,
     tone = TestCaller(client)
     tone.post(notice)
     assert tone.twiml.find("Play").get("digits") == "w0" and tone.said == ""
+
+
+def test_the_board_shows_the_hand_off_state(svc, db, client, net, dashboard_data) -> None:  # type: ignore[no-untyped-def]
+    call = connected(client, net, db, svc, peer_phone=None)
+    leave(net, call.peer.call_sid)
+    call.peer.post(call.peer.twiml.find("Dial").get("action"), DialCallStatus="completed", CallStatus="in-progress")
+    call.peer.press("1")
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    assert "hand-off: <strong>crisis: ringing</strong>" in client.get("/staff/board").get_data(as_text=True)
