@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 OPEN_HANDOFFS = ("ringing", "answered", "joined")
 OPEN_MONITORS = ("ringing", "live")
-# The peer's private in-call menu: key -> what it does.
-PEER_MENU = {"1": "crisis", "2": "supervisor", "3": "back"}
+# The peer's private in-call menu: key -> what it does. 9, the crisis key everywhere on the line,
+# also adds the crisis line here (to the caller's room: the peer's own leg is never dialled away).
+PEER_MENU = {"1": "crisis", "2": "supervisor", "3": "back", "9": "crisis"}
 # A supervisor in the room presses * for theirs.
 SUPERVISOR_MENU = {"1": "join", "2": "coach", "3": "leave"}
 MONITOR_CHANGES = ("speak", "speak_to_both", "coach", "end")

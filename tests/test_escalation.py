@@ -311,11 +311,17 @@ def test_peer_hangs_up_in_the_conversation_ends_the_callers_room(svc, db, client
     assert db.scalar(select(Peer)).status == "wrap_up"
 
 
-def test_the_peers_in_call_keys_are_not_the_callers_crisis_key(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    """9 in the peer's private menu is a wrong key there (it repeats the menu), not a crisis dial for the peer."""
+def test_nine_in_the_peers_menu_adds_the_crisis_line_to_the_callers_room(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    """9, the crisis key everywhere, is a warm hand-off here too: never a dial that takes the peer away from the caller."""
     call = connected(client, net, db, svc)
     star(net, call)
+    mark = len(net.state.requests)
     call.peer.press("9")
+    assert call.peer.said.startswith("Calling the crisis line into the call.")
+    assert call.peer.twiml.find("Dial/Number") is None and call.peer.twiml.find("Dial/Conference").text == call.room
+    assert [path for path, _form in rest(net, mark)] == [f"/Conferences/{call.room}/Participants.json"]
+    call.peer.post(call.peer.twiml.find("Dial").get("action"), DialCallStatus="completed", CallStatus="in-progress")
+    call.peer.press("7")  # a key that means nothing here says the menu again
     assert call.peer.said == MENU
 
 
