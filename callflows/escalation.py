@@ -126,11 +126,20 @@ def _announce(svc: Services, req: PeerRequest, call_sid: str | None, url: str) -
 
 
 def tell_peer(session: Session, svc: Services, req: PeerRequest, what: str) -> bool:
-    """An announcement only the peer hears in the room (``what`` names the notice)."""
+    """A notice only the peer hears (``what`` names it): announced in the room, or, while the peer is
+    out of the room (still in the in-call menu), said as their call is moved back into it."""
     leg = peer_leg(session, req)
-    if leg is None or leg.status != "accepted":
+    if leg is None or leg.status != "accepted" or not leg.call_sid:
         return False
-    return _announce(svc, req, leg.call_sid, peer_notice_url(svc, leg, what))
+    if _announce(svc, req, leg.call_sid, peer_notice_url(svc, leg, what)):
+        return True
+    try:
+        svc.twilio.update_call(leg.call_sid, url=svc.public_url("routing.in_call_rejoin", leg_id=leg.id, what=what),
+                               method="POST")
+    except TwilioGatewayError:  # the peer has hung up
+        log.info("peer of request %s not told %s", req.id, what)
+        return False
+    return True
 
 
 # The peer's in-call menu ---------------------------------------------------------------------

@@ -242,9 +242,10 @@ class ScriptActor:
 class PeerActor:
     """A peer's phone: ``accept`` presses 1 at the whisper, ``ignore`` and ``voicemail`` press nothing.
 
-    A peer who accepts may be scripted further (``keys``, taken from ``keys_source`` when they
-    accept): a ``*`` is pressed in the call after STAR_AFTER_S (with ``hangupOnStar`` it opens
-    the peer's in-call menu), every other key answers the next menu.
+    A peer who accepts may be scripted further (``keys``, taken from ``keys_source`` once they are
+    in the call, so the peer who won the caller gets them): a ``*`` is pressed in the call after
+    STAR_AFTER_S (with ``hangupOnStar`` it opens the peer's in-call menu), every other key answers
+    the next menu.
     """
 
     STAR_AFTER_S = 1.0
@@ -262,7 +263,6 @@ class PeerActor:
         """Press 1 at the first gather when accepting, then the scripted keys; otherwise stay silent."""
         if self.mode == "accept" and not self.pressed:
             self.pressed = True
-            self.keys = self.keys_source() if self.keys_source else []
             return Answer(digits="1")
         if self.keys and self.keys[0] != "*":
             return parse_answer(self.keys.pop(0))
@@ -270,6 +270,9 @@ class PeerActor:
 
     def press_star(self) -> bool:
         """In a call: press ``*`` now when it is the next scripted key and the call has gone on a moment."""
+        if self.keys_source is not None:
+            # Taken by the first peer who is in a call (the one who won the caller), once.
+            self.keys, self.keys_source = self.keys_source(), None
         if not self.keys or self.keys[0] != "*":
             self._in_call_since = None
             return False

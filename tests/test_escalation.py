@@ -410,3 +410,21 @@ def test_peerline_call_with_a_scripted_peer_asking_the_supervisor(live_app: str,
     assert db.scalar(select(Peer)).status == "wrap_up"
     assert all(c["status"] in ("completed", "canceled") for c in net.state.calls.values())
     assert net.state.conferences == {}
+
+
+def test_a_counselor_who_answers_while_the_peer_is_still_in_the_menu_is_announced_as_the_peer_comes_back(  # type: ignore[no-untyped-def]
+        svc, db, client, net) -> None:
+    call = connected(client, net, db, svc)
+    star(net, call)
+    call.peer.press("1")  # the peer hears "Calling the crisis line..." and is not back in the room yet
+    handoff = db.scalar(select(Handoff))
+    mark = len(net.state.requests)
+    TestCaller(client, number=LINE, call_sid=handoff.call_sid).post(
+        f"{PUBLIC_BASE}/peer/handoff/{handoff.id}/status", CallStatus="in-progress")
+    leg_id = call.peer.twiml.find("Dial").get("action").split("/leg/")[1].split("/")[0]
+    rejoin = f"{PUBLIC_BASE}/peer/leg/{leg_id}/rejoin/crisis_answered"
+    assert rest(net, mark)[-1] == (f"/Calls/{call.peer.call_sid}.json", {"Url": [rejoin], "Method": ["POST"]})
+    call.peer.post(rejoin)
+    assert call.peer.said == "The crisis counselor is on the line. You may stay, or hang up when you are ready."
+    assert call.peer.twiml.find("Dial/Conference").text == call.room
+    assert call.peer.twiml.find("Dial").get("hangupOnStar") == "true"

@@ -54,7 +54,7 @@ ON_HOLD = {"routing.hold_wait", "routing.hold_choice"}
 LEG = {"routing.leg_whisper", "routing.leg_answer", "routing.leg_after", "callbacks.peer_whisper",
        "callbacks.peer_answer", "callbacks.peer_after", "callbacks.peer_notice", "callbacks.caller_answer",
        "callbacks.caller_after", "peer_phone.peer_id", "peer_phone.pin", "peer_phone.choice",
-       "routing.in_call_after", "routing.in_call_choice", "routing.supervisor_whisper", "routing.supervisor_answer",
+       "routing.in_call_after", "routing.in_call_choice", "routing.in_call_rejoin", "routing.supervisor_whisper", "routing.supervisor_answer",
        "routing.supervisor_after", "routing.supervisor_choice"}
 
 BOGUS_IDS = {"zero": 0, "unknown": 999_999, "huge": 2**64}  # the huge one no database column holds

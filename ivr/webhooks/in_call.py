@@ -108,6 +108,22 @@ def in_call_peer_notice(leg_id: int, what: str) -> Response:
     return to_response(speaker.announcement([speaker.text(phrase)], tone=tone))
 
 
+@bp.post("/leg/<int:leg_id>/rejoin/<what>")
+@heard_by(Audience.LEG)
+def in_call_rejoin(leg_id: int, what: str) -> Response:
+    """A notice for a peer who was out of the room (the line moved their call here), then back to the caller."""
+    session = get_session()
+    found = routing.leg_for_call(session, leg_id, request.form.get("CallSid", ""))
+    if found is None:
+        return to_response(empty())
+    leg, req, peer = found
+    speaker = Speaker(peer_flow(peer))
+    if not escalation.in_conversation(req) or leg.status != "accepted":
+        return to_response(speaker.say_then_hangup([speaker.text("peer_caller_gone")]))
+    phrase = PEER_NOTICES.get(what)
+    return to_response(_back_to_caller(speaker, [speaker.text(phrase)] if phrase else [], req, leg))
+
+
 @bp.post("/caller/<int:req_id>/notice")
 @heard_by(Audience.NOBODY)
 def in_call_caller_notice(req_id: int) -> Response:
