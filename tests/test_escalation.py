@@ -422,7 +422,7 @@ def test_a_counselor_who_answers_while_the_peer_is_still_in_the_menu_is_announce
     TestCaller(client, number=LINE, call_sid=handoff.call_sid).post(
         f"{PUBLIC_BASE}/peer/handoff/{handoff.id}/status", CallStatus="in-progress")
     leg_id = call.peer.twiml.find("Dial").get("action").split("/leg/")[1].split("/")[0]
-    rejoin = f"{PUBLIC_BASE}/peer/leg/{leg_id}/rejoin/crisis_answered"
+    rejoin = f"{PUBLIC_BASE}/peer/leg/{leg_id}/rejoin?what=crisis_answered"
     assert rest(net, mark)[-1] == (f"/Calls/{call.peer.call_sid}.json", {"Url": [rejoin], "Method": ["POST"]})
     call.peer.post(rejoin)
     assert call.peer.said == "The crisis counselor is on the line. You may stay, or hang up when you are ready."

@@ -94,13 +94,14 @@ def in_call_choice(leg_id: int) -> Response:
     return to_response(_back_to_caller(speaker, lines, req, leg))
 
 
-@bp.post("/leg/<int:leg_id>/notice/<what>")
+@bp.post("/leg/<int:leg_id>/notice")
 @heard_by(Audience.NOBODY)
-def in_call_peer_notice(leg_id: int, what: str) -> Response:
+def in_call_peer_notice(leg_id: int) -> Response:
     """An announcement only the peer hears (a counselor answered, nobody answered, someone is listening)."""
     leg = by_id(get_session(), RingLeg, leg_id)
     peer = get_session().get(Peer, leg.peer_id) if leg is not None else None
     speaker = Speaker(peer_flow(peer))
+    what = request.args.get("what", "")
     phrase = PEER_NOTICES.get(what)
     if phrase is None:
         return to_response(empty())
@@ -108,9 +109,9 @@ def in_call_peer_notice(leg_id: int, what: str) -> Response:
     return to_response(speaker.announcement([speaker.text(phrase)], tone=tone))
 
 
-@bp.post("/leg/<int:leg_id>/rejoin/<what>")
+@bp.post("/leg/<int:leg_id>/rejoin")
 @heard_by(Audience.LEG)
-def in_call_rejoin(leg_id: int, what: str) -> Response:
+def in_call_rejoin(leg_id: int) -> Response:
     """A notice for a peer who was out of the room (the line moved their call here), then back to the caller."""
     session = get_session()
     found = routing.leg_for_call(session, leg_id, request.form.get("CallSid", ""))
@@ -120,7 +121,7 @@ def in_call_rejoin(leg_id: int, what: str) -> Response:
     speaker = Speaker(peer_flow(peer))
     if not escalation.in_conversation(req) or leg.status != "accepted":
         return to_response(speaker.say_then_hangup([speaker.text("peer_caller_gone")]))
-    phrase = PEER_NOTICES.get(what)
+    phrase = PEER_NOTICES.get(request.args.get("what", ""))
     return to_response(_back_to_caller(speaker, [speaker.text(phrase)] if phrase else [], req, leg))
 
 
