@@ -76,9 +76,11 @@ def one_round(app: Any, client: Any, net: NetworkState, base: str, timings: dict
         (leg or peer_phone).post(url, **fields)
         timings[name].append(time.perf_counter() - started)
 
-    timed("star (menu)", peer_phone.twiml.find("Dial").get("action"), DialCallStatus="completed",
-          CallStatus="in-progress")
-    timed("1 (add crisis line)", peer_phone.gather().get("action"), Digits="1")
+    assert peer_phone.twiml is not None
+    dial = peer_phone.twiml.find("Dial")
+    assert dial is not None
+    timed("star (menu)", str(dial.get("action")), DialCallStatus="completed", CallStatus="in-progress")
+    timed("1 (add crisis line)", str(peer_phone.gather().get("action")), Digits="1")
     with svc.sessions() as db:
         handoff = db.scalars(select(Handoff).order_by(Handoff.id.desc())).first()
         assert handoff is not None and handoff.call_sid
