@@ -142,3 +142,14 @@ def test_the_board_shows_the_hand_off_state(svc, db, client, net, dashboard_data
     call.peer.press("1")
     assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
     assert "hand-off: <strong>crisis: ringing</strong>" in client.get("/staff/board").get_data(as_text=True)
+
+
+def test_create_user_keeps_a_supervisors_phone_encrypted(runner, db, svc) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(args=["create-user", "lee", "--role", "supervisor", "--password", "correct horse 3",
+                                 "--phone", "+1 555 555 0166"])
+    assert result.exit_code == 0, result.output
+    user = db.scalar(select(StaffUser).where(StaffUser.username == "lee"))
+    assert b"5550166" not in user.phone_encrypted and svc.vault.decrypt_text(user.phone_encrypted) == "+15555550166"
+    bad = runner.invoke(args=["create-user", "kai", "--role", "supervisor", "--password", "correct horse 4",
+                              "--phone", "call me"])
+    assert bad.exit_code == 1 and "is not a phone number" in bad.output
