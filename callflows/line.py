@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from callflows import callbacks, routing
+from callflows import callbacks, escalation, routing
 from callflows.calls import ANSWERED_CALL_STATUSES, FINAL_CALL_STATUSES
 from callflows.errors import SchedulingError
 from callflows.peers import SELF_STATUSES, anyone_available, has_live_call, note_status
@@ -53,7 +53,12 @@ def dispatch(session: Session, svc: Services, now: datetime) -> int:
 
 def ring_leg_ended(session: Session, svc: Services, leg: RingLeg, now: datetime) -> None:
     """A peer's ringing or connected leg reached a final status."""
+    in_call = leg.status == "accepted"
     routing.leg_ended(session, svc, leg, now)
+    if in_call:  # the peer's side of a conversation: never leave the caller alone in the room
+        req = session.get(PeerRequest, leg.request_id)
+        if req is not None:
+            escalation.peer_leg_over(session, svc, req, now)
     dispatch(session, svc, now)
 
 

@@ -40,6 +40,7 @@ PROVIDERS = {
 WINDOW_CHOICES = ("now", "morning", "afternoon", "evening")
 # The languages of the line's menus, hence of its voicemails and of their speech models.
 SPEECH_LANGUAGES = ("en", "es")
+MONITOR_NOTICES = ("whisper", "tone", "none")  # what a peer hears when someone starts listening
 
 
 def parse_windows(spec: str) -> dict[str, tuple[int, int]]:
@@ -123,6 +124,11 @@ class Settings:
     service_level_target: int = 80  # percent
     caller_survey: bool = False  # the optional keypad survey after a peer call (off until a line decides to ask)
     research_key: str = ""  # keys research pseudonyms; apart from the data key so exports cannot join the database
+    # In-call help (callflows.escalation): how long the supervisor's and the crisis line's phones
+    # ring, and what a peer hears when a supervisor or trainee starts listening (whisper, tone, none).
+    supervisor_answer_seconds: int = 25
+    crisis_answer_seconds: int = 45
+    monitor_notice: str = "whisper"
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -190,6 +196,9 @@ class Settings:
             service_level_target=number("SERVICE_LEVEL_TARGET", 80, minimum=1),
             caller_survey=env.get("CALLER_SURVEY", "0") in ("1", "true", "yes", "on"),
             research_key=env.get("RESEARCH_KEY", ""),
+            supervisor_answer_seconds=number("SUPERVISOR_ANSWER_SECONDS", 25, minimum=5),
+            crisis_answer_seconds=number("CRISIS_ANSWER_SECONDS", 45, minimum=5),
+            monitor_notice=(env.get("MONITOR_NOTICE") or cls.monitor_notice).strip().lower(),
         )
         if problems:
             raise SettingsError(problems)
@@ -207,6 +216,8 @@ class Settings:
             problems.append("RESEARCH_KEY must not be the data key: research pseudonyms would join the database again")
         if self.service_level_target > 99:
             problems.append(f"SERVICE_LEVEL_TARGET: {self.service_level_target} must be a percent below 100")
+        if self.monitor_notice not in MONITOR_NOTICES:
+            problems.append(f"MONITOR_NOTICE: {self.monitor_notice!r} must be one of {', '.join(MONITOR_NOTICES)}")
         if not self.public_base_url.startswith(("http://", "https://")):
             problems.append(f"PUBLIC_BASE_URL: {self.public_base_url!r} must start with http:// or https://")
         problems.extend(self.provider_problems())

@@ -1,4 +1,4 @@
-"""The one module that talks to Twilio's REST API (Calls, Queues, Recordings, Messages).
+"""The one module that talks to Twilio's REST API (Calls, Conferences and Participants, Recordings, Messages).
 
 Every request goes to ``TWILIO_API_BASE_URL`` with Twilio's own paths and form fields, so a
 local server that speaks the same API (the simulator, the tests) can stand in for Twilio, and
@@ -168,6 +168,39 @@ class TwilioGateway:
         except (TwilioException, OSError) as exc:  # requests errors are OSErrors
             raise TwilioGatewayError(f"fetching call {call_sid}: {exc}") from exc
         return str(call.status or "") or None
+
+    def conference_sid(self, friendly_name: str) -> str | None:
+        """The SID of the conference called ``friendly_name`` while it is in progress (None once it has ended)."""
+        try:
+            found = self.client.conferences.list(friendly_name=friendly_name, status="in-progress", limit=1)
+        except (TwilioException, OSError, ValueError) as exc:  # ValueError: a page that is not JSON
+            raise TwilioGatewayError(f"finding conference {friendly_name}: {exc}") from exc
+        return str(found[0].sid) if found else None
+
+    def add_participant(self, conference: str, to: str, status_callback: str, **extra: Any) -> str:
+        """Dial ``to`` from the line's number into a conference (SID or friendly name); returns the new call SID.
+
+        ``extra`` takes the Participants API's own fields (``muted``, ``coaching``,
+        ``call_sid_to_coach``, ``beep``, ``early_media``, ``timeout``, ``end_conference_on_exit``...).
+        """
+        try:
+            participant = self.client.conferences(conference).participants.create(
+                from_=self.settings.twilio_phone_number,
+                to=to,
+                status_callback=status_callback,
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+                **extra,
+            )
+        except (TwilioException, OSError) as exc:  # requests errors are OSErrors
+            raise TwilioGatewayError(f"adding a participant to {conference}: {exc}") from exc
+        return str(participant.call_sid)
+
+    def update_participant(self, conference_sid: str, call_sid: str, **fields: Any) -> None:
+        """Change a participant: ``muted``, ``coaching``/``call_sid_to_coach``, ``hold``, ``announce_url``."""
+        try:
+            self.client.conferences(conference_sid).participants(call_sid).update(**fields)
+        except (TwilioException, OSError) as exc:  # requests errors are OSErrors
+            raise TwilioGatewayError(f"updating participant {call_sid}: {exc}") from exc
 
     def send_sms(self, to: str, body: str) -> str:
         """Send a text message from the line's number; returns the message SID."""

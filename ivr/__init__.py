@@ -79,11 +79,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # first, and this keeps `import ivr` cheap for the command-line tools. Importing a webhook
     # handler module adds its routes to the shared blueprints and its actions to the registry.
     from ivr import cli, dashboard, db, health, prometheus
-    from ivr.webhooks import (actions, blueprints, callback_legs, callback_request, failures, hold, media, menus,
-                              peer_legs, peer_phone, status, stories, survey, voicemail)
+    from ivr.webhooks import (actions, blueprints, callback_legs, callback_request, failures, hold, in_call, media,
+                              menus, peer_legs, peer_phone, status, stories, survey, voicemail)
 
     handler_modules = (menus, stories, voicemail, hold, peer_legs, callback_request, callback_legs, peer_phone, status,
-                       survey)
+                       survey, in_call)
     missing = actions.unhandled(ACTIONS, TOPIC_ACTIONS)
     if missing:  # a handler module left out above: fail at start, not in a caller's ear
         raise RuntimeError(f"no webhook handles the flow actions {', '.join(missing)} "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -38,7 +39,7 @@ from ivr import create_app, demo, operations_cli
 from ivr.services import services
 from models import Peer, StaffUser, utcnow
 from models.audit import chain_key, verify_chain
-from models.crypto import generate_key
+from models.crypto import generate_key, normalize_number
 from models.errors import DecryptError
 from models.session import upgrade
 from queues.connection import stop_embedded
@@ -90,8 +91,10 @@ def seed_demo_command(no_audio: bool) -> None:
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 @click.option("--peer-id", type=int, default=None, help="For a peer login: the peer it belongs to.")
+@click.option("--phone", default=None, help="A supervisor's own phone (stored encrypted): rung when a peer asks "
+              "for help while SUPERVISOR_NUMBER is unset, and for Listen / Coach / Join on the live board.")
 @with_appcontext
-def create_user(username: str, role: str, password: str, peer_id: int | None) -> None:
+def create_user(username: str, role: str, password: str, peer_id: int | None, phone: str | None) -> None:
     """Create a staff login."""
     if len(password) < 10:
         raise click.ClickException("the password must have at least 10 characters")
@@ -103,8 +106,12 @@ def create_user(username: str, role: str, password: str, peer_id: int | None) ->
             raise click.ClickException("a peer login needs --peer-id (the peer it belongs to)")
         if peer_id is not None and session.get(Peer, peer_id) is None:
             raise click.ClickException(f"there is no peer with id {peer_id}")
+        number = normalize_number(phone or "")
+        if phone is not None and not re.fullmatch(r"\+?[0-9]{7,15}", number):
+            raise click.ClickException(f"--phone: {phone!r} is not a phone number (digits, with the country code)")
         session.add(StaffUser(username=username, password_hash=generate_password_hash(password), role=role,
-                              peer_id=peer_id))
+                              peer_id=peer_id,
+                              phone_encrypted=services().vault.encrypt_text(number) if number else None))
         try:
             session.commit()
         except IntegrityError as exc:

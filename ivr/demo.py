@@ -24,6 +24,9 @@ DEMO_PEERS = (
     ("Rosa", "+15555550102", ["en", "es"], ["medication-based-recovery", "chronic-pain"], "2222"),
     ("Jordan", "+15555550103", ["en"], ["mental-health"], "3333"),
 )
+# The demo supervisor's own phone (fictional): rung when a peer asks for help (in-call menu, 2)
+# while SUPERVISOR_NUMBER is unset, and used for Listen / Coach / Join on the live board.
+DEMO_SUPERVISOR_PHONE = "+15555550109"
 ESPEAK_VOICES = {"en": "en-us", "es": "es-419"}
 DEMO_STORIES = (
     ("medication", "en", "Methadone gave me my mornings back",
@@ -96,7 +99,9 @@ def seed_demo(session: Session, vault: Vault, media_dir: Path, with_audio: bool 
     session.flush()
     for username, password, role in DEMO_LOGINS:
         session.add(StaffUser(username=username, password_hash=generate_password_hash(password), role=role,
-                              peer_id=peers[0].id if role == "peer" else None))
+                              peer_id=peers[0].id if role == "peer" else None,
+                              phone_encrypted=vault.encrypt_text(DEMO_SUPERVISOR_PHONE) if role == "supervisor"
+                              else None))
     for index, (topic, language, title, transcript) in enumerate(DEMO_STORIES):
         story = PeerStory(title=title, topic=topic, language=language, transcript=transcript, status="approved",
                           consent_given=True, consent_at=utcnow(), peer_id=peers[index % len(peers)].id)

@@ -304,6 +304,39 @@ class Speaker:
         twiml.hangup()
         return twiml
 
+    # In-call help (callflows.escalation) ---------------------------------------------
+
+    def peer_conference(self, lines: Iterable[str], room: str, action_url: str) -> VoiceResponse:
+        """The peer's side of the room: ``*`` steps out to the in-call menu (``action_url``) and the room stays up."""
+        twiml = VoiceResponse()
+        for line in lines:
+            self.say(twiml, line)
+        dial = twiml.dial(action=action_url, method="POST", hangup_on_star=True)
+        # Not endConferenceOnExit: the caller must never be dropped while their peer is in the menu.
+        dial.conference(room, end_conference_on_exit=False, start_conference_on_enter=True, beep=False)
+        return twiml
+
+    def coach_conference(self, lines: Iterable[str], room: str, action_url: str,
+                         coach: str | None) -> VoiceResponse:
+        """A supervisor in the room: coaching ``coach`` (only that leg hears them) or, with None, heard by all."""
+        twiml = VoiceResponse()
+        for line in lines:
+            self.say(twiml, line)
+        dial = twiml.dial(action=action_url, method="POST", hangup_on_star=True)
+        extra = {"coach": coach} if coach else {}
+        dial.conference(room, end_conference_on_exit=False, start_conference_on_enter=True, beep=False, **extra)
+        return twiml
+
+    def announcement(self, lines: Iterable[str], tone: bool = False) -> VoiceResponse:
+        """What a participant hears from an ``AnnounceUrl``: a short tone, or the lines."""
+        twiml = VoiceResponse()
+        if tone:
+            twiml.play(digits="w0")  # one DTMF tone, heard by that participant only
+            return twiml
+        for line in lines:
+            self.say(twiml, line)
+        return twiml
+
     def keypad(self, lines: Iterable[str], action_url: str, finish_on_key: str = "#",
                num_digits: int | None = None) -> VoiceResponse:
         """Ask for digits (a PIN, an id, a one-key menu); no input comes back to ``action_url``."""

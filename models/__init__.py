@@ -10,6 +10,7 @@ and re-exported here):
 """
 from __future__ import annotations
 
+from models.escalation import Handoff, MonitorSession
 from models.errors import DataKeyError, DecryptError, ModelError
 from models.metrics import PeerStatusChange, SurveyAnswer
 from models.tables import (
@@ -48,7 +49,9 @@ __all__ = [
     "Caller",
     "DataKeyError",
     "DecryptError",
+    "Handoff",
     "ModelError",
+    "MonitorSession",
     "Peer",
     "PeerStatusChange",
     "PeerStory",

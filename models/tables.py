@@ -49,6 +49,7 @@ class StaffUser(Base):
     role: Mapped[str] = mapped_column(String(20))
     peer_id: Mapped[int | None] = mapped_column(ForeignKey("peers.id"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    phone_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)  # a supervisor's own phone, for listening in
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
     # Sessions carry the version they were signed in with; signing out bumps it, so every
@@ -78,6 +79,7 @@ class Peer(Base):
     pin_failures: Mapped[int] = mapped_column(Integer, default=0)
     pin_locked_until: Mapped[datetime | None]
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    trainee: Mapped[bool] = mapped_column(Boolean, default=False)  # may shadow other peers' calls, muted
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The peer's own call with the line (signing on by phone): never rung while it lasts.
     line_call_sid: Mapped[str | None] = mapped_column(String(64))

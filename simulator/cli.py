@@ -122,6 +122,9 @@ class TerminalActor:
               help="WAV file to leave as a voicemail at the recording tone.")
 @click.option("--peer-answers", type=click.Choice(PEER_MODES), default=None,
               help="Tell the phone network how peers' phones answer from now on.")
+@click.option("--peer-keys", default=None,
+              help='Keys the next peer who accepts presses during the call, e.g. "*,1" (star opens their '
+                   "in-call menu, 1 adds the crisis line).")
 @click.option("--from", "from_", default=None,
               help="The caller's number. Default: a new caller each run (a fictional 555-01xx number: 555-0100 "
                    "to 555-0199 in a random area code), so a "
@@ -145,7 +148,8 @@ class TerminalActor:
 @click.option("--provider", type=click.Choice(PROVIDERS), default="twilio", envvar="TELEPHONY_PROVIDER",
               show_default=True, help="Behave like this provider: signalwire signs with SIGNALWIRE_SIGNING_KEY "
               "in X-SignalWire-Signature and gives calls UUID ids.")
-def call_command(script: str | None, record_file: Path | None, peer_answers: str | None, from_: str | None,
+def call_command(script: str | None, record_file: Path | None, peer_answers: str | None, peer_keys: str | None,
+                 from_: str | None,
                  to: str | None,
                  app_url: str | None, public_url: str | None, token: str | None, network_url: str | None,
                  pace: float, talk_seconds: float, hold_seconds: float, max_seconds: float,
@@ -172,10 +176,12 @@ def call_command(script: str | None, record_file: Path | None, peer_answers: str
             if peer_answers:
                 hub.settings(peer_answers=peer_answers)
             hub.settings(talk_s=talk_seconds)  # a called-back caller talks as long as this caller would
+            if peer_keys is not None:
+                hub.settings(peer_keys=peer_keys)
             call_sid = hub.register(from_, to, call_sid)
             hub.state(call_sid)  # skip events from earlier calls
         except SimulatorError as exc:
-            if peer_answers or audio:
+            if peer_answers or peer_keys or audio:
                 raise click.ClickException(str(exc)) from exc
             click.echo(f"(no phone network: {exc}; menus work, holding and peers do not)")
             hub = None

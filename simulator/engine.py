@@ -244,9 +244,19 @@ class ScriptActor:
 
 class PeerActor:
     """A peer's phone: ``accept`` (and ``unknown``, a person who is quiet at first) presses 1 at the
-    first menu; ``ignore``, machines, a fax and ``unknown-silent`` press nothing."""
+    first menu; ``drop`` presses 1 and then its line drops before the room; ``ignore``, machines, a
+    fax and ``unknown-silent`` press nothing.
 
-    def __init__(self, mode: str, max_s: float = 600.0, talk_s: float | None = None) -> None:
+    A peer who accepts may be scripted further (``keys``, taken from ``keys_source`` once they are
+    in the call, so the peer who won the caller gets them): a ``*`` is pressed in the call after
+    STAR_AFTER_S (with ``hangupOnStar`` it opens the peer's in-call menu), every other key answers
+    the next menu.
+    """
+
+    STAR_AFTER_S = 1.0
+
+    def __init__(self, mode: str, max_s: float = 600.0, talk_s: float | None = None,
+                 keys_source: Callable[[], list[str]] | None = None) -> None:
         self.mode = mode
         self.max_s = max_s
         self.talk_s = talk_s  # hang up after this long in a conversation (None: stay until it ends)
@@ -254,13 +264,33 @@ class PeerActor:
         self.pressed = False
         self.started = time.monotonic()
         self.drops_before_room = mode == "drop"  # the line drops on the way into a conference
+        self.keys_source = keys_source
+        self.keys: list[str] = []
+        self._in_call_since: float | None = None
 
     def gather(self, heard: str, input_types: str, on_hold: bool) -> Answer | None:
-        """Press 1 at the first gather when accepting (or dropping later); otherwise stay silent."""
+        """Press 1 at the first gather when accepting (or dropping later), then the scripted keys; otherwise stay silent."""
         if self.mode in ("accept", "unknown", "drop") and not self.pressed:
             self.pressed = True
             return Answer(digits="1")
+        if self.keys and self.keys[0] != "*":
+            return parse_answer(self.keys.pop(0))
         return None
+
+    def press_star(self) -> bool:
+        """In a call: press ``*`` now when it is the next scripted key and the call has gone on a moment."""
+        if self.keys_source is not None:
+            # Taken by the first peer who is in a call (the one who won the caller), once.
+            self.keys, self.keys_source = self.keys_source(), None
+        if not self.keys or self.keys[0] != "*":
+            self._in_call_since = None
+            return False
+        self._in_call_since = self._in_call_since or time.monotonic()
+        if time.monotonic() - self._in_call_since < self.STAR_AFTER_S:
+            return False
+        self.keys.pop(0)
+        self._in_call_since = None
+        return True
 
     def record(self) -> bytes | None:
         """A peer never leaves a recording."""
@@ -622,7 +652,7 @@ class Leg:
             self.out("[the phone drops before the conversation]")
             raise HangUp(by="caller")
         if conference is not None:
-            status = self.conference(conference)
+            status = self.conference(conference, hangup_on_star=verb.get("hangupOnStar") == "true")
         else:
             number = verb.find("Number")
             target = (number.text if number is not None else verb.text or "").strip()
@@ -636,6 +666,7 @@ class Leg:
                 self.out(f"  [ringing {target} ... {status}]")
                 self.wait(float(verb.get("timeout", "30")) if status == "no-answer" else 0)
         if status == "hangup":
+            self.status = "completed"  # Twilio's request says the call is over (CallStatus=completed)
             if action:  # Twilio still tells the app how the Dial ended, and ignores the answer
                 self.notify(urljoin(doc_url, action), method, DialCallStatus="completed", DialCallSid=dial_sid,
                             DialCallDuration=str(int(time.monotonic() - started)))
@@ -646,20 +677,36 @@ class Leg:
         return _Request(urljoin(doc_url, action), method,
                         {"DialCallStatus": status, "DialCallSid": dial_sid, "DialCallDuration": str(talked)})
 
-    def conference(self, noun: etree._Element) -> str:
-        """Stay in a conference until it ends ("completed") or this person hangs up ("hangup")."""
+    def conference(self, noun: etree._Element, hangup_on_star: bool = False) -> str:
+        """Stay in a conference until it ends ("completed"), this person hangs up ("hangup"), or presses
+        ``*`` under ``hangupOnStar`` ("completed": the Dial's action goes on). Announcements made to
+        this participant (``AnnounceUrl``) are fetched and heard."""
         if self.hub is None:
             raise SimulatorError("a <Conference> needs the phone network (--network)")
         name = (noun.text or "").strip()
         end_on_exit = noun.get("endConferenceOnExit") == "true"
-        self.hub.act(self.call_sid, "join", conference=name, end_on_exit=end_on_exit)
+        self.hub.act(self.call_sid, "join", conference=name, end_on_exit=end_on_exit,
+                     muted=noun.get("muted") == "true", coach=noun.get("coach"))
+        coach = noun.get("coach")
         self.out("  [connected: you are in the conversation]" if self.direction == "inbound"
+                 else "  [connected: coaching the peer; only they hear you]" if coach
+                 else "  [connected, muted: you listen]" if noun.get("muted") == "true"
                  else "  [connected to the caller]")
+        announced = int(self._last.get("call", {}).get("announce_seq") or 0)
+        press_star = getattr(self.actor, "press_star", None)
         try:
             while True:
                 self.check()
-                if self._last.get("call", {}).get("conference") != name:
+                call = self._last.get("call", {})
+                if call.get("conference") != name:
                     self.out("  [the other side hung up]")
+                    return "completed"
+                if int(call.get("announce_seq") or 0) > announced:
+                    announced = int(call.get("announce_seq") or 0)
+                    self.announcement(call.get("announce") or {})
+                if hangup_on_star and press_star is not None and press_star():
+                    self.out("> you press *")
+                    self.hub.act(self.call_sid, "leave")
                     return "completed"
                 if not self.actor.stay("conference", max(self.poll_s, 0.05)):
                     self.hub.act(self.call_sid, "leave")
@@ -669,6 +716,20 @@ class Leg:
         except HangUp:
             self.hub.act(self.call_sid, "leave")
             raise
+
+    def announcement(self, announce: dict[str, Any]) -> None:
+        """Hear an announcement (a participant's ``AnnounceUrl``): its Say, Play and Pause verbs, nothing else."""
+        url = announce.get("url")
+        if not url:
+            return
+        try:
+            root = self.fetch(url, (announce.get("method") or "POST").upper())
+        except TransportError as exc:
+            self.out(f"[network] announcement {url} failed: {exc}")
+            return
+        for verb in root:
+            if isinstance(verb.tag, str) and verb.tag in ("Say", "Play", "Pause"):
+                self.speak(verb)
 
     def enqueue(self, verb: etree._Element, doc_url: str) -> _Request | None:
         """<Enqueue>: hold, looping over waitUrl, until <Leave>, a redirect, or a hang-up."""

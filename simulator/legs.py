@@ -32,7 +32,9 @@ def ring(network: NetworkState, sid: str, hub_url: str, token: str, mode: str) -
     # The line asks for machine detection only when it calls a caller back: that person talks
     # talk_s and hangs up, like the simulated caller of a live call (the peer waits for them).
     talk_s = network.talk_s if call.get("MachineDetection") else None
-    leg = Leg(transport, network.signing_key or token, sid, call.get("From", ""), to, PeerActor(mode, talk_s=talk_s),
+    # A participant the line added (the crisis line, a supervisor listening) is not a peer: no scripted keys.
+    actor = PeerActor(mode, talk_s=talk_s, keys_source=None if call.get("participant") else network.take_peer_keys)
+    leg = Leg(transport, network.signing_key or token, sid, call.get("From", ""), to, actor,
               account_sid=call["account_sid"],
               direction="outbound-api", hub=hub, network_url=hub_url, pace=network.pace, max_s=600,
               out=lambda line: _show(network, to, line), status_callback=call.get("StatusCallback"),

@@ -113,6 +113,9 @@ class NetworkState:
     rewrite: dict[str, str] = field(default_factory=dict)  # public URL prefix -> where the app listens
     queues: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> sid, members, waits
     conferences: dict[str, dict[str, bool]] = field(default_factory=dict)  # name -> {sid: endConferenceOnExit}
+    conference_sids: dict[str, str] = field(default_factory=dict)  # name -> CF... SID while the room is live
+    participants: dict[str, dict[str, Any]] = field(default_factory=dict)  # call sid -> muted, coaching, hold...
+    peer_keys: list[str] = field(default_factory=list)  # keys the next peer who accepts presses in the call
     events: list[str] = field(default_factory=list)  # what happened on the network, for the caller's screen
     legs: list[threading.Thread] = field(default_factory=list)  # outbound legs being played
     # Which provider the network behaves like: "twilio", or "signalwire" (UUID ids, REST under
@@ -191,6 +194,18 @@ class NetworkState:
         """Seconds the phone at ``number`` rings before someone (or something) picks it up."""
         return self.ring_after.get(number, self.ring_s)
 
+    def take_peer_keys(self) -> list[str]:
+        """The scripted in-call keys (``peer_keys``), handed once to the next peer who accepts a call."""
+        with self.lock:
+            keys, self.peer_keys = list(self.peer_keys), []
+        return keys
+
+    def conference_name(self, ident: str) -> str | None:
+        """A live conference's name from its SID or its friendly name (as Twilio accepts either)."""
+        if ident in self.conferences:
+            return ident
+        return next((name for name, sid in self.conference_sids.items() if sid == ident), None)
+
     def wait_for_legs(self, timeout: float = 30.0) -> None:
         """Wait until every outbound leg has ended, those placed meanwhile too (tests call this before asserting)."""
         deadline = time.monotonic() + timeout
@@ -238,10 +253,13 @@ class NetworkState:
         call["conference"] = None
         members = self.conferences.get(name, {})
         end_all = members.pop(sid, False)
+        self.participants.pop(sid, None)
         if end_all:
             for other in list(members):
                 self.calls[other]["conference"] = None
+                self.participants.pop(other, None)
             members.clear()
         if not members:
             self.conferences.pop(name, None)
+            self.conference_sids.pop(name, None)
             self.event(f"conference {name} ended")

@@ -35,6 +35,15 @@ Simulator-only endpoints (never on Twilio): ``POST /_sim/calls`` (an inbound cal
 (``peer_answers``, ``answers`` per number, ``ring_s``, ``ring_after`` per number, ``pace``).
 ``NetworkState.fail_next`` makes Twilio refuse the next matching request (a 500, or any error).
 
+Conferences and their participants follow Twilio's Participants API: ``GET .../Conferences.json``
+(``FriendlyName``, ``Status``), ``POST .../Conferences/<sid or name>/Participants.json`` (dials ``To``
+from ``From`` into the room: ``Muted``, ``Coaching`` with ``CallSidToCoach``, ``Beep``,
+``EndConferenceOnExit``, ``StatusCallback`` with the call's progress events) and
+``POST .../Conferences/<sid>/Participants/<CallSid>.json`` (``Muted``, ``Coaching``, ``Hold``,
+``AnnounceUrl``: the announcement is fetched and heard by that participant only). A ``<Dial
+hangupOnStar="true">`` leg leaves its conference when its person presses ``*`` and goes on at the
+Dial's ``action``; ``peer_keys`` (``/_sim/settings``) scripts those keys for the next peer who accepts.
+
 Recordings are listed like Twilio lists them (``GET .../Recordings.json``): newest first, in
 pages (``PageSize``, default 50; ``next_page_uri`` to the next one), filtered by ``CallSid``
 and ``DateCreated`` in Twilio's three forms (``DateCreated=``, ``DateCreated<=``,
@@ -49,6 +58,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any, Callable
 from urllib.parse import urlencode
+from xml.sax.saxutils import escape, quoteattr
 
 from flask import Flask, Response, jsonify, request
 
@@ -210,6 +220,95 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
                 network.event(f"the line redirects the call of {_who(call)}")
             return jsonify(_call_json(call)), 200
 
+    @app.get(f"{API}/Conferences.json")
+    def conferences_list(account: str) -> Response:
+        """List conferences as Twilio does, filtered by ``FriendlyName`` and ``Status`` (only live rooms are held)."""
+        name = request.args.get("FriendlyName")
+        status = request.args.get("Status")
+        with network.lock:
+            rooms = [(room, network.conference_sids.setdefault(room, network.new_sid("CF")))
+                     for room in network.conferences if name in (None, room)]
+        if status not in (None, "in-progress"):
+            rooms = []  # ended rooms are not kept
+        uri = f"{request.path}?{urlencode(list(request.args.items(multi=True)))}"
+        return jsonify(conferences=[{"sid": sid, "account_sid": account, "friendly_name": room,
+                                     "status": "in-progress", "api_version": "2010-04-01",
+                                     "uri": f"{API.replace('<account>', account)}/Conferences/{sid}.json"}
+                                    for room, sid in rooms],
+                       first_page_uri=uri, next_page_uri=None, previous_page_uri=None, page=0, page_size=50,
+                       uri=uri, start=0, end=max(0, len(rooms) - 1))
+
+    @app.post(f"{API}/Conferences/<conference>/Participants.json")
+    def participants_create(account: str, conference: str) -> tuple[Response, int]:
+        """Add a participant: dial ``To`` from ``From`` into the conference (by SID or friendly name)."""
+        form = request.form.to_dict(flat=True)
+        with network.lock:
+            name = network.conference_name(conference) or (None if conference.startswith("CF") else conference)
+        if name is None:
+            return _not_found()
+        if not form.get("To") or not form.get("From"):
+            return jsonify(code=21201, message="To and From are required", status=400), 400
+        coaching = form.get("Coaching") == "true"
+        if coaching and not form.get("CallSidToCoach"):
+            return jsonify(code=16020, message="CallSidToCoach is required when Coaching is true", status=400), 400
+        sid = network.new_sid("CA")
+        attributes = {"muted": form.get("Muted") == "true", "coaching": coaching,
+                      "call_sid_to_coach": form.get("CallSidToCoach") if coaching else None,
+                      "end_on_exit": form.get("EndConferenceOnExit") == "true", "hold": False,
+                      "label": form.get("Label")}
+        # The answered call joins the room as a <Conference> would; the leg plays this TwiML.
+        twiml = _participant_twiml(name, attributes, form.get("Beep", "true"))
+        call = {"sid": sid, "account_sid": account, "status": "queued", "direction": "outbound-api",
+                "To": form["To"], "From": form["From"], "Twiml": twiml, "StatusCallback": form.get("StatusCallback"),
+                "StatusCallbackMethod": form.get("StatusCallbackMethod", "POST"),
+                "events": request.form.getlist("StatusCallbackEvent"), "redirect_seq": 0, "announce_seq": 0,
+                "participant": attributes}
+        with network.lock:
+            network.calls[sid] = call
+            network.event(f"the line adds {form['To']} to conference {name}"
+                          + (" (muted)" if attributes["muted"] else "") + (" (coaching)" if coaching else ""))
+        mode = network.mode_for(form["To"])
+        auth = _auth()
+        if mode is not None and auth is not None:
+            leg = threading.Thread(target=ring, args=(network, sid, request.host_url.rstrip("/"), auth[1], mode),
+                                   name=f"leg-{sid}", daemon=True)
+            network.legs.append(leg)
+            leg.start()
+        return jsonify(_participant_json(account, network.conference_sids.get(name, ""), sid, attributes,
+                                         "queued")), 201
+
+    @app.post(f"{API}/Conferences/<conference>/Participants/<call_sid>.json")
+    def participants_update(account: str, conference: str, call_sid: str) -> Response | tuple[Response, int]:
+        """Update a participant: mute, coach or speak to all, hold, or play it an announcement."""
+        form = request.form.to_dict(flat=True)
+        with network.lock:
+            name = network.conference_name(conference)
+            call = network.calls.get(call_sid)
+            if name is None or call is None or call.get("conference") != name:
+                return _not_found()
+            attributes = network.participants.setdefault(call_sid, {"muted": False, "coaching": False,
+                                                                    "call_sid_to_coach": None, "hold": False})
+            who = _who(call)
+            if "Muted" in form:
+                attributes["muted"] = form["Muted"] == "true"
+                network.event(f"the line {'mutes' if attributes['muted'] else 'unmutes'} {who}")
+            if "Hold" in form:
+                attributes["hold"] = form["Hold"] == "true"
+            if "Coaching" in form:
+                attributes["coaching"] = form["Coaching"] == "true"
+                if form.get("CallSidToCoach"):
+                    attributes["call_sid_to_coach"] = form["CallSidToCoach"]
+                if attributes["coaching"] and not attributes.get("call_sid_to_coach"):
+                    return jsonify(code=16020, message="CallSidToCoach is required when Coaching is true",
+                                   status=400), 400
+                network.event(f"{who} {'now coaches' if attributes['coaching'] else 'now speaks to everyone'}")
+            if form.get("AnnounceUrl"):
+                call["announce_seq"] = int(call.get("announce_seq") or 0) + 1
+                call["announce"] = {"url": form["AnnounceUrl"], "method": form.get("AnnounceMethod", "POST")}
+                network.event(f"an announcement plays to {who}")
+            return jsonify(_participant_json(account, network.conference_sids.get(name, ""), call_sid, attributes,
+                                             "connected"))
+
     @app.post(f"{API}/Messages.json")
     def messages_create(account: str) -> tuple[Response, int]:
         """Send a text message (kept for assertions; nothing is delivered)."""
@@ -235,6 +334,8 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
         if any(m not in PEER_MODES for m in modes):
             return jsonify(message=f"peer_answers must be one of {', '.join(PEER_MODES)}"), 400
         with network.lock:
+            if "peer_keys" in data:
+                network.peer_keys = [k.strip() for k in str(data["peer_keys"] or "").split(",") if k.strip()]
             if mode:
                 network.peer_answers = mode
             network.answers.update(data.get("answers") or {})
@@ -268,7 +369,8 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
             since = request.args.get("since", type=int)
             events = network.events[since:] if since is not None else []
             return jsonify(call={k: call.get(k) for k in ("sid", "status", "redirect_seq", "redirect", "queue",
-                                                          "conference", "To", "From")},
+                                                          "conference", "To", "From", "announce_seq", "announce")},
+                           participant=network.participants.get(sid),
                            queue=network.queue_info(sid), events=events, next_event=len(network.events))
 
     @app.post("/_sim/calls/<sid>/<op>")
@@ -294,6 +396,12 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
                 network.leave_conference(sid)
                 members = network.conferences.setdefault(name, {})
                 members[sid] = bool(data.get("end_on_exit"))
+                network.conference_sids.setdefault(name, network.new_sid("CF"))
+                # A participant the API added keeps what it asked for (muted, coaching...).
+                attributes = network.participants.setdefault(sid, dict(call.get("participant") or {"hold": False}))
+                attributes.setdefault("muted", bool(data.get("muted")))
+                attributes.setdefault("coaching", bool(data.get("coach")))
+                attributes.setdefault("call_sid_to_coach", data.get("coach") or None)
                 call["conference"] = name
                 network.event(f"{_who(call)} joins conference {name} ({len(members)} on the line)")
                 return jsonify(members=len(members))
@@ -366,6 +474,25 @@ def _recording_json(account: str, sid: str, meta: RecordingMeta) -> dict[str, An
             "subresource_uris": {"add_on_results": uri.replace(".json", "/AddOnResults.json"),
                                  "transcriptions": uri.replace(".json", "/Transcriptions.json")},
             "media_url": f"{request.host_url.rstrip('/')}{uri.removesuffix('.json')}"}
+
+
+def _participant_twiml(room: str, attributes: dict[str, Any], beep: str) -> str:
+    """What a participant's answered call does on this network: join ``room`` as the API asked."""
+    coach = f' coach={quoteattr(str(attributes["call_sid_to_coach"]))}' if attributes.get("coaching") else ""
+    return (f'<Response><Dial><Conference muted="{str(attributes["muted"]).lower()}"{coach} '
+            f'endConferenceOnExit="{str(attributes["end_on_exit"]).lower()}" beep={quoteattr(beep)}>{escape(room)}'
+            "</Conference></Dial></Response>")
+
+
+def _participant_json(account: str, conference_sid: str, call_sid: str, attributes: dict[str, Any],
+                      status: str) -> dict[str, Any]:
+    """A participant in Twilio's JSON shape."""
+    return {"account_sid": account, "call_sid": call_sid, "conference_sid": conference_sid,
+            "muted": bool(attributes.get("muted")), "hold": bool(attributes.get("hold")),
+            "coaching": bool(attributes.get("coaching")), "call_sid_to_coach": attributes.get("call_sid_to_coach"),
+            "end_conference_on_exit": bool(attributes.get("end_on_exit")), "start_conference_on_enter": True,
+            "label": attributes.get("label"), "status": status,
+            "uri": f"{API.replace('<account>', account)}/Conferences/{conference_sid}/Participants/{call_sid}.json"}
 
 
 def _call_json(call: dict[str, Any]) -> dict[str, Any]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any, Iterator
 
 import pytest
 from sqlalchemy import select
 
-from models import AuditEntry, Peer, PeerStory, Voicemail
+from models import AuditEntry, Peer, PeerStory, Voicemail, utcnow
 from tests.helpers import REPO, require
 from tests.test_metrics import history  # noqa: F401  (a constructed day of calls, a fixture)
 
@@ -423,3 +424,31 @@ def test_play_from_a_risk_flag_seeks_the_player_there(driver: Any, live: SimpleN
     wait_for(driver, lambda d: d.execute_script("return !arguments[0].paused && arguments[0].currentTime >= 0.6;",
                                                 audio))
     assert driver.current_url == page  # the player moved; the page did not change to the raw file
+
+
+def test_supervisor_sees_a_live_call_with_listen_coach_join_on_a_phone(driver: Any, live: SimpleNamespace) -> None:
+    from selenium.webdriver.common.by import By
+
+    from models import Call
+    from models.tables import PeerRequest
+
+    data = live.data
+    now = utcnow()
+    with live.svc.sessions() as session:
+        call = Call(call_sid="CA" + "7" * 32, status="in-progress", direction="inbound", language="en",
+                    started_at=now - timedelta(minutes=4))
+        session.add(call)
+        session.flush()
+        session.add(PeerRequest(call_sid=call.call_sid, call_id=call.id, language="en", status="connected",
+                                peer_id=data.sam.id, arrived_at=now - timedelta(minutes=3, seconds=30),
+                                connected_at=now - timedelta(minutes=3)))
+        session.commit()
+    driver.set_window_size(390, 844)
+    sign_in(driver, live, "/staff/board", "super", data.passwords["super"])
+    card = driver.find_element(By.XPATH, "//section[h2[@id='calls-heading']]//li")
+    assert "with Sam" in card.text and "Waited 0 min 30 s for Sam" in card.text
+    buttons = [b.text.split("\n")[0] for b in card.find_elements(By.CSS_SELECTOR, "button[name='mode']")]
+    assert buttons == ["Listen", "Coach", "Join"]
+    label = card.find_element(By.CSS_SELECTOR, "label[for^='phone-']")
+    assert label.text.startswith("Your phone")
+    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth;")

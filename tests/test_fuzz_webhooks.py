@@ -58,6 +58,7 @@ from ivr.services import services
 from ivr.signature import PATH_SAFE
 from ivr.twiml import MAX_SAY_CHARS
 from ivr.webhooks import failures, peer_phone
+from ivr.webhooks.in_call import PEER_NOTICES
 from models import PeerStory, utcnow
 from models.tables import CallbackAttempt, CallbackRequest, PeerRequest, RingLeg
 from simulator.phone_network import NetworkState, create_phone_network
@@ -184,10 +185,12 @@ hostile_name = st.one_of(st.sampled_from(["nope", ".", "story:", "%", "main "]),
 # The query: what the line's own URLs carry (and a peer's id and sign-in token), then hostile values.
 QUERY = {"lang": ["en", "es"], "slow": ["1"], "attempt": ["0", "1", "2"], "err": ["1"], "i": ["0", "1", "2"],
          "tries": ["0", "1", "2"], "t0": [str(int(time.time()) - 30)], "lead": ["4"], "start": ["0", "12.5"],
-         "topic": NAMES["topic"], "node": NAMES["node"]}
+         "topic": NAMES["topic"], "node": NAMES["node"],
+         "what": sorted(PEER_NOTICES)}  # the notices a peer hears in the room (ivr.webhooks.in_call)
 HOSTILE_QUERY = {**{name: hostile_number for name in ("attempt", "i", "err", "tries", "t0", "lead", "peer")},
                  "start": hostile_seconds, "lang": st.one_of(st.sampled_from(["xx", "", "EN", "es-MX"]), hostile_text),
-                 "slow": hostile_text, "t": hostile_text, "topic": hostile_text, "node": hostile_text}
+                 "slow": hostile_text, "t": hostile_text, "topic": hostile_text, "node": hostile_text,
+                 "what": hostile_text}
 
 # Twilio's form fields: their usual values, then hostile ones.
 KEYS = ["1", "2", "3", "4", "7", "8", "9", "0", "*", "#", "9#", "12", "1234", "1234#", "5678", "5551234567", "0#"]

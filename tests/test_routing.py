@@ -145,15 +145,20 @@ def test_whisper_accept_bridges_caller_and_cancels_other_legs(svc, db, client, n
     peer_a.press("1")
     req = db.scalar(select(PeerRequest))
     conf = peer_a.twiml.find("Dial/Conference")
-    assert conf.text == f"call-{req.id}" and conf.get("endConferenceOnExit") == "true"
+    # The peer's leg keeps the room up when it leaves (the caller's ends it), and * opens the in-call menu.
+    assert conf.text == f"call-{req.id}" and conf.get("endConferenceOnExit") == "false"
+    assert peer_a.twiml.find("Dial").get("hangupOnStar") == "true"
     b_sid = leg_sid(net, second["Url"][0])
     assert updates(net) == [
         (b_sid, {"Status": ["canceled"]}),
         (caller.call_sid, {"Url": [f"{PUBLIC_BASE}/peer/caller/{req.id}/connect?lang=en"], "Method": ["POST"]}),
     ]
     caller.post(f"{PUBLIC_BASE}/peer/caller/{req.id}/connect?lang=en")
-    assert caller.said == "A peer is here. Connecting you now."
+    assert caller.said == ("A peer is here. Connecting you now. A supervisor or a peer in training may listen to "
+                           "support your peer. If you need more help, your peer can add the crisis line while "
+                           "staying on the line with you.")
     assert caller.twiml.find("Dial/Conference").text == f"call-{req.id}"
+    assert caller.twiml.find("Dial/Conference").get("endConferenceOnExit") == "true"
     db.expire_all()
     assert {p.display_name: p.status for p in db.scalars(select(Peer))} == {"a": "busy", "b": "available"}
 
@@ -531,7 +536,7 @@ def test_two_callers_one_peer_first_connected_second_waits_then_connected(svc, d
     assert updates(net)[-1] == (second.call_sid, {"Url": [f"{PUBLIC_BASE}/peer/caller/{req2.id}/connect?lang=en"],
                                                   "Method": ["POST"]})
     second.post(f"{PUBLIC_BASE}/peer/caller/{req2.id}/connect?lang=en")
-    assert second.said == "A peer is here. Connecting you now."
+    assert second.said.startswith("A peer is here. Connecting you now. A supervisor or a peer in training may listen")
     db.expire_all()
     assert [r.status for r in db.scalars(select(PeerRequest).order_by(PeerRequest.id))] == ["ended", "connected"]
 

@@ -19,15 +19,15 @@ from sqlalchemy import select
 
 from callflows import line, routing
 from ivr.twiml import Speaker
-from ivr.webhooks import (blueprints, callback_legs, callback_request, hold, media, menus, peer_legs, peer_phone,
-                          status, stories, survey, voicemail)
+from ivr.webhooks import (blueprints, callback_legs, callback_request, hold, in_call, media, menus, peer_legs,
+                          peer_phone, status, stories, survey, voicemail)
 from ivr.webhooks.failures import AUDIENCES, Audience
 from ivr.webhooks.story_audio import story_audio_url
 from models.tables import RingLeg
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TestCaller, parse_twiml, sign, spoken
 
 HANDLER_MODULES = (menus, stories, voicemail, hold, peer_legs, callback_request, callback_legs, peer_phone, status,
-                   survey)
+                   survey, in_call)
 WEBHOOK_BLUEPRINTS = {bp.name for bp in blueprints.TWILIO}
 
 
@@ -46,12 +46,17 @@ ENDPOINTS = [endpoint for endpoint, _rule in RULES]
 
 # Who listens to each route, which decides its error answer. Every route not listed is a caller's.
 NOBODY = {"voice.status", "voice.voicemail_recording", "routing.leg_status", "callbacks.peer_status",
-          "callbacks.caller_status"}
+          "callbacks.caller_status",
+          # in-call help: announcements (heard inside a conference) and the hand-off and listener callbacks
+          "routing.in_call_peer_notice", "routing.in_call_caller_notice", "routing.handoff_status",
+          "routing.monitor_status"}
 ON_HOLD = {"routing.hold_wait", "routing.hold_choice"}
 LEG = {"routing.leg_whisper", "routing.leg_answer", "routing.leg_after", "routing.leg_notice", "callbacks.peer_whisper",
        "callbacks.peer_answer", "callbacks.peer_after", "callbacks.peer_notice", "callbacks.caller_answer",
        "callbacks.caller_confirm",
-       "callbacks.caller_after", "peer_phone.peer_id", "peer_phone.pin", "peer_phone.choice"}
+       "callbacks.caller_after", "peer_phone.peer_id", "peer_phone.pin", "peer_phone.choice",
+       "routing.in_call_after", "routing.in_call_choice", "routing.in_call_rejoin", "routing.supervisor_whisper", "routing.supervisor_answer",
+       "routing.supervisor_after", "routing.supervisor_choice"}
 LEG |= {"routing.leg_record", "routing.leg_referral"}  # the post-call record keyed in wrap-up
 
 BOGUS_IDS = {"zero": 0, "unknown": 999_999, "huge": 2**64}  # the huge one no database column holds

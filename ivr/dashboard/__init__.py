@@ -16,7 +16,7 @@ from flask_wtf.csrf import CSRFProtect
 # The view modules add their routes to the one staff blueprint when imported. They take what
 # they share from ivr.dashboard.core, never from this package's namespace, so importing them
 # here makes no cycle.
-from ivr.dashboard import admin, auth, errors, operations, peer, reports, stories, supervisor  # noqa: F401
+from ivr.dashboard import admin, auth, errors, monitor, operations, peer, reports, stories, supervisor  # noqa: F401
 from ivr.dashboard import running  # noqa: F401  (hours, callers, shifts, call records)
 from ivr.dashboard import labels
 from ivr.dashboard.core import bp, install_audit_guard, load_user

@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from callflows import line, repair
+from ivr.dashboard.monitor import CHANGES as MONITOR_CHANGES, MODES as MONITOR_MODES, live_calls, trainees
 from ivr.dashboard.core import audit, aware, bp, supervisor_required
 from ivr.db import get_session
 from ivr.services import services
@@ -54,7 +55,8 @@ def _parse_peer_form(peer: Peer | None) -> tuple[dict[str, Any], list[str]]:
         other = get_session().scalar(select(Peer).where(Peer.phone_hash == services().vault.lookup_hash(phone)))
         if other is not None and (peer is None or other.id != peer.id):
             errors.append("Another peer already has that phone number.")
-    return {"display_name": name, "phone": phone, "languages": languages, "tags": tags}, errors
+    return {"display_name": name, "phone": phone, "languages": languages, "tags": tags,
+            "trainee": form.get("trainee") == "1"}, errors
 
 
 @bp.get("/peers")
@@ -69,12 +71,12 @@ def roster() -> str:
 @supervisor_required
 def add_peer() -> ResponseReturnValue:
     """Add a peer to the roster."""
-    values: dict[str, Any] = {"display_name": "", "languages": ["en"], "tags": []}
+    values: dict[str, Any] = {"display_name": "", "languages": ["en"], "tags": [], "trainee": False}
     if request.method == "POST":
         values, errors = _parse_peer_form(None)
         if not errors:
             peer = Peer(display_name=values["display_name"], languages=values["languages"], tags=values["tags"],
-                        status="signed_off")
+                        status="signed_off", trainee=values["trainee"])
             peer.set_phone(services().vault, values["phone"])
             db = get_session()
             db.add(peer)
@@ -97,11 +99,13 @@ def edit_peer(peer_id: int) -> ResponseReturnValue:
     peer = db.get(Peer, peer_id)
     if peer is None:
         abort(404)
-    values: dict[str, Any] = {"display_name": peer.display_name, "languages": peer.languages, "tags": peer.tags}
+    values: dict[str, Any] = {"display_name": peer.display_name, "languages": peer.languages, "tags": peer.tags,
+                              "trainee": peer.trainee}
     if request.method == "POST":
         values, errors = _parse_peer_form(peer)
         if not errors:
-            changed = [k for k in ("display_name", "languages", "tags") if getattr(peer, k) != values[k]]
+            changed = [k for k in ("display_name", "languages", "tags", "trainee") if getattr(peer, k) != values[k]]
+            peer.trainee = values["trainee"]
             peer.display_name = values["display_name"]
             peer.languages = values["languages"]
             peer.tags = values["tags"]
@@ -173,7 +177,10 @@ def board() -> str:
     peer_names = {p.id: p.display_name for p in peers}
     return render_template("staff/board.html", calls=talking, waiting=waiting, last_node=last_node,
                            peer_of_call=peer_of_call, callbacks=callbacks, peers=peers, peer_names=peer_names,
-                           now=utcnow(), aware=aware, holding=repair.holding(db, utcnow()))
+                           now=utcnow(), aware=aware, holding=repair.holding(db, utcnow()),
+                           # In-call help: each conversation's details and the Listen / Coach / Join forms.
+                           live=live_calls(db, utcnow()), trainees=trainees(db),
+                           monitor_modes=MONITOR_MODES, monitor_changes=MONITOR_CHANGES)
 
 
 # Failed jobs ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import or_, select
 
-from callflows import line
+from callflows import escalation, line
 from callflows.peers import SELF_STATUSES
 from ivr.dashboard.core import PEER_STATUS_LABELS, audit, aware, bp, peer_required
 from ivr.db import get_session
@@ -62,7 +62,8 @@ def my_shift() -> str:
             notes.setdefault(note.call_id, []).append("(this note cannot be decrypted)")
     return render_template("staff/my_shift.html", peer=peer, self_statuses=SELF_STATUSES, follow_ups=follow_ups,
                            callbacks=callbacks, calls=calls, notes=notes, now=utcnow(), aware=aware,
-                           missed_limit=services().settings.peer_missed_offers_break)
+                           missed_limit=services().settings.peer_missed_offers_break,
+                           listened=escalation.monitored(db, peer.id))
 
 
 @bp.post("/me/status")

@@ -12,7 +12,7 @@ from datetime import datetime
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows import Flow, callers, hours, line, routing, stories, survey
+from callflows import Flow, callers, escalation, hours, line, routing, stories, survey
 from callflows.announce import blocked_notice, spoken_opening
 from callflows.calls import FINAL_CALL_STATUSES, record_event
 from callflows.peers import peers_on_shift
@@ -256,7 +256,9 @@ def caller_connect(req_id: int) -> Response:
     if req is None or req.status != "connected":
         return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("no_peer_yet")],
                                                          ctx.url("voice.menu", node="no_peer")))
-    return to_response(ctx.speaker.conference([ctx.flow.text("peer_connecting")], routing.room_name(req),
+    # The notice about listeners and the crisis line (call_notice, in the flow files; empty says nothing).
+    lines = [ctx.flow.text("peer_connecting"), *filter(None, [ctx.flow.strings.get("call_notice")])]
+    return to_response(ctx.speaker.conference(lines, routing.room_name(req),
                                               ctx.url("routing.caller_done", req_id=req.id)))
 
 
@@ -267,6 +269,7 @@ def caller_done(req_id: int) -> Response:
     ctx = current_ctx()
     if req is not None:
         routing.caller_call_over(get_session(), req, utcnow())
+        escalation.caller_left(get_session(), services(), req, utcnow())  # stop the legs still ringing for them
         # The peer ended the conversation and the caller is still on the line (a caller who hung
         # up comes here with a final CallStatus): the optional survey, when the line asks for it.
         if (services().settings.caller_survey and survey.may_ask(req)

@@ -62,8 +62,9 @@ def leg_answer(leg_id: int) -> Response:
         return to_response(speaker.say_then_hangup([speaker.text("whisper_missed")]))
     outcome = routing.accept(get_session(), services(), leg, utcnow())
     if outcome == "accepted":
-        return to_response(speaker.conference([speaker.text("peer_accepted")], routing.room_name(req),
-                                              public_url("routing.leg_after", leg_id=leg.id)))
+        # hangupOnStar: * opens the peer's in-call menu (ivr.webhooks.in_call); the caller stays in the room.
+        return to_response(speaker.peer_conference([speaker.text("peer_accepted")], routing.room_name(req),
+                                                   public_url("routing.in_call_after", leg_id=leg.id)))
     return to_response(speaker.say_then_hangup([speaker.text("peer_taken" if outcome == "taken"
                                                              else "peer_caller_gone")]))
 
