@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from callflows import survey
 from callflows.times import aware
 from models import Call, CallbackRequest, CallEvent, Caller, Peer, PeerStatusChange, SurveyAnswer, Voicemail
+from models.escalation import Handoff
 from models.tables import PeerRequest, RingLeg
 
 WAIT_BUCKETS = ((10, "under 10 s"), (30, "10-30 s"), (60, "30-60 s"), (120, "1-2 min"), (300, "2-5 min"),
@@ -101,6 +102,7 @@ class Metrics:
     crisis_key_presses: int = 0
     crisis_key_calls: int = 0
     handoffs: int = 0
+    handoffs_answered: int = 0
     occupancy: float | None = None
     survey: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_hour: dict[int, Breakdown] = field(default_factory=dict)
@@ -167,9 +169,11 @@ def wait_bucket(seconds: float) -> str:
     return WAIT_OVER
 
 
-def count_handoffs(session: Session, period: Period) -> int:
-    """Warm hand-offs to a crisis counsellor or supervisor in the period (issue 12 wires its rows here; 0 until then)."""
-    return 0
+def count_handoffs(session: Session, period: Period) -> tuple[int, int]:
+    """Hand-offs a peer asked for in the period (the crisis line or a supervisor brought into the room), and how many were answered."""
+    rows = session.execute(select(Handoff.answered_at).where(
+        Handoff.created_at >= period.since, Handoff.created_at < period.until)).all()
+    return len(rows), sum(1 for (answered,) in rows if answered is not None)
 
 
 def compute(session: Session, period: Period, zone: ZoneInfo, service_level_seconds: int = 30,
@@ -268,7 +272,7 @@ def compute(session: Session, period: Period, zone: ZoneInfo, service_level_seco
         CallEvent.node == "crisis", CallEvent.at >= period.since, CallEvent.at < period.until)).all()
     m.crisis_key_presses = len(presses)
     m.crisis_key_calls = len(set(presses))
-    m.handoffs = count_handoffs(session, period)
+    m.handoffs, m.handoffs_answered = count_handoffs(session, period)
     m.after_call_work_avg, m.occupancy = _peer_time(session, period, min(period.until, now))
     _survey(session, period, m)
     return m
@@ -415,7 +419,7 @@ def summary_lines(m: Metrics) -> list[str]:
         "voicemails: " + ", ".join(f"{level} {m.voicemails.get(level, 0)}" for level in RISK_LEVELS),
         "time to first review: " + ", ".join(f"{level} {fmt_seconds(m.time_to_review_avg.get(level))}"
                                              for level in RISK_LEVELS),
-        f"crisis key: {m.crisis_key_presses} presses on {m.crisis_key_calls} calls; hand-offs: {m.handoffs}",
+        f"crisis key: {m.crisis_key_presses} presses on {m.crisis_key_calls} calls; hand-offs: {m.handoffs} ({m.handoffs_answered} answered)",
         f"peer occupancy: {fmt_share(m.occupancy)}",
     ]
     for question, data in m.survey.items():
@@ -477,7 +481,8 @@ def export_cells(m: Metrics) -> list[tuple[str, str, str]]:
              ("callbacks", "time_to_callback_avg_s", _avg_cell(m.time_to_callback_avg, m.callbacks_completed))]
     for level, shown in zip(RISK_LEVELS, suppress_group([m.voicemails.get(r, 0) for r in RISK_LEVELS])):
         rows.append(("voicemails", level, shown))
-    rows += [("safety", "crisis_key_calls", suppress(m.crisis_key_calls)), ("safety", "handoffs", suppress(m.handoffs))]
+    rows += [("safety", "crisis_key_calls", suppress(m.crisis_key_calls)), ("safety", "handoffs", suppress(m.handoffs)),
+             ("safety", "handoffs_answered", suppress(m.handoffs_answered))]
     for question, data in m.survey.items():
         rows.append(("survey", f"{question}_answers", suppress(data["count"])))
         rows.append(("survey", f"{question}_average", _avg_cell(data["average"], data["count"], 1)))

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from callflows import metrics
+from models.escalation import Handoff
 from tests.factories import (
     make_call,
     make_callback,
@@ -51,13 +52,13 @@ def history(db, svc) -> SimpleNamespace:  # type: ignore[no-untyped-def]
 
     # Answered after 20 s, 50 s and 10 s; talks of 300, 100 and 200 s.
     a = call("+15555550111", T0, outcome="hung_up")
-    make_request(db, a, arrived_at=T0, status="ended", peer=p1, connected_at=T0 + s(20), ended_at=T0 + s(320),
+    ra = make_request(db, a, arrived_at=T0, status="ended", peer=p1, connected_at=T0 + s(20), ended_at=T0 + s(320),
                  legs=["completed"])
     b = call("+15555550112", T0 + timedelta(hours=1), language="es", outcome="hung_up")
     make_request(db, b, arrived_at=b.started_at, status="ended", peer=p2, connected_at=b.started_at + s(50),
                  ended_at=b.started_at + s(150), language="es", legs=["completed"])
     i = call("+15555550119", T0 + timedelta(hours=4), outcome="hung_up")
-    make_request(db, i, arrived_at=i.started_at, status="ended", peer=p1, connected_at=i.started_at + s(10),
+    ri = make_request(db, i, arrived_at=i.started_at, status="ended", peer=p1, connected_at=i.started_at + s(10),
                  ended_at=i.started_at + s(210), legs=["completed"])
     # Hung up after 40 s while a peer's phone rang for them; after 90 s on hold with nobody ringing.
     c = call("+15555550113", T0 + timedelta(hours=1), outcome="hung_up")
@@ -104,6 +105,15 @@ def history(db, svc) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     r0 = T0 + timedelta(hours=1)
     make_status_history(db, p2, [(r0, "busy"), (r0 + s(150), "wrap_up"), (r0 + s(210), "available")])
 
+    # In-call help: the crisis line added and answered in call a, a supervisor asked for and not
+    # answered in call i; a hand-off the day before does not count.
+    db.add_all([Handoff(request_id=ra.id, peer_id=p1.id, kind="crisis", status="ended", created_at=T0 + s(100),
+                        answered_at=T0 + s(115)),
+                Handoff(request_id=ri.id, peer_id=p1.id, kind="supervisor", status="no_answer",
+                        created_at=i.started_at + s(60)),
+                Handoff(request_id=ra.id, peer_id=p1.id, kind="crisis", status="ended",
+                        created_at=T0 - timedelta(days=1), answered_at=T0 - timedelta(days=1) + s(5))])
+    db.commit()
     make_survey_answer(db, at=T0 + s(400), question="helped", answer=4)
     make_survey_answer(db, at=T0 + timedelta(hours=1, seconds=200), question="helped", answer=5)
     make_survey_answer(db, at=T0 + timedelta(hours=1, seconds=210), question="again", answer=1)
@@ -139,7 +149,7 @@ def test_every_metric_of_a_known_day(db, history) -> None:  # type: ignore[no-un
     assert m.voicemails == {"high": 1, "medium": 1, "low": 1, "none": 0, "untriaged": 1}
     assert m.time_to_review_avg == {"high": 600, "medium": None, "low": 3600, "none": None, "untriaged": None}
     assert (m.crisis_key_presses, m.crisis_key_calls) == (2, 1)
-    assert m.handoffs == 0
+    assert (m.handoffs, m.handoffs_answered) == (2, 1)
     assert m.survey["helped"] == {"count": 2, "average": 4.5,
                                   "distribution": {"1": 0, "2": 0, "3": 0, "4": 1, "5": 1}}
     assert m.survey["again"]["count"] == 1

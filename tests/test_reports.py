@@ -48,7 +48,7 @@ def test_supervisor_sees_the_days_figures_charts_and_tables(client, dashboard_da
     assert figures == {"fig-offered": "10", "fig-answered": "3", "fig-ab-menus": "1", "fig-ab-ringing": "1",
                        "fig-ab-hold": "1", "fig-asa": "27 s", "fig-asa90": "50 s", "fig-sl": "40 %",
                        "fig-longest": "90 s", "fig-aht": "3.3 min", "fig-acw": "90 s", "fig-occupancy": "1 %",
-                       "fig-cb": "3", "fig-crisis": "1", "fig-handoffs": "0"}
+                       "fig-cb": "3", "fig-crisis": "1", "fig-handoffs": "2 (1 answered)"}
     # Every chart is an image with a title and a description, and its figures are in a table.
     charts = doc.xpath('//svg[@class="chart"]')
     assert [c.get("role") for c in charts] == ["img"] * 3
