@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from lxml import html
 from sqlalchemy import select
 
-from callflows import metrics
+from callflows import metrics, shifts
 from models import AuditEntry
 from simulator.cli import call_command
 from tests.conftest import tone_wav
@@ -78,6 +78,24 @@ def test_staffing_advice_sits_beside_the_plan_with_its_assumptions(client, dashb
     assert rows[0] == ["Monday 09:00", "1.0", "6.5 min", "1", "no plan", "-"]
     assert [r[0] for r in rows] == ["Monday 09:00", "Monday 10:00", "Monday 11:00", "Monday 13:00"]
     assert "nobody hangs up while waiting" in text(doc, '//ul[@id="assumptions"]')
+
+
+@pytest.mark.usefixtures("history")
+def test_staffing_advice_shows_the_shift_rota_and_the_hours_short_of_peers(client, dashboard_data, db) -> None:  # type: ignore[no-untyped-def]
+    shifts.add_template(db, 0, 9 * 60, 10 * 60 + 30, 1, ["en"], False, None)  # Monday 09:00-10:30, 1 peer
+    shifts.add_template(db, 0, 13 * 60, 15 * 60, 2, ["en"], False, None)  # Monday 13:00-15:00, 2 peers
+    shifts.add_template(db, 0, 8 * 60, 18 * 60, 4, ["en"], True, None)  # on call all day: not counted
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    doc = page(client)
+    rows = table_rows(doc, "staffing")
+    # 10:00 has the 09:00 shift for 30 minutes; 11:00 has none; 14:00 is planned with no calls in the period.
+    assert [[r[0], r[3], r[4], r[5]] for r in rows] == [
+        ["Monday 09:00", "1", "1", "0"], ["Monday 10:00", "1", "1", "0"], ["Monday 11:00", "1", "0", "1 short"],
+        ["Monday 13:00", "1", "2", "0"], ["Monday 14:00", "0", "2", "0"]]
+    assert [r.xpath("./th")[0].text_content() for r in doc.xpath('//table[@id="staffing"]/tbody/tr[@class="short"]')] \
+        == ["Monday 11:00"]
+    assert text(doc, '//strong[@id="short-summary"]') == "1 hour of the week short of peers"
+    assert "on-call (backup) shifts are not counted" in text(doc, '//li[@id="plan-assumption"]')
 
 
 @pytest.mark.usefixtures("history")
