@@ -16,7 +16,7 @@ from simulator.cli import call_command
 from tests.conftest import tone_wav
 from tests.helpers import PUBLIC_BASE, TEST_AUTH_TOKEN
 from tests.test_dashboard import sign_in
-from tests.test_metrics import history  # noqa: F401  (the constructed day, a fixture)
+from tests.test_metrics import add_records, history  # noqa: F401  (the constructed day, a fixture)
 
 DAY = "/staff/reports?since=2026-11-02&until=2026-11-02"
 
@@ -114,6 +114,20 @@ def test_csv_download_hides_small_counts_and_is_audited(client, dashboard_data, 
     assert rows[("answer", "occupancy_pct")] == "1"  # a share of peer time, not a count of callers
     entries = db.scalars(select(AuditEntry).where(AuditEntry.action == "export_report")).all()
     assert [e.detail for e in entries] == ["2026-11-02 to 2026-11-02"]
+
+
+def test_the_report_counts_post_call_records_by_outcome_and_reason(client, dashboard_data, db, history) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    add_records(db, history)
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    doc = page(client)
+    assert table_rows(doc, "record-outcomes") == [["Talked it through", "1"], ["Referred", "1"], ["Crisis hand-off", "0"],
+                                                  ["Ended early", "0"], ["Other", "0"], ["Not given", "1"]]
+    assert table_rows(doc, "record-reasons")[:2] == [["Loneliness or isolation", "2"], ["Substance use or cravings", "1"]]
+    assert "3 of this period's 10 calls have a peer's record." in text(doc, '//section[@aria-labelledby="h-records"]')
+    response = client.get("/staff/reports.csv?since=2026-11-02&until=2026-11-02")
+    rows = {(s, i): v for s, i, v in list(csv.reader(io.StringIO(response.get_data(as_text=True))))[1:]}
+    assert (rows[("record_outcome", "talked_through")], rows[("record_outcome", "ended_early")],
+            rows[("record_reason", "loneliness")]) == ("<11", "0", "<11")
 
 
 def test_peers_cannot_see_reports(client, dashboard_data) -> None:  # type: ignore[no-untyped-def]
