@@ -16,6 +16,8 @@ Definitions (the README repeats them in one line each):
   a callback, a message or the crisis line).
 - *speed of answer*: from asking for a peer to a peer accepting; *service level*: answered
   within ``SERVICE_LEVEL_SECONDS`` out of answered plus abandoned while waiting.
+- *post-call records*: the peers' records (``callflows.records``) of the offered calls, counted
+  by outcome and by reason code (``not_given`` when the peer left that field empty).
 - *handle time*: connected to the end of the conversation; *after-call work*: the peer's
   wrap-up, from the status history; *occupancy*: time on a call or wrapping up out of time
   signed on.
@@ -32,9 +34,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callflows import survey
+from callflows import records, survey
 from callflows.times import aware
-from models import Call, CallbackRequest, CallEvent, Caller, Peer, PeerStatusChange, SurveyAnswer, Voicemail
+from models import Call, CallbackRequest, CallRecord, CallEvent, Caller, Peer, PeerStatusChange, SurveyAnswer, Voicemail
 from models.escalation import Handoff
 from models.tables import PeerRequest, RingLeg
 
@@ -49,6 +51,7 @@ WORKING = ("busy", "wrap_up")
 # Events that show a caller reached a service (not left in the menus).
 SERVICE_NODES = ("story", "crisis", "voicemail", "callback_pending")
 SURVEY_QUESTIONS = survey.QUESTIONS
+NOT_GIVEN = "not_given"  # a post-call record without that field
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,10 @@ class Metrics:
     handoffs_answered: int = 0
     occupancy: float | None = None
     survey: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Post-call records of the offered calls, by outcome and by reason code (every configured code, then NOT_GIVEN).
+    call_records: int = 0
+    records_by_outcome: dict[str, int] = field(default_factory=dict)
+    records_by_reason: dict[str, int] = field(default_factory=dict)
     by_hour: dict[int, Breakdown] = field(default_factory=dict)
     by_day: dict[str, Breakdown] = field(default_factory=dict)
     by_language: dict[str, Breakdown] = field(default_factory=dict)
@@ -275,7 +282,21 @@ def compute(session: Session, period: Period, zone: ZoneInfo, service_level_seco
     m.handoffs, m.handoffs_answered = count_handoffs(session, period)
     m.after_call_work_avg, m.occupancy = _peer_time(session, period, min(period.until, now))
     _survey(session, period, m)
+    _records(session, [c.id for c in calls], m)
     return m
+
+
+def _records(session: Session, call_ids: list[int], m: Metrics) -> None:
+    config = records.fields()
+    rows = session.scalars(select(CallRecord).where(CallRecord.call_id.in_(call_ids))).all() if call_ids else []
+    m.call_records = len(rows)
+    for name, choices, counts in (("outcome", config.outcomes, m.records_by_outcome),
+                                  ("reason", config.reasons, m.records_by_reason)):
+        found = Counter(getattr(r, name) or NOT_GIVEN for r in rows)
+        counts.update({c.code: found.pop(c.code, 0) for c in choices})
+        # A code no longer in the list still counts, under its own name.
+        counts.update(sorted(found.items()))
+        counts.setdefault(NOT_GIVEN, 0)
 
 
 def _classify(call: Call, reqs: list[PeerRequest], gone_legs: set[int], events: list[CallEvent],
@@ -425,6 +446,9 @@ def summary_lines(m: Metrics) -> list[str]:
     for question, data in m.survey.items():
         avg = "-" if data["average"] is None else f"{data['average']:.1f}"
         lines.append(f"survey {question}: {data['count']} answers, average {avg} of 5")
+    lines.append(f"post-call records: {m.call_records}; by outcome: "
+                 + ", ".join(f"{code} {n}" for code, n in m.records_by_outcome.items() if n)
+                 + "; by reason: " + ", ".join(f"{code} {n}" for code, n in m.records_by_reason.items() if n))
     lines.append("by language: " + ", ".join(f"{lang} {b.offered} offered / {b.answered} answered / "
                                               f"{b.abandoned} abandoned" for lang, b in sorted(m.by_language.items())))
     return lines
@@ -486,6 +510,11 @@ def export_cells(m: Metrics) -> list[tuple[str, str, str]]:
     for question, data in m.survey.items():
         rows.append(("survey", f"{question}_answers", suppress(data["count"])))
         rows.append(("survey", f"{question}_average", _avg_cell(data["average"], data["count"], 1)))
+    rows.append(("records", "call_records", suppress(m.call_records)))
+    for section, counts in (("record_outcome", m.records_by_outcome), ("record_reason", m.records_by_reason)):
+        # The codes add up to the records: a second cell is hidden with a small one, as for the calls.
+        for code, shown in zip(counts, suppress_group(list(counts.values()))):
+            rows.append((section, code, shown))
     for hour, b in sorted(m.by_hour.items()):
         rows += [("by_hour", f"{hour:02d}_offered", suppress(b.offered)),
                  ("by_hour", f"{hour:02d}_answered", suppress(b.answered))]

@@ -5,10 +5,15 @@ outcome (keyed 1-5 on the peer's phone during wrap-up, in the file's order), whe
 referral was given, a risk level and the minutes. A record holds codes and numbers only,
 never free text, so it goes into the metrics and the research export as it is. One record
 per call and peer (:class:`models.CallRecord`); the phone and the page complete the same row.
+
+A callback has no call of its own in ``calls``: its record is kept against the call on which
+the caller asked for it (``CallbackRequest.call_id``), so the metrics and the research export
+count it with that call, and its minutes come from the callback's connection to its end.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,8 +24,8 @@ from sqlalchemy.orm import Session
 
 from callflows.errors import FlowValidationError
 from callflows.times import aware
-from models import CallRecord, utcnow
-from models.tables import PeerRequest
+from models import Call, CallbackRequest, CallRecord, utcnow
+from models.tables import CallbackAttempt, PeerRequest
 
 CONFIG = Path(__file__).parent / "config" / "call_record.yaml"
 MAX_MINUTES = 600
@@ -129,6 +134,16 @@ def talk_minutes(session: Session, call_id: int, peer_id: int) -> int | None:
                          .order_by(PeerRequest.id.desc()).limit(1))
     start = aware(req.connected_at) if req is not None else None
     end = aware(req.ended_at) if req is not None else None
+    if req is None:
+        # A callback: connected when the caller answered (the request's update then), ended with the attempt.
+        found = session.execute(
+            select(CallbackRequest.updated_at, CallbackAttempt.ended_at)
+            .join(CallbackAttempt, CallbackAttempt.callback_id == CallbackRequest.id)
+            .where(CallbackRequest.call_id == call_id, CallbackAttempt.peer_id == peer_id,
+                   CallbackAttempt.outcome == "connected")
+            .order_by(CallbackAttempt.id.desc()).limit(1)).first()
+        if found is not None:
+            start, end = aware(found[0]), aware(found[1])
     if start is None or end is None:
         return None
     return max(1, round((end - start).total_seconds() / 60))
@@ -138,3 +153,23 @@ def call_of_request(session: Session, request_id: int) -> int | None:
     """The caller's call that a peer request belongs to (the record is kept against it)."""
     req = session.get(PeerRequest, request_id)
     return req.call_id if req is not None else None
+
+
+def call_of_callback(session: Session, attempt: CallbackAttempt) -> int | None:
+    """The call a connected callback's record is kept against (the one it was asked on); None before it connected."""
+    if attempt.peer_id is None or (attempt.stage != "connected" and attempt.outcome != "connected"):
+        return None
+    return session.scalar(select(CallbackRequest.call_id).where(CallbackRequest.id == attempt.callback_id))
+
+
+def callbacks_of_peer(session: Session, peer_id: int, since: datetime | None = None) -> list[tuple[int, datetime]]:
+    """The calls whose callback this peer connected (since a moment), with when the callback started, newest first."""
+    query = (select(CallbackRequest.call_id, CallbackAttempt.started_at)
+             .join(CallbackAttempt, CallbackAttempt.callback_id == CallbackRequest.id)
+             .join(Call, Call.id == CallbackRequest.call_id)
+             .where(CallbackAttempt.peer_id == peer_id,
+                    (CallbackAttempt.stage == "connected") | (CallbackAttempt.outcome == "connected")))
+    if since is not None:
+        query = query.where(CallbackAttempt.started_at > since)
+    return [(call_id, started) for call_id, started in
+            session.execute(query.order_by(CallbackAttempt.started_at.desc())) if call_id is not None]

@@ -30,14 +30,19 @@ from typing import IO, Iterable, Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from callflows import records
 from callflows.errors import ResearchExportError
 from callflows.times import as_utc
-from models import Call, Caller, Voicemail
+from models import Call, CallRecord, Caller, Voicemail
 
 log = logging.getLogger(__name__)
 
-DAY_COLUMNS = ("caller", "call_date", "language", "menu_path", "outcome", "duration", "voicemail_risk")
-WEEK_COLUMNS = ("caller", "call_week", "language", "menu_path", "outcome", "duration", "voicemail_risk")
+# The peer's post-call record of the call (callflows.records): codes only, never free text.
+RECORD_COLUMNS = ("record_reason", "record_outcome", "record_referral", "record_risk")
+DAY_COLUMNS = ("caller", "call_date", "language", "menu_path", "outcome", "duration", "voicemail_risk",
+               *RECORD_COLUMNS)
+WEEK_COLUMNS = ("caller", "call_week", "language", "menu_path", "outcome", "duration", "voicemail_risk",
+                *RECORD_COLUMNS)
 RISK_ORDER = ("none", "low", "medium", "high")
 # Upper bounds (seconds, exclusive) of the duration buckets; coarse on purpose.
 DURATION_BUCKETS = ((60, "0-1m"), (300, "1-5m"), (900, "5-15m"), (1800, "15-30m"))
@@ -47,7 +52,9 @@ MIN_GROUP = 11
 SUPPRESSED = "*"
 # The fields that together could single a caller out, blanked in this order until every
 # combination is shared by MIN_GROUP calls (the menu path is the most telling), then the date.
-QUASI_IDENTIFIERS = ("menu_path", "duration", "voicemail_risk", "outcome", "language")
+# The record's reason is nearly as telling as the path; its yes/no referral the least.
+QUASI_IDENTIFIERS = ("menu_path", "record_reason", "duration", "record_risk", "voicemail_risk", "record_outcome",
+                     "outcome", "record_referral", "language")
 _CODE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _KEYS = re.compile(r"^[0-9*#]{1,4}$")
 
@@ -139,9 +146,16 @@ def export_rows(session: Session, research_key: str, window: ExportWindow,
         ):
             if call_id is not None:
                 risks.setdefault(call_id, []).append(level)
+    # One record per call: the latest peer's, when more than one peer recorded the same call.
+    kept: dict[int, CallRecord] = {}
+    if calls:
+        for row in session.scalars(select(CallRecord).where(CallRecord.call_id.in_([c.id for c in calls]))
+                                      .order_by(CallRecord.id)):
+            kept[row.call_id] = row
     date_column = "call_week" if period == "week" else "call_date"
     for call in calls:
         number_hash = hashes.get(call.id)
+        record = kept.get(call.id)
         yield {
             "caller": research_pseudonym(research_key, number_hash) if number_hash else "",
             date_column: period_label(call.started_at, period),
@@ -150,7 +164,23 @@ def export_rows(session: Session, research_key: str, window: ExportWindow,
             "outcome": _code(call.outcome),
             "duration": duration_bucket(call.duration_s),
             "voicemail_risk": _highest_risk(risks.get(call.id, [])),
+            **record_cells(record),
         }
+
+
+def record_cells(record: CallRecord | None) -> dict[str, str]:
+    """The record columns of one call: configured codes only ("" when not recorded or not a known code)."""
+    config = records.fields()
+    if record is None:
+        return dict.fromkeys(RECORD_COLUMNS, "")
+
+    def known(code: str | None, choices: tuple[records.Choice, ...]) -> str:
+        return code if code and code in {c.code for c in choices} and _CODE.match(code) else ""
+
+    return {"record_reason": known(record.reason, config.reasons),
+            "record_outcome": known(record.outcome, config.outcomes),
+            "record_referral": "" if record.referral is None else ("yes" if record.referral else "no"),
+            "record_risk": known(record.risk, config.risks)}
 
 
 @dataclass
@@ -173,8 +203,9 @@ def protect(rows: Iterable[dict[str, str]], period: str = "day",
     """Blank the cells that would re-identify: every combination of coded fields must be shared by ``min_group`` calls.
 
     Local suppression, most telling field first: for the rows whose combination of the quasi-
-    identifiers (date, language, menu path, outcome, duration, voicemail risk) is rarer than
-    ``min_group``, the menu path is blanked; still too rare, the duration; and so on, the date
+    identifiers (date, language, menu path, outcome, duration, voicemail risk and the post-call
+    record's codes) is rarer than ``min_group``, the menu path is blanked; still too rare, the
+    record's reason; and so on (:data:`QUASI_IDENTIFIERS`), the date
     last. A blank counts as a value of its own (strict: a row is kept only when what is written
     is shared by ``min_group`` calls). A row whose every field is blanked keeps only its
     pseudonym (so counts per caller hold).
@@ -230,6 +261,19 @@ def dictionary(period: str = "day") -> list[ColumnDoc]:
                   f"{', '.join(label for _upper, label in DURATION_BUCKETS)}, 30m+; empty when unknown; {kept}"),
         ColumnDoc("voicemail_risk", "string", "highest risk level found in a voicemail the caller left on this call",
                   f"{', '.join(RISK_ORDER)}; empty when no voicemail or not yet triaged; {kept}"),
+    ]
+    config = records.fields()
+    not_recorded = f"empty when the peer recorded none; {kept}"
+    docs += [
+        ColumnDoc("record_reason", "string", "reason for the call, as the peer coded it in the post-call record "
+                  "(a callback's record belongs to the call on which it was asked for)",
+                  f"{', '.join(c.code for c in config.reasons)}; {not_recorded}"),
+        ColumnDoc("record_outcome", "string", "outcome of the conversation, as the peer coded it in the post-call record",
+                  f"{', '.join(c.code for c in config.outcomes)}; {not_recorded}"),
+        ColumnDoc("record_referral", "string", "whether the peer gave a referral, from the post-call record",
+                  f"yes, no; {not_recorded}"),
+        ColumnDoc("record_risk", "string", "risk level the peer noticed, from the post-call record",
+                  f"{', '.join(c.code for c in config.risks)}; {not_recorded}"),
     ]
     return docs
 

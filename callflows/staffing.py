@@ -4,7 +4,7 @@ The model (stated on the Reports page as well): callers who want a peer arrive a
 independently (a Poisson process) at the rate measured for that hour of the week; handle
 times (talk plus after-call work) are exponentially distributed around the measured average;
 callers wait in one line for whichever peer is free first and nobody hangs up while waiting;
-every peer on shift takes calls. Real callers do give up, so Erlang C errs on the side of
+every peer on a (non-on-call) recurring shift takes calls. Real callers do give up, so Erlang C errs on the side of
 more peers; with few calls an hour the measured rate is a rough guide, not a forecast.
 """
 from __future__ import annotations
@@ -14,11 +14,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callflows.metrics import Metrics, Period
+from models import ShiftTemplate
 
 MAX_PEERS = 200  # a line this size would not be asking a tool like this
+MINUTES_PER_WEEK = 7 * 24 * 60
+# A recurring shift counts for an hour of the week when it covers at least this many of its minutes.
+PLANNED_MIN_MINUTES = 30
 
 
 def erlang_b(agents: int, traffic: float) -> float:
@@ -68,12 +73,35 @@ def peers_needed(calls_per_hour: float, handle_s: float, target_share: float, ta
     return agents
 
 
-def planned_peers(session: Session, weekday: int, hour: int) -> int | None:
-    """Peers planned on shift for this local weekday (0 = Monday) and hour; None while no shift plan exists.
+def planned_week(session: Session) -> list[list[int]] | None:
+    """Peers planned for every local weekday and hour of a typical week; None while there is no rota.
 
-    Shift plans are not stored yet: wire the shift rota (issue 13) here.
+    The plan is the active recurring shifts (:class:`models.ShiftTemplate`), each counting its
+    peers needed for every hour it covers at least half of. On-call (backup) shifts are left out:
+    their peers are called in when a shift is unstaffed and do not take calls on the line.
     """
-    return None
+    templates = session.scalars(select(ShiftTemplate).where(ShiftTemplate.active.is_(True),
+                                                            ShiftTemplate.on_call.is_(False))).all()
+    if not templates:
+        return None
+    week = [[0] * 24 for _ in range(7)]
+    for t in templates:
+        start = t.weekday * 1440 + t.start_minute
+        end = t.weekday * 1440 + t.end_minute + (1440 if t.end_minute <= t.start_minute else 0)
+        for slot in range(7 * 24):
+            covered = 0
+            # The week wraps: a Sunday night shift runs into Monday morning.
+            for shift_at in (start, start - MINUTES_PER_WEEK):
+                covered += max(0, min(end + shift_at - start, slot * 60 + 60) - max(shift_at, slot * 60))
+            if covered >= PLANNED_MIN_MINUTES:
+                week[slot // 24][slot % 24] += t.peers_needed
+    return week
+
+
+def planned_peers(session: Session, weekday: int, hour: int) -> int | None:
+    """Peers planned on shift for this local weekday (0 = Monday) and hour; None while no shift plan exists."""
+    week = planned_week(session)
+    return None if week is None else week[weekday][hour]
 
 
 @dataclass(frozen=True)
@@ -114,14 +142,15 @@ def advise(session: Session, m: Metrics, period: Period, zone: ZoneInfo, target_
     configured wrap-up (``default_wrap_s``, PEER_WRAPUP_SECONDS) stands in for it.
     """
     occurrences = hour_occurrences(period, zone)
+    plan = planned_week(session)  # read once for the whole week
     base_talk = m.handle_time_avg
     wrap = m.after_call_work_avg if m.after_call_work_avg is not None else default_wrap_s
     out: list[Advice] = []
     for weekday in range(7):
         for hour in range(24):
             requests = m.requests_by_hour_of_week[weekday][hour]
-            planned = planned_peers(session, weekday, hour)
-            if not requests and planned is None:
+            planned = None if plan is None else plan[weekday][hour]
+            if not requests and not planned:
                 continue
             talks = m.talks_by_hour_of_week[weekday][hour]
             talk = m.talk_by_hour_of_week[weekday][hour] / talks if talks else base_talk

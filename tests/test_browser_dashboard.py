@@ -15,9 +15,10 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import select
 
+from callflows import shifts
 from models import AuditEntry, Peer, PeerStory, Voicemail, utcnow
 from tests.helpers import REPO, require
-from tests.test_metrics import history  # noqa: F401  (a constructed day of calls, a fixture)
+from tests.test_metrics import add_records, history  # noqa: F401  (a constructed day of calls, a fixture)
 
 CHROMIUM_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -219,11 +220,18 @@ def axe_violations(driver: Any, script: str) -> list[str]:
 
 
 @pytest.mark.usefixtures("history")
-def test_reports_page_has_no_serious_accessibility_problems_on_desktop_or_phone(driver: Any, live: SimpleNamespace) -> None:
+def test_reports_page_has_no_serious_accessibility_problems_on_desktop_or_phone(driver: Any, live: SimpleNamespace,
+                                                                                request: pytest.FixtureRequest) -> None:
     from selenium.webdriver.common.by import By
 
+    # Post-call records and a shift rota short at 11:00, so their tables and marks are checked too.
+    db = request.getfixturevalue("db")
+    add_records(db, request.getfixturevalue("history"))
+    shifts.add_template(db, 0, 9 * 60, 11 * 60, 1, ["en"], False, None)
     sign_in(driver, live, "/staff/reports?since=2026-11-02&until=2026-11-02", "super", live.data.passwords["super"])
     assert driver.find_element(By.ID, "fig-offered").text == "10"
+    assert driver.find_element(By.ID, "short-summary").text == "2 hours of the week short of peers"
+    assert driver.find_element(By.XPATH, "//table[@id='record-outcomes']/tbody/tr[1]/td").text == "1"
     assert axe_violations(driver, axe_source()) == []
     # The charts are drawn: bars with a height, readable at this width.
     heights = driver.execute_script(

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from callflows import callbacks, line, load_flows
 from callflows.times import aware
-from models import CallbackRequest, Peer, utcnow
+from models import Call, CallbackRequest, CallRecord, Peer, utcnow
 from models.tables import CallbackAttempt, PeerRequest
 from queues.reconcile import reconcile_callbacks
 from queues import jobs
@@ -342,6 +342,48 @@ def test_peer_first_then_caller_with_machine_detection_then_connected(svc, db, c
     db.expire_all()
     assert db.scalar(select(CallbackAttempt)).outcome == "connected"
     assert db.scalar(select(Peer)).status == "wrap_up"
+
+
+def test_after_a_callback_the_peer_keys_the_call_record_of_the_call_it_answers(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(svc, db)
+    caller = request_callback(client, net, "+15555550406")
+    asked_on = db.scalar(select(Call).where(Call.call_sid == caller.call_sid))
+    line.dispatch(db, svc, utcnow())
+    (peer_form,) = creates(net)
+    peer = peer_picks_up(client, net, peer_form)
+    peer.press("1")
+    caller_form = creates(net, "+15555550406")[0]
+    person = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
+    person.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="human")
+    # The caller hangs up; the peer's side of the room ends and wrap-up starts with the record, as after a live call.
+    person.post(caller_form["StatusCallback"][0], CallStatus="completed")
+    peer.post(peer.twiml.find("Dial").get("action"), DialCallStatus="completed")
+    assert peer.said == ("Before you go, key the outcome of the call. 1, talked it through. 2, referred. "
+                         "3, crisis hand-off. 4, ended early. 5, other.")
+    peer.press("1")
+    assert peer.said == "Was a referral given? Press 1 for yes, 2 for no."
+    peer.press("2")
+    assert peer.said == "Thank you. Your call record is saved. Thank you. Goodbye."
+    peer.post(peer_form["StatusCallback"][0], CallStatus="completed")
+    db.expire_all()
+    row = db.scalars(select(CallRecord)).one()
+    # Kept against the call on which the caller asked for the callback, by the peer who called back.
+    assert (row.call_id, row.peer_id, row.outcome, row.referral, row.source, row.minutes) == (
+        asked_on.id, db.scalar(select(Peer)).id, "talked_through", False, "keypad", 1)
+    assert db.scalar(select(Peer)).status == "wrap_up"
+
+
+def test_a_callback_that_never_reached_the_caller_asks_for_no_record(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    add_peer(svc, db)
+    request_callback(client, net, "+15555550407")
+    line.dispatch(db, svc, utcnow())
+    (peer_form,) = creates(net)
+    peer = peer_picks_up(client, net, peer_form)
+    peer.press("1")
+    # The peer leaves the room while the caller's phone still rings: nothing was said to record.
+    peer.post(peer.twiml.find("Dial").get("action"), DialCallStatus="completed")
+    assert peer.said == "Thank you. Goodbye."
+    assert db.scalars(select(CallRecord)).all() == []
 
 
 def test_machine_gets_a_neutral_message_only_if_allowed_and_a_retry(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from callflows import metrics
+from callflows import metrics, records
 from models.escalation import Handoff
 from tests.factories import (
     make_call,
@@ -81,7 +81,7 @@ def history(db, svc) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     call("+15555550120", T0 + timedelta(hours=14), ended=False)
     # Not offered: a peer calling the line from their own phone, and a call the day before.
     call("+15555550131", T0 + timedelta(hours=4))
-    call("+15555550121", T0 - timedelta(days=1))
+    yesterday = call("+15555550121", T0 - timedelta(days=1))
 
     # Callbacks: one completed after 30 minutes, one missed, one pending; a draft and a cancelled one do not count.
     make_callback(db, vault, created_at=T0, status="completed", updated_at=T0 + s(1800))
@@ -118,7 +118,17 @@ def history(db, svc) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     make_survey_answer(db, at=T0 + timedelta(hours=1, seconds=200), question="helped", answer=5)
     make_survey_answer(db, at=T0 + timedelta(hours=1, seconds=210), question="again", answer=1)
     make_survey_answer(db, at=T0 - timedelta(days=1), question="helped", answer=1)
-    return SimpleNamespace(p1=p1, p2=p2)
+    return SimpleNamespace(p1=p1, p2=p2, a=a, b=b, i=i, yesterday=yesterday)
+
+
+def add_records(db, history) -> None:  # type: ignore[no-untyped-def]
+    """Post-call records: two of the day's three answered calls fully, one with no outcome, one the day before."""
+    records.save(db, history.a.id, history.p1.id, "keypad", outcome="talked_through", reason="loneliness",
+                 referral=False, risk="none")
+    records.save(db, history.b.id, history.p2.id, "page", outcome="referred", reason="substance_use", referral=True,
+                 risk="low")
+    records.save(db, history.i.id, history.p1.id, "page", reason="loneliness")
+    records.save(db, history.yesterday.id, history.p1.id, "page", outcome="crisis_handoff", reason="mental_health")
 
 
 def compute(db) -> metrics.Metrics:  # type: ignore[no-untyped-def]
@@ -195,3 +205,27 @@ def test_metrics_command_prints_the_day_and_json(runner, history, app) -> None: 
     data = json.loads(as_json.output)
     assert (data["calls_offered"], data["answered_by_peer"], data["abandoned"]) == (10, 3, 3)
     assert data["speed_of_answer_p90"] == 50
+
+
+def test_post_call_records_by_outcome_and_reason(db, history) -> None:  # type: ignore[no-untyped-def]
+    add_records(db, history)
+    m = compute(db)
+    # The day's three records; the day before's is another period.
+    assert m.call_records == 3
+    assert m.records_by_outcome == {"talked_through": 1, "referred": 1, "crisis_handoff": 0, "ended_early": 0,
+                                    "other": 0, "not_given": 1}
+    assert m.records_by_reason == {"loneliness": 2, "substance_use": 1, "medication_treatment": 0, "mental_health": 0,
+                                   "relationships": 0, "basic_needs": 0, "other": 0, "not_given": 0}
+    cells = {(section, item): v for section, item, v in metrics.export_cells(m)}
+    assert cells[("records", "call_records")] == "<11"
+    assert cells[("record_outcome", "talked_through")] == "<11" and cells[("record_outcome", "crisis_handoff")] == "0"
+    assert cells[("record_reason", "loneliness")] == "<11"
+    assert "post-call records: 3; by outcome: talked_through 1, referred 1, not_given 1; " \
+           "by reason: loneliness 2, substance_use 1" in metrics.summary_lines(m)
+
+
+def test_record_counts_of_eleven_or_more_are_exported_and_a_lone_small_one_takes_another_with_it() -> None:
+    m = metrics.Metrics(since="", until="", timezone="UTC", service_level_seconds=30, call_records=40,
+                        records_by_outcome={"talked_through": 25, "referred": 12, "not_given": 3})
+    cells = [(item, v) for section, item, v in metrics.export_cells(m) if section == "record_outcome"]
+    assert cells == [("talked_through", "25"), ("referred", "<11"), ("not_given", "<11")]

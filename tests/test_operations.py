@@ -275,6 +275,44 @@ def test_silence_after_the_call_leaves_the_record_for_the_page(client, svc, db, 
     assert f"/staff/me/calls/{call.id}/record" in client.get("/staff/me").get_data(as_text=True)
 
 
+def test_a_callback_left_unrecorded_is_listed_on_the_peers_page_and_recorded_there(  # type: ignore[no-untyped-def]
+        client, svc, db, dashboard_data) -> None:
+    sam = dashboard_data.sam
+    asked_on = make_call(db, caller=dashboard_data.caller)
+    now = utcnow()
+    cb = CallbackRequest(call_id=asked_on.id, caller_id=dashboard_data.caller.id, status="completed",
+                         number_encrypted=svc.vault.encrypt_text(NUMBER), language="en",
+                         arrived_at=now - timedelta(minutes=30), updated_at=now - timedelta(minutes=8))
+    db.add(cb)
+    db.flush()
+    attempt = CallbackAttempt(callback_id=cb.id, peer_id=sam.id, stage="ended", outcome="connected",
+                              peer_call_sid="CApeercb2", started_at=now - timedelta(minutes=9), ended_at=now)
+    db.add(attempt)
+    db.commit()
+    phone = TestCaller(client, number="+15005550006", call_sid="CApeercb2")
+    phone.post(f"/callbacks/attempt/{attempt.id}/peer/after")
+    assert phone.said.startswith("Before you go, key the outcome of the call.")
+    phone.silence()
+    assert phone.said == "No record was keyed. You can complete it on your page. Thank you. Goodbye."
+    assert db.scalars(select(CallRecord)).all() == []
+    # Another call cannot key a record of it (the attempt's peer leg is CApeercb2): nothing is saved.
+    stranger = TestCaller(client, number="+15005550006", call_sid="CAsomeoneelse")
+    stranger.post(f"/callbacks/attempt/{attempt.id}/peer/record", Digits="1")
+    assert stranger.said.startswith("No record was keyed.") and db.scalars(select(CallRecord)).all() == []
+
+    assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    page = client.get("/staff/me").get_data(as_text=True)
+    assert f'href="/staff/me/calls/{asked_on.id}/record">Record the callback of ' in page
+    response = post(client, f"/staff/me/calls/{asked_on.id}/record", reason="relationships", outcome="talked_through",
+                    referral="no", risk="none", minutes="")
+    assert response.status_code == 302
+    row = db.scalars(select(CallRecord)).one()
+    # The minutes run from the caller answering (the request's last update) to the end of the callback.
+    assert (row.call_id, row.peer_id, row.reason, row.outcome, row.referral, row.source, row.minutes) == (
+        asked_on.id, sam.id, "relationships", "talked_through", False, "page", 8)
+    assert "Record the callback of" not in client.get("/staff/me").get_data(as_text=True)
+
+
 # Shifts -----------------------------------------------------------------------------------------
 
 

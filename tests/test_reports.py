@@ -10,13 +10,13 @@ from click.testing import CliRunner
 from lxml import html
 from sqlalchemy import select
 
-from callflows import metrics
+from callflows import metrics, shifts
 from models import AuditEntry
 from simulator.cli import call_command
 from tests.conftest import tone_wav
 from tests.helpers import PUBLIC_BASE, TEST_AUTH_TOKEN
 from tests.test_dashboard import sign_in
-from tests.test_metrics import history  # noqa: F401  (the constructed day, a fixture)
+from tests.test_metrics import add_records, history  # noqa: F401  (the constructed day, a fixture)
 
 DAY = "/staff/reports?since=2026-11-02&until=2026-11-02"
 
@@ -81,6 +81,24 @@ def test_staffing_advice_sits_beside_the_plan_with_its_assumptions(client, dashb
 
 
 @pytest.mark.usefixtures("history")
+def test_staffing_advice_shows_the_shift_rota_and_the_hours_short_of_peers(client, dashboard_data, db) -> None:  # type: ignore[no-untyped-def]
+    shifts.add_template(db, 0, 9 * 60, 10 * 60 + 30, 1, ["en"], False, None)  # Monday 09:00-10:30, 1 peer
+    shifts.add_template(db, 0, 13 * 60, 15 * 60, 2, ["en"], False, None)  # Monday 13:00-15:00, 2 peers
+    shifts.add_template(db, 0, 8 * 60, 18 * 60, 4, ["en"], True, None)  # on call all day: not counted
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    doc = page(client)
+    rows = table_rows(doc, "staffing")
+    # 10:00 has the 09:00 shift for 30 minutes; 11:00 has none; 14:00 is planned with no calls in the period.
+    assert [[r[0], r[3], r[4], r[5]] for r in rows] == [
+        ["Monday 09:00", "1", "1", "0"], ["Monday 10:00", "1", "1", "0"], ["Monday 11:00", "1", "0", "1 short"],
+        ["Monday 13:00", "1", "2", "0"], ["Monday 14:00", "0", "2", "0"]]
+    assert [r.xpath("./th")[0].text_content() for r in doc.xpath('//table[@id="staffing"]/tbody/tr[@class="short"]')] \
+        == ["Monday 11:00"]
+    assert text(doc, '//strong[@id="short-summary"]') == "1 hour of the week short of peers"
+    assert "on-call (backup) shifts are not counted" in text(doc, '//li[@id="plan-assumption"]')
+
+
+@pytest.mark.usefixtures("history")
 def test_csv_download_hides_small_counts_and_is_audited(client, dashboard_data, db) -> None:  # type: ignore[no-untyped-def]
     assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
     response = client.get("/staff/reports.csv?since=2026-11-02&until=2026-11-02")
@@ -96,6 +114,20 @@ def test_csv_download_hides_small_counts_and_is_audited(client, dashboard_data, 
     assert rows[("answer", "occupancy_pct")] == "1"  # a share of peer time, not a count of callers
     entries = db.scalars(select(AuditEntry).where(AuditEntry.action == "export_report")).all()
     assert [e.detail for e in entries] == ["2026-11-02 to 2026-11-02"]
+
+
+def test_the_report_counts_post_call_records_by_outcome_and_reason(client, dashboard_data, db, history) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    add_records(db, history)
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    doc = page(client)
+    assert table_rows(doc, "record-outcomes") == [["Talked it through", "1"], ["Referred", "1"], ["Crisis hand-off", "0"],
+                                                  ["Ended early", "0"], ["Other", "0"], ["Not given", "1"]]
+    assert table_rows(doc, "record-reasons")[:2] == [["Loneliness or isolation", "2"], ["Substance use or cravings", "1"]]
+    assert "3 of this period's 10 calls have a peer's record." in text(doc, '//section[@aria-labelledby="h-records"]')
+    response = client.get("/staff/reports.csv?since=2026-11-02&until=2026-11-02")
+    rows = {(s, i): v for s, i, v in list(csv.reader(io.StringIO(response.get_data(as_text=True))))[1:]}
+    assert (rows[("record_outcome", "talked_through")], rows[("record_outcome", "ended_early")],
+            rows[("record_reason", "loneliness")]) == ("<11", "0", "<11")
 
 
 def test_peers_cannot_see_reports(client, dashboard_data) -> None:  # type: ignore[no-untyped-def]

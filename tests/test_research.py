@@ -9,12 +9,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from callflows import research
+from callflows import records, research
 from callflows.research import DAY_COLUMNS, WEEK_COLUMNS, duration_bucket, research_pseudonym
 from models import Call, Caller, Voicemail
+from tests.factories import make_peer
 from tests.helpers import TestCaller
 
 RESEARCH_KEY = "research-key-for-tests"
+NO_RECORD = dict.fromkeys(research.RECORD_COLUMNS, "")  # a call without a peer's post-call record
 
 
 @pytest.fixture(autouse=True)
@@ -95,12 +97,12 @@ def test_export_rows_are_coded_and_pseudonymous(svc, client, runner, db) -> None
     assert by_path["incoming>language:1>main:2>stories:5"] == {
         "caller": research_pseudonym(RESEARCH_KEY, callers[calls[browser.call_sid].caller_id].number_hash),
         "call_date": today, "language": "en", "menu_path": "incoming>language:1>main:2>stories:5",
-        "outcome": "hung_up", "duration": "1-5m", "voicemail_risk": "",
+        "outcome": "hung_up", "duration": "1-5m", "voicemail_risk": "", **NO_RECORD,
     }
     assert by_path["incoming>language:1>main:4>voicemail"] == {
         "caller": research_pseudonym(RESEARCH_KEY, callers[calls[texter.call_sid].caller_id].number_hash),
         "call_date": today, "language": "en", "menu_path": "incoming>language:1>main:4>voicemail",
-        "outcome": "voicemail", "duration": "0-1m", "voicemail_risk": "high",
+        "outcome": "voicemail", "duration": "0-1m", "voicemail_risk": "high", **NO_RECORD,
     }
     crisis = by_path["incoming>crisis:9"]
     assert crisis["caller"] == "" and crisis["language"] == ""
@@ -223,7 +225,8 @@ def test_cells_shared_by_fewer_calls_than_the_minimum_are_blanked(runner, client
     assert len(rows) == 3
     for row in rows:
         assert {k: v for k, v in row.items() if k != "caller"} == dict.fromkeys(
-            ["call_date", "language", "menu_path", "outcome", "duration", "voicemail_risk"], "*")
+            ["call_date", "language", "menu_path", "outcome", "duration", "voicemail_risk", *research.RECORD_COLUMNS],
+            "*")
         assert row["caller"].startswith("P-")
     assert "blanked (*) cells shared by fewer than 11 calls" in result.stderr
     # Three identical calls meet a minimum of 3: nothing is blanked.
@@ -234,7 +237,7 @@ def test_cells_shared_by_fewer_calls_than_the_minimum_are_blanked(runner, client
 
 def test_protect_blanks_the_most_telling_field_first() -> None:
     common = {"caller": "P-1", "call_date": "2026-11-02", "language": "en", "menu_path": "incoming>main:1",
-              "outcome": "hung_up", "duration": "1-5m", "voicemail_risk": ""}
+              "outcome": "hung_up", "duration": "1-5m", "voicemail_risk": "", **NO_RECORD}
     rows = [dict(common) for _ in range(3)] + [dict(common, menu_path=f"incoming>main:{key}") for key in "234"]
     protected, report = research.protect(rows, "day", min_group=3)
     # Three calls each with a path of its own lose that path, and then share every field: nothing more is blanked.
@@ -245,4 +248,39 @@ def test_protect_blanks_the_most_telling_field_first() -> None:
     odd = dict(common, language="es", duration="30m+", menu_path="x")
     protected, report = research.protect([*rows[:3], odd], "day", min_group=3)
     assert protected[3] == {"caller": "P-1", **dict.fromkeys(
-        ["call_date", "language", "menu_path", "outcome", "duration", "voicemail_risk"], "*")}
+        ["call_date", "language", "menu_path", "outcome", "duration", "voicemail_risk", *research.RECORD_COLUMNS],
+        "*")}
+
+
+def test_post_call_records_are_exported_as_codes(svc, runner, client, db) -> None:  # type: ignore[no-untyped-def]
+    recorded, other = TestCaller(client, number="+15555550161"), TestCaller(client, number="+15555550162")
+    browse_stories(recorded)
+    browse_stories(other)
+    peer = make_peer(db, svc.vault, phone="+15555550181", display_name="Sam")
+    call = db.scalar(select(Call).where(Call.call_sid == recorded.call_sid))
+    records.save(db, call.id, peer.id, "page", reason="medication_treatment", outcome="referred", referral=True,
+                 risk="low")
+    rows = {r["caller"]: r for r in export_csv(runner)}
+    mine = rows[research_pseudonym(RESEARCH_KEY, db.get(Caller, call.caller_id).number_hash)]
+    assert {k: mine[k] for k in research.RECORD_COLUMNS} == {
+        "record_reason": "medication_treatment", "record_outcome": "referred", "record_referral": "yes",
+        "record_risk": "low"}
+    others = [r for r in rows.values() if r is not mine]
+    assert len(others) == 1 and {k: others[0][k] for k in research.RECORD_COLUMNS} == NO_RECORD
+    # The dictionary names every allowed code of the configured lists.
+    docs = {d.name: d for d in research.dictionary()}
+    assert docs["record_outcome"].allowed.startswith(
+        "talked_through, referred, crisis_handoff, ended_early, other; empty when the peer recorded none")
+    assert docs["record_referral"].allowed.startswith("yes, no;")
+
+
+def test_record_codes_count_in_the_small_group_check() -> None:
+    common = {"caller": "P-1", "call_date": "2026-11-02", "language": "en", "menu_path": "incoming>main:1",
+              "outcome": "hung_up", "duration": "1-5m", "voicemail_risk": "", **NO_RECORD}
+    rows = [dict(common) for _ in range(3)] + [dict(common, record_reason=code)
+                                               for code in ("loneliness", "mental_health", "basic_needs")]
+    protected, report = research.protect(rows, "day", min_group=3)
+    # Three calls alike but for the reason each peer recorded: the path goes first, then the reason.
+    assert protected[:3] == rows[:3]
+    assert protected[3:] == [dict(common, menu_path="*", record_reason="*")] * 3
+    assert report.suppressed == {"menu_path": 3, "record_reason": 3}

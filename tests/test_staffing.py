@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from callflows import metrics, staffing
+from callflows import metrics, shifts, staffing
 
 ZONE = ZoneInfo("America/New_York")
 
@@ -55,3 +55,32 @@ def test_advice_per_hour_of_the_week_from_measured_demand(db) -> None:  # type: 
     # Before any wrap-up is measured, the configured wrap-up time stands in for it.
     m.after_call_work_avg = None
     assert staffing.advise(db, m, period, ZONE, 0.80, 20, default_wrap_s=120)[1].handle_s == 420
+
+
+def test_planned_peers_come_from_the_weekly_shift_rota(db) -> None:  # type: ignore[no-untyped-def]
+    assert staffing.planned_peers(db, 0, 10) is None  # no rota yet: "no plan", not zero
+    shifts.add_template(db, 0, 9 * 60, 13 * 60, 2, ["en"], False, None)  # Monday 09:00-13:00, 2 peers
+    shifts.add_template(db, 0, 10 * 60 + 30, 12 * 60 + 15, 1, ["es"], False, None)  # 10:30-12:15, 1 peer
+    shifts.add_template(db, 6, 22 * 60, 2 * 60, 1, ["en"], False, None)  # Sunday 22:00 to Monday 02:00
+    shifts.add_template(db, 0, 9 * 60, 17 * 60, 3, ["en"], True, None)  # on call: backup, not counted
+    retired = shifts.add_template(db, 0, 9 * 60, 17 * 60, 5, ["en"], False, None)
+    assert shifts.retire_template(db, retired.id, None, datetime(2026, 11, 20, tzinfo=timezone.utc))
+    monday = [staffing.planned_peers(db, 0, h) for h in range(24)]
+    # The 10:30 shift counts for 10:00 (30 minutes of it) but not for 12:00 (15 minutes).
+    assert monday == [1, 1, 0, 0, 0, 0, 0, 0, 0, 2, 3, 3, 2] + [0] * 11
+    assert [staffing.planned_peers(db, 6, h) for h in (21, 22, 23)] == [0, 1, 1]
+
+
+def test_advice_marks_the_hours_short_of_planned_peers(db) -> None:  # type: ignore[no-untyped-def]
+    period = metrics.period_for_days(date(2026, 11, 2), date(2026, 11, 15), ZONE,
+                                     datetime(2026, 11, 20, tzinfo=timezone.utc))
+    m = metrics.Metrics(since="", until="", timezone=ZONE.key, service_level_seconds=20)
+    m.requests_by_hour_of_week[0][10] = 400  # the textbook's 14 peers (see above)
+    m.talks_by_hour_of_week[0][10] = 18
+    m.talk_by_hour_of_week[0][10] = 18 * 162.0
+    m.handle_time_avg, m.after_call_work_avg = 300.0, 18.0
+    shifts.add_template(db, 0, 10 * 60, 12 * 60, 4, ["en"], False, None)  # Monday 10:00-12:00, 4 peers
+    advice = staffing.advise(db, m, period, ZONE, 0.80, 20)
+    # 10:00 needs 14 and has 4 planned; 11:00 has peers planned and no demand measured.
+    assert [(a.weekday, a.hour, a.needed, a.planned, a.short) for a in advice] == [
+        (0, 10, 14, 4, 10), (0, 11, 0, 4, 0)]

@@ -58,6 +58,7 @@ LEG = {"routing.leg_whisper", "routing.leg_answer", "routing.leg_after", "routin
        "routing.in_call_after", "routing.in_call_choice", "routing.in_call_rejoin", "routing.supervisor_whisper", "routing.supervisor_answer",
        "routing.supervisor_after", "routing.supervisor_choice"}
 LEG |= {"routing.leg_record", "routing.leg_referral"}  # the post-call record keyed in wrap-up
+LEG |= {"callbacks.peer_record", "callbacks.peer_referral"}  # the same after a callback
 
 BOGUS_IDS = {"zero": 0, "unknown": 999_999, "huge": 2**64}  # the huge one no database column holds
 JUNK_QUERY = {"attempt": "abc", "i": "-5", "lang": "xx", "slow": "maybe", "err": "zz", "tries": "9" * 30,

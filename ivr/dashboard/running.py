@@ -435,14 +435,21 @@ def _my_operations(peer: Peer) -> dict[str, Any]:
                            .where(PeerRequest.peer_id == peer.id, PeerRequest.connected_at > now - timedelta(days=1),
                                   Call.id.not_in(recorded))
                            .order_by(Call.started_at.desc()).limit(10)).all()
+    # And the callbacks I connected, recorded against the call on which they were asked for.
+    done = set(db.scalars(recorded))
+    callbacks_to_record = [(call_id, started) for call_id, started
+                           in records.callbacks_of_peer(db, peer.id, now - timedelta(days=1))
+                           if call_id not in done and call_id not in {cid for cid, _at in to_record}]
     return {"next_shift": _local(nxt.starts_at) if nxt is not None else None, "plan": plan,
             "plan_live": live,
-            "to_record": [(call_id, _local(started)) for call_id, started in to_record]}
+            "to_record": [(call_id, _local(started), "call") for call_id, started in to_record]
+            + [(call_id, _local(started), "callback") for call_id, started in callbacks_to_record[:10]]}
 
 
 def _my_call_ids(peer: Peer) -> set[int]:
     return {cid for cid in get_session().scalars(select(PeerRequest.call_id).where(
-        PeerRequest.peer_id == peer.id, PeerRequest.call_id.is_not(None))) if cid is not None}
+        PeerRequest.peer_id == peer.id, PeerRequest.call_id.is_not(None))) if cid is not None} | {
+        cid for cid, _started in records.callbacks_of_peer(get_session(), peer.id)}
 
 
 @bp.route("/me/calls/<int:call_id>/record", methods=["GET", "POST"])

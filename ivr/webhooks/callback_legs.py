@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from callflows import callbacks, callers, line
+from callflows import callbacks, callers, line, records
 from callflows.times import aware
 from ivr.db import get_session
 from ivr.services import services
@@ -79,9 +79,44 @@ def peer_answer(attempt_id: int) -> Response:
 @bp.post("/attempt/<int:attempt_id>/peer/after")
 @heard_by(Audience.LEG)
 def peer_after(attempt_id: int) -> Response:
-    """The peer's side of the room ended."""
-    speaker = _peer_speaker(_attempt(attempt_id, "peer"))
+    """The peer's side of the room ended: after a connected callback, wrap-up starts with the call record."""
+    attempt = _attempt(attempt_id, "peer")
+    speaker = _peer_speaker(attempt)
+    if attempt is not None and records.call_of_callback(get_session(), attempt) is not None:
+        # As after a live call: the outcome (1-5), then referral yes or no.
+        return to_response(speaker.keypad([speaker.text("record_outcome")],
+                                          public_url("callbacks.peer_record", attempt_id=attempt_id),
+                                          finish_on_key="", num_digits=1))
     return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
+
+
+@bp.post("/attempt/<int:attempt_id>/peer/record")
+@heard_by(Audience.LEG)
+def peer_record(attempt_id: int) -> Response:
+    """The outcome the peer keyed after the callback (nothing keyed: they can complete it on their page)."""
+    attempt = _attempt(attempt_id, "peer")
+    speaker = _peer_speaker(attempt)
+    outcome = records.fields().outcome_for_key(request.form.get("Digits", ""))
+    call_id = records.call_of_callback(get_session(), attempt) if attempt is not None else None
+    if attempt is None or attempt.peer_id is None or call_id is None or outcome is None:
+        return to_response(speaker.say_then_hangup([speaker.text("record_skipped"), speaker.text("peer_thanks")]))
+    records.save(get_session(), call_id, attempt.peer_id, "keypad", outcome=outcome)
+    return to_response(speaker.keypad([speaker.text("record_referral")],
+                                      public_url("callbacks.peer_referral", attempt_id=attempt_id),
+                                      finish_on_key="", num_digits=1))
+
+
+@bp.post("/attempt/<int:attempt_id>/peer/referral")
+@heard_by(Audience.LEG)
+def peer_referral(attempt_id: int) -> Response:
+    """Referral given (1) or not (2) on the callback; then the record is saved and the peer hears so."""
+    attempt = _attempt(attempt_id, "peer")
+    speaker = _peer_speaker(attempt)
+    referral = {"1": True, "2": False}.get(request.form.get("Digits", ""))
+    call_id = records.call_of_callback(get_session(), attempt) if attempt is not None else None
+    if attempt is not None and attempt.peer_id is not None and call_id is not None and referral is not None:
+        records.save(get_session(), call_id, attempt.peer_id, "keypad", referral=referral)
+    return to_response(speaker.say_then_hangup([speaker.text("record_saved"), speaker.text("peer_thanks")]))
 
 
 @bp.post("/attempt/<int:attempt_id>/peer/notice")
