@@ -161,7 +161,7 @@ def test_database_down_during_the_callback_the_voicemail_is_recovered_transcribe
     first = utcnow()
     done = run_tick(worker_context, redis)
     [vm] = all_voicemails(app)
-    assert done == {"abandoned": [], "recordings": [vm.id], "voicemails": [], "callbacks": []}
+    assert done == {"abandoned": [], "recordings": [vm.id], "voicemails": [], "callbacks": [], "peers": [], "shift_alerts": []}
     assert (vm.recording_sid, vm.status, vm.language, vm.job_id) == (sid, "pending", "en", transcription_job_id(vm.id))
 
     # The worker fetches it, stores it encrypted, transcribes it, and only then deletes Twilio's copy.
@@ -332,7 +332,7 @@ def test_a_failing_rest_api_imports_nothing_and_the_tick_goes_on(
     with caplog.at_level(logging.WARNING, logger="queues.reconcile"):
         done = run_tick(JobContext(svc), redis)
 
-    assert done == {"abandoned": [], "recordings": [], "voicemails": [lost.id], "callbacks": []}
+    assert done == {"abandoned": [], "recordings": [], "voicemails": [lost.id], "callbacks": [], "peers": [], "shift_alerts": []}
     assert [v.recording_sid for v in all_voicemails(app)] == [lost.recording_sid]
     assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "queues.reconcile"] == [
         "could not list Twilio's recordings (tried again at the next tick)"]
