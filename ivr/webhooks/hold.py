@@ -12,7 +12,7 @@ from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import Flow, line, routing, stories
-from callflows.calls import record_event
+from callflows.calls import commit_step, record_event
 from callflows.times import aware
 from ivr.db import get_session
 from ivr.services import services
@@ -135,7 +135,7 @@ def hold_choice(req_id: int) -> Response:
     digits = request.form.get("Digits", "")
     target = HOLD_KEYS.get(digits, "stay")
     record_event(session, req.call_sid, "hold", digits or "no-input", target)
-    session.commit()
+    commit_step(session)
     if target in LEAVING:
         # After <Leave>, hold_done carries the choice out (a callback keeps req.arrived_at).
         line.caller_left(session, services(), req, target, utcnow())
