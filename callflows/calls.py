@@ -105,7 +105,8 @@ _EVENT_FIELDS = ("at", "node", "input", "detail")
 _INSERT_EVENT = insert(_EVENTS).from_select(
     ["call_id", *_EVENT_FIELDS],
     select(_CALLS.c.id, *(bindparam(name, type_=_EVENTS.c[name].type).label(name) for name in _EVENT_FIELDS))
-    .where(_CALLS.c.call_sid == bindparam("call_sid")))
+    .where(_CALLS.c.call_sid == bindparam("call_sid"))
+).execution_options(preserve_rowcount=True)  # SQLAlchemy keeps an INSERT's rowcount only when asked
 
 
 def record_event(session: Session, call_sid: str, node: str, received: str | None = None,

@@ -5,13 +5,16 @@ never timed: timings live in bench/.
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Iterator
 
 import pytest
 from sqlalchemy import event, func, select
 
+from callflows import callbacks, line
 from callflows.services import Services
-from models import Call, CallEvent
+from models import Call, CallbackRequest, CallEvent, utcnow
+from tests.factories import make_peer
 from tests.helpers import TestCaller
 
 
@@ -97,3 +100,42 @@ def test_an_event_for_a_call_the_line_never_saw_creates_the_call(client: Any, db
     assert "What would you like to do?" in stranger.said
     assert _events_of(db, stranger.call_sid) == [("main", "*")]
     assert db.scalar(select(func.count()).select_from(Call).where(Call.call_sid == stranger.call_sid)) == 1
+
+
+# The line of callbacks is read a page at a time ------------------------------------------------
+
+
+@pytest.fixture
+def network(app_config: dict[str, object], phone_network: Any) -> Any:
+    """The phone network, wired in before the app is built (list it before ``svc``)."""
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    return phone_network
+
+
+def test_a_free_peer_reaches_the_first_callback_they_can_take_past_many_they_cannot(
+        network: Any, svc: Services, db: Any) -> None:
+    now = utcnow()
+    make_peer(db, svc.vault, display_name="Ana", phone="+15555550321", languages=["en"], status="available")
+    not_before, not_after = callbacks.window_bounds("now", now, svc.settings)
+
+    def callback(language: str, minutes_ago: int) -> CallbackRequest:
+        cb = CallbackRequest(number_encrypted=svc.vault.encrypt_text("+15555550500"), language=language,
+                             status="pending", arrived_at=now - timedelta(minutes=minutes_ago),
+                             not_before=not_before, not_after=not_after, due_at=not_before)
+        db.add(cb)
+        return cb
+
+    # Three pages of callbacks in Spanish, which the one free peer does not speak, and one whose
+    # window has closed; then the English one, last in line.
+    spanish = [callback("es", 100 - i) for i in range(3 * callbacks.DUE_PAGE)]
+    closed = callback("en", 200)
+    closed.not_after = now - timedelta(minutes=1)
+    english = callback("en", 1)
+    db.commit()
+    assert line.dispatch(db, svc, now) == 1
+    rung = [r.form for r in network.state.requests if r.method == "POST" and r.path.endswith("/Calls.json")]
+    assert [form["To"] for form in rung] == [["+15555550321"]]
+    db.expire_all()
+    assert db.get(CallbackRequest, english.id).status == "dialing"
+    assert db.get(CallbackRequest, closed.id).status == "pending"
+    assert {db.get(CallbackRequest, cb.id).status for cb in spanish} == {"pending"}
