@@ -5,17 +5,19 @@ never timed: timings live in bench/.
 """
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any, Iterator
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import NullPool, event, func, select
 
 from callflows import callbacks, line
 from callflows.services import Services
 from models import Call, CallbackRequest, CallEvent, utcnow
+from models.session import PING_AFTER_IDLE_S, make_engine
 from tests.factories import make_peer
-from tests.helpers import TestCaller
+from tests.helpers import TestCaller, require
 
 
 class Statements:
@@ -139,3 +141,35 @@ def test_a_free_peer_reaches_the_first_callback_they_can_take_past_many_they_can
     assert db.get(CallbackRequest, english.id).status == "dialing"
     assert db.get(CallbackRequest, closed.id).status == "pending"
     assert {db.get(CallbackRequest, cb.id).status for cb in spanish} == {"pending"}
+
+
+# No ping on a busy line, a ping after a pause ----------------------------------------------------
+
+
+def test_a_connection_the_database_dropped_while_idle_is_replaced_before_a_webhook_uses_it(
+        svc: Services, caller: TestCaller, statements: Statements) -> None:
+    require(svc.engine.dialect.name == "postgresql",
+            "needs PostgreSQL: set TEST_DATABASE_URL (SQLite has no server to drop a connection)")
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    statements.take()
+    caller.press("*")  # a busy line: the pooled connection was used a moment ago, so no ping
+    sent, _commits = statements.take()
+    assert len(sent) == 1
+    with svc.engine.connect() as conn:  # the one pooled connection the webhooks use
+        backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    killer = make_engine(svc.settings.database_url, poolclass=NullPool)
+    with killer.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(backend)})").scalar() is True
+    killer.dispose()
+    time.sleep(PING_AFTER_IDLE_S + 0.2)  # a pause on the line: the next checkout pings first
+    caller.press("2")
+    assert "Which stories would you like to hear?" in caller.said
+    assert "something went wrong" not in caller.said
+    assert _events_of_fresh(svc, caller.call_sid)[-1] == ("main", "2")
+
+
+def _events_of_fresh(svc: Services, call_sid: str) -> list[tuple[str, str | None]]:
+    with svc.sessions() as session:
+        return _events_of(session, call_sid)
