@@ -408,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=30.0,
                         help="unmeasured seconds first, over which the calls start (a path takes about a minute)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between a call's steps")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers of each server (at least 2)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of each server (at least 2)")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="threads per gunicorn worker, as `peerline serve` (1: sync workers), for both servers")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
     parser.add_argument("--seed", type=int, default=11, help="random seed of the paths")
@@ -417,8 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(n) for n in args.curve.split(",") if n.strip()] if args.curve else [args.calls]
     if not levels or min(levels) < 1 or max(levels) > 5000:
         parser.error("live calls must be between 1 and 5000")
-    if args.workers < 2 or args.seconds <= 0 or args.seconds > 1800 or args.warmup < 0 or args.interval <= 0:
-        parser.error("--workers at least 2, --seconds in (0, 1800], --warmup >= 0, --interval > 0")
+    if args.workers < 2 or not 1 <= args.threads <= 64 or args.seconds <= 0 or args.seconds > 1800 or args.warmup < 0 or args.interval <= 0:
+        parser.error("--workers at least 2, --threads 1 to 64, --seconds in (0, 1800], --warmup >= 0, --interval > 0")
 
     workdir = Path(tempfile.mkdtemp(prefix="peerline-load-"))
     servers: list[Server] = []
@@ -437,15 +439,16 @@ def main(argv: list[str] | None = None) -> int:
                        PEERLINE_SECRET_KEY=secrets.token_urlsafe(32),
                        TWILIO_API_BASE_URL="http://127.0.0.1:9")  # no REST call is expected; never Twilio
         bare_env = dict(base_env, BENCH_PORT=str(bare_port), BARE_PUBLIC_BASE_URL=f"http://127.0.0.1:{bare_port}")
-        servers.append(start_gunicorn("peerline", "ivr.wsgi:app", args.workers, app_env, workdir))
+        threads = ("--threads", str(args.threads)) if args.threads > 1 else ()
+        servers.append(start_gunicorn("peerline", "ivr.wsgi:app", args.workers, app_env, workdir, threads))
         servers.append(start_gunicorn("bare", "bare_app:app", args.workers, bare_env, workdir,
-                                      ("--pythonpath", str(REPO / "bench"))))
+                                      ("--pythonpath", str(REPO / "bench"), *threads)))
         for server in servers:
             server.wait_ready()
         app_server, bare_server = servers
         print(f"load: live calls {', '.join(map(str, levels))}, a step every {args.interval:g} s each; "
               f"{args.warmup:g} s warm-up + {args.seconds:g} s measured per level and server; "
-              f"{args.workers} gunicorn sync workers each; peerline on {args.database_url.split('@')[-1]}, "
+              f"{args.workers} gunicorn {'sync workers' if args.threads == 1 else f'workers x {args.threads} threads'} each; peerline on {args.database_url.split('@')[-1]}, "
               f"Redis {args.redis_url.split('@')[-1]}; {os.cpu_count()} CPUs", flush=True)
         numbers = iter(range(10_000_000))
         pairs: list[tuple[Figures, Figures]] = []

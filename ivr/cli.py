@@ -123,11 +123,15 @@ def gen_key() -> None:
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int)
 @click.option("--workers", default=2, type=int, help="gunicorn worker processes")
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--threads", default=4, type=int, show_default=True,
+              help="threads per worker: a webhook waiting on the database leaves the worker to another "
+                   "(bench/load.py: 1,000 live calls need them on two cores)")
+def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Run the web app under gunicorn."""
     check_settings()
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-                               str(workers), "--access-logfile", "-", "ivr.wsgi:app"])
+                               str(workers), "--threads", str(max(1, threads)), "--access-logfile", "-",
+                               "ivr.wsgi:app"])
 
 
 @click.command("worker")
