@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200, help="simulated calls per server (5 requests each)")
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight at once")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for each server")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per gunicorn worker for each server (1: sync workers; peerline serve uses 4)")
     parser.add_argument("--warmup", type=int, default=10, help="unmeasured calls per server first")
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per measured run at most")
     parser.add_argument("--rounds", type=int, default=4,
@@ -296,14 +298,16 @@ def main(argv: list[str] | None = None) -> int:
                        PEERLINE_SECRET_KEY=secrets.token_urlsafe(32),
                        TWILIO_API_BASE_URL="http://127.0.0.1:9")  # no REST call is expected; never Twilio
         bare_env = dict(base_env, BENCH_PORT=str(bare_port), BARE_PUBLIC_BASE_URL=f"http://127.0.0.1:{bare_port}")
-        servers.append(start_gunicorn("peerline", "ivr.wsgi:app", args.workers, app_env, workdir))
+        threads = ("--threads", str(args.threads)) if args.threads > 1 else ()
+        servers.append(start_gunicorn("peerline", "ivr.wsgi:app", args.workers, app_env, workdir, threads))
         servers.append(start_gunicorn("bare", "bare_app:app", args.workers, bare_env, workdir,
-                                      ("--pythonpath", str(REPO / "bench"))))
+                                      ("--pythonpath", str(REPO / "bench"), *threads)))
         for server in servers:
             server.wait_ready()
         app_server, bare_server = servers
+        kind = "sync workers" if args.threads == 1 else f"workers x {args.threads} threads"
         print(f"peerline {app_server.base_url} and bare Flask {bare_server.base_url}: {args.workers} gunicorn "
-              f"sync workers each; {args.calls} calls x {len(CALL_SCRIPT)} signed requests, "
+              f"{kind} each; {args.calls} calls x {len(CALL_SCRIPT)} signed requests, "
               f"concurrency {args.concurrency}, {os.cpu_count()} CPUs", flush=True)
         plan = ((app_server, check_peerline), (bare_server, None))
         for server, check in plan:
