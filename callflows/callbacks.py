@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from callflows.calls import FINAL_CALL_STATUSES, by_id, caller_for_call, find_or_create_call, is_withheld, record_event
@@ -56,6 +56,7 @@ CALLER_RING_S = 30
 # schedule, so at worst the caller hears from us once more, later, never twice at once.
 STALE_ATTEMPT = timedelta(minutes=10)
 RETRY_SAME_PEER_AFTER = timedelta(minutes=2)
+DUE_PAGE = 10  # due callbacks read at a time (only as many as there are free peers are placed)
 # Ends of an attempt on the peer's side (did not take it, left the room while the caller's
 # phone rang, or Twilio refused to ring their number): that peer is not rung again for this
 # callback at once, so another free peer gets it instead of the same refusal every dispatch.
@@ -313,16 +314,27 @@ def room_name(attempt_id: int) -> str:
 # Dispatch ----------------------------------------------------------------------------------
 
 
-def due_callbacks(session: Session, now: datetime, arrived_before: datetime | None = None) -> list[CallbackRequest]:
-    """Pending callbacks whose time has come, in arrival order (optionally only those before a time)."""
+def due_callbacks(session: Session, now: datetime, arrived_before: datetime | None = None,
+                  limit: int | None = None, after: CallbackRequest | None = None) -> list[CallbackRequest]:
+    """Pending callbacks whose time has come and whose window is open, in arrival order.
+
+    Optionally only those that arrived before ``arrived_before``, those after ``after`` in the
+    line, and at most ``limit`` of them.
+    """
     stmt = (select(CallbackRequest)
-            .where(CallbackRequest.status == "pending", CallbackRequest.due_at <= now)
+            .where(CallbackRequest.status == "pending", CallbackRequest.due_at <= now,
+                   or_(CallbackRequest.not_after.is_(None), CallbackRequest.not_after > now))
             .order_by(CallbackRequest.arrived_at, CallbackRequest.id))
     if arrived_before is not None:
         stmt = stmt.where(CallbackRequest.arrived_at < arrived_before)
+    if after is not None:  # the place in line after ``after``: (arrived_at, id) as the order has it
+        stmt = stmt.where(or_(CallbackRequest.arrived_at > after.arrived_at,
+                              and_(CallbackRequest.arrived_at == after.arrived_at, CallbackRequest.id > after.id)))
+    if limit is not None:
+        stmt = stmt.limit(limit)
     if not anyone_available(session):
         return []  # nothing to offer: skip loading the line of callbacks
-    return [cb for cb in session.scalars(stmt) if cb.not_after is None or (aware(cb.not_after) or now) > now]
+    return list(session.scalars(stmt))
 
 
 def live_attempts(session: Session) -> int:
@@ -339,23 +351,33 @@ def _recent_peer_misses(session: Session, callback_id: int, now: datetime) -> se
 
 
 def offer_due(session: Session, svc: Services, now: datetime, arrived_before: datetime | None = None) -> int:
-    """Offer free peers to due callbacks (arrived before ``arrived_before``); returns peer calls placed."""
+    """Offer free peers to due callbacks (arrived before ``arrived_before``); returns peer calls placed.
+
+    The line is read a page at a time: with a thousand callbacks waiting and one peer free,
+    one short page is read, not a thousand rows (which the session would then have to check
+    on every claim).
+    """
     placed = 0
-    due = due_callbacks(session, now, arrived_before)
+    due = due_callbacks(session, now, arrived_before, limit=1)  # is anyone due at all (one row, not the line)
     if due and not load_schedule(session, svc.settings.zone, now).is_open(now):
         return 0  # a closed line calls nobody back; the minute tick offers them once it opens
     live = live_attempts(session)
-    for cb in due:
-        # Cheap checks first: with a thousand callbacks waiting, stop as soon as nobody is free.
-        if live >= svc.settings.callback_max_concurrent or not anyone_available(session):
-            break
-        peers = pick_peers(session, cb.language, None, 1, _recent_peer_misses(session, cb.id, now))
-        if not peers:
-            continue
-        if ring_peer(session, svc, cb, peers[0], now):
-            placed += 1
-            live += 1
-    return placed
+    after: CallbackRequest | None = None
+    while True:
+        page = due_callbacks(session, now, arrived_before, limit=DUE_PAGE, after=after)
+        for cb in page:
+            # Cheap checks first: with a thousand callbacks waiting, stop as soon as nobody is free.
+            if live >= svc.settings.callback_max_concurrent or not anyone_available(session):
+                return placed
+            peers = pick_peers(session, cb.language, None, 1, _recent_peer_misses(session, cb.id, now))
+            if not peers:
+                continue
+            if ring_peer(session, svc, cb, peers[0], now):
+                placed += 1
+                live += 1
+        if len(page) < DUE_PAGE:
+            return placed
+        after = page[-1]
 
 
 def ring_peer(session: Session, svc: Services, cb: CallbackRequest, peer: Peer, now: datetime) -> bool:

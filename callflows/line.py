@@ -36,6 +36,10 @@ PHONE_SIGN_ON_DELAY = timedelta(seconds=15)
 def dispatch(session: Session, svc: Services, now: datetime) -> int:
     """Offer free peers to waiting callers and due callbacks, in one order by arrival; returns calls placed."""
     rung = 0
+    if not anyone_available(session):
+        # Nothing to offer (the usual case on a busy line, checked on every hold poll): never
+        # read the whole line of waiting callers only to stop at the first of them.
+        return 0
     waiting = session.scalars(
         select(PeerRequest).where(PeerRequest.status == "waiting").order_by(PeerRequest.arrived_at, PeerRequest.id)
     ).all()

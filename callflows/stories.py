@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from callflows.calls import commit_step
 from models import PeerStory
 from models.tables import PeerRequest
 
@@ -32,5 +33,5 @@ def hold_story(session: Session, req: PeerRequest) -> PeerStory | None:
         return None
     story = stories[req.hold_plays % len(stories)]
     req.hold_plays += 1
-    session.commit()
+    commit_step(session)  # which story plays next is not worth a wait for the disk
     return story

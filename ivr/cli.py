@@ -141,7 +141,10 @@ def gen_key() -> None:
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int)
 @click.option("--workers", default=2, type=int, help="gunicorn worker processes")
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--threads", default=4, type=int, show_default=True,
+              help="threads per worker: a webhook waiting on the database leaves the worker to another "
+                   "(bench/load.py: 1,000 live calls need them on two cores)")
+def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Run the web app under gunicorn."""
     check_settings()
     # Resolved here, once, so the gunicorn workers do not each warn about a generated key.
@@ -149,7 +152,8 @@ def serve(host: str, port: int, workers: int) -> None:
     # No control socket: gunicorn's default is one path per user, so a second server on the same
     # host (a second port, the two-server test, a bench) would take it over from the first.
     os.execvpe(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-                                str(workers), "--no-control-socket", "--access-logfile", "-", "ivr.wsgi:app"], env)
+                                str(workers), "--threads", str(max(1, threads)), "--no-control-socket",
+                                "--access-logfile", "-", "ivr.wsgi:app"], env)
 
 
 @click.command("worker")

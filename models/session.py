@@ -1,11 +1,13 @@
 """Engine and session factory construction, and Alembic upgrades, without Flask."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -46,14 +48,45 @@ def make_engine(url: str, timeout_s: float = WEB_TIMEOUT_S, **kwargs: object) ->
             cur.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    ping_when_idle = "pool_pre_ping" not in kwargs
     if url.startswith("postgresql"):
         ms = int(timeout_s * 1000)
         kwargs.setdefault("connect_args", {
             "connect_timeout": max(1, round(timeout_s)),
             "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
         })
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if ping_when_idle:
+        _ping_when_idle(engine, PING_AFTER_IDLE_S)
+    return engine
+
+
+# A pooled connection idle for longer than this is pinged before use (a database restart
+# leaves dead ones behind); one used within this time is not, which saves a round trip on every
+# webhook of a busy line. Should the database restart in the middle of traffic, the first
+# statement on a dead connection fails (that webhook answers through its error path) and
+# SQLAlchemy invalidates the whole pool, so the next requests get fresh connections.
+PING_AFTER_IDLE_S = 1.0
+
+
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Ping a connection on checkout only when it sat in the pool for ``idle_s`` or more."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn, record):  # type: ignore[no-untyped-def]
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn, record, _proxy):  # type: ignore[no-untyped-def]
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < idle_s:
+            return  # just connected, or in use a moment ago
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError("a pooled connection did not answer its ping") from exc
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

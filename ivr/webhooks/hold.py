@@ -14,7 +14,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import Flow, callers, escalation, hours, line, routing, stories, survey
 from callflows.announce import blocked_notice, spoken_opening
-from callflows.calls import FINAL_CALL_STATUSES, record_event
+from callflows.calls import FINAL_CALL_STATUSES, commit_step, record_event
 from callflows.peers import peers_on_shift
 from callflows.times import aware
 from ivr.db import get_session
@@ -177,7 +177,7 @@ def hold_choice(req_id: int) -> Response:
     digits = request.form.get("Digits", "")
     target = HOLD_KEYS.get(digits, "stay")
     record_event(session, req.call_sid, "hold", digits or "no-input", target)
-    session.commit()
+    commit_step(session)
     if target in LEAVING:
         # After <Leave>, hold_done carries the choice out (a callback keeps req.arrived_at).
         line.caller_left(session, services(), req, target, utcnow())

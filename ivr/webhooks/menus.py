@@ -19,6 +19,7 @@ from callflows import Flow, Transition, choose_language, hours, step
 from callflows.announce import spoken_opening
 from callflows.callbacks import pending_for_caller
 from callflows.calls import (
+    commit_step,
     find_or_create_call,
     find_or_create_caller,
     go_on_undecided,
@@ -60,9 +61,10 @@ def incoming() -> Response:
         # A peer calling from their registered phone runs their shift.
         return to_response(actions.perform(current_ctx(), actions.PEER_SIGN_IN))
     caller = find_or_create_caller(session, svc.vault, number)
+    known = caller is not None and caller.id is not None  # a new caller has no callback waiting
     call = find_or_create_call(session, request.form.get("CallSid", ""), caller)
     record_event(session, call.call_sid, "incoming")
-    if caller is not None and caller.id is not None:
+    if caller is not None and known:
         pending = pending_for_caller(session, caller.id)
         if pending is not None:  # keep or cancel a waiting callback, in the caller's language
             language = caller.language if caller.language in svc.flows else pending.language
@@ -71,14 +73,14 @@ def incoming() -> Response:
             return to_response(twiml)
     if caller is not None and caller.language in svc.flows:
         call.language = caller.language
-        session.commit()
+        commit_step(session)
         ctx = current_ctx(caller.language, caller.slow_speech)
         closed = _closed_notice(ctx)
         if closed:  # told at once when the line opens, then the options that stay
             return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("greeting"), *closed],
                                                              ctx.url("voice.menu", node="closed")))
         return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("greeting")], ctx.main_menu_url))
-    session.commit()
+    commit_step(session)
     return to_response(_language_question(current_ctx(DEFAULT_LANGUAGE), attempt=0))
 
 
@@ -149,7 +151,7 @@ def language() -> Response:
         return to_response(_language_question(ctx, attempt + 1, change))
     if change:  # asked from the settings: nothing changes
         record_event(get_session(), ctx.call_sid, "language", digits or "no-input", f"kept {ctx.flow.language}")
-        get_session().commit()
+        commit_step(get_session())
         return to_response(ctx.menu(ctx.flow.start, preface=[ctx.flow.text("language_kept")]))
     # Nobody chose: go on in the default language, in both (see Ctx.language_switch), and save nothing.
     slow = go_on_undecided(get_session(), ctx.call_sid, DEFAULT_LANGUAGE, digits or "no-input")
@@ -206,7 +208,7 @@ def answer(node: str) -> Response:
                       danger=heard_danger)
     session = get_session()
     record_event(session, ctx.call_sid, node, transition.matched or transition.kind, transition.target)
-    session.commit()
+    commit_step(session)
     return to_response(_carry_out(ctx, node, transition))
 
 

@@ -16,7 +16,7 @@ from typing import Iterable
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows.calls import record_event
+from callflows.calls import commit_step, record_event
 from callflows.loader import STORY_MENU, STORY_PAUSE_KEY
 from callflows.stories import approved_stories
 from ivr.db import get_session
@@ -43,7 +43,7 @@ def play_story(ctx: Ctx, topic: str, index: int, start_s: float = 0.0) -> VoiceR
         return ctx.menu("stories", preface=[ctx.flow.text("story_end")])
     story = stories[index]
     record_event(session, ctx.call_sid, "story", None, f"{topic}:{story.id}")
-    session.commit()
+    commit_step(session)
     audio = story_audio_url(story.id, start_s) if story.audio_path else None
     intro = ctx.flow.text("story_intro", title=story.title)
     keys = _story_keys(ctx, "story_pause")

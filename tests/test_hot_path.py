@@ -1,0 +1,175 @@
+"""The webhooks' hot path stays flat: what a step of a call costs in SQL does not grow with the call.
+
+Counted with SQLAlchemy's own engine events (the statements the app sends, and its commits),
+never timed: timings live in bench/.
+"""
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any, Iterator
+
+import pytest
+from sqlalchemy import NullPool, event, func, select
+
+from callflows import callbacks, line
+from callflows.services import Services
+from models import Call, CallbackRequest, CallEvent, utcnow
+from models.session import PING_AFTER_IDLE_S, make_engine
+from tests.factories import make_peer
+from tests.helpers import TestCaller, require
+
+
+class Statements:
+    """Every SQL statement and every commit the app's engine sends, from the moment it is attached."""
+
+    def __init__(self) -> None:
+        self.sql: list[str] = []
+        self.commits = 0
+
+    def take(self) -> tuple[list[str], int]:
+        """What was sent since the last take."""
+        sent, commits = self.sql, self.commits
+        self.sql, self.commits = [], 0
+        return sent, commits
+
+
+@pytest.fixture
+def statements(svc: Services) -> Iterator[Statements]:
+    """The statements and commits of the app's engine while the test runs."""
+    seen = Statements()
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith("SET LOCAL"):  # PostgreSQL's commit without a wait for the disk
+            seen.sql.append(" ".join(statement.split()))
+
+    def on_commit(_conn: Any) -> None:
+        seen.commits += 1
+
+    event.listen(svc.engine, "before_cursor_execute", on_execute)
+    event.listen(svc.engine, "commit", on_commit)
+    yield seen
+    event.remove(svc.engine, "before_cursor_execute", on_execute)
+    event.remove(svc.engine, "commit", on_commit)
+
+
+def _events_of(db: Any, call_sid: str) -> list[tuple[str, str | None]]:
+    call = db.scalar(select(Call).where(Call.call_sid == call_sid))
+    return [(e.node, e.input) for e in db.scalars(select(CallEvent).where(CallEvent.call_id == call.id)
+                                                  .order_by(CallEvent.id))]
+
+
+def test_a_long_call_costs_the_same_per_step_and_never_reads_its_earlier_events(
+        caller: TestCaller, statements: Statements, db: Any) -> None:
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    statements.take()
+    per_step: list[tuple[int, int]] = []
+    for _ in range(60):  # stories and back, over and over: 120 more steps of one call
+        for key in ("2", "5"):
+            caller.press(key)
+            sent, commits = statements.take()
+            assert not [s for s in sent if s.startswith("SELECT") and "FROM call_events" in s], sent
+            per_step.append((len(sent), commits))
+    assert "What would you like to do?" in caller.said
+    # The 120th step sends what the first did: one INSERT of the event, one commit.
+    assert set(per_step) == {(1, 1)}
+    steps = _events_of(db, caller.call_sid)
+    assert len(steps) == 2 + 120
+    assert steps[:4] == [("incoming", None), ("language", "1"), ("main", "2"), ("stories", "5")]
+    assert steps[-2:] == [("main", "2"), ("stories", "5")]
+
+
+def test_a_menu_answer_is_one_insert_found_by_the_call_sid(caller: TestCaller, statements: Statements,
+                                                           db: Any) -> None:
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    statements.take()
+    caller.press("*")
+    sent, commits = statements.take()
+    assert commits == 1
+    assert len(sent) == 1
+    assert sent[0].startswith("INSERT INTO call_events") and "WHERE calls.call_sid =" in sent[0]
+    assert _events_of(db, caller.call_sid)[-1] == ("main", "*")
+
+
+def test_an_event_for_a_call_the_line_never_saw_creates_the_call(client: Any, db: Any) -> None:
+    # A menu URL reached with a CallSid the line has no row for (a lost first webhook).
+    stranger = TestCaller(client, number="+15555550177")
+    stranger.post("/voice/menu/main/answer?lang=en", Digits="*")
+    assert "What would you like to do?" in stranger.said
+    assert _events_of(db, stranger.call_sid) == [("main", "*")]
+    assert db.scalar(select(func.count()).select_from(Call).where(Call.call_sid == stranger.call_sid)) == 1
+
+
+# The line of callbacks is read a page at a time ------------------------------------------------
+
+
+@pytest.fixture
+def network(app_config: dict[str, object], phone_network: Any) -> Any:
+    """The phone network, wired in before the app is built (list it before ``svc``)."""
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    return phone_network
+
+
+def test_a_free_peer_reaches_the_first_callback_they_can_take_past_many_they_cannot(
+        network: Any, svc: Services, db: Any) -> None:
+    now = utcnow()
+    make_peer(db, svc.vault, display_name="Ana", phone="+15555550321", languages=["en"], status="available")
+    not_before, not_after = callbacks.window_bounds("now", now, svc.settings)
+
+    def callback(language: str, minutes_ago: int) -> CallbackRequest:
+        cb = CallbackRequest(number_encrypted=svc.vault.encrypt_text("+15555550500"), language=language,
+                             status="pending", arrived_at=now - timedelta(minutes=minutes_ago),
+                             not_before=not_before, not_after=not_after, due_at=not_before)
+        db.add(cb)
+        return cb
+
+    # Three pages of callbacks in Spanish, which the one free peer does not speak, and one whose
+    # window has closed; then the English one, last in line.
+    spanish = [callback("es", 100 - i) for i in range(3 * callbacks.DUE_PAGE)]
+    closed = callback("en", 200)
+    closed.not_after = now - timedelta(minutes=1)
+    english = callback("en", 1)
+    db.commit()
+    assert line.dispatch(db, svc, now) == 1
+    rung = [r.form for r in network.state.requests if r.method == "POST" and r.path.endswith("/Calls.json")]
+    assert [form["To"] for form in rung] == [["+15555550321"]]
+    db.expire_all()
+    assert db.get(CallbackRequest, english.id).status == "dialing"
+    assert db.get(CallbackRequest, closed.id).status == "pending"
+    assert {db.get(CallbackRequest, cb.id).status for cb in spanish} == {"pending"}
+
+
+# No ping on a busy line, a ping after a pause ----------------------------------------------------
+
+
+def test_a_connection_the_database_dropped_while_idle_is_replaced_before_a_webhook_uses_it(
+        svc: Services, caller: TestCaller, statements: Statements) -> None:
+    require(svc.engine.dialect.name == "postgresql",
+            "needs PostgreSQL: set TEST_DATABASE_URL (SQLite has no server to drop a connection)")
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    statements.take()
+    caller.press("*")  # a busy line: the pooled connection was used a moment ago, so no ping
+    sent, _commits = statements.take()
+    assert len(sent) == 1
+    with svc.engine.connect() as conn:  # the one pooled connection the webhooks use
+        backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    killer = make_engine(svc.settings.database_url, poolclass=NullPool)
+    with killer.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(backend)})").scalar() is True
+    killer.dispose()
+    time.sleep(PING_AFTER_IDLE_S + 0.2)  # a pause on the line: the next checkout pings first
+    caller.press("2")
+    assert "Which stories would you like to hear?" in caller.said
+    assert "something went wrong" not in caller.said
+    assert _events_of_fresh(svc, caller.call_sid)[-1] == ("main", "2")
+
+
+def _events_of_fresh(svc: Services, call_sid: str) -> list[tuple[str, str | None]]:
+    with svc.sessions() as session:
+        return _events_of(session, call_sid)
