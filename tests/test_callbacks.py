@@ -355,7 +355,9 @@ def test_after_a_callback_the_peer_keys_the_call_record_of_the_call_it_answers(s
     caller_form = creates(net, "+15555550406")[0]
     person = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
     person.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="human")
-    # The caller hangs up; the peer's side of the room ends and wrap-up starts with the record, as after a live call.
+    # The caller hangs up in the room (their Dial ends, then their call); the peer's side of the
+    # room ends and wrap-up starts with the record, as after a live call.
+    person.post(person.twiml.find("Dial").get("action"), DialCallStatus="completed", CallStatus="completed")
     person.post(caller_form["StatusCallback"][0], CallStatus="completed")
     peer.post(peer.twiml.find("Dial").get("action"), DialCallStatus="completed")
     assert peer.said == ("Before you go, key the outcome of the call. 1, talked it through. 2, referred. "
