@@ -282,3 +282,21 @@ def test_a_bad_trusted_proxies_setting_is_refused_at_start_naming_it(tmp_path: A
 
     with pytest.raises(SettingsError, match="PEERLINE_TRUSTED_PROXIES"):
         Settings.from_env(tmp_path, {"PEERLINE_TRUSTED_PROXIES": value}).check()
+
+
+def test_a_wrong_method_on_a_staff_path_gets_the_branded_page_with_the_staff_headers(app: Any,
+                                                                                     dashboard_data: Any) -> None:
+    client = signed_in(app, dashboard_data, "sam")
+    token = csrf_token(client, "/staff/me")
+    for response in (client.post("/staff/no-such-page", data={"csrf_token": token}),  # an unknown path
+                     app.test_client().post("/staff/nothing/here"),  # signed out, no token
+                     client.get("/staff/me/status"),  # a POST-only page
+                     client.delete("/staff/voicemails")):
+        body = response.get_data(as_text=True)
+        assert response.status_code == 405 and "<h1>Not allowed</h1>" in body, body[:300]
+        assert "This page cannot be used that way." in body and "peerline staff" in body
+        assert_staff_headers(response)
+    assert set(client.get("/staff/me/status").headers["Allow"].split(", ")) >= {"POST"}
+    # The webhooks keep their own answer to a wrong method (TwiML for a caller), not the staff page.
+    webhook = app.test_client().get("/voice/incoming")  # unsigned, so refused as before
+    assert webhook.status_code == 403 and "peerline staff" not in webhook.get_data(as_text=True)
