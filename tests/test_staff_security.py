@@ -300,3 +300,48 @@ def test_a_wrong_method_on_a_staff_path_gets_the_branded_page_with_the_staff_hea
     # The webhooks keep their own answer to a wrong method (TwiML for a caller), not the staff page.
     webhook = app.test_client().get("/voice/incoming")  # unsigned, so refused as before
     assert webhook.status_code == 403 and "peerline staff" not in webhook.get_data(as_text=True)
+
+
+# Characters PostgreSQL refuses ------------------------------------------------------------------------
+
+NUL_PAGE = "invisible NUL character"
+
+
+def assert_refused_for_nul(response: Any) -> None:
+    body = response.get_data(as_text=True)
+    assert response.status_code == 400 and "<h1>Character not allowed</h1>" in body and NUL_PAGE in body, body[:300]
+    assert "Nothing was changed." in body
+    assert_staff_headers(response)
+
+
+def test_a_nul_typed_into_a_staff_form_is_refused_with_a_clear_page_and_nothing_saved(app: Any, db: Any,
+                                                                                      dashboard_data: Any) -> None:
+    from models import CallerPlan, Peer, PeerStory
+
+    client = signed_in(app, dashboard_data, "super")
+    peers = db.query(Peer).count()
+    assert_refused_for_nul(post(client, "/staff/peers/new", display_name="Ana\x00", phone="+15555550142",
+                                languages="en"))
+    assert_refused_for_nul(post(client, f"/staff/peers/{dashboard_data.rosa.id}/edit", display_name="Rosa\x00",
+                                phone="", languages="en"))
+    assert_refused_for_nul(post(client, f"/staff/stories/{dashboard_data.story.id}/approve", consent="yes\x00"))
+    assert_refused_for_nul(post(client, "/staff/hours/close", reason="Storm\x00 warning", until=""))
+    caller_id = dashboard_data.caller.id
+    assert_refused_for_nul(post(client, f"/staff/callers/{caller_id}/plan", plan="Calls\x00 daily", daily_limit=""))
+    assert_refused_for_nul(client.get("/staff/audit", query_string={"action": "sign\x00in"}))
+    # Nothing was saved: no new peer, the name kept, the story still a draft, the line open, no plan.
+    db.expire_all()
+    assert db.query(Peer).count() == peers and db.get(Peer, dashboard_data.rosa.id).display_name == "Rosa"
+    assert db.get(PeerStory, dashboard_data.story.id).status != "approved"
+    assert "Storm" not in client.get("/staff/hours").get_data(as_text=True)
+    assert db.query(CallerPlan).filter_by(caller_id=caller_id).count() == 0
+    # The same forms without the NUL work (the check refuses only the character).
+    assert post(client, "/staff/hours/close", reason="Storm warning", until="").status_code == 302
+    assert "Storm warning" in client.get("/staff/hours").get_data(as_text=True)
+
+
+def test_a_nul_in_the_sign_in_form_is_refused_not_an_error(app: Any, dashboard_data: Any) -> None:
+    client = app.test_client()
+    token = csrf_token(client)
+    assert_refused_for_nul(client.post("/staff/sign-in", data={"csrf_token": token, "username": "super\x00",
+                                                                "password": "x"}))
