@@ -1,8 +1,9 @@
 """Signatures, errors that still answer the caller, and the fallback with everything down."""
 from __future__ import annotations
 
+import http.client
 import io
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 import pytest
 from twilio.request_validator import RequestValidator
@@ -10,7 +11,7 @@ from werkzeug.datastructures import MultiDict
 
 from ivr import MAX_REQUEST_BYTES, create_app
 from ivr.webhooks import context, menus
-from tests.helpers import PUBLIC_BASE, TEST_AUTH_TOKEN, TestCaller, parse_twiml, sign, spoken
+from tests.helpers import PUBLIC_BASE, TEST_AUTH_TOKEN, TestCaller, parse_twiml, serving, sign, spoken
 
 
 def test_unsigned_request_is_rejected(client) -> None:  # type: ignore[no-untyped-def]
@@ -230,3 +231,20 @@ def test_a_signature_with_the_default_port_written_out_is_accepted(client) -> No
     other_port = f"{scheme}://{host}:8443{slash}{tail}/voice/incoming"
     assert client.post("/voice/incoming", data=params,
                        headers={"X-Twilio-Signature": sign(other_port, params)}).status_code == 403
+
+
+def test_awkward_urls_over_real_http_are_checked_as_requested(app) -> None:  # type: ignore[no-untyped-def]
+    # A real HTTP server hands the request line over in RAW_URI / REQUEST_URI, as gunicorn does.
+    params = {"CallSid": "CA1", "From": "+15555550100"}
+    with serving(app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        for path in ("/voice/menu/;", "/voice/menu/a%2Fb;x", "/voice/menu/caf%c3%a9?lang=es&lang=en"):
+            for signature, status in ((sign(PUBLIC_BASE + path, params), 200),
+                                      (sign(PUBLIC_BASE + path, params, token="someone-elses-token"), 403)):
+                conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                conn.request("POST", path, body=urlencode(params), headers={
+                    "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature})
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                assert response.status == status, (path, response.status)
