@@ -79,6 +79,9 @@ def parse_zone(name: str) -> ZoneInfo:
         raise SettingsError([f"LINE_TIMEZONE: {name!r} is not an IANA time zone (e.g. America/New_York)"]) from exc
 
 
+MAX_TRUSTED_PROXIES = 5  # more hops than any sane deployment: a typo (an address, a port) is caught
+
+
 @dataclass(frozen=True)
 class Settings:
     """The line's configuration; defaults make ``make run`` work with no settings."""
@@ -129,6 +132,9 @@ class Settings:
     supervisor_answer_seconds: int = 25
     crisis_answer_seconds: int = 45
     monitor_notice: str = "whisper"
+    # Reverse proxies in front of the web servers that set X-Forwarded-For / -Proto (0 = none:
+    # the headers are ignored, so a client cannot choose the address the sign-in throttle sees).
+    trusted_proxies: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -199,6 +205,7 @@ class Settings:
             supervisor_answer_seconds=number("SUPERVISOR_ANSWER_SECONDS", 25, minimum=5),
             crisis_answer_seconds=number("CRISIS_ANSWER_SECONDS", 45, minimum=5),
             monitor_notice=(env.get("MONITOR_NOTICE") or cls.monitor_notice).strip().lower(),
+            trusted_proxies=number("PEERLINE_TRUSTED_PROXIES", 0),
         )
         if problems:
             raise SettingsError(problems)
@@ -220,6 +227,9 @@ class Settings:
             problems.append(f"MONITOR_NOTICE: {self.monitor_notice!r} must be one of {', '.join(MONITOR_NOTICES)}")
         if not self.public_base_url.startswith(("http://", "https://")):
             problems.append(f"PUBLIC_BASE_URL: {self.public_base_url!r} must start with http:// or https://")
+        if not 0 <= self.trusted_proxies <= MAX_TRUSTED_PROXIES:
+            problems.append(f"PEERLINE_TRUSTED_PROXIES: {self.trusted_proxies} must be the number of reverse proxies "
+                            f"in front of the web servers, 0 to {MAX_TRUSTED_PROXIES}")
         problems.extend(self.provider_problems())
         if problems:
             raise SettingsError(problems)

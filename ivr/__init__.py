@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from callflows import ACTIONS, TOPIC_ACTIONS, load_flows
 from callflows.services import Services
@@ -61,6 +62,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config["SESSION_COOKIE_SAMESITE"] = app.config.get("SESSION_COOKIE_SAMESITE") or "Lax"
     app.config["SESSION_COOKIE_SECURE"] = bool(app.config.get("SESSION_COOKIE_SECURE")) or \
         settings.public_base_url.startswith("https://")
+
+    if settings.trusted_proxies:
+        # Behind N reverse proxies: the client's address (the sign-in throttle counts per address)
+        # and scheme (HSTS, secure cookies) come from the last N X-Forwarded-For / -Proto entries.
+        # Host is not taken from X-Forwarded-Host: URLs and signatures use PUBLIC_BASE_URL.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
 
     engine = make_engine(settings.database_url)
     redis = connect(settings.redis_url, instance)

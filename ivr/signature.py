@@ -7,12 +7,13 @@ Ed25519 over a timestamp and the raw body) would bring its own :class:`Signature
 """
 from __future__ import annotations
 
-from typing import Mapping, Protocol
-from urllib.parse import quote
+import hmac
+from typing import Protocol
+from urllib.parse import quote, unquote
 
 from flask import abort, request
 from twilio.request_validator import RequestValidator
-from werkzeug.datastructures import Headers
+from werkzeug.datastructures import Headers, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from callflows.settings import Settings
@@ -22,7 +23,7 @@ from ivr.services import services
 class SignatureScheme(Protocol):
     """How one provider's webhook signatures are checked (the seam for a provider that signs otherwise)."""
 
-    def is_valid(self, url: str, params: Mapping[str, str], headers: Headers) -> bool:
+    def is_valid(self, url: str, params: MultiDict[str, str], headers: Headers) -> bool:
         """True when ``headers`` (looked up without regard to case) carry a valid signature of ``url`` and ``params``."""
         ...
 
@@ -34,10 +35,31 @@ class HmacSha1Scheme:
         self.validator = RequestValidator(key)
         self.headers = headers  # where the signature may be, in order of preference
 
-    def is_valid(self, url: str, params: Mapping[str, str], headers: Headers) -> bool:
-        """True when the first signature header present is valid for ``url`` and ``params``."""
+    def is_valid(self, url: str, params: MultiDict[str, str], headers: Headers) -> bool:
+        """True when the first signature header present is valid for ``url`` and ``params``.
+
+        Computed over ``url`` exactly as given: RequestValidator.validate rebuilds the URL through
+        urlparse, which drops an empty ``;`` parameter from the last path segment (``/menu/;``),
+        so a correct signature failed. Every value of a repeated form field is signed, as Twilio does.
+        """
         signature = next((headers.get(h, "") for h in self.headers if headers.get(h)), "")
-        return bool(signature) and self.validator.validate(url, dict(params), signature)
+        if not signature:
+            return False
+        # Twilio signs some URLs with the default port written out (":443") and some without.
+        return any(hmac.compare_digest(self.validator.compute_signature(candidate, params), signature)
+                   for candidate in port_variants(url))
+
+
+def port_variants(url: str) -> tuple[str, str]:
+    """``url`` as given and with its default port added (or removed when it names one), nothing else changed."""
+    scheme, _, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    host, colon, port = netloc.rpartition(":")
+    if colon and port.isdigit() and not host.endswith("["):
+        other = host  # the port removed
+    else:
+        other = f"{netloc}:{443 if scheme == 'https' else 80}"
+    return url, f"{scheme}://{other}{slash}{tail}"
 
 
 def scheme_for(settings: Settings) -> SignatureScheme | None:
@@ -55,10 +77,25 @@ def scheme_for(settings: Settings) -> SignatureScheme | None:
 PATH_SAFE = "!$&'()*+,/:;=@"
 
 
+def requested_path() -> str:
+    """The path exactly as the client wrote it in the request line (its percent-encoding, ``;`` and
+    ``+`` kept), from the server's RAW_URI / REQUEST_URI; else the routed path encoded as url_for does."""
+    routed = request.script_root + request.path
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+    # WSGI hands the request line over as latin-1; a URL Twilio requests is ASCII (percent-encoded).
+    raw = raw.encode("latin-1", "replace").decode("utf-8", "replace").partition("?")[0]
+    if raw.startswith(("http://", "https://")):  # the absolute form of a request line
+        raw = "/" + raw.partition("://")[2].partition("/")[2]
+    # Used only when it is the path the app routed (no middleware rewrote PATH_INFO).
+    if raw.startswith("/") and unquote(raw) == routed:
+        return raw[len(quote(request.script_root, safe=PATH_SAFE)):] if request.script_root else raw
+    return quote(request.path, safe=PATH_SAFE)  # werkzeug hands the path over decoded
+
+
 def expected_url() -> str:
-    """The URL Twilio signed: the public base URL, the path (encoded as url_for encodes it) and the raw query."""
+    """The URL Twilio signed: the public base URL, the path as requested and the raw query."""
     base = services().settings.public_base_url
-    path = quote(request.path, safe=PATH_SAFE)  # werkzeug hands the path over decoded
+    path = requested_path()
     if not request.query_string:
         return base + path
     # Bytes no URL carries (only a forged request has them) do not match, and never raise.
@@ -84,7 +121,7 @@ def has_valid_signature() -> bool:
     if too_large():
         return False
     try:
-        params = request.form.to_dict(flat=True) if request.method == "POST" else {}
+        params = request.form if request.method == "POST" else MultiDict()
     except RequestEntityTooLarge:  # no length declared (chunked), and more than the limit came
         return False
     return scheme.is_valid(expected_url(), params, request.headers)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -495,6 +496,28 @@ def test_admin_filters_the_audit_log(client: Any, db: Any, dashboard_data: Any) 
     assert "No entries match." in other
     signins = client.get("/staff/audit?action=sign_in").get_data(as_text=True)
     assert re.findall(r"<td>(Sign in)</td>", signins) == ["Sign in"]
+
+
+def test_audit_date_filters_are_days_in_the_line_time_zone(client: Any, db: Any, svc: Any,
+                                                            dashboard_data: Any) -> None:
+    # Two entries an hour apart across midnight in New York (EDT, UTC-4), both on 10 March in UTC.
+    assert svc.settings.line_timezone == "America/New_York"
+    for at, detail in ((datetime(2026, 3, 10, 3, 30, tzinfo=timezone.utc), "late on the 9th"),
+                       (datetime(2026, 3, 10, 4, 30, tzinfo=timezone.utc), "early on the 10th")):
+        db.add(AuditEntry(action="boundary_check", detail=detail, at=at))
+    db.commit()
+    sign_in(client, "admin", dashboard_data.passwords["admin"])
+
+    def shown(**days: str) -> list[tuple[str, str]]:
+        html = client.get("/staff/audit", query_string={"action": "boundary_check", **days}).get_data(as_text=True)
+        return re.findall(r"<tr><td>([^<]+)</td>.*?<td>(late on the 9th|early on the 10th)</td>", html, re.S)
+
+    assert shown(since="2026-03-10", until="2026-03-10") == [("2026-03-10 00:30:00 EDT", "early on the 10th")]
+    assert shown(since="2026-03-09", until="2026-03-09") == [("2026-03-09 23:30:00 EDT", "late on the 9th")]
+    assert shown(until="2026-03-09") == [("2026-03-09 23:30:00 EDT", "late on the 9th")]
+    assert shown(since="2026-03-10") == [("2026-03-10 00:30:00 EDT", "early on the 10th")]
+    assert len(shown(since="2026-03-09", until="2026-03-10")) == 2
+    assert "From (date, America/New_York)" in client.get("/staff/audit").get_data(as_text=True)
 
 
 def test_audit_log_is_append_only_from_the_app(svc: Any, dashboard_data: Any) -> None:

@@ -151,6 +151,19 @@ def test_proxies_limit_the_body_to_what_the_app_accepts_and_terminate_tls() -> N
     assert "--port 8000" in (DEPLOY / "peerline-web.service").read_text()
 
 
+def test_proxies_forward_the_browsers_address_and_scheme_and_the_settings_trust_one_hop() -> None:
+    # Without them the sign-in pause per address would pause every staff member at once.
+    nginx = (DEPLOY / "nginx.conf").read_text()
+    for location in re.findall(r"location [^{]*\{[^}]*\}", nginx):
+        assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in location, location
+        assert "proxy_set_header X-Forwarded-Proto $scheme;" in location, location
+    caddy = (DEPLOY / "Caddyfile").read_text()
+    assert "header_up X-Forwarded-For {remote_host}" in caddy and "header_up X-Forwarded-Proto {scheme}" in caddy
+    example = (DEPLOY / "peerline.env.example").read_text()
+    assert re.search(r"^PEERLINE_TRUSTED_PROXIES=1$", example, flags=re.M)
+    assert "PEERLINE_TRUSTED_PROXIES" in (DEPLOY.parent / "docs" / "operations.md").read_text()
+
+
 def test_container_image_runs_as_a_user_with_a_health_check() -> None:
     text = (DEPLOY / "Containerfile").read_text()
     assert re.search(r"^FROM python:3\.1[1-9]", text, flags=re.M)

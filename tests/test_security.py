@@ -1,13 +1,17 @@
 """Signatures, errors that still answer the caller, and the fallback with everything down."""
 from __future__ import annotations
 
+import http.client
 import io
+from urllib.parse import unquote, urlencode
 
 import pytest
+from twilio.request_validator import RequestValidator
+from werkzeug.datastructures import MultiDict
 
 from ivr import MAX_REQUEST_BYTES, create_app
 from ivr.webhooks import context, menus
-from tests.helpers import PUBLIC_BASE, TestCaller, parse_twiml, sign, spoken
+from tests.helpers import PUBLIC_BASE, TEST_AUTH_TOKEN, TestCaller, parse_twiml, serving, sign, spoken
 
 
 def test_unsigned_request_is_rejected(client) -> None:  # type: ignore[no-untyped-def]
@@ -175,3 +179,72 @@ def test_healthz_is_503_when_redis_is_down(app_config) -> None:  # type: ignore[
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["redis"].startswith("error")
+
+
+# Awkward URLs as Twilio requests them (the path as given to Twilio, the query in its own order),
+# each signed by twilio's own RequestValidator over exactly that URL.
+AWKWARD_URLS = [
+    "/voice/menu/;",  # an empty path parameter: urlparse drops it when it rebuilds the URL
+    "/voice/menu/main;v=2",
+    "/voice/menu/a%2Fb",  # an encoded slash the router sees as "/"
+    "/voice/menu/a+b",
+    "/voice/menu/a%2Bb",
+    "/voice/menu/caf%c3%a9",  # lower-case escapes, as some URL builders write them
+    "/voice/menu/%E2%98%8E%EF%B8%8F",
+    "/voice/menu/main?lang=es&lang=en&a=%2F",  # repeated keys, not in sorted order
+    "/voice/menu/main?b=2&a=1&b=1",
+]
+
+
+@pytest.mark.parametrize("path", AWKWARD_URLS)
+def test_a_signed_awkward_url_is_accepted_and_a_wrong_signature_still_refused(client, path: str) -> None:  # type: ignore[no-untyped-def]
+    params = {"CallSid": "CA1", "From": "+15555550100"}
+    right = sign(PUBLIC_BASE + path, params)
+    response = client.post(path, data=params, headers={"X-Twilio-Signature": right})
+    assert response.status_code == 200 and response.mimetype == "text/xml"
+    wrong = sign(PUBLIC_BASE + path, params, token="someone-elses-token")
+    assert client.post(path, data=params, headers={"X-Twilio-Signature": wrong}).status_code == 403
+    # Signed for the URL as the router decodes it, not as it was requested: refused.
+    path_part, _, query = path.partition("?")
+    decoded = unquote(path_part) + (f"?{query}" if query else "")
+    if decoded != path:
+        other = sign(PUBLIC_BASE + decoded, params)
+        assert client.post(path, data=params, headers={"X-Twilio-Signature": other}).status_code == 403
+
+
+def test_a_repeated_form_field_is_signed_with_every_value(client) -> None:  # type: ignore[no-untyped-def]
+    form = MultiDict([("CallSid", "CA1"), ("From", "+15555550100"), ("Extra", "b"), ("Extra", "a")])
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(PUBLIC_BASE + "/voice/incoming", form)
+    response = client.post("/voice/incoming", data=form, headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 200
+    first_only = sign(PUBLIC_BASE + "/voice/incoming", {"CallSid": "CA1", "From": "+15555550100", "Extra": "b"})
+    assert client.post("/voice/incoming", data=form, headers={"X-Twilio-Signature": first_only}).status_code == 403
+
+
+def test_a_signature_with_the_default_port_written_out_is_accepted(client) -> None:  # type: ignore[no-untyped-def]
+    params = {"CallSid": "CA1", "From": "+15555550100"}
+    scheme, _, rest = PUBLIC_BASE.partition("://")
+    host, slash, tail = rest.partition("/")
+    with_port = f"{scheme}://{host}:{443 if scheme == 'https' else 80}{slash}{tail}/voice/incoming"
+    response = client.post("/voice/incoming", data=params, headers={"X-Twilio-Signature": sign(with_port, params)})
+    assert response.status_code == 200
+    other_port = f"{scheme}://{host}:8443{slash}{tail}/voice/incoming"
+    assert client.post("/voice/incoming", data=params,
+                       headers={"X-Twilio-Signature": sign(other_port, params)}).status_code == 403
+
+
+def test_awkward_urls_over_real_http_are_checked_as_requested(app) -> None:  # type: ignore[no-untyped-def]
+    # A real HTTP server hands the request line over in RAW_URI / REQUEST_URI, as gunicorn does.
+    params = {"CallSid": "CA1", "From": "+15555550100"}
+    with serving(app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        for path in ("/voice/menu/;", "/voice/menu/a%2Fb;x", "/voice/menu/caf%c3%a9?lang=es&lang=en"):
+            for signature, status in ((sign(PUBLIC_BASE + path, params), 200),
+                                      (sign(PUBLIC_BASE + path, params, token="someone-elses-token"), 403)):
+                conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                conn.request("POST", path, body=urlencode(params), headers={
+                    "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature})
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                assert response.status == status, (path, response.status)

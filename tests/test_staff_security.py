@@ -218,3 +218,130 @@ def test_no_hsts_over_plain_http(app_config: Any, engine: Any, redis: Any) -> No
     response = app.test_client().get("/staff/sign-in")
     assert "Strict-Transport-Security" not in response.headers
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+# Behind a reverse proxy (PEERLINE_TRUSTED_PROXIES) ------------------------------------------------
+
+def behind_proxy(app_config: Any, hops: int, **changes: Any) -> Any:
+    """The app as a web server behind ``hops`` reverse proxies would run it (the test client connects from the proxy)."""
+    from ivr import create_app
+
+    return create_app({**app_config, "trusted_proxies": hops, **changes})
+
+
+def from_proxy(app: Any, forwarded_for: str) -> Any:
+    """A client whose requests reach the app through the proxy at 10.0.0.2, for a browser at ``forwarded_for``."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "10.0.0.2"
+    client.environ_base["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    return client
+
+
+def test_behind_one_trusted_proxy_staff_are_throttled_per_browser_address(app_config: Any, engine: Any, redis: Any,
+                                                                            db: Any, dashboard_data: Any) -> None:
+    app = behind_proxy(app_config, 1)
+    app.config["STAFF_MAX_FAILED_SIGN_INS_PER_ADDRESS"] = 3
+    guesser = from_proxy(app, "203.0.113.9")
+    for name in ("alice", "bob", "carol"):
+        assert sign_in(guesser, name, "password-guess").status_code == 401
+    assert sign_in(guesser, "super", dashboard_data.passwords["super"]).status_code == 401  # paused
+    assert [e.detail for e in audit_actions(db, "sign_in_throttled")] == ["address 203.0.113.9"]
+    # A colleague at another address, through the same proxy, signs in: not paused with the guesser.
+    colleague = from_proxy(app, "198.51.100.7")
+    assert sign_in(colleague, "super", dashboard_data.passwords["super"]).status_code == 302
+    # A forged first entry does not help the guesser: only the entry the proxy appended counts.
+    spoofed = from_proxy(app, "192.0.2.1, 203.0.113.9")
+    assert sign_in(spoofed, "super", dashboard_data.passwords["super"]).status_code == 401
+
+
+def test_without_trusted_proxies_a_client_cannot_choose_its_address(app_config: Any, engine: Any, redis: Any,
+                                                                    db: Any, dashboard_data: Any) -> None:
+    app = behind_proxy(app_config, 0)
+    app.config["STAFF_MAX_FAILED_SIGN_INS_PER_ADDRESS"] = 3
+    for n, name in enumerate(("alice", "bob", "carol")):  # a new X-Forwarded-For for each guess
+        assert sign_in(from_proxy(app, f"203.0.113.{n}"), name, "password-guess").status_code == 401
+    fresh = from_proxy(app, "198.51.100.7")  # the header is ignored: the address is still 10.0.0.2
+    assert sign_in(fresh, "super", dashboard_data.passwords["super"]).status_code == 401
+    assert {e.detail for e in audit_actions(db, "sign_in_throttled")} == {"address 10.0.0.2"}
+
+
+def test_hsts_when_the_proxy_says_the_browser_used_https(app_config: Any, engine: Any, redis: Any) -> None:
+    trusted = behind_proxy(app_config, 1, public_base_url="http://127.0.0.1:5000")
+    response = from_proxy(trusted, "198.51.100.7").get("/staff/sign-in", headers={"X-Forwarded-Proto": "https"})
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    plain = from_proxy(trusted, "198.51.100.7").get("/staff/sign-in", headers={"X-Forwarded-Proto": "http"})
+    assert "Strict-Transport-Security" not in plain.headers
+    untrusted = behind_proxy(app_config, 0, public_base_url="http://127.0.0.1:5000")
+    ignored = from_proxy(untrusted, "198.51.100.7").get("/staff/sign-in", headers={"X-Forwarded-Proto": "https"})
+    assert "Strict-Transport-Security" not in ignored.headers
+
+
+@pytest.mark.parametrize("value", ["-1", "10.0.0.2", "6"])
+def test_a_bad_trusted_proxies_setting_is_refused_at_start_naming_it(tmp_path: Any, value: str) -> None:
+    from callflows.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="PEERLINE_TRUSTED_PROXIES"):
+        Settings.from_env(tmp_path, {"PEERLINE_TRUSTED_PROXIES": value}).check()
+
+
+def test_a_wrong_method_on_a_staff_path_gets_the_branded_page_with_the_staff_headers(app: Any,
+                                                                                     dashboard_data: Any) -> None:
+    client = signed_in(app, dashboard_data, "sam")
+    token = csrf_token(client, "/staff/me")
+    for response in (client.post("/staff/no-such-page", data={"csrf_token": token}),  # an unknown path
+                     app.test_client().post("/staff/nothing/here"),  # signed out, no token
+                     client.get("/staff/me/status"),  # a POST-only page
+                     client.delete("/staff/voicemails")):
+        body = response.get_data(as_text=True)
+        assert response.status_code == 405 and "<h1>Not allowed</h1>" in body, body[:300]
+        assert "This page cannot be used that way." in body and "peerline staff" in body
+        assert_staff_headers(response)
+    assert set(client.get("/staff/me/status").headers["Allow"].split(", ")) >= {"POST"}
+    # The webhooks keep their own answer to a wrong method (TwiML for a caller), not the staff page.
+    webhook = app.test_client().get("/voice/incoming")  # unsigned, so refused as before
+    assert webhook.status_code == 403 and "peerline staff" not in webhook.get_data(as_text=True)
+
+
+# Characters PostgreSQL refuses ------------------------------------------------------------------------
+
+NUL_PAGE = "invisible NUL character"
+
+
+def assert_refused_for_nul(response: Any) -> None:
+    body = response.get_data(as_text=True)
+    assert response.status_code == 400 and "<h1>Character not allowed</h1>" in body and NUL_PAGE in body, body[:300]
+    assert "Nothing was changed." in body
+    assert_staff_headers(response)
+
+
+def test_a_nul_typed_into_a_staff_form_is_refused_with_a_clear_page_and_nothing_saved(app: Any, db: Any,
+                                                                                      dashboard_data: Any) -> None:
+    from models import CallerPlan, Peer, PeerStory
+
+    client = signed_in(app, dashboard_data, "super")
+    peers = db.query(Peer).count()
+    assert_refused_for_nul(post(client, "/staff/peers/new", display_name="Ana\x00", phone="+15555550142",
+                                languages="en"))
+    assert_refused_for_nul(post(client, f"/staff/peers/{dashboard_data.rosa.id}/edit", display_name="Rosa\x00",
+                                phone="", languages="en"))
+    assert_refused_for_nul(post(client, f"/staff/stories/{dashboard_data.story.id}/approve", consent="yes\x00"))
+    assert_refused_for_nul(post(client, "/staff/hours/close", reason="Storm\x00 warning", until=""))
+    caller_id = dashboard_data.caller.id
+    assert_refused_for_nul(post(client, f"/staff/callers/{caller_id}/plan", plan="Calls\x00 daily", daily_limit=""))
+    assert_refused_for_nul(client.get("/staff/audit", query_string={"action": "sign\x00in"}))
+    # Nothing was saved: no new peer, the name kept, the story still a draft, the line open, no plan.
+    db.expire_all()
+    assert db.query(Peer).count() == peers and db.get(Peer, dashboard_data.rosa.id).display_name == "Rosa"
+    assert db.get(PeerStory, dashboard_data.story.id).status != "approved"
+    assert "Storm" not in client.get("/staff/hours").get_data(as_text=True)
+    assert db.query(CallerPlan).filter_by(caller_id=caller_id).count() == 0
+    # The same forms without the NUL work (the check refuses only the character).
+    assert post(client, "/staff/hours/close", reason="Storm warning", until="").status_code == 302
+    assert "Storm warning" in client.get("/staff/hours").get_data(as_text=True)
+
+
+def test_a_nul_in_the_sign_in_form_is_refused_not_an_error(app: Any, dashboard_data: Any) -> None:
+    client = app.test_client()
+    token = csrf_token(client)
+    assert_refused_for_nul(client.post("/staff/sign-in", data={"csrf_token": token, "username": "super\x00",
+                                                                "password": "x"}))

@@ -1,13 +1,14 @@
 """The audit log for admins: who did what, when, filterable; nothing here changes it."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 from flask import render_template, request
 from sqlalchemy import select
 
 from ivr.dashboard.core import admin_required, bp
 from ivr.db import get_session
+from ivr.services import services
 from models import AuditEntry, StaffUser
 
 PAGE_SIZE = 100
@@ -18,6 +19,11 @@ def _day(value: str | None) -> date | None:
         return date.fromisoformat(value) if value else None
     except ValueError:
         return None
+
+
+def _local_midnight(day: date, zone: tzinfo) -> datetime:
+    """The moment ``day`` starts in the line's time zone, in UTC (as the audit times are stored)."""
+    return datetime.combine(day, time.min, zone).astimezone(timezone.utc)
 
 
 @bp.get("/audit")
@@ -37,10 +43,12 @@ def audit_log() -> str:
     if args.get("target_id", type=int):
         stmt = stmt.where(AuditEntry.target_id == args.get("target_id", type=int))
     since, until = _day(args.get("since")), _day(args.get("until"))
+    # The dates are days in LINE_TIMEZONE, as the table shows the times: local midnights, in UTC.
+    zone = services().settings.zone
     if since:
-        stmt = stmt.where(AuditEntry.at >= datetime.combine(since, time.min, timezone.utc))
+        stmt = stmt.where(AuditEntry.at >= _local_midnight(since, zone))
     if until:
-        stmt = stmt.where(AuditEntry.at < datetime.combine(until + timedelta(days=1), time.min, timezone.utc))
+        stmt = stmt.where(AuditEntry.at < _local_midnight(until + timedelta(days=1), zone))
     page = max(1, args.get("page", 1, type=int))
     entries = db.scalars(stmt.order_by(AuditEntry.id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
     users = db.scalars(select(StaffUser).order_by(StaffUser.username)).all()
