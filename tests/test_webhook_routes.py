@@ -110,6 +110,18 @@ def test_the_walk_covers_every_webhook_of_the_app(app) -> None:  # type: ignore[
     assert not (NOBODY | ON_HOLD | LEG) - set(ENDPOINTS)  # the lists above name real routes
 
 
+def test_no_two_handlers_answer_the_same_url(app) -> None:  # type: ignore[no-untyped-def]
+    # Werkzeug would route such a URL to one of them silently, so the other's callers hear the wrong thing.
+    seen: dict[tuple[str, str], str] = {}
+    clashes = []
+    for rule in app.url_map.iter_rules():
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            other = seen.setdefault((rule.rule, method), rule.endpoint)
+            if other != rule.endpoint:
+                clashes.append((method, rule.rule, other, rule.endpoint))
+    assert clashes == []
+
+
 def test_each_route_knows_who_listens(app) -> None:  # type: ignore[no-untyped-def]
     expected = {endpoint: Audience.NOBODY if endpoint in NOBODY else Audience.ON_HOLD if endpoint in ON_HOLD
                 else Audience.LEG if endpoint in LEG else Audience.CALLER for endpoint in ENDPOINTS}
