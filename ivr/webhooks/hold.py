@@ -211,6 +211,12 @@ def hold_done(req_id: int) -> Response:
         # A queue the caller left for a peer who then dropped: they already wait again in a newer
         # one (its action URL counts the returns), so this late word must not end their request.
         return to_response(empty())
+    if request.form.get("QueueResult", "") == "redirected" and req.status in routing.OPEN_REQUESTS:
+        # Moved out of the queue by the REST API with the request still open: only the crisis key does
+        # that (crisis.py; a peer who accepts marks the request connected first, a peer who dropped is
+        # caught above). The caller went to the crisis line: served, not a caller lost on hold.
+        line.caller_left(session, services(), req, "crisis", now)
+        return to_response(empty())
     ctx = current_ctx(req.language)
     if req.status == "callback":
         # The callback request, keeping the caller's place in line.
