@@ -303,6 +303,21 @@ def test_free_peer_takes_callbacks_and_waiting_callers_in_arrival_order(svc, db,
     assert db.get(CallbackRequest, late.id).status == "pending"
 
 
+def test_the_callback_whisper_names_the_callers_language_when_it_is_not_the_peers_own(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    # A peer who speaks English first and Spanish too hears the line in English: the caller speaks Spanish.
+    make_peer(db, svc.vault, display_name="both", phone=PEER_PHONE, languages=("en", "es"))
+    now = utcnow()
+    cb = make_callback(svc, db, "+15555550409", datetime(2026, 7, 1, 19, 40, tzinfo=timezone.utc), now)
+    cb.language = "es"
+    db.commit()
+    line.dispatch(db, svc, now)
+    peer = peer_picks_up(client, net, creates(net)[0])
+    assert peer.said.startswith("Callback for a caller who called at 3:40 pm. Press 1 to call them now. "
+                                "This caller speaks Spanish.")
+    whisper = "Callback for a caller who called at 3:40 pm. Press 1 to call them now. This caller speaks Spanish."
+    assert peer.said == f"{whisper} {whisper} No key was pressed, so the call goes to another peer. Goodbye."
+
+
 def test_peer_first_then_caller_with_machine_detection_then_connected(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
     add_peer(svc, db)
     arrived = datetime(2026, 7, 1, 19, 40, tzinfo=timezone.utc)  # 3:40 pm in New York
@@ -355,7 +370,9 @@ def test_after_a_callback_the_peer_keys_the_call_record_of_the_call_it_answers(s
     caller_form = creates(net, "+15555550406")[0]
     person = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
     person.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="human")
-    # The caller hangs up; the peer's side of the room ends and wrap-up starts with the record, as after a live call.
+    # The caller hangs up (their Dial into the room ends first, then their call); the peer's side of the room
+    # ends and wrap-up starts with the record, as after a live call.
+    person.post(person.twiml.find("Dial").get("action"), DialCallStatus="completed", CallStatus="completed")
     person.post(caller_form["StatusCallback"][0], CallStatus="completed")
     peer.post(peer.twiml.find("Dial").get("action"), DialCallStatus="completed")
     assert peer.said == ("Before you go, key the outcome of the call. 1, talked it through. 2, referred. "
@@ -800,8 +817,12 @@ def test_an_unknown_answer_hears_a_neutral_line_and_a_key_connects_them(svc, db,
     assert phone.said == "Hello. This is the call back you asked for. Connecting you now."
     assert phone.twiml.find("Dial/Conference").text == peer.twiml.find("Dial/Conference").text
     db.expire_all()
-    assert db.get(CallbackRequest, cb.id).status == "completed"
     assert db.scalar(select(CallbackAttempt)).stage == "connected"
+    # Completed once they were in the room (their Dial into it ended), not at the greeting.
+    assert db.get(CallbackRequest, cb.id).status == "dialing"
+    phone.post(phone.twiml.find("Dial").get("action"), DialCallStatus="completed")
+    db.expire_all()
+    assert db.get(CallbackRequest, cb.id).status == "completed"
 
 
 @pytest.mark.parametrize("allow_message", [True, False])

@@ -50,6 +50,11 @@ def peer_whisper(attempt_id: int) -> Response:
     assert cb is not None
     when = callbacks.spoken_time(aware(cb.arrived_at) or utcnow(), services().settings, speaker.flow)
     whisper = speaker.text("callback_whisper", time=when)
+    if cb.language != speaker.flow.language:
+        # A peer who speaks both hears the line in their first language: name the caller's.
+        name = f"lang_{cb.language}"
+        whisper += " " + speaker.text("callback_language",
+                                      language=speaker.text(name) if name in speaker.flow.strings else cb.language)
     if callers.has_plan(session, cb.caller_id):  # a cue only: the plan is on the peer's page
         whisper += " " + speaker.text("whisper_plan")
     return to_response(speaker.whisper(whisper,
