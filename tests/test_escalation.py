@@ -275,9 +275,12 @@ def test_caller_hangs_up_while_the_crisis_line_rings_no_leg_left_no_peer_busy(sv
     db.expire_all()
     assert db.get(Handoff, handoff.id).status == "canceled"
     assert rest(net, mark) == [(f"/Calls/{handoff.call_sid}.json", {"Status": ["canceled"]})]
-    # The peer's Dial ends with the room: they hear the caller left, and their leg ends.
+    # The peer's Dial ends with the room: they hear the caller left, then key the call record, as after any call.
     call.peer.post(call.peer.twiml.find("Dial").get("action"), DialCallStatus="completed", CallStatus="in-progress")
-    assert call.peer.said == "The caller has hung up. Thank you." and call.peer.twiml.find("Hangup") is not None
+    assert call.peer.said == ("The caller has hung up. Thank you. Before you go, key the outcome of the call. "
+                              "1, talked it through. 2, referred. 3, crisis hand-off. 4, ended early. 5, other.")
+    db.expire_all()
+    assert db.scalar(select(Peer)).status == "wrap_up"
     call.peer.post(call.status_url, CallStatus="completed", CallDuration="200")
     db.expire_all()
     assert db.scalar(select(Peer)).status == "wrap_up"
