@@ -53,7 +53,7 @@ NOBODY = {"voice.status", "voice.voicemail_recording", "routing.leg_status", "ca
 ON_HOLD = {"routing.hold_wait", "routing.hold_choice"}
 LEG = {"routing.leg_whisper", "routing.leg_answer", "routing.leg_after", "routing.leg_notice", "callbacks.peer_whisper",
        "callbacks.peer_answer", "callbacks.peer_after", "callbacks.peer_notice", "callbacks.caller_answer",
-       "callbacks.caller_confirm",
+       "callbacks.caller_confirm", "callbacks.caller_join",
        "callbacks.caller_after", "peer_phone.peer_id", "peer_phone.pin", "peer_phone.choice",
        "routing.in_call_after", "routing.in_call_choice", "routing.in_call_rejoin", "routing.supervisor_whisper", "routing.supervisor_answer",
        "routing.supervisor_after", "routing.supervisor_choice"}

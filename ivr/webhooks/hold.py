@@ -259,6 +259,9 @@ def caller_connect(req_id: int) -> Response:
     ctx = current_ctx()
     if req is not None and req.status in routing.OPEN_REQUESTS:  # the peer dropped on the way: back in line
         return to_response(_back_in_line(ctx, req, [ctx.flow.text("peer_lost")]))
+    if req is not None and routing.peer_left_before_caller(get_session(), req):
+        # The peer hung up in the room before the caller got there: never into an empty room; back in line.
+        return to_response(_back_in_line(ctx, req, [ctx.flow.text("peer_lost")]))
     if req is None or req.status != "connected":
         return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("no_peer_yet")],
                                                          ctx.url("voice.menu", node="no_peer")))
