@@ -287,3 +287,13 @@ def test_story_audio_failure_is_a_bare_500(app, client, monkeypatch) -> None:  #
     monkeypatch.setattr(media, "read_story_token", explode)
     response = client.get(path)
     assert response.status_code == 500 and response.data == b"" and response.mimetype == "text/plain"
+
+
+def test_no_two_routes_answer_the_same_url(app) -> None:  # type: ignore[no-untyped-def]
+    """Two handlers on one URL: Flask serves the first only, and the other's callers hear nothing (a merge hazard)."""
+    seen: dict[tuple[str, str], str] = {}
+    for rule in app.url_map.iter_rules():
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            key = (rule.rule, method)
+            assert key not in seen, f"{rule.endpoint} and {seen[key]} both answer {method} {rule.rule}"
+            seen[key] = rule.endpoint

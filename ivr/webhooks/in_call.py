@@ -106,7 +106,7 @@ def in_call_choice(leg_id: int) -> Response:
     return to_response(_back_to_caller(speaker, lines, req, leg))
 
 
-@bp.post("/leg/<int:leg_id>/notice")
+@bp.post("/leg/<int:leg_id>/in-call/notice")  # not /notice: that is peer_legs.leg_notice, on the same blueprint
 @heard_by(Audience.NOBODY)
 def in_call_peer_notice(leg_id: int) -> Response:
     """An announcement only the peer hears (a counselor answered, nobody answered, someone is listening)."""
