@@ -599,6 +599,26 @@ def caller_answers(session: Session, svc: Services, attempt: CallbackAttempt, an
     return "human"
 
 
+def caller_may_join(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> bool:
+    """After the greeting: True while the peer is still in the room; else the peer left during it.
+
+    A peer who left before the caller got in is the line's failure, not the caller's: the attempt
+    ends ``peer_left`` (so another peer is offered it first) and the callback goes back in line at
+    once, its place and its count of tries unchanged.
+    """
+    session.refresh(attempt)
+    if attempt.stage == "connected":
+        return True
+    cb = session.get(CallbackRequest, attempt.callback_id)
+    if cb is not None and cb.status == "dialing" and cb.peer_id == attempt.peer_id and attempt.outcome == "connected":
+        attempt.outcome = "peer_left"
+        session.commit()
+        _back_in_line(session, cb, now)
+        _wake(svc, cb)
+        log.info("callback %s: the peer left during the caller's greeting (attempt %s)", cb.id, attempt.id)
+    return False
+
+
 def caller_confirms(session: Session, svc: Services, attempt: CallbackAttempt, pressed: bool, now: datetime) -> str:
     """After an ``unknown`` answer: a key is a person (``human``); no key is treated as a machine (``machine``)."""
     if pressed:
@@ -679,7 +699,8 @@ def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, no
                     log.info("caller leg of attempt %s already ended", attempt.id)
             _back_in_line(session, cb, now)
     elif attempt.stage == "connected":
-        _end_attempt(session, attempt, "connected", now, stages=("connected",))
+        if _end_attempt(session, attempt, "connected", now, stages=("connected",)):
+            _caller_alone(session, svc, attempt, cb)
     peer = session.get(Peer, attempt.peer_id) if attempt.peer_id else None
     if peer is not None and peer.status == "busy":
         if attempt.outcome in ("connected", "caller_left"):  # they took the call: wrap-up
@@ -689,6 +710,25 @@ def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, no
             session.commit()
             if attempt.outcome == "peer_no_answer":
                 offer_missed(session, svc, peer, now)
+
+
+def _caller_alone(session: Session, svc: Services, attempt: CallbackAttempt, cb: CallbackRequest) -> None:
+    """The peer left before the caller was recorded in the room: a caller already in it is alone there.
+
+    (Both sides end the room when they leave, so a room still up now holds the caller only.) They
+    are moved to :func:`caller_may_join`, which tells them and puts the callback back in line.
+    A caller still hearing the greeting gets there by themselves.
+    """
+    session.refresh(cb)
+    if cb.status != "dialing" or not attempt.caller_call_sid:
+        return
+    try:
+        if svc.twilio.conference_sid(room_name(attempt.id)) is None:
+            return
+        svc.twilio.update_call(attempt.caller_call_sid, url=svc.public_url("callbacks.caller_join", attempt_id=attempt.id),
+                               method="POST")
+    except TwilioGatewayError:  # the caller's call is over too, or Twilio cannot say
+        log.info("caller of attempt %s not moved", attempt.id)
 
 
 # Upkeep ------------------------------------------------------------------------------------

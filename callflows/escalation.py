@@ -29,7 +29,7 @@ from callflows.calls import ANSWERED_CALL_STATUSES, FINAL_CALL_STATUSES, by_id, 
 from callflows.errors import CallflowError, TwilioGatewayError
 from callflows.routing import room_name
 from callflows.services import Services
-from models import AuditEntry, Peer, StaffUser
+from models import AuditEntry, Call, CallEvent, Peer, StaffUser
 from models.escalation import Handoff, MonitorSession
 from models.tables import PeerRequest, RingLeg
 
@@ -80,6 +80,17 @@ def peer_leg(session: Session, req: PeerRequest) -> RingLeg | None:
     return session.scalars(select(RingLeg).where(RingLeg.request_id == req.id, RingLeg.peer_id == req.peer_id,
                                                  RingLeg.status.in_(("accepted", "completed")))
                            .order_by(RingLeg.id.desc())).first()
+
+
+def peer_was_in_room(session: Session, leg: RingLeg) -> bool:
+    """True when this accepted peer opened the in-call menu (so they were in the room with their caller)."""
+    req = session.get(PeerRequest, leg.request_id)
+    if req is None or req.connected_at is None or leg.status != "accepted":
+        return False
+    menu = session.scalar(select(CallEvent.id).join(Call, Call.id == CallEvent.call_id)
+                          .where(Call.call_sid == req.call_sid, CallEvent.node == "in_call", CallEvent.input == "*",
+                                 CallEvent.at >= req.connected_at).limit(1))
+    return menu is not None
 
 
 def in_conversation(req: PeerRequest | None) -> bool:

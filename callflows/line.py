@@ -58,10 +58,17 @@ def dispatch(session: Session, svc: Services, now: datetime) -> int:
 def ring_leg_ended(session: Session, svc: Services, leg: RingLeg, now: datetime) -> None:
     """A peer's ringing or connected leg reached a final status."""
     in_call = leg.status == "accepted"
+    if in_call and escalation.peer_was_in_room(session, leg):
+        # Hung up in the in-call menu (their Dial's action came with *): the conversation is over for them,
+        # not a line that dropped before the room.
+        peer_left_room(session, svc, leg, now)
+        dispatch(session, svc, now)
+        return
     routing.leg_ended(session, svc, leg, now)
     if in_call:  # the peer's side of a conversation: never leave the caller alone in the room
         req = session.get(PeerRequest, leg.request_id)
-        if req is not None:
+        # "waiting": the peer dropped before the room and the caller is already back in line, told so.
+        if req is not None and req.status != "waiting":
             escalation.peer_leg_over(session, svc, req, now)
     dispatch(session, svc, now)
 
@@ -69,6 +76,16 @@ def ring_leg_ended(session: Session, svc: Services, leg: RingLeg, now: datetime)
 def peer_in_room(session: Session, svc: Services, leg: RingLeg, now: datetime) -> None:
     """The peer's side of the room ended (their <Dial> action): wrap-up."""
     routing.peer_in_room(session, svc, leg, now)
+
+
+def peer_left_room(session: Session, svc: Services, leg: RingLeg, now: datetime) -> None:
+    """The peer hung up in the room (their <Dial> action): wrap-up, and the caller stays only with a counselor."""
+    if leg.status != "accepted":
+        return
+    req = session.get(PeerRequest, leg.request_id)
+    routing.peer_in_room(session, svc, leg, now)
+    if req is not None:
+        escalation.peer_leg_over(session, svc, req, now)
 
 
 def ring_leg_status(session: Session, svc: Services, leg: RingLeg, call_status: str, now: datetime) -> None:

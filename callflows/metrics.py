@@ -35,7 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callflows import records, survey
-from callflows.times import aware
+from callflows.times import as_utc, aware
 from models import Call, CallbackRequest, CallRecord, CallEvent, Caller, Peer, PeerStatusChange, SurveyAnswer, Voicemail
 from models.escalation import Handoff
 from models.tables import PeerRequest, RingLeg
@@ -306,7 +306,9 @@ def _classify(call: Call, reqs: list[PeerRequest], gone_legs: set[int], events: 
         return "answered"
     if reqs:
         last = reqs[-1]
-        if last.status == "abandoned":
+        # A caller who pressed 9 while waiting went to the crisis line (older rows say abandoned): served.
+        went_to_crisis = any(e.node == "crisis" and as_utc(e.at) >= as_utc(last.arrived_at) for e in events)
+        if last.status == "abandoned" and not went_to_crisis:
             return "ringing" if last.id in gone_legs else "hold"
         return "served"  # left the wait for a callback, a message or the crisis line
     if call.call_sid in reached_callback or call.id in reached_voicemail:

@@ -326,6 +326,26 @@ def caller_never_joined(session: Session, svc: Services, req: PeerRequest, now: 
     return True
 
 
+def peer_left_before_caller(session: Session, req: PeerRequest) -> bool:
+    """The peer hung up in the room before the caller's redirect got there: the caller waits again, in their place.
+
+    Returns False when that is not what happened (the caller's connect comes once, before the room).
+    """
+    if req.status != "ended" or req.peer_id is None:
+        return False
+    leg = session.scalar(select(RingLeg).where(RingLeg.request_id == req.id, RingLeg.peer_id == req.peer_id,
+                                               RingLeg.status == "completed"))
+    if leg is None:
+        return False
+    leg.status = "dropped"  # a return, as for a line that dropped before the room (times_back counts it)
+    req.status = "waiting"  # arrived_at unchanged: the line is ordered by it
+    req.peer_id = None
+    req.connected_at = None
+    req.ended_at = None
+    session.commit()
+    return True
+
+
 def caller_call_over(session: Session, req: PeerRequest, now: datetime) -> None:
     """The caller's side of a connected call ended."""
     if req.status == "connected":

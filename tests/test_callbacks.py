@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from rq import Queue
 from rq.job import Job
@@ -303,6 +304,21 @@ def test_free_peer_takes_callbacks_and_waiting_callers_in_arrival_order(svc, db,
     assert db.get(CallbackRequest, late.id).status == "pending"
 
 
+def test_the_callback_whisper_names_the_callers_language_when_it_is_not_the_peers_own(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    # A peer who speaks English first and Spanish too hears the line in English: the caller speaks Spanish.
+    make_peer(db, svc.vault, display_name="both", phone=PEER_PHONE, languages=("en", "es"))
+    now = utcnow()
+    cb = make_callback(svc, db, "+15555550409", datetime(2026, 7, 1, 19, 40, tzinfo=timezone.utc), now)
+    cb.language = "es"
+    db.commit()
+    line.dispatch(db, svc, now)
+    peer = peer_picks_up(client, net, creates(net)[0])
+    assert peer.said.startswith("Callback for a caller who called at 3:40 pm. Press 1 to call them now. "
+                                "This caller speaks Spanish.")
+    whisper = "Callback for a caller who called at 3:40 pm. Press 1 to call them now. This caller speaks Spanish."
+    assert peer.said == f"{whisper} {whisper} No key was pressed, so the call goes to another peer. Goodbye."
+
+
 def test_peer_first_then_caller_with_machine_detection_then_connected(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
     add_peer(svc, db)
     arrived = datetime(2026, 7, 1, 19, 40, tzinfo=timezone.utc)  # 3:40 pm in New York
@@ -323,7 +339,8 @@ def test_peer_first_then_caller_with_machine_detection_then_connected(svc, db, c
     person = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
     person.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="human")
     assert person.said == "Hello. This is the call back you asked for. Connecting you now."
-    assert person.twiml.find("Dial/Conference").text == room
+    person.follow()  # after the greeting, into the room while the peer is there
+    assert person.said == "" and person.twiml.find("Dial/Conference").text == room
     db.expire_all()
     # Not completed before the caller is in the room (hanging up at the greeting is not a call).
     assert db.get(CallbackRequest, cb.id).status == "dialing"
@@ -355,8 +372,9 @@ def test_after_a_callback_the_peer_keys_the_call_record_of_the_call_it_answers(s
     caller_form = creates(net, "+15555550406")[0]
     person = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
     person.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="human")
-    # The caller hangs up in the room (their Dial ends, then their call); the peer's side of the
-    # room ends and wrap-up starts with the record, as after a live call.
+    person.follow()
+    # The caller hangs up (their Dial into the room ends first, then their call); the peer's side of the room
+    # ends and wrap-up starts with the record, as after a live call.
     person.post(person.twiml.find("Dial").get("action"), DialCallStatus="completed", CallStatus="completed")
     person.post(caller_form["StatusCallback"][0], CallStatus="completed")
     peer.post(peer.twiml.find("Dial").get("action"), DialCallStatus="completed")
@@ -636,6 +654,7 @@ def test_worker_killed_mid_dispatch_loses_nothing_and_never_calls_twice(svc, db,
     caller_form = creates(net, "+15555550411")[0]
     person = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
     person.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="human")
+    person.follow()
     assert person.twiml.find("Dial/Conference") is not None
     assert len(creates(net, PEER_PHONE)) == 1 and len(creates(net, "+15555550411")) == 1
     person.post(person.twiml.find("Dial").get("action"), DialCallStatus="completed")  # they talked, in the room
@@ -765,6 +784,7 @@ def test_on_hold_callback_is_called_back_ahead_of_a_later_caller(svc, db, client
     back = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
     back.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="human")
     assert back.said == "Hello. This is the call back you asked for. Connecting you now."
+    back.follow()
     assert back.twiml.find("Dial/Conference").text == peer_phone.twiml.find("Dial/Conference").text
     db.expire_all()
     assert db.scalar(select(PeerRequest).where(PeerRequest.call_sid == later.call_sid)).status == "waiting"
@@ -800,11 +820,15 @@ def test_an_unknown_answer_hears_a_neutral_line_and_a_key_connects_them(svc, db,
     assert (attempt.stage, attempt.answered_by) == ("caller_ringing", "unknown")
     phone.press("1")
     assert phone.said == "Hello. This is the call back you asked for. Connecting you now."
+    phone.follow()
     assert phone.twiml.find("Dial/Conference").text == peer.twiml.find("Dial/Conference").text
     db.expire_all()
-    # Connected, and completed only once the caller has been in the room with the peer.
-    assert db.get(CallbackRequest, cb.id).status == "dialing"
     assert db.scalar(select(CallbackAttempt)).stage == "connected"
+    # Completed once they were in the room (their Dial into it ended), not at the greeting.
+    assert db.get(CallbackRequest, cb.id).status == "dialing"
+    phone.post(phone.twiml.find("Dial").get("action"), DialCallStatus="completed")
+    db.expire_all()
+    assert db.get(CallbackRequest, cb.id).status == "completed"
 
 
 @pytest.mark.parametrize("allow_message", [True, False])
@@ -856,3 +880,57 @@ def test_what_the_network_detects_on_the_callers_phone(svc, db, net, live_app, m
     assert (again.status, again.attempts, again.outcome) == ("pending", 1, outcome)
     assert db.scalar(select(Peer)).status == "available"  # told, and free again
     assert f'{PEER_PHONE} hears "They did not answer. We will try again later. Thank you."' in net.state.events
+
+
+def _callback_at_greeting(svc, db, client, net, number: str):  # type: ignore[no-untyped-def]
+    """Two free peers; a callback whose first peer accepted and whose caller just heard the greeting."""
+    add_peer(svc, db, "+15555550321")
+    add_peer(svc, db, "+15555550322")
+    cb = make_callback(svc, db, number, utcnow() - timedelta(minutes=5), utcnow())
+    line.dispatch(db, svc, utcnow())
+    (peer_form,) = creates(net)
+    peer = peer_picks_up(client, net, peer_form)
+    peer.press("1")
+    caller_form = creates(net, number)[0]
+    person = TestCaller(client, number=LINE, call_sid=sid_of(net, caller_form))
+    person.post(caller_form["Url"][0], CallStatus="in-progress", AnsweredBy="human")
+    assert person.said == "Hello. This is the call back you asked for. Connecting you now."
+    return cb, peer, peer_form, person
+
+
+PEER_HAD_TO_LEAVE = ("We are sorry. The peer who called you had to leave the call. We will call you back soon, "
+                     "and you keep your place in line. Take care. If you ever feel unsafe, call or text 9 8 8, any time.")
+
+
+def test_a_peer_who_leaves_during_the_callers_greeting_the_caller_is_told_and_called_back_without_losing_a_try(  # type: ignore[no-untyped-def]
+        svc, db, client, net) -> None:
+    cb, peer, peer_form, person = _callback_at_greeting(svc, db, client, net, "+15555550421")
+    peer.post(peer_form["StatusCallback"][0], CallStatus="completed", CallDuration="20")  # the peer hangs up
+    person.follow()  # the greeting ends: no room to join, the caller is told, never left alone
+    assert person.said == PEER_HAD_TO_LEAVE and person.twiml.find("Dial") is None
+    assert person.twiml.find("Hangup") is not None
+    db.expire_all()
+    again = db.get(CallbackRequest, cb.id)
+    assert (again.status, again.attempts) == ("pending", 0)  # same place in line, no try used up
+    assert db.scalar(select(CallbackAttempt)).outcome == "peer_left"
+    # Offered again at once, to the other free peer (the one who left is not rung again straight away).
+    line.dispatch(db, svc, utcnow())
+    other = "+15555550322" if peer_form["To"] == ["+15555550321"] else "+15555550321"
+    assert [f["To"] for f in creates(net) if f["To"] != ["+15555550421"]] == [peer_form["To"], [other]]
+
+
+def test_a_caller_who_got_into_the_room_after_the_peer_left_is_moved_out_and_told(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    cb, peer, peer_form, person = _callback_at_greeting(svc, db, client, net, "+15555550422")
+    person.follow()
+    room = person.twiml.find("Dial/Conference").text
+    # The caller is in the room on the network when the peer's hang-up is reported: alone there.
+    httpx.post(f"{net.base_url}/_sim/calls/{person.call_sid}/join", json={"conference": room, "end_on_exit": True})
+    mark = len(net.state.requests)
+    peer.post(peer_form["StatusCallback"][0], CallStatus="completed", CallDuration="20")
+    moves = [r.form for r in net.state.requests[mark:] if r.method == "POST" and r.path.endswith(f"/Calls/{person.call_sid}.json")]
+    assert moves == [{"Url": [f"{PUBLIC_BASE}/callbacks/attempt/{db.scalar(select(CallbackAttempt.id))}/caller/join"],
+                      "Method": ["POST"]}]
+    person.post(moves[0]["Url"][0])
+    assert person.said == PEER_HAD_TO_LEAVE
+    db.expire_all()
+    assert (db.get(CallbackRequest, cb.id).status, db.get(CallbackRequest, cb.id).attempts) == ("pending", 0)

@@ -275,9 +275,12 @@ def test_caller_hangs_up_while_the_crisis_line_rings_no_leg_left_no_peer_busy(sv
     db.expire_all()
     assert db.get(Handoff, handoff.id).status == "canceled"
     assert rest(net, mark) == [(f"/Calls/{handoff.call_sid}.json", {"Status": ["canceled"]})]
-    # The peer's Dial ends with the room: they hear the caller left, and their leg ends.
+    # The peer's Dial ends with the room: they hear the caller left, then key the call record, as after any call.
     call.peer.post(call.peer.twiml.find("Dial").get("action"), DialCallStatus="completed", CallStatus="in-progress")
-    assert call.peer.said == "The caller has hung up. Thank you." and call.peer.twiml.find("Hangup") is not None
+    assert call.peer.said == ("The caller has hung up. Thank you. Before you go, key the outcome of the call. "
+                              "1, talked it through. 2, referred. 3, crisis hand-off. 4, ended early. 5, other.")
+    db.expire_all()
+    assert db.scalar(select(Peer)).status == "wrap_up"
     call.peer.post(call.status_url, CallStatus="completed", CallDuration="200")
     db.expire_all()
     assert db.scalar(select(Peer)).status == "wrap_up"
@@ -428,3 +431,26 @@ def test_a_counselor_who_answers_while_the_peer_is_still_in_the_menu_is_announce
     assert call.peer.said == "The crisis counselor is on the line. You may stay, or hang up when you are ready."
     assert call.peer.twiml.find("Dial/Conference").text == call.room
     assert call.peer.twiml.find("Dial").get("hangupOnStar") == "true"
+
+
+def test_a_peer_who_hangs_up_in_the_room_before_the_caller_gets_there_the_caller_is_told_and_waits_again(  # type: ignore[no-untyped-def]
+        svc, db, client, net) -> None:
+    make_peer(db, svc.vault, display_name="sam", phone="+15555550131")
+    caller = ask_for_peer(client, net, "+15555550197")
+    form = creates(net)[0]
+    peer = pick_up(client, net, form)
+    peer.press("1")
+    req = db.scalar(select(PeerRequest))
+    # The peer is in the room alone and hangs up before the caller's redirect reaches the line.
+    enter(net, peer.call_sid, f"call-{req.id}", False)
+    leave(net, peer.call_sid)
+    peer.post(peer.twiml.find("Dial").get("action"), DialCallStatus="completed", CallStatus="completed")
+    peer.post(form["StatusCallback"][0], CallStatus="completed", CallDuration="30")
+    caller.post(f"{PUBLIC_BASE}/peer/caller/{req.id}/connect?lang=en")
+    # Never into an empty room: told, and back in the queue in the same place.
+    assert caller.said.startswith("The peer's line dropped")
+    assert caller.twiml.find("Dial") is None and caller.twiml.find("Enqueue") is not None
+    db.expire_all()
+    again = db.scalar(select(PeerRequest))
+    assert (again.status, again.peer_id, again.arrived_at) == ("waiting", None, req.arrived_at)
+    assert db.scalar(select(Peer)).status == "wrap_up"

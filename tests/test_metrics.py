@@ -229,3 +229,25 @@ def test_record_counts_of_eleven_or_more_are_exported_and_a_lone_small_one_takes
                         records_by_outcome={"talked_through": 25, "referred": 12, "not_given": 3})
     cells = [(item, v) for section, item, v in metrics.export_cells(m) if section == "record_outcome"]
     assert cells == [("talked_through", "25"), ("referred", "<11"), ("not_given", "<11")]
+
+
+def test_a_caller_who_pressed_9_on_hold_counts_as_gone_to_the_crisis_line_not_lost(db, svc) -> None:  # type: ignore[no-untyped-def]
+    vault = svc.vault
+    peer = make_peer(db, vault, phone="+15555550141", display_name="Sam")
+    # Pressed 9 after 60 s on hold: the request says "crisis" (as the hold now records it), or, on rows
+    # written before that, "abandoned" with the crisis key pressed after arriving: neither is lost.
+    for number, status in (("+15555550142", "crisis"), ("+15555550143", "abandoned")):
+        held = make_call(db, caller=make_caller(db, vault, number), started_at=T0, ended_at=T0 + s(600),
+                         status="completed", outcome="hung_up")
+        make_request(db, held, arrived_at=T0 + s(20), status=status, ended_at=T0 + s(80))
+        make_event(db, held, "crisis", "9", at=T0 + s(80))
+    # Pressed 9 at the menu, came back, asked for a peer and hung up on hold: that one is lost on hold.
+    back = make_call(db, caller=make_caller(db, vault, "+15555550144"), started_at=T0, ended_at=T0 + s(600),
+                     status="completed", outcome="hung_up")
+    make_event(db, back, "crisis", "9", at=T0 + s(5))
+    make_request(db, back, arrived_at=T0 + s(300), status="abandoned", peer=peer, ended_at=T0 + s(400),
+                 legs=["no_answer"])
+    m = compute(db)
+    assert m.calls_offered == 3
+    assert (m.abandoned_in_menus, m.abandoned_while_ringing, m.abandoned_on_hold) == (0, 0, 1)
+    assert m.crisis_key_calls == 3

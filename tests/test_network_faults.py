@@ -330,8 +330,10 @@ def test_nine_on_hold_moves_the_call_out_of_the_queue_to_the_crisis_line_through
                                                    "Connecting you to the crisis line now. You can also dial 9 8 8 any time."]
     assert "the line redirects the call of the caller" in net.state.events  # moved by the REST API
     assert "the caller dials 988: completed" in net.state.events
-    # Gone to the crisis line: no peer is rung for them when one comes free.
+    # Gone to the crisis line, recorded so (the queue's action says "redirected"): not a caller lost on hold.
     db.expire_all()
+    assert db.scalar(select(PeerRequest.status)) == "crisis"
+    # Gone to the crisis line: no peer is rung for them when one comes free.
     line.set_peer_status(db, svc, db.scalar(select(Peer)), "available", utcnow())
     line.dispatch(db, svc, utcnow())
     assert db.scalar(select(Peer)).status == "available" and creates(net) == []

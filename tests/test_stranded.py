@@ -112,7 +112,9 @@ def test_caller_gone_after_the_peer_accepted_the_peer_is_told_and_wraps_up(
     caller = place_call(wired, live_app, "+15555550611", DropsBeforeRoom(["1", "1"], hold_s=30))
     run(caller).join(60)
     wired.state.wait_for_legs()
-    assert caller.heard[-1] == "A peer is here. Connecting you now."
+    assert caller.heard[-2:] == ["A peer is here. Connecting you now.",
+                                 "A supervisor or a peer in training may listen to support your peer. If you need "
+                                 "more help, your peer can add the crisis line while staying on the line with you."]
     assert heard_by(wired, "+15555550511")[-1] == '"The caller hung up before you were connected. Thank you."'
     db.expire_all()
     assert db.scalar(select(PeerRequest)).status == "abandoned"

@@ -50,6 +50,11 @@ def peer_whisper(attempt_id: int) -> Response:
     assert cb is not None
     when = callbacks.spoken_time(aware(cb.arrived_at) or utcnow(), services().settings, speaker.flow)
     whisper = speaker.text("callback_whisper", time=when)
+    if cb.language != speaker.flow.language:
+        # A peer who speaks both hears the line in their first language: name the caller's.
+        name = f"lang_{cb.language}"
+        whisper += " " + speaker.text("callback_language",
+                                      language=speaker.text(name) if name in speaker.flow.strings else cb.language)
     if callers.has_plan(session, cb.caller_id):  # a cue only: the plan is on the peer's page
         whisper += " " + speaker.text("whisper_plan")
     return to_response(speaker.whisper(whisper,
@@ -176,12 +181,28 @@ def _caller_outcome(attempt: CallbackAttempt, outcome: str) -> Response:
     assert cb is not None
     speaker = _caller_speaker(attempt)
     if outcome == callbacks.HUMAN:
-        return to_response(speaker.conference([speaker.text("callback_hello")], callbacks.room_name(attempt.id),
-                                              public_url("callbacks.caller_after", attempt_id=attempt.id)))
+        # The greeting, then a check that the peer is still there (they may leave while it plays).
+        return to_response(speaker.say_then_redirect([speaker.text("callback_hello")],
+                                                     public_url("callbacks.caller_join", attempt_id=attempt.id)))
     if outcome == callbacks.MACHINE and cb.allow_message:
         # Never names the service: whoever hears the machine learns nothing.
         return to_response(speaker.say_then_hangup([speaker.text("callback_machine")]))
     return to_response(hang_up())
+
+
+@bp.post("/attempt/<int:attempt_id>/caller/join")
+@heard_by(Audience.LEG)
+def caller_join(attempt_id: int) -> Response:
+    """After the greeting: into the room with the peer, or, if the peer had to leave, told so (the line calls back)."""
+    attempt = _attempt(attempt_id, "caller")
+    if attempt is None:
+        return to_response(empty())
+    speaker = _caller_speaker(attempt)
+    if callbacks.caller_may_join(get_session(), services(), attempt, utcnow()):
+        return to_response(speaker.conference([], callbacks.room_name(attempt.id),
+                                              public_url("callbacks.caller_after", attempt_id=attempt.id)))
+    return to_response(speaker.say_then_hangup([speaker.text("callback_peer_had_to_leave"),
+                                                speaker.text("callback_goodbye")]))
 
 
 @bp.post("/attempt/<int:attempt_id>/caller/after")

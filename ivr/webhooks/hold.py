@@ -211,6 +211,12 @@ def hold_done(req_id: int) -> Response:
         # A queue the caller left for a peer who then dropped: they already wait again in a newer
         # one (its action URL counts the returns), so this late word must not end their request.
         return to_response(empty())
+    if request.form.get("QueueResult", "") == "redirected" and req.status in routing.OPEN_REQUESTS:
+        # Moved out of the queue by the REST API with the request still open: only the crisis key does
+        # that (crisis.py; a peer who accepts marks the request connected first, a peer who dropped is
+        # caught above). The caller went to the crisis line: served, not a caller lost on hold.
+        line.caller_left(session, services(), req, "crisis", now)
+        return to_response(empty())
     ctx = current_ctx(req.language)
     if req.status == "callback":
         # The callback request, keeping the caller's place in line.
@@ -252,6 +258,9 @@ def caller_connect(req_id: int) -> Response:
     req = _request_for_caller(req_id)
     ctx = current_ctx()
     if req is not None and req.status in routing.OPEN_REQUESTS:  # the peer dropped on the way: back in line
+        return to_response(_back_in_line(ctx, req, [ctx.flow.text("peer_lost")]))
+    if req is not None and routing.peer_left_before_caller(get_session(), req):
+        # The peer hung up in the room before the caller got there: never into an empty room; back in line.
         return to_response(_back_in_line(ctx, req, [ctx.flow.text("peer_lost")]))
     if req is None or req.status != "connected":
         return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("no_peer_yet")],

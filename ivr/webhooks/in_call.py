@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows import escalation, routing
+from callflows import escalation, line, routing
 from callflows.calls import by_id
 from callflows.errors import CallflowError
 from ivr.db import get_session
@@ -54,12 +54,24 @@ def in_call_after(leg_id: int) -> Response:
     """The peer's Dial ended: ``*`` (their private menu, the caller reassured) or the conversation is over."""
     session = get_session()
     found = routing.leg_for_call(session, leg_id, request.form.get("CallSid", ""))
-    if found is None or _hung_up():
+    if found is None:
         return to_response(empty())
     leg, req, peer = found
     speaker = Speaker(peer_flow(peer))
-    if leg.status == "accepted" and escalation.peer_stepped_out(session, services(), req, utcnow()):
+    if leg.status != "accepted":
+        return to_response(empty() if _hung_up() else speaker.say_then_hangup([speaker.text("peer_thanks")]))
+    if _hung_up():
+        # The peer hung up in the room: their side is over (wrap-up), and the caller is never left alone in it.
+        line.peer_left_room(session, services(), leg, utcnow())
+        return to_response(empty())
+    if escalation.peer_stepped_out(session, services(), req, utcnow()):
         return to_response(_peer_menu(speaker, leg))
+    # The room ended with the caller: wrap-up starts with the call record, as after any call.
+    line.peer_in_room(session, services(), leg, utcnow())
+    if req.call_id is not None:
+        return to_response(speaker.keypad([speaker.text("peer_caller_gone"), speaker.text("record_outcome")],
+                                          public_url("routing.leg_record", leg_id=leg.id), finish_on_key="",
+                                          num_digits=1))
     return to_response(speaker.say_then_hangup([speaker.text("peer_caller_gone")]))
 
 
@@ -94,7 +106,7 @@ def in_call_choice(leg_id: int) -> Response:
     return to_response(_back_to_caller(speaker, lines, req, leg))
 
 
-@bp.post("/leg/<int:leg_id>/in-call/notice")
+@bp.post("/leg/<int:leg_id>/in-call/notice")  # not /notice: that is peer_legs.leg_notice, on the same blueprint
 @heard_by(Audience.NOBODY)
 def in_call_peer_notice(leg_id: int) -> Response:
     """An announcement only the peer hears (a counselor answered, nobody answered, someone is listening)."""
