@@ -344,7 +344,7 @@ def test_peerline_call_with_a_scripted_peer_shows_a_whole_hand_off(live_app: str
              "[connected: you are in the conversation]",
              "[network] +15555550131 presses *",
              '[network] +15555550131 hears "The caller cannot hear you',
-             "[network] the line adds 988 to conference call-1",
+             f"[network] the line adds 988 to conference call-{db.scalar(select(PeerRequest.id))}",
              '[network] +15555550131 hears "Calling the crisis line into the call.',
              "[network] 988 answers",
              '[network] +15555550131 hears "The crisis counselor is on the line.',

@@ -30,7 +30,9 @@ def stored_tokens(app: Flask) -> list[bytes]:
     with services(app).sessions() as session:
         for table in Base.metadata.sorted_tables:
             for name in encrypted_columns(table):
-                tokens += [bytes(t) for t in session.scalars(select(table.c[name])) if t is not None]
+                # In key order: PostgreSQL returns updated rows in another order than before.
+                order = list(table.primary_key.columns)
+                tokens += [bytes(t) for t in session.scalars(select(table.c[name]).order_by(*order)) if t is not None]
     return tokens
 
 
