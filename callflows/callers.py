@@ -18,21 +18,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from callflows.calls import caller_for_call
 from callflows.settings import Settings
 from callflows.times import aware
-from models import AuditEntry, Call, Caller, CallerBlock, CallerPlan
+from models import AuditEntry, Call, CallbackRequest, Caller, CallerBlock, CallerPlan
 from models.crypto import Vault
-from models.tables import PeerRequest
+from models.tables import CallbackAttempt, PeerRequest
 
 # A call that reaches a peer within this long after the caller's last one ended is the same call.
 REDIAL_GRACE = timedelta(minutes=10)
 PLAN_CHARS = 500
 # What a caller may do when asking for a peer: in this order of precedence.
 ACCESS = ("blocked", "limit", "ok")
+
+
+PLAN_VISIBLE_AFTER = timedelta(minutes=30)  # the accepting peer sees the plan during the call and its wrap-up
+
+
+def current_caller_of_peer(session: Session, peer_id: int, now: datetime) -> tuple[int | None, bool]:
+    """The caller this peer is with (live: True) or was with in the last PLAN_VISIBLE_AFTER, live call or callback."""
+    recent = session.scalars(select(PeerRequest).where(
+        PeerRequest.peer_id == peer_id, PeerRequest.connected_at.is_not(None),
+        or_(PeerRequest.status == "connected", PeerRequest.ended_at > now - PLAN_VISIBLE_AFTER))
+        .order_by(PeerRequest.connected_at.desc()).limit(1)).first()
+    attempt = session.scalars(select(CallbackAttempt).where(
+        CallbackAttempt.peer_id == peer_id,
+        or_(CallbackAttempt.stage == "connected",
+            (CallbackAttempt.outcome == "connected") & (CallbackAttempt.ended_at > now - PLAN_VISIBLE_AFTER)))
+        .order_by(CallbackAttempt.started_at.desc()).limit(1)).first()
+    live_at = aware(recent.connected_at) if recent is not None else None
+    if attempt is not None and (live_at is None or (aware(attempt.started_at) or now) > live_at):
+        cb = session.get(CallbackRequest, attempt.callback_id)
+        return (cb.caller_id if cb is not None else None), attempt.stage == "connected"
+    if recent is not None and recent.call_id is not None:
+        call = session.get(Call, recent.call_id)
+        return (call.caller_id if call is not None else None), recent.status == "connected"
+    return None, False
 
 
 def pseudonym(vault: Vault, caller_id: int) -> str:

@@ -102,6 +102,27 @@ def caller_left(session: Session, svc: Services, req: PeerRequest, status: str, 
         dispatch(session, svc, now)
 
 
+def left_queue(session: Session, svc: Services, req: PeerRequest, result: str, back: int, now: datetime) -> bool:
+    """The hold queue's word that the caller left it (``QueueResult``); True when nothing is left to tell them.
+
+    ``back`` counts the times the caller was put back in line when this queue began.
+    """
+    if result == "hangup":
+        caller_left(session, svc, req, "abandoned", now)
+        return True
+    if result != "redirected" or req.status not in routing.OPEN_REQUESTS:
+        return False
+    if back < routing.times_back(session, req.id):
+        # A queue the caller left for a peer who then dropped: they already wait again in a newer
+        # one (its action URL counts the returns), so this late word must not end their request.
+        return True
+    # Moved out of the queue by the REST API with the request still open: only the crisis key does
+    # that (ivr/webhooks/crisis.py; a peer who accepts marks the request connected first, a peer who
+    # dropped is caught above). The caller went to the crisis line: served, not a caller lost on hold.
+    caller_left(session, svc, req, "crisis", now)
+    return True
+
+
 def call_ended(session: Session, svc: Services, call_sid: str, now: datetime) -> int:
     """The caller's call is over (its status callback): every request of it still open is abandoned.
 

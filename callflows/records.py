@@ -173,3 +173,24 @@ def callbacks_of_peer(session: Session, peer_id: int, since: datetime | None = N
         query = query.where(CallbackAttempt.started_at > since)
     return [(call_id, started) for call_id, started in
             session.execute(query.order_by(CallbackAttempt.started_at.desc())) if call_id is not None]
+
+
+def calls_of_peer(session: Session, peer_id: int) -> set[int]:
+    """Every call this peer took, live or by calling back, whose record is theirs to complete."""
+    live = {cid for cid in session.scalars(select(PeerRequest.call_id).where(
+        PeerRequest.peer_id == peer_id, PeerRequest.call_id.is_not(None))) if cid is not None}
+    return live | {cid for cid, _started in callbacks_of_peer(session, peer_id)}
+
+
+def unrecorded_calls(session: Session, peer_id: int, since: datetime, limit: int = 10) -> list[tuple[int, datetime, str]]:
+    """This peer's calls since ``since`` without their record yet: (call id, when, "call" or "callback"), newest first."""
+    recorded = select(CallRecord.call_id).where(CallRecord.peer_id == peer_id)
+    live = session.execute(select(Call.id, Call.started_at).join(PeerRequest, PeerRequest.call_id == Call.id)
+                           .where(PeerRequest.peer_id == peer_id, PeerRequest.connected_at > since,
+                                  Call.id.not_in(recorded))
+                           .order_by(Call.started_at.desc()).limit(limit)).all()
+    # The callbacks it connected, recorded against the call on which they were asked for.
+    done = set(session.scalars(recorded)) | {cid for cid, _at in live}
+    callbacks = [(cid, started) for cid, started in callbacks_of_peer(session, peer_id, since) if cid not in done]
+    return [(cid, started, "call") for cid, started in live] + \
+        [(cid, started, "callback") for cid, started in callbacks[:limit]]

@@ -12,19 +12,17 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from callflows import callers, hours, records, shifts
 from callflows.times import aware
 from ivr.dashboard.core import audit, bp, peer_required, supervisor_required
 from ivr.db import get_session
 from ivr.services import services
-from models import Call, CallbackRequest, Caller, CallerBlock, CallRecord, Holiday, Peer, Shift, ShiftTemplate, utcnow
+from models import Call, Caller, CallerBlock, CallRecord, Holiday, Peer, Shift, ShiftTemplate, utcnow
 from models.errors import DecryptError
-from models.tables import CallbackAttempt, PeerRequest
 
 # How long after a call the accepting peer still sees the caller's plan (their wrap-up).
-PLAN_VISIBLE_AFTER = timedelta(minutes=30)
 WEEKDAY_CHOICES = list(enumerate(hours.WEEKDAYS))
 
 
@@ -387,28 +385,6 @@ def drop_shift(shift_id: int) -> ResponseReturnValue:
 # The accepting peer's view of their caller, and call records --------------------------------------
 
 
-def _current_caller(peer: Peer, now: datetime) -> tuple[int | None, bool]:
-    """The caller this peer is with (live) or was with in the last PLAN_VISIBLE_AFTER, live call or callback."""
-    db = get_session()
-    recent = db.scalars(select(PeerRequest).where(
-        PeerRequest.peer_id == peer.id, PeerRequest.connected_at.is_not(None),
-        or_(PeerRequest.status == "connected", PeerRequest.ended_at > now - PLAN_VISIBLE_AFTER))
-        .order_by(PeerRequest.connected_at.desc()).limit(1)).first()
-    attempt = db.scalars(select(CallbackAttempt).where(
-        CallbackAttempt.peer_id == peer.id,
-        or_(CallbackAttempt.stage == "connected",
-            (CallbackAttempt.outcome == "connected") & (CallbackAttempt.ended_at > now - PLAN_VISIBLE_AFTER)))
-        .order_by(CallbackAttempt.started_at.desc()).limit(1)).first()
-    live_at = aware(recent.connected_at) if recent is not None else None
-    if attempt is not None and (live_at is None or (aware(attempt.started_at) or now) > live_at):
-        cb = db.get(CallbackRequest, attempt.callback_id)
-        return (cb.caller_id if cb is not None else None), attempt.stage == "connected"
-    if recent is not None and recent.call_id is not None:
-        call = db.get(Call, recent.call_id)
-        return (call.caller_id if call is not None else None), recent.status == "connected"
-    return None, False
-
-
 def _my_operations(peer: Peer) -> dict[str, Any]:
     """For a peer's page: their next shift, the plan of the caller they are with (or just were), calls to record.
 
@@ -419,7 +395,7 @@ def _my_operations(peer: Peer) -> dict[str, Any]:
     svc = services()
     now = utcnow()
     nxt = shifts.next_shift(db, peer.id, now)
-    caller_id, live = _current_caller(peer, now)
+    caller_id, live = callers.current_caller_of_peer(db, peer.id, now)
     plan = None
     if caller_id is not None:
         try:
@@ -429,27 +405,10 @@ def _my_operations(peer: Peer) -> dict[str, Any]:
         if plan is not None:
             audit("view_caller_plan", "caller", caller_id, detail=f"accepting peer {peer.id}")
             db.commit()
-    # My calls of the last day without a record yet, to complete from here.
-    recorded = select(CallRecord.call_id).where(CallRecord.peer_id == peer.id)
-    to_record = db.execute(select(Call.id, Call.started_at).join(PeerRequest, PeerRequest.call_id == Call.id)
-                           .where(PeerRequest.peer_id == peer.id, PeerRequest.connected_at > now - timedelta(days=1),
-                                  Call.id.not_in(recorded))
-                           .order_by(Call.started_at.desc()).limit(10)).all()
-    # And the callbacks I connected, recorded against the call on which they were asked for.
-    done = set(db.scalars(recorded))
-    callbacks_to_record = [(call_id, started) for call_id, started
-                           in records.callbacks_of_peer(db, peer.id, now - timedelta(days=1))
-                           if call_id not in done and call_id not in {cid for cid, _at in to_record}]
+    to_record = records.unrecorded_calls(db, peer.id, now - timedelta(days=1))
     return {"next_shift": _local(nxt.starts_at) if nxt is not None else None, "plan": plan,
             "plan_live": live,
-            "to_record": [(call_id, _local(started), "call") for call_id, started in to_record]
-            + [(call_id, _local(started), "callback") for call_id, started in callbacks_to_record[:10]]}
-
-
-def _my_call_ids(peer: Peer) -> set[int]:
-    return {cid for cid in get_session().scalars(select(PeerRequest.call_id).where(
-        PeerRequest.peer_id == peer.id, PeerRequest.call_id.is_not(None))) if cid is not None} | {
-        cid for cid, _started in records.callbacks_of_peer(get_session(), peer.id)}
+            "to_record": [(call_id, _local(started), kind) for call_id, started, kind in to_record]}
 
 
 @bp.route("/me/calls/<int:call_id>/record", methods=["GET", "POST"])
@@ -458,7 +417,7 @@ def call_record(call_id: int) -> ResponseReturnValue:
     """Complete the post-call record of one of my calls: reason, outcome, referral, risk, minutes."""
     db = get_session()
     peer = _me()
-    if call_id not in _my_call_ids(peer):
+    if call_id not in records.calls_of_peer(db, peer.id):
         abort(404)
     config = records.fields()
     row = records.record_of(db, call_id, peer.id)

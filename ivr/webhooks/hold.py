@@ -203,20 +203,8 @@ def hold_done(req_id: int) -> Response:
         ctx = current_ctx()
         return to_response(ctx.speaker.say_then_hangup([ctx.flow.text("goodbye")]))
     now = utcnow()
-    if request.form.get("QueueResult", "") == "hangup":
-        line.caller_left(session, services(), req, "abandoned", now)
-        return to_response(empty())
-    if request.form.get("QueueResult", "") == "redirected" and req.status in routing.OPEN_REQUESTS \
-            and int_param("back") < routing.times_back(session, req.id):
-        # A queue the caller left for a peer who then dropped: they already wait again in a newer
-        # one (its action URL counts the returns), so this late word must not end their request.
-        return to_response(empty())
-    if request.form.get("QueueResult", "") == "redirected" and req.status in routing.OPEN_REQUESTS:
-        # Moved out of the queue by the REST API with the request still open: only the crisis key does
-        # that (crisis.py; a peer who accepts marks the request connected first, a peer who dropped is
-        # caught above). The caller went to the crisis line: served, not a caller lost on hold.
-        line.caller_left(session, services(), req, "crisis", now)
-        return to_response(empty())
+    if line.left_queue(session, services(), req, request.form.get("QueueResult", ""), int_param("back"), now):
+        return to_response(empty())  # hung up, a late word from an old queue, or gone to the crisis line
     ctx = current_ctx(req.language)
     if req.status == "callback":
         # The callback request, keeping the caller's place in line.
