@@ -83,10 +83,14 @@ def live(request: pytest.FixtureRequest, app_config: dict[str, object], driver: 
 
 
 def wait_for(driver: Any, condition: Any, timeout: float = 10) -> Any:
-    """Wait until ``condition(driver)`` is truthy."""
+    """Wait until ``condition(driver)`` is truthy, reading the page again if it reloads meanwhile."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition)
+    # A form post replaces the page: an element found just before the new page arrives goes
+    # stale between find_element and .text, which means "not yet", not a failure.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition)
 
 
 def sign_in(driver: Any, live: SimpleNamespace, path: str, username: str, password: str) -> None:
