@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TypeVar, cast
 
-from sqlalchemy import Table, bindparam, insert, inspect, select, text
+from sqlalchemy import Engine, Table, bindparam, insert, inspect, select, text
 from sqlalchemy.orm import Session, joinedload
 
 from callflows.sql import rowcount
@@ -127,6 +127,31 @@ def record_event(session: Session, call_sid: str, node: str, received: str | Non
         call = find_or_create_call(session, call_sid)  # the first webhook of a call the line never saw
     # Setting the event's call appends to an unloaded Call.events without loading it.
     session.add(CallEvent(call=call, **values))
+
+
+def record_step(engine: Engine, call_sid: str, node: str, received: str | None = None,
+                detail: str | None = None) -> None:
+    """Record one step of the caller's path on its own, durably: one INSERT, one round trip on a busy line.
+
+    For a webhook that writes nothing else (a menu answer): the INSERT ... SELECT of
+    :func:`record_event` runs in autocommit, so the database commits it (and waits for the
+    disk, as for any durable commit) without a BEGIN or a COMMIT of its own; no session, no
+    unit of work. A call the line never saw is created with its step in one transaction, as
+    :func:`record_event` does.
+    """
+    if not call_sid:
+        return
+    values = {"at": utcnow(), "node": node, "input": _storable(received, EVENT_INPUT_CHARS),
+              "detail": _storable(detail, EVENT_DETAIL_CHARS)}
+    with engine.connect() as conn:
+        autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
+        found = rowcount(autocommit.execute(_INSERT_EVENT, {"call_sid": call_sid, **values}))
+        autocommit.commit()  # nothing left to send (the INSERT committed itself); ends SQLAlchemy's transaction
+    if found:
+        return
+    with Session(engine, expire_on_commit=False) as session:  # the first webhook of a call the line never saw
+        session.add(CallEvent(call=find_or_create_call(session, call_sid), **values))
+        session.commit()
 
 
 def _call_in_session(session: Session, call_sid: str) -> Call | None:

@@ -26,11 +26,12 @@ class Statements:
     def __init__(self) -> None:
         self.sql: list[str] = []
         self.commits = 0
+        self.autocommitted: list[str] = []  # statements that committed themselves (no BEGIN, no COMMIT sent)
 
     def take(self) -> tuple[list[str], int]:
         """What was sent since the last take."""
         sent, commits = self.sql, self.commits
-        self.sql, self.commits = [], 0
+        self.sql, self.commits, self.autocommitted = [], 0, []
         return sent, commits
 
 
@@ -39,9 +40,11 @@ def statements(svc: Services) -> Iterator[Statements]:
     """The statements and commits of the app's engine while the test runs."""
     seen = Statements()
 
-    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def on_execute(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if not statement.startswith("SET LOCAL"):  # PostgreSQL's commit without a wait for the disk
             seen.sql.append(" ".join(statement.split()))
+            if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+                seen.autocommitted.append(seen.sql[-1])
 
     def on_commit(_conn: Any) -> None:
         seen.commits += 1
@@ -88,10 +91,13 @@ def test_a_menu_answer_is_one_insert_found_by_the_call_sid(caller: TestCaller, s
     caller.to_menu()
     statements.take()
     caller.press("*")
+    autocommitted = statements.autocommitted
     sent, commits = statements.take()
-    assert commits == 1
+    assert commits == 1  # SQLAlchemy's end of the statement's transaction; the driver sends nothing for it
     assert len(sent) == 1
     assert sent[0].startswith("INSERT INTO call_events") and "WHERE calls.call_sid =" in sent[0]
+    # It commits itself: one round trip, no BEGIN or COMMIT of its own (nor SET LOCAL), and durable.
+    assert autocommitted == sent
     assert _events_of(db, caller.call_sid)[-1] == ("main", "*")
 
 

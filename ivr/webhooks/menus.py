@@ -24,6 +24,7 @@ from callflows.calls import (
     find_or_create_caller,
     go_on_undecided,
     record_event,
+    record_step,
     remember_language,
     set_pace,
 )
@@ -206,9 +207,7 @@ def answer(node: str) -> Response:
             return to_response(switched)
     transition = step(ctx.flow, node, digits=digits, speech=speech, attempt=int_param("attempt", high=MAX_ATTEMPT),
                       danger=heard_danger)
-    session = get_session()
-    record_event(session, ctx.call_sid, node, transition.matched or transition.kind, transition.target)
-    commit_step(session)
+    record_step(services().engine, ctx.call_sid, node, transition.matched or transition.kind, transition.target)
     return to_response(_carry_out(ctx, node, transition))
 
 
