@@ -56,6 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     from sqlalchemy import event
 
+    token = secrets.token_hex(8)
+    os.environ["BARE_AUTH_TOKEN"] = token  # the bare route checks the signatures too, as in the benches
     from bench.bare_app import app as bare
     from ivr import create_app
     from models.crypto import generate_key
@@ -64,7 +66,6 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="peerline-profile-"))
     database_url = args.database_url or f"sqlite:///{tmp / 'profile.db'}"
     upgrade(database_url)
-    token = secrets.token_hex(8)
     app = create_app({"database_url": database_url, "redis_url": args.redis_url, "instance_path": tmp / "instance",
                       "data_key": generate_key(), "secret_key": "profile", "public_base_url": "http://peerline.bench",
                       "twilio_auth_token": token, "twilio_api_base_url": "http://127.0.0.1:9"})

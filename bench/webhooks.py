@@ -168,7 +168,9 @@ def start_pair(servers: list[Server], workdir: Path, workers: int, threads: int,
                    PEERLINE_INSTANCE_PATH=str(workdir / "instance"), PEERLINE_DATA_KEY=data_key,
                    PEERLINE_SECRET_KEY=secrets.token_urlsafe(32),
                    TWILIO_API_BASE_URL="http://127.0.0.1:9")  # no REST call is expected; never Twilio
-    bare_env = dict(base_env, BENCH_PORT=str(bare_port), BARE_PUBLIC_BASE_URL=f"http://127.0.0.1:{bare_port}")
+    # The bare route checks the same signatures (the least a Twilio webhook does): a fair baseline.
+    bare_env = dict(base_env, BENCH_PORT=str(bare_port), BARE_PUBLIC_BASE_URL=f"http://127.0.0.1:{bare_port}",
+                    BARE_AUTH_TOKEN=token)
     more = ("--threads", str(threads)) if threads > 1 else ()
     servers.append(start_gunicorn("peerline", "ivr.wsgi:app", workers, app_env, workdir, more))
     servers.append(start_gunicorn("bare", "bare_app:app", workers, bare_env, workdir,

@@ -1,14 +1,16 @@
 """Call and caller records: who is calling (by keyed hash), their preferences, the path taken."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar, cast
+from typing import Any, Collection, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, insert, inspect, select, text
+from sqlalchemy import Engine, Table, bindparam, func, insert, inspect, literal, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, joinedload
 
 from callflows.sql import rowcount
-from models import Base, Call, CallEvent, Caller, utcnow
+from models import Base, Call, CallbackRequest, CallEvent, Caller, Peer, utcnow
 from models.crypto import Vault, normalize_number
 
 # What Twilio sends as From when the caller withheld their number.
@@ -97,10 +99,103 @@ def commit_step(session: Session) -> None:
     session.commit()
 
 
+# The first webhook of a call ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What the line knows about a call when it comes in (see :func:`call_arrived`)."""
+
+    peer: bool  # the number is an active peer's registered phone: nothing was written
+    known: bool = False  # the caller has called before
+    language: str | None = None  # their remembered language, when the line still speaks it
+    slow: bool = False  # their slower speech rate
+    callback_language: str | None = None  # the language of the callback they are waiting for, if any
+
+
+_EVENTS, _CALLS = cast(Table, CallEvent.__table__), cast(Table, Call.__table__)
+_PEERS, _CALLERS = cast(Table, Peer.__table__), cast(Table, Caller.__table__)
+_CALLBACKS = cast(Table, CallbackRequest.__table__)
+# Who is calling, in one query that always returns one row: an active peer's phone, the caller
+# (when they called before) and the language of their oldest pending callback, found by the
+# indexed hashes; a LEFT JOIN on a one-row select, so a new caller still gets the peer check.
+_ONE_ROW = select(literal(1).label("one")).subquery()
+_ARRIVAL = select(
+    select(_PEERS.c.id).where(_PEERS.c.phone_hash == bindparam("digest"), _PEERS.c.active.is_(True))
+    .scalar_subquery().label("peer_id"),
+    _CALLERS.c.id, _CALLERS.c.language, _CALLERS.c.slow_speech,
+    select(_CALLBACKS.c.language).where(_CALLBACKS.c.caller_id == _CALLERS.c.id, _CALLBACKS.c.status == "pending")
+    .order_by(_CALLBACKS.c.arrived_at).limit(1).scalar_subquery().label("callback_language"),
+).select_from(_ONE_ROW.outerjoin(_CALLERS, _CALLERS.c.number_hash == bindparam("digest")))
+_INSERT_EVENT_OF_CALL = insert(_EVENTS).inline()  # the new id is not needed: no RETURNING
+_TOUCH_CALLER = update(_CALLERS).where(_CALLERS.c.id == bindparam("caller_id")).values(last_call_at=bindparam("now"))
+
+
+def _upserts(dialect: Any) -> tuple[Any, Any]:
+    """INSERT ... ON CONFLICT statements of a new caller and of the call (PostgreSQL and SQLite spell them alike)."""
+    new_caller = dialect.insert(_CALLERS).values(
+        number_hash=bindparam("digest"), number_encrypted=bindparam("number_encrypted"), slow_speech=False,
+        created_at=bindparam("now"), last_call_at=bindparam("now"))
+    # Two first calls from one number at once: the second finds the first's row.
+    new_caller = new_caller.on_conflict_do_update(
+        index_elements=[_CALLERS.c.number_hash], set_={"last_call_at": new_caller.excluded.last_call_at}
+    ).returning(_CALLERS.c.id)
+    call = dialect.insert(_CALLS).values(
+        call_sid=bindparam("call_sid"), caller_id=bindparam("caller_id"), direction="inbound", status="in-progress",
+        language=bindparam("language"), started_at=bindparam("now"))
+    # Twilio may post /voice/incoming again for the same call (a retry), or a later webhook may
+    # have created the call first: the row is kept, and given its caller and language.
+    call = call.on_conflict_do_update(
+        index_elements=[_CALLS.c.call_sid],
+        set_={"caller_id": func.coalesce(_CALLS.c.caller_id, call.excluded.caller_id),
+              "language": func.coalesce(call.excluded.language, _CALLS.c.language)},
+    ).returning(_CALLS.c.id)
+    return new_caller, call
+
+
+_UPSERTS = {"postgresql": _upserts(postgresql), "sqlite": _upserts(sqlite)}
+
+
+def call_arrived(session: Session, vault: Vault, call_sid: str, number: str | None,
+                 languages: Collection[str]) -> Arrival:
+    """The first webhook of a call: who is calling, and the caller, the call and its first step written.
+
+    One query finds a peer's phone, the caller and a pending callback; then the caller's row
+    (created, or its last call noted), the call's (with the caller's language when the line
+    speaks it) and the ``incoming`` step, in the session's transaction: the caller commits. A
+    peer's phone writes nothing (their shift call goes on elsewhere). Core statements built
+    once, no unit of work: this runs on every call.
+    """
+    conn = session.connection()
+    digest = vault.lookup_hash(number) if number else None
+    row = conn.execute(_ARRIVAL, {"digest": digest}).one() if digest else None
+    if row is not None and row.peer_id is not None:
+        return Arrival(peer=True)
+    new_caller, upsert_call = _UPSERTS[conn.dialect.name]
+    now = utcnow()
+    caller_id: int | None = None
+    known = row is not None and row.id is not None and not is_withheld(number)
+    if known:
+        assert row is not None
+        caller_id = row.id
+        conn.execute(_TOUCH_CALLER, {"caller_id": caller_id, "now": now})
+    elif digest is not None and not is_withheld(number):
+        encrypted = vault.encrypt_text(normalize_number(number or ""))
+        caller_id = conn.execute(new_caller, {"digest": digest, "number_encrypted": encrypted, "now": now}).scalar_one()
+    language = row.language if known and row is not None and row.language in languages else None
+    call_id = conn.execute(upsert_call, {"call_sid": call_sid, "caller_id": caller_id, "language": language,
+                                         "now": now}).scalar_one()
+    conn.execute(_INSERT_EVENT_OF_CALL, {"call_id": call_id, "at": now, "node": "incoming", "input": None,
+                                         "detail": None})
+    if not known or row is None:
+        return Arrival(peer=False)
+    return Arrival(peer=False, known=True, language=language, slow=bool(row.slow_speech),
+                   callback_language=row.callback_language)
+
+
 # One step of a call's path as a single INSERT ... SELECT that finds the call by its unique,
 # indexed CallSid: built once, so a webhook pays neither for loading the call nor for
 # building the statement.
-_EVENTS, _CALLS = cast(Table, CallEvent.__table__), cast(Table, Call.__table__)
 _EVENT_FIELDS = ("at", "node", "input", "detail")
 _INSERT_EVENT = insert(_EVENTS).from_select(
     ["call_id", *_EVENT_FIELDS],
@@ -127,6 +222,31 @@ def record_event(session: Session, call_sid: str, node: str, received: str | Non
         call = find_or_create_call(session, call_sid)  # the first webhook of a call the line never saw
     # Setting the event's call appends to an unloaded Call.events without loading it.
     session.add(CallEvent(call=call, **values))
+
+
+def record_step(engine: Engine, call_sid: str, node: str, received: str | None = None,
+                detail: str | None = None) -> None:
+    """Record one step of the caller's path on its own, durably: one INSERT, one round trip on a busy line.
+
+    For a webhook that writes nothing else (a menu answer): the INSERT ... SELECT of
+    :func:`record_event` runs in autocommit, so the database commits it (and waits for the
+    disk, as for any durable commit) without a BEGIN or a COMMIT of its own; no session, no
+    unit of work. A call the line never saw is created with its step in one transaction, as
+    :func:`record_event` does.
+    """
+    if not call_sid:
+        return
+    values = {"at": utcnow(), "node": node, "input": _storable(received, EVENT_INPUT_CHARS),
+              "detail": _storable(detail, EVENT_DETAIL_CHARS)}
+    with engine.connect() as conn:
+        autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
+        found = rowcount(autocommit.execute(_INSERT_EVENT, {"call_sid": call_sid, **values}))
+        autocommit.commit()  # nothing left to send (the INSERT committed itself); ends SQLAlchemy's transaction
+    if found:
+        return
+    with Session(engine, expire_on_commit=False) as session:  # the first webhook of a call the line never saw
+        session.add(CallEvent(call=find_or_create_call(session, call_sid), **values))
+        session.commit()
 
 
 def _call_in_session(session: Session, call_sid: str) -> Call | None:
@@ -165,16 +285,31 @@ def call_status_changed(session: Session, call_sid: str, status: str | None, dur
     return call
 
 
+_SET_CALL_LANGUAGE = (update(_CALLS).where(_CALLS.c.call_sid == bindparam("sid"))
+                      .values(language=bindparam("chosen")).returning(_CALLS.c.id, _CALLS.c.caller_id))
+_SET_CALLER_LANGUAGE = (update(_CALLERS).where(_CALLERS.c.id == bindparam("caller")).values(language=bindparam("chosen"))
+                        .returning(_CALLERS.c.slow_speech))
+
+
 def remember_language(session: Session, call_sid: str, language: str, received: str) -> bool:
-    """The caller chose a language: remembered for this call and their next ones; returns their slow-pace choice."""
-    call = _call_with_caller(session, call_sid) or find_or_create_call(session, call_sid)
-    caller = call.caller
-    slow = bool(caller and caller.slow_speech)
-    if caller is not None:
-        caller.language = language
-    call.language = language
-    record_event(session, call_sid, "language", received, language)
-    commit_step(session)
+    """The caller chose a language: remembered for this call and their next ones; returns their slow-pace choice.
+
+    Three Core statements found by the CallSid and the caller's id (the call, the caller, the
+    step) and one commit; no row is loaded into the session.
+    """
+    conn = session.connection()
+    call = conn.execute(_SET_CALL_LANGUAGE, {"sid": call_sid, "chosen": language}).first()
+    if call is None:  # a call the line never saw (its first webhook was lost)
+        find_or_create_call(session, call_sid).language = language
+        record_event(session, call_sid, "language", received, language)
+        commit_step(session)
+        return False
+    slow = False
+    if call.caller_id is not None:
+        slow = bool(conn.execute(_SET_CALLER_LANGUAGE, {"caller": call.caller_id, "chosen": language}).scalar())
+    conn.execute(_INSERT_EVENT_OF_CALL, {"call_id": call.id, "at": utcnow(), "node": "language",
+                                         "input": _storable(received, EVENT_INPUT_CHARS), "detail": language})
+    session.commit()
     return slow
 
 

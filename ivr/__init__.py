@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from callflows import ACTIONS, TOPIC_ACTIONS, load_flows
 from callflows.services import Services
 from callflows.settings import Settings, ensure_key_file
+from ivr.cookies import StaffOnlySessionInterface
 from ivr.services import EXTENSION, path_builder
 from models.crypto import Vault, generate_key
 from models.session import make_engine, make_sessionmaker
@@ -101,6 +102,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     for blueprint in (*blueprints.TWILIO, media.bp, health.bp, prometheus.bp):
         app.register_blueprint(blueprint)
     failures.init_app(app, blueprints.TWILIO)
+    app.session_interface = StaffOnlySessionInterface(str(bp.url_prefix) for bp in blueprints.TWILIO)
     dashboard.init_app(app)
     for blueprint in blueprints.TWILIO:
         # Twilio posts a signature, not a CSRF token; the staff pages check their own tokens.

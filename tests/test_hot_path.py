@@ -26,11 +26,12 @@ class Statements:
     def __init__(self) -> None:
         self.sql: list[str] = []
         self.commits = 0
+        self.autocommitted: list[str] = []  # statements that committed themselves (no BEGIN, no COMMIT sent)
 
     def take(self) -> tuple[list[str], int]:
         """What was sent since the last take."""
         sent, commits = self.sql, self.commits
-        self.sql, self.commits = [], 0
+        self.sql, self.commits, self.autocommitted = [], 0, []
         return sent, commits
 
 
@@ -39,9 +40,11 @@ def statements(svc: Services) -> Iterator[Statements]:
     """The statements and commits of the app's engine while the test runs."""
     seen = Statements()
 
-    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def on_execute(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if not statement.startswith("SET LOCAL"):  # PostgreSQL's commit without a wait for the disk
             seen.sql.append(" ".join(statement.split()))
+            if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+                seen.autocommitted.append(seen.sql[-1])
 
     def on_commit(_conn: Any) -> None:
         seen.commits += 1
@@ -51,6 +54,14 @@ def statements(svc: Services) -> Iterator[Statements]:
     yield seen
     event.remove(svc.engine, "before_cursor_execute", on_execute)
     event.remove(svc.engine, "commit", on_commit)
+
+
+def _what(statement: str) -> str:
+    """A statement's verb and table: ``SELECT``, ``INSERT INTO calls``, ``UPDATE callers``."""
+    words = statement.split()
+    if words[0] == "INSERT":
+        return " ".join(words[:3])
+    return " ".join(words[:2]) if words[0] == "UPDATE" else words[0]
 
 
 def _events_of(db: Any, call_sid: str) -> list[tuple[str, str | None]]:
@@ -88,11 +99,56 @@ def test_a_menu_answer_is_one_insert_found_by_the_call_sid(caller: TestCaller, s
     caller.to_menu()
     statements.take()
     caller.press("*")
+    autocommitted = statements.autocommitted
     sent, commits = statements.take()
-    assert commits == 1
+    assert commits == 1  # SQLAlchemy's end of the statement's transaction; the driver sends nothing for it
     assert len(sent) == 1
     assert sent[0].startswith("INSERT INTO call_events") and "WHERE calls.call_sid =" in sent[0]
+    # It commits itself: one round trip, no BEGIN or COMMIT of its own (nor SET LOCAL), and durable.
+    assert autocommitted == sent
     assert _events_of(db, caller.call_sid)[-1] == ("main", "*")
+
+
+def test_a_call_comes_in_with_one_query_and_one_commit_and_the_language_is_saved_the_same_way(
+        client: Any, statements: Statements, db: Any) -> None:
+    first = TestCaller(client, number="+15555550166")
+    first.call()
+    sent, commits = statements.take()
+    assert "For English, press 1." in first.said
+    # Who is calling (a peer's phone, the caller, a waiting callback): one SELECT; then the caller,
+    # the call and its first step, written once each; one commit.
+    assert [_what(s) for s in sent] == ["SELECT", "INSERT INTO callers", "INSERT INTO calls", "INSERT INTO call_events"]
+    assert "FROM peers" in sent[0] and "JOIN callers" in sent[0] and "FROM callback_requests" in sent[0]
+    assert commits == 1
+    first.press("1")
+    sent, commits = statements.take()
+    assert "What would you like to do?" in first.said
+    # Whether the line is open (one query), the call's and the caller's language, the step; one commit.
+    assert [_what(s) for s in sent] == ["SELECT", "UPDATE calls", "UPDATE callers", "INSERT INTO call_events"]
+    assert "FROM open_hours" in sent[0] and "FROM holidays" in sent[0] and "FROM closures" in sent[0]
+    assert commits == 1
+    # The caller calls again: greeted in English at once; the call gets the language they chose.
+    again = TestCaller(client, number="+15555550166")
+    again.call()
+    sent, commits = statements.take()
+    assert "For English, press 1." not in again.said and "What would you like to do?" not in again.said
+    assert [_what(s) for s in sent] == ["SELECT", "UPDATE callers", "INSERT INTO calls", "INSERT INTO call_events", "SELECT"]
+    assert commits == 1
+    calls = {c.call_sid: c for c in db.scalars(select(Call).where(Call.call_sid.in_([first.call_sid,
+                                                                                      again.call_sid])))}
+    assert calls[first.call_sid].caller_id == calls[again.call_sid].caller_id is not None
+    assert calls[again.call_sid].language == "en"
+    assert _events_of(db, again.call_sid) == [("incoming", None)]
+
+
+def test_twilio_posting_a_call_s_first_webhook_twice_keeps_one_call(client: Any, db: Any) -> None:
+    caller = TestCaller(client, number="+15555550167")
+    caller.call()
+    caller.call()  # Twilio retried /voice/incoming (a timeout on its side)
+    assert "For English, press 1." in caller.said
+    assert db.scalar(select(func.count()).select_from(Call).where(Call.call_sid == caller.call_sid)) == 1
+    assert db.scalar(select(Call.caller_id).where(Call.call_sid == caller.call_sid)) is not None
+    assert _events_of(db, caller.call_sid) == [("incoming", None), ("incoming", None)]
 
 
 def test_an_event_for_a_call_the_line_never_saw_creates_the_call(client: Any, db: Any) -> None:

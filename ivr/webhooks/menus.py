@@ -17,19 +17,17 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import Flow, Transition, choose_language, hours, step
 from callflows.announce import spoken_opening
-from callflows.callbacks import pending_for_caller
 from callflows.calls import (
+    call_arrived,
     commit_step,
-    find_or_create_call,
-    find_or_create_caller,
     go_on_undecided,
     record_event,
+    record_step,
     remember_language,
     set_pace,
 )
 from callflows.engine import names_language, spoken_global_key
 from callflows.loader import LANGUAGE_KEY
-from callflows.peers import peer_for_number
 from ivr.db import get_session
 from ivr.services import services
 from ivr.twiml import to_response
@@ -56,47 +54,44 @@ def incoming() -> Response:
     """Entry point of every call: the greeting in the remembered language, or the language question."""
     session = get_session()
     svc = services()
-    number = request.form.get("From")
-    if peer_for_number(session, svc.vault, number) is not None:
+    arrival = call_arrived(session, svc.vault, request.form.get("CallSid", ""), request.form.get("From"), svc.flows)
+    if arrival.peer:
         # A peer calling from their registered phone runs their shift.
         return to_response(actions.perform(current_ctx(), actions.PEER_SIGN_IN))
-    caller = find_or_create_caller(session, svc.vault, number)
-    known = caller is not None and caller.id is not None  # a new caller has no callback waiting
-    call = find_or_create_call(session, request.form.get("CallSid", ""), caller)
-    record_event(session, call.call_sid, "incoming")
-    if caller is not None and known:
-        pending = pending_for_caller(session, caller.id)
-        if pending is not None:  # keep or cancel a waiting callback, in the caller's language
-            language = caller.language if caller.language in svc.flows else pending.language
-            twiml = actions.perform(current_ctx(language, caller.slow_speech), actions.PENDING_CALLBACK)
-            session.commit()
-            return to_response(twiml)
-    if caller is not None and caller.language in svc.flows:
-        call.language = caller.language
-        commit_step(session)
-        ctx = current_ctx(caller.language, caller.slow_speech)
-        closed = _closed_notice(ctx)
+    if arrival.callback_language is not None:  # keep or cancel a waiting callback, in the caller's language
+        twiml = actions.perform(current_ctx(arrival.language or arrival.callback_language, arrival.slow),
+                                actions.PENDING_CALLBACK)
+        session.commit()
+        return to_response(twiml)
+    if arrival.language is not None:
+        ctx = current_ctx(arrival.language, arrival.slow)
+        closed = _closed_notice(ctx.flow)  # read in the transaction that records the call
+        session.commit()
         if closed:  # told at once when the line opens, then the options that stay
             return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("greeting"), *closed],
                                                              ctx.url("voice.menu", node="closed")))
         return to_response(ctx.speaker.say_then_redirect([ctx.flow.text("greeting")], ctx.main_menu_url))
-    commit_step(session)
+    session.commit()
     return to_response(_language_question(current_ctx(DEFAULT_LANGUAGE), attempt=0))
 
 
-def _closed_notice(ctx: Ctx) -> list[str]:
-    """While the line is closed: that it is, and when it opens next, in the caller's language (else nothing)."""
+def _closed_notice(flow: Flow) -> list[str]:
+    """While the line is closed: that it is, and when it opens next, in the flow's language (else nothing)."""
     settings = services().settings
     now = utcnow()
     schedule = hours.load_schedule(get_session(), settings.zone, now)
     if schedule.is_open(now):
         return []
-    return [ctx.flow.text("closed_now"), spoken_opening(schedule.next_opening(now), now, settings, ctx.flow)]
+    return [flow.text("closed_now"), spoken_opening(schedule.next_opening(now), now, settings, flow)]
 
 
-def _first_menu(ctx: Ctx, preface: list[str]) -> VoiceResponse:
-    """The first menu after the greeting: the closed menu, saying when the line opens, while it is closed."""
-    closed = _closed_notice(ctx)
+def _first_menu(ctx: Ctx, preface: list[str], closed: list[str] | None = None) -> VoiceResponse:
+    """The first menu after the greeting: the closed menu, saying when the line opens, while it is closed.
+
+    ``closed`` is :func:`_closed_notice` when the handler read it already (in its own transaction).
+    """
+    if closed is None:
+        closed = _closed_notice(ctx.flow)
     if closed:
         return ctx.menu("closed", preface=[*preface, *closed])
     return ctx.menu(ctx.flow.start, preface=preface)
@@ -140,13 +135,15 @@ def language() -> Response:
     if digits == "8" and not change:  # hidden: a peer on another phone signs in with peer number and PIN
         return to_response(actions.perform(ctx, actions.PEER_ID))
     if chosen is not None and chosen in services().flows:
+        # Read before the choice is saved, so both share one transaction (a change goes straight to the menu).
+        closed = [] if change else _closed_notice(services().flows[chosen])
         slow = remember_language(get_session(), ctx.call_sid, chosen, digits or "speech")
         # A new language: its keys have not been heard yet, and the caller has now chosen.
         ctx = dataclasses.replace(current_ctx(chosen, slow), told=False, undecided=False)
         # Greeted in the language just chosen (a change of language goes straight to the menu).
         if change:
             return to_response(ctx.menu(ctx.flow.start))
-        return to_response(_first_menu(ctx, [ctx.flow.text("greeting")]))
+        return to_response(_first_menu(ctx, [ctx.flow.text("greeting")], closed))
     if attempt + 1 < LANGUAGE_ASKS:
         return to_response(_language_question(ctx, attempt + 1, change))
     if change:  # asked from the settings: nothing changes
@@ -206,9 +203,7 @@ def answer(node: str) -> Response:
             return to_response(switched)
     transition = step(ctx.flow, node, digits=digits, speech=speech, attempt=int_param("attempt", high=MAX_ATTEMPT),
                       danger=heard_danger)
-    session = get_session()
-    record_event(session, ctx.call_sid, node, transition.matched or transition.kind, transition.target)
-    commit_step(session)
+    record_step(services().engine, ctx.call_sid, node, transition.matched or transition.kind, transition.target)
     return to_response(_carry_out(ctx, node, transition))
 
 
