@@ -36,8 +36,8 @@ from callflows.calls import FINAL_CALL_STATUSES, by_id, caller_for_call, find_or
 from callflows.errors import SchedulingError, TwilioGatewayError
 from callflows.hours import defer_to_opening, load_schedule
 from callflows.loader import Flow
-from callflows.peers import (anyone_available, claim_peer, offer_missed, offer_taken, pick_peers, release_peer,
-                             start_wrap_up)
+from callflows.peers import (choose_peers, claim_peer, free_peers, offer_missed, offer_taken,
+                             release_peer, start_wrap_up)
 from callflows.sql import rowcount
 from callflows.services import Services
 from callflows.settings import Settings
@@ -332,8 +332,6 @@ def due_callbacks(session: Session, now: datetime, arrived_before: datetime | No
                               and_(CallbackRequest.arrived_at == after.arrived_at, CallbackRequest.id > after.id)))
     if limit is not None:
         stmt = stmt.limit(limit)
-    if not anyone_available(session):
-        return []  # nothing to offer: skip loading the line of callbacks
     return list(session.scalars(stmt))
 
 
@@ -343,11 +341,16 @@ def live_attempts(session: Session) -> int:
                               .where(CallbackAttempt.stage.in_(LIVE_STAGES))) or 0)
 
 
-def _recent_peer_misses(session: Session, callback_id: int, now: datetime) -> set[int]:
-    rows = session.scalars(select(CallbackAttempt).where(CallbackAttempt.callback_id == callback_id,
-                                                         CallbackAttempt.outcome.in_(PEER_MISSES)))
-    return {a.peer_id for a in rows
-            if a.peer_id is not None and (aware(a.ended_at) or now) > now - RETRY_SAME_PEER_AFTER}
+def _recent_peer_misses(session: Session, callback_ids: list[int], now: datetime) -> dict[int, set[int]]:
+    """The peers who missed each of these callbacks lately (one query for a page of the line)."""
+    rows = session.execute(select(CallbackAttempt.callback_id, CallbackAttempt.peer_id, CallbackAttempt.ended_at)
+                           .where(CallbackAttempt.callback_id.in_(callback_ids),
+                                  CallbackAttempt.outcome.in_(PEER_MISSES)))
+    missed: dict[int, set[int]] = {}
+    for callback_id, peer_id, ended_at in rows:
+        if peer_id is not None and (aware(ended_at) or now) > now - RETRY_SAME_PEER_AFTER:
+            missed.setdefault(callback_id, set()).add(peer_id)
+    return missed
 
 
 def offer_due(session: Session, svc: Services, now: datetime, arrived_before: datetime | None = None) -> int:
@@ -355,26 +358,38 @@ def offer_due(session: Session, svc: Services, now: datetime, arrived_before: da
 
     The line is read a page at a time: with a thousand callbacks waiting and one peer free,
     one short page is read, not a thousand rows (which the session would then have to check
-    on every claim).
+    on every claim). The hours and the cap on live attempts are read once, and only when a
+    callback is due; the free peers once a page and again after each ring (a claim is atomic
+    anyway: a peer taken meanwhile is simply not claimed).
     """
     placed = 0
-    due = due_callbacks(session, now, arrived_before, limit=1)  # is anyone due at all (one row, not the line)
-    if due and not load_schedule(session, svc.settings.zone, now).is_open(now):
-        return 0  # a closed line calls nobody back; the minute tick offers them once it opens
-    live = live_attempts(session)
+    live: int | None = None
     after: CallbackRequest | None = None
     while True:
         page = due_callbacks(session, now, arrived_before, limit=DUE_PAGE, after=after)
+        if not page:
+            return placed
+        if live is None:  # someone is due: only now read the hours and the live attempts
+            if not load_schedule(session, svc.settings.zone, now).is_open(now):
+                return 0  # a closed line calls nobody back; the minute tick offers them once it opens
+            live = live_attempts(session)
+        free = free_peers(session)
+        missed: dict[int, set[int]] | None = None  # read once a page, when a callback has a peer to offer
         for cb in page:
             # Cheap checks first: with a thousand callbacks waiting, stop as soon as nobody is free.
-            if live >= svc.settings.callback_max_concurrent or not anyone_available(session):
+            if live >= svc.settings.callback_max_concurrent or not free:
                 return placed
-            peers = pick_peers(session, cb.language, None, 1, _recent_peer_misses(session, cb.id, now))
+            if not choose_peers(free, cb.language, None, 1):
+                continue  # nobody free speaks this caller's language
+            if missed is None:
+                missed = _recent_peer_misses(session, [c.id for c in page], now)
+            peers = choose_peers(free, cb.language, None, 1, missed.get(cb.id, set()))
             if not peers:
                 continue
             if ring_peer(session, svc, cb, peers[0], now):
                 placed += 1
                 live += 1
+            free = free_peers(session)
         if len(page) < DUE_PAGE:
             return placed
         after = page[-1]
