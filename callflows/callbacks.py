@@ -36,8 +36,8 @@ from callflows.calls import FINAL_CALL_STATUSES, by_id, caller_for_call, find_or
 from callflows.errors import SchedulingError, TwilioGatewayError
 from callflows.hours import defer_to_opening, load_schedule
 from callflows.loader import Flow
-from callflows.peers import (anyone_available, claim_peer, offer_missed, offer_taken, pick_peers, release_peer,
-                             start_wrap_up)
+from callflows.peers import (choose_peers, claim_peer, free_peers, offer_missed, offer_taken,
+                             release_peer, start_wrap_up)
 from callflows.sql import rowcount
 from callflows.services import Services
 from callflows.settings import Settings
@@ -314,70 +314,107 @@ def room_name(attempt_id: int) -> str:
 # Dispatch ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DuePage:
+    """A page of the line of due callbacks, read in one round trip with what dispatch checks before ringing."""
+
+    callbacks: list[CallbackRequest]  # in arrival order
+    live: int  # callback attempts in progress (the cap on concurrent outbound callback calls counts these)
+    missed: frozenset[int]  # ids of those a peer once missed: only theirs are read for the recent misses
+
+
+# Per row of a page: whether a peer ever missed this callback, and the attempts in progress.
+_EVER_MISSED = (select(CallbackAttempt.id)
+                .where(CallbackAttempt.callback_id == CallbackRequest.id, CallbackAttempt.outcome.in_(PEER_MISSES))
+                .exists())
+_LIVE = select(func.count()).select_from(CallbackAttempt).where(CallbackAttempt.stage.in_(LIVE_STAGES))
+
+
 def due_callbacks(session: Session, now: datetime, arrived_before: datetime | None = None,
-                  limit: int | None = None, after: CallbackRequest | None = None) -> list[CallbackRequest]:
+                  limit: int = DUE_PAGE, after: CallbackRequest | None = None) -> DuePage:
     """Pending callbacks whose time has come and whose window is open, in arrival order.
 
-    Optionally only those that arrived before ``arrived_before``, those after ``after`` in the
+    Only those that arrived before ``arrived_before`` (if given), those after ``after`` in the
     line, and at most ``limit`` of them.
     """
-    stmt = (select(CallbackRequest)
+    stmt = (select(CallbackRequest, _EVER_MISSED.label("missed"), _LIVE.scalar_subquery().label("live"))
             .where(CallbackRequest.status == "pending", CallbackRequest.due_at <= now,
                    or_(CallbackRequest.not_after.is_(None), CallbackRequest.not_after > now))
-            .order_by(CallbackRequest.arrived_at, CallbackRequest.id))
+            .order_by(CallbackRequest.arrived_at, CallbackRequest.id)
+            .limit(limit))
     if arrived_before is not None:
         stmt = stmt.where(CallbackRequest.arrived_at < arrived_before)
     if after is not None:  # the place in line after ``after``: (arrived_at, id) as the order has it
         stmt = stmt.where(or_(CallbackRequest.arrived_at > after.arrived_at,
                               and_(CallbackRequest.arrived_at == after.arrived_at, CallbackRequest.id > after.id)))
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    if not anyone_available(session):
-        return []  # nothing to offer: skip loading the line of callbacks
-    return list(session.scalars(stmt))
+    rows = session.execute(stmt).all()
+    return DuePage(callbacks=[cb for cb, _, _ in rows], live=int(rows[0].live) if rows else 0,
+                   missed=frozenset(cb.id for cb, missed, _ in rows if missed))
 
 
 def live_attempts(session: Session) -> int:
     """Callback attempts in progress (the cap on concurrent outbound callback calls counts these)."""
-    return int(session.scalar(select(func.count()).select_from(CallbackAttempt)
-                              .where(CallbackAttempt.stage.in_(LIVE_STAGES))) or 0)
+    return int(session.scalar(_LIVE) or 0)
 
 
-def _recent_peer_misses(session: Session, callback_id: int, now: datetime) -> set[int]:
-    rows = session.scalars(select(CallbackAttempt).where(CallbackAttempt.callback_id == callback_id,
-                                                         CallbackAttempt.outcome.in_(PEER_MISSES)))
-    return {a.peer_id for a in rows
-            if a.peer_id is not None and (aware(a.ended_at) or now) > now - RETRY_SAME_PEER_AFTER}
+def _recent_peer_misses(session: Session, callback_ids: list[int], now: datetime) -> dict[int, set[int]]:
+    """The peers who missed each of these callbacks lately (one query for a page of the line)."""
+    rows = session.execute(select(CallbackAttempt.callback_id, CallbackAttempt.peer_id, CallbackAttempt.ended_at)
+                           .where(CallbackAttempt.callback_id.in_(callback_ids),
+                                  CallbackAttempt.outcome.in_(PEER_MISSES)))
+    missed: dict[int, set[int]] = {}
+    for callback_id, peer_id, ended_at in rows:
+        if peer_id is not None and (aware(ended_at) or now) > now - RETRY_SAME_PEER_AFTER:
+            missed.setdefault(callback_id, set()).add(peer_id)
+    return missed
 
 
-def offer_due(session: Session, svc: Services, now: datetime, arrived_before: datetime | None = None) -> int:
+def offer_due(session: Session, svc: Services, now: datetime, arrived_before: datetime | None = None,
+              free: list[Peer] | None = None) -> int:
     """Offer free peers to due callbacks (arrived before ``arrived_before``); returns peer calls placed.
 
     The line is read a page at a time: with a thousand callbacks waiting and one peer free,
     one short page is read, not a thousand rows (which the session would then have to check
-    on every claim).
+    on every claim); the page comes with the attempts in progress (the cap) and which of its
+    callbacks a peer once missed. The hours are read once, and only when a callback is due;
+    the free peers (``free``: as the caller just read them) once a page and again after each
+    ring (a claim is atomic anyway: a peer taken meanwhile is simply not claimed).
     """
     placed = 0
-    due = due_callbacks(session, now, arrived_before, limit=1)  # is anyone due at all (one row, not the line)
-    if due and not load_schedule(session, svc.settings.zone, now).is_open(now):
-        return 0  # a closed line calls nobody back; the minute tick offers them once it opens
-    live = live_attempts(session)
+    hours_checked = False
     after: CallbackRequest | None = None
     while True:
         page = due_callbacks(session, now, arrived_before, limit=DUE_PAGE, after=after)
-        for cb in page:
+        if not page.callbacks:
+            return placed
+        if not hours_checked:  # someone is due: only now read the hours
+            if not load_schedule(session, svc.settings.zone, now).is_open(now):
+                return 0  # a closed line calls nobody back; the minute tick offers them once it opens
+            hours_checked = True
+        live = page.live
+        if free is None:
+            free = free_peers(session)
+        missed: dict[int, set[int]] | None = None  # read once a page, when a callback a peer missed has a peer to offer
+        for cb in page.callbacks:
             # Cheap checks first: with a thousand callbacks waiting, stop as soon as nobody is free.
-            if live >= svc.settings.callback_max_concurrent or not anyone_available(session):
+            if live >= svc.settings.callback_max_concurrent or not free:
                 return placed
-            peers = pick_peers(session, cb.language, None, 1, _recent_peer_misses(session, cb.id, now))
+            exclude: set[int] = set()
+            if cb.id in page.missed and choose_peers(free, cb.language, None, 1):
+                if missed is None:
+                    missed = _recent_peer_misses(session, sorted(page.missed), now)
+                exclude = missed.get(cb.id, set())
+            peers = choose_peers(free, cb.language, None, 1, exclude)
             if not peers:
-                continue
+                continue  # nobody free speaks this caller's language (or only peers who just missed it)
             if ring_peer(session, svc, cb, peers[0], now):
                 placed += 1
                 live += 1
-        if len(page) < DUE_PAGE:
+            free = free_peers(session)
+        free = None  # the next page reads them again
+        if len(page.callbacks) < DUE_PAGE:
             return placed
-        after = page[-1]
+        after = page.callbacks[-1]
 
 
 def ring_peer(session: Session, svc: Services, cb: CallbackRequest, peer: Peer, now: datetime) -> bool:

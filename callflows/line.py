@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from callflows import callbacks, escalation, routing
 from callflows.calls import ANSWERED_CALL_STATUSES, FINAL_CALL_STATUSES
 from callflows.errors import SchedulingError
-from callflows.peers import SELF_STATUSES, anyone_available, has_live_call, note_status
+from callflows.peers import SELF_STATUSES, anyone_available, free_peers, has_live_call, note_status
 from callflows.services import Services
 from callflows.times import aware
 from models import CallbackRequest, Peer
@@ -36,7 +36,8 @@ PHONE_SIGN_ON_DELAY = timedelta(seconds=15)
 def dispatch(session: Session, svc: Services, now: datetime) -> int:
     """Offer free peers to waiting callers and due callbacks, in one order by arrival; returns calls placed."""
     rung = 0
-    if not anyone_available(session):
+    free = free_peers(session)
+    if not free:
         # Nothing to offer (the usual case on a busy line, checked on every hold poll): never
         # read the whole line of waiting callers only to stop at the first of them.
         return 0
@@ -49,7 +50,8 @@ def dispatch(session: Session, svc: Services, now: datetime) -> int:
         # Callbacks that arrived before this caller go first: a callback keeps its place, never jumps it.
         rung += callbacks.offer_due(session, svc, now, arrived_before=aware(req.arrived_at))
         rung += routing.ring(session, svc, req, now, exclude=routing.recently_missed(session, req.id, now))
-    return rung + callbacks.offer_due(session, svc, now)
+    # Nobody waiting: the callbacks get the free peers as just read (one read fewer).
+    return rung + callbacks.offer_due(session, svc, now, free=None if waiting else free)
 
 
 # Events that free a peer ------------------------------------------------------------------

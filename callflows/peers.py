@@ -52,14 +52,22 @@ def _idle_key(peer: Peer) -> tuple[int, datetime, int]:
     return (0 if ended is None else 1, ended or changed, peer.id)
 
 
+def free_peers(session: Session) -> list[Peer]:
+    """Every peer free to be rung now (available, active, not on their own call with the line)."""
+    return list(session.scalars(select(Peer).where(Peer.active.is_(True), Peer.status == "available",
+                                                   Peer.line_call_sid.is_(None))))
+
+
 def pick_peers(session: Session, language: str, tag: str | None, limit: int,
                exclude: set[int] | frozenset[int] = frozenset()) -> list[Peer]:
     """Available peers for a caller: language match, wanted lived experience first (else any)."""
-    candidates = [
-        p for p in session.scalars(select(Peer).where(Peer.active.is_(True), Peer.status == "available",
-                                                      Peer.line_call_sid.is_(None)))
-        if language in (p.languages or []) and p.id not in exclude
-    ]
+    return choose_peers(free_peers(session), language, tag, limit, exclude)
+
+
+def choose_peers(free: list[Peer], language: str, tag: str | None, limit: int,
+                 exclude: set[int] | frozenset[int] = frozenset()) -> list[Peer]:
+    """Of the ``free`` peers, those to ring for a caller: language match, wanted lived experience first, longest idle first."""
+    candidates = [p for p in free if language in (p.languages or []) and p.id not in exclude]
     if tag:
         tagged = [p for p in candidates if tag in (p.tags or [])]
         # Fallback to any peer only when nobody with that experience is free.

@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -203,6 +204,9 @@ class CallbackRequest(Base):
     """A caller's request to be called back; keeps the caller's original arrival time."""
 
     __tablename__ = "callback_requests"
+    # The line of pending callbacks in arrival order: dispatch reads its first page from this index
+    # and stops, instead of sorting every pending callback (a thousand waiting) to read ten.
+    __table_args__ = (Index("ix_callback_requests_line", "status", "arrived_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     caller_id: Mapped[int | None] = mapped_column(ForeignKey("callers.id"))
