@@ -7,6 +7,7 @@ only the language and the lived experience the caller asked for.
 from __future__ import annotations
 
 from flask import Response, request
+from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import callers, line, records, routing
 from callflows.peers import LIVE_LEGS
@@ -69,20 +70,24 @@ def leg_answer(leg_id: int) -> Response:
                                                              else "peer_caller_gone")]))
 
 
+def caller_gone_wrap_up(speaker: Speaker, leg: RingLeg, req: PeerRequest) -> VoiceResponse:
+    """The room ended with the caller: the peer hears so, and wrap-up starts with the call record (when there is one)."""
+    gone = speaker.text("peer_caller_gone")
+    if req.call_id is None or req.peer_id != leg.peer_id:
+        return speaker.say_then_hangup([gone])
+    # By keypad: the outcome (1-5), then referral yes or no (leg_record, leg_referral).
+    return speaker.record_prompt([gone], public_url("routing.leg_record", leg_id=leg.id))
+
+
 @bp.post("/leg/<int:leg_id>/after")
 @heard_by(Audience.LEG)
 def leg_after(leg_id: int) -> Response:
-    """The peer's side of the conversation ended (they were in the room): wrap-up."""
+    """The peer's side of the conversation ended (they were in the room): wrap-up, as in_call_after does."""
     found = _leg(leg_id)
-    if found is not None:
-        line.peer_in_room(get_session(), services(), found[0], utcnow())
-    speaker = Speaker(peer_flow(found[2])) if found else current_ctx().speaker
-    if found is not None and found[1].peer_id == found[2].id and found[1].call_id is not None:
-        # Wrap-up starts with the call record, by keypad: the outcome (1-5), then referral yes or no.
-        return to_response(speaker.keypad([speaker.text("record_outcome")],
-                                          public_url("routing.leg_record", leg_id=leg_id), finish_on_key="",
-                                          num_digits=1))
-    return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
+    if found is None:
+        return to_response(current_ctx().speaker.say_then_hangup([current_ctx().speaker.text("peer_thanks")]))
+    line.peer_in_room(get_session(), services(), found[0], utcnow())
+    return to_response(caller_gone_wrap_up(Speaker(peer_flow(found[2])), found[0], found[1]))
 
 
 @bp.post("/leg/<int:leg_id>/record")
