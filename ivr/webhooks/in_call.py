@@ -18,9 +18,8 @@ from ivr.db import get_session
 from ivr.services import services
 from ivr.twiml import Speaker, empty, to_response
 from ivr.webhooks.blueprints import routing as bp
-from ivr.webhooks.context import caller_flow, peer_flow, public_url
+from ivr.webhooks.context import caller_flow, caller_gone_wrap_up, peer_flow, public_url
 from ivr.webhooks.failures import Audience, heard_by
-from ivr.webhooks.peer_legs import caller_gone_wrap_up
 from models import Peer, utcnow
 from models.escalation import Handoff
 from models.tables import PeerRequest, RingLeg

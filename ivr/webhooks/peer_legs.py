@@ -7,7 +7,6 @@ only the language and the lived experience the caller asked for.
 from __future__ import annotations
 
 from flask import Response, request
-from twilio.twiml.voice_response import VoiceResponse
 
 from callflows import callers, line, records, routing
 from callflows.peers import LIVE_LEGS
@@ -15,7 +14,7 @@ from ivr.db import get_session
 from ivr.services import services
 from ivr.twiml import Speaker, empty, to_response
 from ivr.webhooks.blueprints import routing as bp
-from ivr.webhooks.context import current_ctx, peer_flow, public_url
+from ivr.webhooks.context import caller_gone_wrap_up, current_ctx, peer_flow, public_url
 from ivr.webhooks.failures import Audience, heard_by
 from models import Peer, utcnow
 from models.tables import PeerRequest, RingLeg
@@ -68,15 +67,6 @@ def leg_answer(leg_id: int) -> Response:
                                                    public_url("routing.in_call_after", leg_id=leg.id)))
     return to_response(speaker.say_then_hangup([speaker.text("peer_taken" if outcome == "taken"
                                                              else "peer_caller_gone")]))
-
-
-def caller_gone_wrap_up(speaker: Speaker, leg: RingLeg, req: PeerRequest) -> VoiceResponse:
-    """The room ended with the caller: the peer hears so, and wrap-up starts with the call record (when there is one)."""
-    gone = speaker.text("peer_caller_gone")
-    if req.call_id is None or req.peer_id != leg.peer_id:
-        return speaker.say_then_hangup([gone])
-    # By keypad: the outcome (1-5), then referral yes or no (leg_record, leg_referral).
-    return speaker.record_prompt([gone], public_url("routing.leg_record", leg_id=leg.id))
 
 
 @bp.post("/leg/<int:leg_id>/after")
