@@ -29,7 +29,8 @@ from callflows.calls import ANSWERED_CALL_STATUSES, FINAL_CALL_STATUSES, by_id, 
 from callflows.errors import CallflowError, TwilioGatewayError
 from callflows.routing import room_name
 from callflows.services import Services
-from models import AuditEntry, Call, CallEvent, Peer, StaffUser
+from callflows.shifts import on_call_supervisors
+from models import AuditEntry, Call, CallEvent, Peer, StaffUser, utcnow
 from models.escalation import Handoff, MonitorSession
 from models.tables import PeerRequest, RingLeg
 
@@ -203,8 +204,13 @@ def add_crisis_line(session: Session, svc: Services, req: PeerRequest, now: date
     return handoff
 
 
-def supervisor_numbers(session: Session, svc: Services) -> list[str]:
-    """Who is rung for backup: SUPERVISOR_NUMBER, else the phone of an active supervisor on the staff pages."""
+def supervisor_numbers(session: Session, svc: Services, now: datetime | None = None,
+                       asking_peer_id: int | None = None) -> list[str]:
+    """Who is rung for backup: the on-call supervisors of the rota, else SUPERVISOR_NUMBER, else a supervisor's phone."""
+    # In order: ask_supervisor rings the first, one leg, as it always has (its hand-off row holds one call).
+    on_call = on_call_supervisors(session, svc.vault, now or utcnow(), asking_peer_id)
+    if on_call:
+        return on_call
     if svc.settings.supervisor_number:
         return [svc.settings.supervisor_number]
     users = session.scalars(select(StaffUser).where(StaffUser.role == "supervisor", StaffUser.active.is_(True),
@@ -224,7 +230,7 @@ def ask_supervisor(session: Session, svc: Services, req: PeerRequest, now: datet
     session.flush()
     record_event(session, req.call_sid, "in_call", "2", f"supervisor asked (hand-off {handoff.id})")
     session.commit()
-    numbers = supervisor_numbers(session, svc)
+    numbers = supervisor_numbers(session, svc, now, req.peer_id)
     if not numbers:
         handoff.status = "failed"
         handoff.ended_at = now

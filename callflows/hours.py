@@ -133,6 +133,28 @@ class Schedule:
                 return moment
         return None
 
+    def open_until(self, start: datetime, end: datetime) -> datetime | None:
+        """The end of the line's last open stretch in [start, end) (``end`` when open to the end); None when never open."""
+        # Openness only changes at a period's bounds, a local midnight (a holiday) or a closure's end.
+        changes = {end}
+        if self.closure_until is not None:
+            changes.add(self.closure_until)
+        day = start.astimezone(self.zone).date() - timedelta(days=1)
+        while local_moment(day, 0, self.zone) <= end:
+            changes.add(local_moment(day, 0, self.zone))
+            for period in self.periods:
+                if period.weekday == day.weekday():
+                    changes.update(self._bounds(day, period))
+            day += timedelta(days=1)
+        for moment in sorted((c for c in changes if start < c <= end), reverse=True):
+            if self.is_open(moment - OPEN_STEP):
+                return moment
+        return None
+
+
+# Stretches are found to the second: a line open until 17:00 is open at 16:59:59.
+OPEN_STEP = timedelta(seconds=1)
+
 
 def _schedule_query() -> Any:
     """The whole schedule in one statement (one round trip): every period, every holiday, the closure in force.
@@ -192,37 +214,61 @@ def next_opening(session: Session, settings: Settings, now: datetime) -> datetim
     return load_schedule(session, settings.zone, now).next_opening(now)
 
 
-def defer_to_opening(session: Session, settings: Settings, not_before: datetime, not_after: datetime,
-                     window_hours: tuple[int, int] | None = None) -> tuple[datetime, datetime]:
-    """A callback window that starts while the line is closed starts when it opens.
+def window_span(schedule: Schedule, window_hours: tuple[int, int], after: datetime) -> tuple[datetime, datetime] | None:
+    """The first day's part of a daily window (local start and end hour) in which the line is open, from ``after`` on.
 
-    "As soon as a peer is free" (no ``window_hours``) moves to the next opening, with the same
-    length. A window the caller chose as safe (its local start and end hours) is never
-    stretched: the first such window, up to two weeks ahead, in which the line opens, from the
-    opening to the window's end; when there is none, the window stays as asked.
+    Returned as (the first open moment, the end of the last open stretch) in the window; None
+    when the line is not open in that window on any day of the next two weeks.
     """
-    schedule = load_schedule(session, settings.zone, not_before)
-    if schedule.is_open(not_before):
-        return not_before, not_after
-    if window_hours is None:
-        opening = schedule.next_opening(not_before)
-        if opening is None:
-            return not_before, not_after
-        return opening, max(not_after, opening + (not_after - not_before))
-    zone = settings.zone
+    zone = schedule.zone
     start_h, end_h = window_hours
-    first = not_before.astimezone(zone).date() - timedelta(days=1)
+    first = after.astimezone(zone).date() - timedelta(days=1)
+    opening: datetime | None = None
     for days in range(LOOK_AHEAD_DAYS + 2):
         day = first + timedelta(days=days)
         # The same wall-clock window each day (daylight saving may change its UTC offset).
         start = local_moment(day, start_h * 60, zone)
         end = local_moment(day, end_h * 60 + (MINUTES_PER_DAY if end_h <= start_h else 0), zone)
-        if end <= not_before:
+        if end <= after:
             continue
-        opening = schedule.next_opening(max(start, not_before))
-        if opening is not None and opening < end:
-            return opening, end
-    return not_before, not_after
+        if opening is None or opening < max(start, after):  # else the opening found before is still the next
+            opening = schedule.next_opening(max(start, after))
+            if opening is None:  # closed by hand until further notice, or for longer than the look-ahead
+                return None
+        if opening >= end:
+            continue
+        last = schedule.open_until(opening, end)
+        if last is not None:
+            return opening, last
+    return None
+
+
+def windows_open(session: Session, settings: Settings, now: datetime) -> list[str]:
+    """The callback windows of the settings in which the line opens within two weeks (those a caller may be offered)."""
+    schedule = load_schedule(session, settings.zone, now)
+    return [name for name, hours_ in settings.windows.items() if window_span(schedule, hours_, now) is not None]
+
+
+def defer_to_opening(session: Session, settings: Settings, not_before: datetime, not_after: datetime,
+                     window_hours: tuple[int, int] | None = None) -> tuple[datetime, datetime]:
+    """A callback window, kept to when the line is open in it.
+
+    "As soon as a peer is free" (no ``window_hours``) that starts while the line is closed moves
+    to the next opening, with the same length. A window the caller chose as safe (its local start
+    and end hours) is never stretched: the first such window, up to two weeks ahead, in which
+    the line opens, from the opening to the end of the line's last open stretch in it (so the
+    caller is never promised a time the line is closed); when there is none (the caller is not
+    offered such a window, but the hours may change meanwhile), the window stays as asked.
+    """
+    schedule = load_schedule(session, settings.zone, not_before)
+    if window_hours is not None:
+        return window_span(schedule, window_hours, not_before) or (not_before, not_after)
+    if schedule.is_open(not_before):
+        return not_before, not_after
+    opening = schedule.next_opening(not_before)
+    if opening is None:
+        return not_before, not_after
+    return opening, max(not_after, opening + (not_after - not_before))
 
 
 # Changes (each one audit-logged in the same commit) ---------------------------------------

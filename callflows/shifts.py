@@ -14,6 +14,11 @@ rules, gaps, and an SMS when a shift's peers have not signed in.
   ``SUPERVISOR_NUMBER``, once per shift, when none of its peers signed in
   :data:`ALERT_AFTER` after it started. It marks the shift first and commits before Twilio is
   asked, so a retried tick never texts twice.
+- Who is on call now (:func:`on_call_now`) is whoever is signed up to an on-call shift that
+  covers the moment. Those whose staff login has a supervisor's role are the on-call
+  supervisors (:func:`on_call_supervisors`): a peer's "ask the supervisor" in a call rings them
+  before ``SUPERVISOR_NUMBER``. A plain on-call peer is not rung for that, because whoever
+  answers joins the call as its coach, which only supervisors may do.
 
 Every change is audit-logged in the same commit.
 """
@@ -34,7 +39,9 @@ from callflows.peers import ON_SHIFT
 from callflows.services import Services
 from callflows.sql import rowcount
 from callflows.times import aware
-from models import AuditEntry, Peer, Shift, ShiftRules, ShiftSignup, ShiftTemplate
+from models import AuditEntry, DecryptError, Peer, Shift, ShiftRules, ShiftSignup, ShiftTemplate, StaffUser
+from models.crypto import Vault
+from models.tables import SUPERVISOR_ROLES
 
 log = logging.getLogger(__name__)
 
@@ -235,13 +242,54 @@ def next_shift(session: Session, peer_id: int, now: datetime) -> Shift | None:
                           .order_by(Shift.starts_at).limit(1))
 
 
-def _on_call_numbers(session: Session, svc: Services, now: datetime) -> list[str]:
-    """Phones of the peers on an on-call shift now (decrypted), else the supervisor's number."""
+@dataclass(frozen=True)
+class OnCall:
+    """Someone on an on-call shift now: the peer, and their staff login when it has a supervisor's role."""
+
+    peer: Peer
+    supervisor: StaffUser | None
+
+
+def on_call_now(session: Session, now: datetime) -> list[OnCall]:
+    """Who is signed up to an on-call shift covering ``now``, in rota order (earliest shift, then sign-up), once each."""
     peers = session.scalars(select(Peer).join(ShiftSignup, ShiftSignup.peer_id == Peer.id)
                             .join(Shift, Shift.id == ShiftSignup.shift_id)
                             .where(Shift.on_call.is_(True), Shift.starts_at <= now, Shift.ends_at > now,
-                                   Peer.active.is_(True))).all()
-    numbers = [svc.vault.decrypt_text(p.phone_encrypted) for p in peers]
+                                   Peer.active.is_(True))
+                            .order_by(Shift.starts_at, ShiftSignup.created_at, ShiftSignup.id)).all()
+    first: dict[int, Peer] = {}
+    for peer in peers:  # a peer on two overlapping on-call shifts keeps their first place
+        first.setdefault(peer.id, peer)
+    unique = list(first.values())
+    logins: dict[int, StaffUser] = {}
+    if unique:
+        for user in session.scalars(select(StaffUser).where(StaffUser.peer_id.in_([p.id for p in unique]),
+                                                            StaffUser.role.in_(SUPERVISOR_ROLES),
+                                                            StaffUser.active.is_(True)).order_by(StaffUser.id)):
+            logins.setdefault(user.peer_id or 0, user)
+    return [OnCall(p, logins.get(p.id)) for p in unique]
+
+
+def on_call_supervisors(session: Session, vault: Vault, now: datetime,
+                        asking_peer_id: int | None = None) -> list[str]:
+    """Phones of the supervisors on call now, in rota order: each one's staff phone, else their peer phone."""
+    numbers: list[str] = []
+    for entry in on_call_now(session, now):
+        if entry.supervisor is None or entry.peer.id == asking_peer_id:  # never ring the peer who is asking
+            continue
+        try:
+            number = vault.decrypt_text(entry.supervisor.phone_encrypted or entry.peer.phone_encrypted)
+        except DecryptError:  # one unreadable phone must not stop the others being rung
+            log.error("the phone of on-call supervisor %s cannot be read", entry.supervisor.id)
+            continue
+        if number and number not in numbers:
+            numbers.append(number)
+    return numbers
+
+
+def _on_call_numbers(session: Session, svc: Services, now: datetime) -> list[str]:
+    """Phones of the peers on an on-call shift now (decrypted), else the supervisor's number."""
+    numbers = [svc.vault.decrypt_text(entry.peer.phone_encrypted) for entry in on_call_now(session, now)]
     if not numbers and svc.settings.supervisor_number:
         numbers = [svc.settings.supervisor_number]
     return numbers

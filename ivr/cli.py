@@ -90,9 +90,11 @@ def seed_demo_command(no_audio: bool) -> None:
 @click.argument("username")
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
-@click.option("--peer-id", type=int, default=None, help="For a peer login: the peer it belongs to.")
+@click.option("--peer-id", type=int, default=None, help="For a peer login: the peer it belongs to (a supervisor "
+              "linked to a peer may sign up for on-call shifts, and is then rung when a peer asks for help).")
 @click.option("--phone", default=None, help="A supervisor's own phone (stored encrypted): rung when a peer asks "
-              "for help while SUPERVISOR_NUMBER is unset, and for Listen / Coach / Join on the live board.")
+              "for help while they are on call, or while nobody is and SUPERVISOR_NUMBER is unset, and for "
+              "Listen / Coach / Join on the live board.")
 @with_appcontext
 def create_user(username: str, role: str, password: str, peer_id: int | None, phone: str | None) -> None:
     """Create a staff login."""

@@ -349,6 +349,10 @@ class Speaker:
         twiml.redirect(action_url, method="POST")
         return twiml
 
+    def record_prompt(self, before: Iterable[str], action_url: str) -> VoiceResponse:
+        """Wrap-up's first question, the call record's outcome: one key (1-5), none coming back to ``action_url``."""
+        return self.keypad([*before, self.text("record_outcome")], action_url, finish_on_key="", num_digits=1)
+
     # Callbacks ------------------------------------------------------------------------
 
     def say_slowly(self, parent: VoiceResponse | Gather, text: str) -> None:

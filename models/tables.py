@@ -34,6 +34,9 @@ class Base(DeclarativeBase):
 
 
 ROLES = ("admin", "supervisor", "peer")
+# The roles that supervise: the supervisor pages, listening in from the live board, and being rung
+# (as the on-call supervisor) when a peer asks for help.
+SUPERVISOR_ROLES = ("admin", "supervisor")
 PEER_STATUSES = ("signed_off", "available", "busy", "wrap_up", "break")
 STORY_STATUSES = ("draft", "approved", "retired")
 VOICEMAIL_STATUSES = ("pending", "transcribing", "transcribed", "failed")

@@ -274,3 +274,77 @@ def test_every_phrase_of_hours_plans_and_shifts_is_in_both_languages() -> None:
         assert ours <= set(flow.strings), flow.language
         assert {"closed", "limit_reached", "blocked"} <= set(flow.nodes), flow.language
     assert set(flows["en"].strings) == set(flows["es"].strings)
+
+
+def test_a_safe_window_is_kept_to_the_hours_the_line_is_open_in_it(svc, db) -> None:  # type: ignore[no-untyped-def]
+    from callflows import callbacks
+
+    settings = svc.settings.replace(line_timezone="America/New_York",
+                                    callback_windows="morning=9-12,afternoon=12-17,evening=17-21,late=15-19")
+    hours.set_hours(db, [Period(d, 9 * 60, 17 * 60) for d in range(5)], None)  # weekdays 9 to 5
+    monday = at(2026, 11, 30, 8)
+    # The line is never open in the evening: no such window is offered; a window that runs past
+    # closing time is promised only up to it.
+    assert hours.windows_open(db, settings, monday) == ["morning", "afternoon", "late"]
+    start, end = callbacks.window_bounds("late", monday, settings)
+    assert hours.defer_to_opening(db, settings, start, end, (15, 19)) == (at(2026, 11, 30, 15), at(2026, 11, 30, 17))
+    # Asked on Friday after closing: Monday's part of it.
+    start, end = callbacks.window_bounds("late", at(2026, 12, 4, 17, 30), settings)
+    assert hours.defer_to_opening(db, settings, start, end, (15, 19)) == (at(2026, 12, 7, 15), at(2026, 12, 7, 17))
+    # A holiday on Monday: Tuesday's.
+    hours.add_holiday(db, date(2026, 11, 30), "Closed", None)
+    start, end = callbacks.window_bounds("late", monday, settings)
+    assert hours.defer_to_opening(db, settings, start, end, (15, 19)) == (at(2026, 12, 1, 15), at(2026, 12, 1, 17))
+    # Closed by hand until further notice: no window can be promised.
+    hours.close_now(db, "Flood", None, monday - timedelta(hours=1))
+    assert hours.windows_open(db, settings, monday) == []
+
+
+@pytest.fixture
+def noon_line(app_config: dict[str, object]) -> None:
+    """A line time zone where it is about noon now (so today's afternoon window is open)."""
+    offset = 12 - datetime.now(UTC).hour
+    app_config["line_timezone"] = "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+def ask_for_callback(client, svc, db, number: str) -> TestCaller:  # type: ignore[no-untyped-def]
+    """A caller who knows the menus asks for a call back and confirms the number: the window menu."""
+    make_caller(db, svc.vault, number, language="en")
+    caller = TestCaller(client, number=number)
+    caller.call()
+    caller.to_menu()
+    caller.press("3")  # a call back
+    caller.press("1")  # the number is right
+    return caller
+
+
+def test_a_caller_is_not_offered_a_callback_window_in_which_the_line_is_never_open(  # type: ignore[no-untyped-def]
+        client, svc, db, noon_line) -> None:
+    hours.set_hours(db, [Period(d, 9 * 60, 17 * 60) for d in range(7)], None)  # every day 9 to 5
+    caller = ask_for_callback(client, svc, db, "+15555550184")
+    assert caller.said.startswith("We can only call you back while the line is open. When is a safe time for us to "
+                                  "call you? As soon as a peer is free, press 1. In the morning, press 2. In the "
+                                  "afternoon, press 3. To go back, press 5.")
+    assert "evening" not in caller.said
+    caller.press("4")  # the evening's key does nothing here
+    assert caller.said.startswith("Sorry, 4 is not a choice here. You can press 1, 2, 3 or 5.")
+    caller.say("in the evening please")
+    assert caller.said.startswith("Sorry, I did not understand.")
+    caller.press("3")  # the afternoon, open now
+    caller.press("2")  # no message
+    assert caller.said.startswith("Thank you. We will call you back today between 12 pm and 5 pm,")
+    cb = db.scalars(select(CallbackRequest)).one()
+    assert (cb.window, cb.status) == ("afternoon", "pending")
+
+
+def test_a_callback_window_past_closing_time_is_promised_only_until_closing(  # type: ignore[no-untyped-def]
+        client, svc, db, noon_line) -> None:
+    hours.set_hours(db, [Period(d, 9 * 60, 19 * 60) for d in range(7)], None)  # every day 9 to 7
+    caller = ask_for_callback(client, svc, db, "+15555550185")
+    assert "In the evening, press 4." in caller.said and "only call you back" not in caller.said
+    caller.press("4")
+    caller.press("2")
+    assert caller.said.startswith("Thank you. We will call you back today between 5 pm and 7 pm,")
+    cb = db.scalars(select(CallbackRequest)).one()
+    local_end = cb.not_after.replace(tzinfo=UTC).astimezone(svc.settings.zone)
+    assert (local_end.hour, local_end.minute) == (19, 0)

@@ -230,8 +230,8 @@ def test_the_peer_keys_the_call_record_in_wrap_up_and_completes_it_on_the_page( 
     db.commit()
     phone = TestCaller(client, number="+15005550006", call_sid="CAleg2")
     phone.post(f"/peer/leg/{leg.id}/after")
-    assert phone.said == ("Before you go, key the outcome of the call. 1, talked it through. 2, referred. "
-                          "3, crisis hand-off. 4, ended early. 5, other.")
+    assert phone.said == ("The caller has hung up. Thank you. Before you go, key the outcome of the call. "
+                          "1, talked it through. 2, referred. 3, crisis hand-off. 4, ended early. 5, other.")
     phone.press("2")
     assert phone.said == "Was a referral given? Press 1 for yes, 2 for no."
     phone.press("1")

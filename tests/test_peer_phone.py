@@ -79,6 +79,25 @@ def test_other_phone_signs_in_with_peer_number_and_pin(app, db, client, peer) ->
     assert phone.said.startswith("You are signed off.")
 
 
+@pytest.mark.parametrize("peer_number", [9, 19, 90, 99])
+def test_a_peer_number_with_a_nine_is_a_number_not_the_crisis_key(app, svc, db, client, peer_number) -> None:  # type: ignore[no-untyped-def]
+    # 9 is the crisis key at every prompt a caller hears, the PIN and the shift menu included; the
+    # peer-number prompt is the one place it is a digit like the others, so any peer can sign in.
+    make_peer(db, svc.vault, id=peer_number, display_name="Nina", phone="+15555550909", status="signed_off",
+              pin="4321")
+    phone = TestCaller(client, number="+15555550997")
+    phone.call()
+    phone.press("8")
+    assert phone.said == "Peer sign in. Enter your peer number, then press pound."
+    phone.press(str(peer_number))
+    assert phone.twiml.find("Dial") is None
+    assert phone.said == "Peer sign in. Enter your PIN, then press pound."
+    phone.press("4321")
+    assert phone.said.startswith("You are signed off.")
+    phone.press("9")  # in the shift menu, 9 is the crisis line again
+    assert phone.twiml.find("Dial").findtext("Number") == "988"
+
+
 def test_wrong_pins_lock_sign_in(app, db, client, peer) -> None:  # type: ignore[no-untyped-def]
     phone = TestCaller(client, number=PEER_PHONE)
     phone.call()

@@ -18,11 +18,11 @@ from ivr.services import services
 from ivr.dashboard.speech import DEMO_MARK
 from models import AuditEntry, StaffUser, utcnow
 from models.audit import chain_key, last_chain_hash, link
+from models.tables import SUPERVISOR_ROLES
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
 F = TypeVar("F", bound=Callable[..., Any])
-SUPERVISOR_ROLES = ("admin", "supervisor")
 PEER_STATUS_LABELS = {
     "available": "Available",
     "busy": "On a call",

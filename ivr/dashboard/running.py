@@ -268,7 +268,7 @@ def _peer_names() -> dict[int, str]:
 @bp.get("/shifts")
 @supervisor_required
 def shift_calendar() -> str:
-    """Templates, rules, and the next two weeks of shifts with their gaps."""
+    """Who is on call now, templates, rules, and the next two weeks of shifts with their gaps."""
     db = get_session()
     svc = services()
     now = utcnow()
@@ -276,9 +276,12 @@ def shift_calendar() -> str:
     templates = db.scalars(select(ShiftTemplate).where(ShiftTemplate.active.is_(True))
                            .order_by(ShiftTemplate.weekday, ShiftTemplate.start_minute)).all()
     views = shifts.upcoming(db, now)
+    on_call = shifts.on_call_now(db, now)
     return render_template("staff/shifts.html", templates=templates, label=shifts.template_label, views=views,
                            gaps=sum(1 for v in views if v.missing), names=_peer_names(), rules=shifts.rules(db),
-                           weekdays=WEEKDAY_CHOICES, languages=sorted(svc.flows), zone=svc.settings.line_timezone)
+                           weekdays=WEEKDAY_CHOICES, languages=sorted(svc.flows), zone=svc.settings.line_timezone,
+                           on_call=on_call, rung=next((o for o in on_call if o.supervisor), None),
+                           supervisor_number_set=bool(svc.settings.supervisor_number))
 
 
 @bp.post("/shifts/templates")

@@ -89,9 +89,7 @@ def peer_after(attempt_id: int) -> Response:
     speaker = _peer_speaker(attempt)
     if attempt is not None and records.call_of_callback(get_session(), attempt) is not None:
         # As after a live call: the outcome (1-5), then referral yes or no.
-        return to_response(speaker.keypad([speaker.text("record_outcome")],
-                                          public_url("callbacks.peer_record", attempt_id=attempt_id),
-                                          finish_on_key="", num_digits=1))
+        return to_response(speaker.record_prompt([], public_url("callbacks.peer_record", attempt_id=attempt_id)))
     return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
 
 

@@ -12,15 +12,17 @@ A request is never dropped without a word: going back, a default that leaves the
 """
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Callable
 
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows import Transition, callbacks, step
+from callflows import Transition, callbacks, hours, step
 from callflows.announce import blocked_notice, spoken_day, spoken_day_time
 from callflows.calls import caller_for_call, record_event
+from callflows.loader import Flow, Menu
 from callflows.times import aware
 from ivr.db import get_session
 from ivr.services import services
@@ -57,9 +59,28 @@ def _draft(cb_id: int) -> CallbackRequest | None:
     return callbacks.draft_of_call(get_session(), cb_id, request.form.get("CallSid", ""))
 
 
+def _menu(ctx: Ctx, node: str) -> Menu:
+    """The request's menu ``node``; the window menu without the windows in which the line is never open."""
+    menu = ctx.flow.nodes[node]
+    if node != "callback_window":
+        return menu
+    settings = services().settings
+    closed = set(settings.windows) - set(hours.windows_open(get_session(), settings, utcnow()))
+    # A window's option leads to action:callback_<window>: a caller is never offered a time the line is closed.
+    options = tuple(o for o in menu.options if o.target.removeprefix("action:callback_") not in closed)
+    return menu if len(options) == len(menu.options) else dataclasses.replace(menu, options=options)
+
+
+def _flow_with(ctx: Ctx, menu: Menu) -> Flow:
+    """The caller's flow with ``menu`` as it is offered on this call (what the engine steps through)."""
+    return dataclasses.replace(ctx.flow, nodes={**ctx.flow.nodes, menu.id: menu})
+
+
 def _render(ctx: Ctx, cb: CallbackRequest, node: str, preface: list[str] | None = None, attempt: int = 0,
             simpler: bool = False, full_keys: bool = False) -> VoiceResponse:
-    menu = ctx.flow.nodes[node]
+    menu = _menu(ctx, node)
+    if menu is not ctx.flow.nodes[node]:  # some windows left out: the caller hears why
+        preface = [*(preface or []), ctx.flow.text("callback_window_open_only")]
     if node == "callback_confirm":
         digits = callbacks.spoken_digits(callbacks.number_of(services(), cb))
         return ctx.speaker.readback_menu(menu, ctx.heard_keys().url("callbacks.answer", cb_id=cb.id, node=node,
@@ -77,16 +98,18 @@ def answer(cb_id: int, node: str) -> Response:
     cb = _draft(cb_id)
     if cb is None or node not in REQUEST_NODES:
         return to_response(ctx.speaker.say_then_redirect([], ctx.main_menu_url))
-    transition = step(ctx.flow, node, digits=request.form.get("Digits") or None,
+    menu = _menu(ctx, node)
+    transition = step(_flow_with(ctx, menu), node, digits=request.form.get("Digits") or None,
                       speech=request.form.get("SpeechResult") or None,
                       attempt=int_param("attempt", high=MAX_ATTEMPT))
     session = get_session()
     record_event(session, ctx.call_sid, node, transition.matched or transition.kind, transition.target)
     session.commit()
-    return to_response(_carry_out(ctx, cb, node, transition))
+    return to_response(_carry_out(ctx, cb, menu, transition))
 
 
-def _carry_out(ctx: Ctx, cb: CallbackRequest, node: str, t: Transition) -> VoiceResponse:
+def _carry_out(ctx: Ctx, cb: CallbackRequest, menu: Menu, t: Transition) -> VoiceResponse:
+    node = menu.id
     # When no answer came, the caller hears what the default does before it does it.
     note = [ctx.flow.nodes[node].default_note] if t.default else []
     if t.kind == "node":
@@ -103,7 +126,7 @@ def _carry_out(ctx: Ctx, cb: CallbackRequest, node: str, t: Transition) -> Voice
             return ctx.speaker.say_then_redirect(note, ctx.url("voice.action", name=t.target))
         return actions.perform(ctx, t.target)  # the callback_* answers below find this call's draft
     # Asked to repeat, or no answer, or a wrong one: the menu again, with the full block of keys.
-    return _render(ctx, cb, node, ctx.retry_preface(ctx.flow.nodes[node], t), t.attempt, t.simpler, full_keys=True)
+    return _render(ctx, cb, node, ctx.retry_preface(menu, t), t.attempt, t.simpler, full_keys=True)
 
 
 def _keypad(ctx: Ctx, cb: CallbackRequest, preface: list[str], tries: int) -> VoiceResponse:
@@ -171,12 +194,16 @@ def _when(ctx: Ctx, cb: CallbackRequest) -> str:
         if start is not None and start > utcnow() + timedelta(minutes=1):  # the line is closed until then
             return spoken_day_time(start, utcnow(), settings, ctx.flow)
         return ctx.flow.text("callback_when_now")
-    # The window's own hours (as the caller chose them), even when it is already open; its day may be
-    # later than tomorrow when the line is closed until then.
-    start_h, end_h = settings.windows[cb.window]
-    day = spoken_day(aware(cb.not_before) or utcnow(), utcnow(), settings, ctx.flow)
-    return ctx.flow.text("callback_when_window", day=day,
-                         start=callbacks.spoken_hour(start_h, ctx.flow), end=callbacks.spoken_hour(end_h, ctx.flow))
+    # The window's own start hour when it is open already, else when it starts (later than the window's
+    # start when the line opens later); its end is when the line's last open stretch in it ends. Its
+    # day may be later than tomorrow when the line is closed until then.
+    start_h, _end_h = settings.windows[cb.window]
+    not_before, not_after = aware(cb.not_before) or utcnow(), aware(cb.not_after) or utcnow()
+    begins = (callbacks.spoken_hour(start_h, ctx.flow) if not_before <= utcnow() + timedelta(minutes=1)
+              else callbacks.spoken_time(not_before, settings, ctx.flow))
+    day = spoken_day(not_before, utcnow(), settings, ctx.flow)
+    return ctx.flow.text("callback_when_window", day=day, start=begins,
+                         end=callbacks.spoken_time(not_after, settings, ctx.flow))
 
 
 def _finish(allow_message: bool) -> DraftStep:

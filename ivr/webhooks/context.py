@@ -4,7 +4,8 @@
   whether they have heard the keys that work everywhere, and whether they chose their language;
 - :func:`caller_flow` and :func:`peer_flow`: the flow a caller or a peer hears;
 - :func:`public_url`: every absolute URL Twilio fetches (:meth:`Ctx.url` keeps ``lang`` and ``slow``);
-- :func:`int_param` and :func:`seconds_param`: numbers from the query or the form that never raise.
+- :func:`int_param` and :func:`seconds_param`: numbers from the query or the form that never raise;
+- :func:`caller_gone_wrap_up`: what a peer hears when the room ends with the caller (two routes end so).
 
 Preferences travel in each URL's query (``lang``, ``slow``, ``told``, ``undecided``), so a call
 never depends on server memory; a forged or garbled query falls back to a safe value instead of
@@ -27,6 +28,7 @@ from callflows.loader import LANGUAGE_KEY
 from ivr.services import services
 from ivr.twiml import Speaker
 from models import Peer
+from models.tables import PeerRequest, RingLeg
 
 # The widest number a query parameter may carry (ids and durations fit a database INTEGER).
 MAX_PARAM = 2**31 - 1
@@ -180,3 +182,12 @@ def seconds_param(name: str) -> float:
     if not math.isfinite(value):
         return 0.0
     return min(max(value, 0.0), MAX_SECONDS)
+
+
+def caller_gone_wrap_up(speaker: Speaker, leg: RingLeg, req: PeerRequest) -> VoiceResponse:
+    """The room ended with the caller: the peer hears so, and wrap-up starts with the call record (when there is one)."""
+    gone = speaker.text("peer_caller_gone")
+    if req.call_id is None or req.peer_id != leg.peer_id:
+        return speaker.say_then_hangup([gone])
+    # By keypad: the outcome (1-5), then referral yes or no (routing.leg_record, then leg_referral).
+    return speaker.record_prompt([gone], public_url("routing.leg_record", leg_id=leg.id))

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 CRISIS_KEYS = ("9", "9#")  # 9 alone, or 9 and the pound key that ends a number or a PIN
 # A peer's own shift call: their PIN and their shift menu are prompts like any other. The
-# peer-number prompt is not: peer number 9 is a number there (a peer keys it as 09 to be sure).
+# peer-number prompt is not: there 9 is a digit like any other, so peers 9, 19 or 90 can sign in.
 PEER_PROMPTS = ("peer_phone.pin", "peer_phone.choice")
 BEST_EFFORT_WAIT_MS = 250
 

@@ -18,7 +18,7 @@ from ivr.db import get_session
 from ivr.services import services
 from ivr.twiml import Speaker, empty, to_response
 from ivr.webhooks.blueprints import routing as bp
-from ivr.webhooks.context import caller_flow, peer_flow, public_url
+from ivr.webhooks.context import caller_flow, caller_gone_wrap_up, peer_flow, public_url
 from ivr.webhooks.failures import Audience, heard_by
 from models import Peer, utcnow
 from models.escalation import Handoff
@@ -68,11 +68,7 @@ def in_call_after(leg_id: int) -> Response:
         return to_response(_peer_menu(speaker, leg))
     # The room ended with the caller: wrap-up starts with the call record, as after any call.
     line.peer_in_room(session, services(), leg, utcnow())
-    if req.call_id is not None:
-        return to_response(speaker.keypad([speaker.text("peer_caller_gone"), speaker.text("record_outcome")],
-                                          public_url("routing.leg_record", leg_id=leg.id), finish_on_key="",
-                                          num_digits=1))
-    return to_response(speaker.say_then_hangup([speaker.text("peer_caller_gone")]))
+    return to_response(caller_gone_wrap_up(speaker, leg, req))
 
 
 @bp.post("/leg/<int:leg_id>/in-call/choice")

@@ -14,7 +14,7 @@ from ivr.db import get_session
 from ivr.services import services
 from ivr.twiml import Speaker, empty, to_response
 from ivr.webhooks.blueprints import routing as bp
-from ivr.webhooks.context import current_ctx, peer_flow, public_url
+from ivr.webhooks.context import caller_gone_wrap_up, current_ctx, peer_flow, public_url
 from ivr.webhooks.failures import Audience, heard_by
 from models import Peer, utcnow
 from models.tables import PeerRequest, RingLeg
@@ -72,17 +72,12 @@ def leg_answer(leg_id: int) -> Response:
 @bp.post("/leg/<int:leg_id>/after")
 @heard_by(Audience.LEG)
 def leg_after(leg_id: int) -> Response:
-    """The peer's side of the conversation ended (they were in the room): wrap-up."""
+    """The peer's side of the conversation ended (they were in the room): wrap-up, as in_call_after does."""
     found = _leg(leg_id)
-    if found is not None:
-        line.peer_in_room(get_session(), services(), found[0], utcnow())
-    speaker = Speaker(peer_flow(found[2])) if found else current_ctx().speaker
-    if found is not None and found[1].peer_id == found[2].id and found[1].call_id is not None:
-        # Wrap-up starts with the call record, by keypad: the outcome (1-5), then referral yes or no.
-        return to_response(speaker.keypad([speaker.text("record_outcome")],
-                                          public_url("routing.leg_record", leg_id=leg_id), finish_on_key="",
-                                          num_digits=1))
-    return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
+    if found is None:
+        return to_response(current_ctx().speaker.say_then_hangup([current_ctx().speaker.text("peer_thanks")]))
+    line.peer_in_room(get_session(), services(), found[0], utcnow())
+    return to_response(caller_gone_wrap_up(Speaker(peer_flow(found[2])), found[0], found[1]))
 
 
 @bp.post("/leg/<int:leg_id>/record")
