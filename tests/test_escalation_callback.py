@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from callflows import line
+from callflows import escalation, line, rooms
 from callflows.metrics import Period, count_handoffs
-from models import CallbackRequest, Handoff, Peer, PeerStatusChange, utcnow
+from models import AuditEntry, CallbackRequest, Handoff, MonitorSession, Peer, PeerStatusChange, utcnow
 from models.tables import CallbackAttempt, PeerRequest
 from simulator.cli import call_command
 from tests.helpers import PUBLIC_BASE, TEST_AUTH_TOKEN, TestCaller
@@ -414,3 +414,29 @@ def test_a_hand_off_belongs_to_exactly_one_room(svc, db, client, net) -> None:  
         db.rollback()
     db.add(Handoff(callback_attempt_id=call.attempt.id, kind="crisis", status="ringing", created_at=utcnow()))
     db.commit()
+
+
+def test_a_listener_on_a_callbacks_room_joins_muted_and_the_peer_is_told(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
+    """The rules hold for a callback's room (the board offers Listen on live calls only, for now)."""
+    call = talking(client, net, db, svc)
+    mark = len(net.state.requests)
+    monitor = escalation.start_monitor(db, svc, rooms.of_attempt(db, call.attempt), "listen", "+15555550998",
+                                       utcnow())
+    assert (monitor.callback_attempt_id, monitor.request_id, monitor.peer_id) == (
+        call.attempt.id, None, call.attempt.peer_id)
+    (path, form), = rest(net, mark)
+    assert path == f"/Conferences/{call.room}/Participants.json"
+    assert form["To"] == ["+15555550998"] and form["Muted"] == ["true"] and form["EndConferenceOnExit"] == ["false"]
+    audit = db.scalar(select(AuditEntry).where(AuditEntry.action == "monitor_listen"))
+    assert (audit.target_type, audit.target_id) == ("callback_attempt", call.attempt.id)
+    mark = len(net.state.requests)
+    TestCaller(client, number=LINE, call_sid=monitor.call_sid).post(
+        f"{PUBLIC_BASE}/peer/monitor/{monitor.id}/status", CallStatus="in-progress")
+    (notice,) = announced(net, mark, call.peer.call_sid)
+    assert say_of(client, notice) == "A supervisor is listening."
+    # The called-back caller hangs up: the room ends, the listener's leg ends, the session is closed.
+    TestCaller(client, number=LINE, call_sid=monitor.call_sid).post(
+        f"{PUBLIC_BASE}/peer/monitor/{monitor.id}/status", CallStatus="completed")
+    db.expire_all()
+    assert db.get(MonitorSession, monitor.id).status == "ended"
+    assert escalation.monitored(db, call.attempt.peer_id)[0].id == monitor.id  # on the peer's own page
