@@ -657,13 +657,7 @@ def caller_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, 
     cb = session.get(CallbackRequest, attempt.callback_id)
     assert cb is not None
     session.refresh(cb)
-    if cb.status == "dialing" and cb.peer_id == attempt.peer_id and attempt.caller_joined_at is not None \
-            and attempt.stage == "connected":
-        # In the room with their peer, who is still on the call, and their <Dial> never reported it (that
-        # request was lost): they talked, so the callback is completed.
-        complete(session, attempt, now)
-        _end_attempt(session, attempt, "connected", now, stages=("connected",))
-    elif cb.status == "dialing" and cb.peer_id == attempt.peer_id and attempt.answered_by is not None \
+    if cb.status == "dialing" and cb.peer_id == attempt.peer_id and attempt.answered_by is not None \
             and (attempt.stage == "connected" or attempt.outcome == "connected"):
         # Answered, but their <Dial> into the room never ended (caller_in_room): they hung up at the
         # greeting. Not completed: tried again on the schedule, and the peer waiting in the room is told.

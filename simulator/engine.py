@@ -654,7 +654,17 @@ class Leg:
             self.out("[the phone drops before the conversation]")
             raise HangUp(by="caller")
         if conference is not None:
-            status = self.conference(conference, hangup_on_star=verb.get("hangupOnStar") == "true")
+            try:
+                status = self.conference(conference, hangup_on_star=verb.get("hangupOnStar") == "true")
+            except HangUp as ended:
+                if ended.by == "caller" or not action:
+                    raise
+                # The call was ended in the room (the network or the REST API): Twilio still tells the app
+                # how the Dial ended (CallStatus completed), as it tells an <Enqueue>'s action.
+                self.status = "completed"
+                self.notify(urljoin(doc_url, action), method, DialCallStatus="completed", DialCallSid=dial_sid,
+                            DialCallDuration=str(int(time.monotonic() - started)))
+                raise
         else:
             number = verb.find("Number")
             target = (number.text if number is not None else verb.text or "").strip()
