@@ -156,7 +156,7 @@ def callback_peer_leg_ended(session: Session, svc: Services, attempt: CallbackAt
 
 
 def callback_peer_hung_up(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> None:
-    """The peer hung up in a callback's room (their Dial's action): wrap-up, and the caller stays only with a counselor."""
+    """The peer hung up in a callback's room (their Dial's action): wrap-up; the caller stays only with a counselor."""
     if callbacks.peer_hung_up_in_room(session, svc, attempt, now):
         escalation.peer_leg_over(session, svc, rooms.of_attempt(session, attempt), now)
 

@@ -14,9 +14,9 @@ from callflows.times import aware
 from ivr.db import get_session
 from ivr.services import services
 from ivr.twiml import Speaker, empty, hang_up, to_response
+from ivr.webhooks import in_call
 from ivr.webhooks.blueprints import callbacks as bp
 from ivr.webhooks.context import caller_flow, peer_flow, public_url
-from ivr.webhooks import in_call
 from ivr.webhooks.failures import Audience, heard_by
 from models import CallbackRequest, Peer, utcnow
 from models.tables import CallbackAttempt
@@ -77,7 +77,8 @@ def peer_answer(attempt_id: int) -> Response:
     outcome = callbacks.peer_accepts(get_session(), services(), attempt, utcnow())
     if outcome == "dialing":
         # The peer's side of the room: * opens their in-call menu, and their leaving never ends the caller's room.
-        return to_response(in_call.back_to_caller(in_call.callback_side(attempt), [speaker.text("callback_peer_calling")]))
+        return to_response(in_call.back_to_caller(in_call.callback_side(attempt),
+                                                  [speaker.text("callback_peer_calling")]))
     said = "callback_peer_gone" if outcome == "gone" else "callback_peer_no_answer"
     return to_response(speaker.say_then_hangup([speaker.text(said)]))
 

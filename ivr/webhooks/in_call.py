@@ -61,11 +61,12 @@ def live_side(leg_id: int) -> PeerSide | None:
         return None
     leg, req, peer = found
     return PeerSide(Room(req=req, leg=leg), Speaker(peer_flow(peer)), leg.status == "accepted",
-                    public_url("routing.in_call_choice", leg_id=leg.id), public_url("routing.in_call_after", leg_id=leg.id))
+                    public_url("routing.in_call_choice", leg_id=leg.id),
+                    public_url("routing.in_call_after", leg_id=leg.id))
 
 
 def callback_side(attempt: CallbackAttempt) -> PeerSide:
-    """The peer's side of a callback attempt's room (the caller of :func:`callbacks.attempt_for_call` checked the leg)."""
+    """The peer's side of a callback attempt's room (the caller checked the leg: :func:`callbacks.attempt_for_call`)."""
     session = get_session()
     peer = session.get(Peer, attempt.peer_id) if attempt.peer_id else None
     return PeerSide(rooms.of_attempt(session, attempt), Speaker(peer_flow(peer)), attempt.stage == "connected",
