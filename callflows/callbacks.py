@@ -645,6 +645,10 @@ def caller_may_join(session: Session, svc: Services, attempt: CallbackAttempt, n
     """
     session.refresh(attempt)
     if attempt.stage == "connected":
+        if attempt.caller_joined_at is None:
+            # Kept: from now on the caller is with their peer (a peer who leaves leaves them, not an empty room).
+            attempt.caller_joined_at = now
+            session.commit()
         return True
     cb = session.get(CallbackRequest, attempt.callback_id)
     if cb is not None and cb.status == "dialing" and cb.peer_id == attempt.peer_id and attempt.outcome == "connected":
@@ -665,6 +669,11 @@ def caller_confirms(session: Session, svc: Services, attempt: CallbackAttempt, p
 
 def caller_in_room(session: Session, attempt: CallbackAttempt, now: datetime) -> None:
     """The caller's <Dial> into the room ended: they were in it with the peer, so the callback is completed."""
+    complete(session, attempt, now)
+
+
+def complete(session: Session, attempt: CallbackAttempt, now: datetime) -> None:
+    """The caller talked with the peer on this attempt: the callback is completed (once; never missed after)."""
     cb = session.get(CallbackRequest, attempt.callback_id)
     if cb is None or attempt.answered_by is None or is_machine(attempt.answered_by):
         return
@@ -718,8 +727,14 @@ def caller_leg_status(session: Session, svc: Services, attempt: CallbackAttempt,
         caller_leg_ended(session, svc, attempt, call_status, now)
 
 
-def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> None:
-    """Final status of the peer's leg: free the peer (wrap-up after a real call); the line offers them next."""
+def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> bool:
+    """Final status of the peer's leg: free the peer (wrap-up after a real call); the line offers them next.
+
+    Returns True when the peer's call ended while they were out of the room in their in-call menu,
+    so they leave a caller they were talking with (the callback is completed; the caller must not
+    be left alone in the room: :func:`callflows.line.callback_peer_leg_ended` sees to that).
+    """
+    left_caller = False
     cb = session.get(CallbackRequest, attempt.callback_id)
     assert cb is not None
     if attempt.stage in ("peer_ringing", "peer_answered"):
@@ -737,7 +752,39 @@ def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, no
             _back_in_line(session, cb, now)
     elif attempt.stage == "connected":
         if _end_attempt(session, attempt, "connected", now, stages=("connected",)):
-            _caller_alone(session, svc, attempt, cb)
+            # A peer who hangs up in the room is seen by their Dial's action first (peer_hung_up_in_room),
+            # so a leg ending here was out of the room: in the in-call menu (they had met the caller), or
+            # never in it with them (the line dropped on the way).
+            if attempt.peer_stepped_out_at is not None:
+                complete(session, attempt, now)
+                left_caller = True
+            else:
+                _caller_alone(session, svc, attempt, cb)
+    _free_peer(session, svc, attempt, now)
+    return left_caller
+
+
+def peer_hung_up_in_room(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> bool:
+    """The peer hung up in the room (their Dial's action): True when they leave a caller they were talking with.
+
+    The peer's <Conference> does not end the room (the caller stays with a crisis counselor, and
+    is never dropped while the peer is in their menu), so the peer's leaving is seen here: the
+    attempt ends ``connected``, the callback is completed (the caller talked) and the peer goes
+    to wrap-up; :func:`callflows.line.callback_peer_left_caller` then makes sure the caller is not
+    left alone. A peer who leaves before the caller got in is left to their status callback,
+    which puts the callback back in line.
+    """
+    if attempt.stage != "connected" or attempt.caller_joined_at is None:
+        return False
+    if not _end_attempt(session, attempt, "connected", now, stages=("connected",)):
+        return False
+    complete(session, attempt, now)
+    _free_peer(session, svc, attempt, now)
+    return True
+
+
+def _free_peer(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> None:
+    """The peer's side of an ended attempt: wrap-up after a call they took, else free (a miss counted)."""
     peer = session.get(Peer, attempt.peer_id) if attempt.peer_id else None
     if peer is not None and peer.status == "busy":
         if attempt.outcome in ("connected", "caller_left"):  # they took the call: wrap-up
@@ -752,8 +799,8 @@ def peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, no
 def _caller_alone(session: Session, svc: Services, attempt: CallbackAttempt, cb: CallbackRequest) -> None:
     """The peer left before the caller was recorded in the room: a caller already in it is alone there.
 
-    (Both sides end the room when they leave, so a room still up now holds the caller only.) They
-    are moved to :func:`caller_may_join`, which tells them and puts the callback back in line.
+    (The peer never met them: a room still up now holds the caller only.) They are moved to
+    :func:`caller_may_join`, which tells them and puts the callback back in line.
     A caller still hearing the greeting gets there by themselves.
     """
     session.refresh(cb)

@@ -1,7 +1,9 @@
 """A peer is never alone with a caller in crisis: the peer's in-call menu, the warm hand-off to the
 crisis line, the supervisor's backup, and supervisors or trainees listening in from the live board.
 
-The caller and the peer meet in a private conference (:func:`callflows.routing.room_name`). The
+The caller and the peer meet in a private conference: a live call's (:func:`callflows.routing.room_name`)
+or a callback's (:func:`callflows.callbacks.room_name`); the rules here work on either through
+:class:`~callflows.rooms.Room`, so a called-back caller is never alone with their peer either. The
 caller's leg ends the room when it leaves; the peer's does not, and the peer's ``<Dial>`` has
 ``hangupOnStar``: pressing ``*`` takes the peer out of the room to a private menu while the
 caller stays in it and hears that their peer is still with them (a participant announcement).
@@ -25,9 +27,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from callflows import rooms
 from callflows.calls import ANSWERED_CALL_STATUSES, FINAL_CALL_STATUSES, by_id, record_event
 from callflows.errors import CallflowError, TwilioGatewayError
-from callflows.routing import room_name
+from callflows.rooms import Room
 from callflows.services import Services
 from callflows.shifts import on_call_supervisors
 from models import AuditEntry, Call, CallEvent, Peer, StaffUser, utcnow
@@ -63,14 +66,14 @@ def monitor_status_url(svc: Services, monitor: MonitorSession) -> str:
     return svc.public_url("routing.monitor_status", monitor_id=monitor.id)
 
 
-def peer_notice_url(svc: Services, leg: RingLeg, what: str) -> str:
+def peer_notice_url(svc: Services, room: Room, what: str) -> str:
     """An announcement only the peer hears."""
-    return svc.public_url("routing.in_call_peer_notice", leg_id=leg.id, what=what)
+    return room.url(svc, "peer_notice", what=what)
 
 
-def caller_notice_url(svc: Services, req: PeerRequest) -> str:
+def caller_notice_url(svc: Services, room: Room) -> str:
     """The announcement the caller hears while their peer is in the in-call menu."""
-    return svc.public_url("routing.in_call_caller_notice", req_id=req.id, lang=req.language)
+    return room.url(svc, "caller_notice")
 
 
 # Who is in the room ------------------------------------------------------------------------
@@ -78,9 +81,7 @@ def caller_notice_url(svc: Services, req: PeerRequest) -> str:
 
 def peer_leg(session: Session, req: PeerRequest) -> RingLeg | None:
     """The accepted leg of the peer who took this caller (None before anyone accepted)."""
-    return session.scalars(select(RingLeg).where(RingLeg.request_id == req.id, RingLeg.peer_id == req.peer_id,
-                                                 RingLeg.status.in_(("accepted", "completed")))
-                           .order_by(RingLeg.id.desc())).first()
+    return rooms.peer_leg(session, req)
 
 
 def peer_was_in_room(session: Session, leg: RingLeg) -> bool:
@@ -94,62 +95,75 @@ def peer_was_in_room(session: Session, leg: RingLeg) -> bool:
     return menu is not None
 
 
-def in_conversation(req: PeerRequest | None) -> bool:
+def in_conversation(room: Room | None) -> bool:
     """True while the caller and their peer are connected (the room exists)."""
-    return req is not None and req.status == "connected"
+    return room is not None and room.talking
 
 
-def open_handoffs(session: Session, req: PeerRequest, kind: str | None = None) -> list[Handoff]:
+def _as_room(where: Room | PeerRequest) -> Room:
+    # A live request is enough where the peer's leg is not needed (the caller's side, the board).
+    return where if isinstance(where, Room) else Room(req=where)
+
+
+def open_handoffs(session: Session, room: Room, kind: str | None = None) -> list[Handoff]:
     """Hand-offs of this call still ringing or on the line."""
-    query = select(Handoff).where(Handoff.request_id == req.id, Handoff.status.in_(OPEN_HANDOFFS))
+    query = select(Handoff).where(rooms.in_room(Handoff, room), Handoff.status.in_(OPEN_HANDOFFS))
     if kind:
         query = query.where(Handoff.kind == kind)
     return list(session.scalars(query.order_by(Handoff.id)))
 
 
-def handoff_state(session: Session, req: PeerRequest) -> str:
+def handoff_state(session: Session, where: Room | PeerRequest) -> str:
     """What the board shows: the latest hand-off of the call and its state, or an empty string."""
-    latest = session.scalars(select(Handoff).where(Handoff.request_id == req.id)
+    latest = session.scalars(select(Handoff).where(rooms.in_room(Handoff, _as_room(where)))
                              .order_by(Handoff.id.desc())).first()
     return f"{latest.kind}: {latest.status.replace('_', ' ')}" if latest else ""
 
 
-def _conference_sid(svc: Services, req: PeerRequest) -> str | None:
+def _note(session: Session, room: Room, received: str | None, detail: str) -> None:
+    """One step of the in-call help: on a live caller's call (their path); a callback's legs have no call row,
+    so there it is logged (its hand-offs and sessions are rows of their own)."""
+    if room.event_sid:
+        record_event(session, room.event_sid, "in_call", received, detail)
+    else:
+        log.info("%s: %s", room.label, detail)
+
+
+def _conference_sid(svc: Services, room: Room) -> str | None:
     try:
-        return svc.twilio.conference_sid(room_name(req))
+        return svc.twilio.conference_sid(room.name)
     except TwilioGatewayError:
-        log.warning("could not look up the room of request %s", req.id, exc_info=True)
+        log.warning("could not look up the room of %s", room.label, exc_info=True)
         return None
 
 
-def _announce(svc: Services, req: PeerRequest, call_sid: str | None, url: str) -> bool:
+def _announce(svc: Services, room: Room, call_sid: str | None, url: str) -> bool:
     """Play ``url`` to one participant of the caller's room; False when that is not possible."""
     if not call_sid:
         return False
-    conference = _conference_sid(svc, req)
+    conference = _conference_sid(svc, room)
     if conference is None:
         return False
     try:
         svc.twilio.update_participant(conference, call_sid, announce_url=url, announce_method="POST")
     except TwilioGatewayError:  # the participant is not in the room right now (the peer in their menu)
-        log.info("announcement to %s in room %s not played", call_sid, room_name(req))
+        log.info("announcement to %s in room %s not played", call_sid, room.name)
         return False
     return True
 
 
-def tell_peer(session: Session, svc: Services, req: PeerRequest, what: str) -> bool:
+def tell_peer(session: Session, svc: Services, room: Room, what: str) -> bool:
     """A notice only the peer hears (``what`` names it): announced in the room, or, while the peer is
     out of the room (still in the in-call menu), said as their call is moved back into it."""
-    leg = peer_leg(session, req)
-    if leg is None or leg.status != "accepted" or not leg.call_sid:
+    peer_call = room.peer_call_sid
+    if not peer_call:
         return False
-    if _announce(svc, req, leg.call_sid, peer_notice_url(svc, leg, what)):
+    if _announce(svc, room, peer_call, peer_notice_url(svc, room, what)):
         return True
     try:
-        svc.twilio.update_call(leg.call_sid, url=svc.public_url("routing.in_call_rejoin", leg_id=leg.id, what=what),
-                               method="POST")
+        svc.twilio.update_call(peer_call, url=room.url(svc, "rejoin", what=what), method="POST")
     except TwilioGatewayError:  # the peer has hung up
-        log.info("peer of request %s not told %s", req.id, what)
+        log.info("peer of %s not told %s", room.label, what)
         return False
     return True
 
@@ -157,47 +171,50 @@ def tell_peer(session: Session, svc: Services, req: PeerRequest, what: str) -> b
 # The peer's in-call menu ---------------------------------------------------------------------
 
 
-def peer_stepped_out(session: Session, svc: Services, req: PeerRequest, now: datetime) -> bool:
+def peer_stepped_out(session: Session, svc: Services, room: Room, now: datetime) -> bool:
     """The peer pressed ``*``: True (menu) while the caller is still in the room, whom the line then reassures."""
-    if not in_conversation(req):
+    if not in_conversation(room):
         return False
     try:
-        conference = svc.twilio.conference_sid(room_name(req))
-    except TwilioGatewayError:  # unknown: the request says the caller is there, so the peer gets the menu
-        log.warning("could not look up the room of request %s", req.id, exc_info=True)
+        conference = svc.twilio.conference_sid(room.name)
+    except TwilioGatewayError:  # unknown: the rows say the caller is there, so the peer gets the menu
+        log.warning("could not look up the room of %s", room.label, exc_info=True)
         conference = ""
     if conference is None:  # the room is gone: the caller left a moment ago
         return False
-    record_event(session, req.call_sid, "in_call", "*", "peer menu")
+    _note(session, room, "*", "peer menu")
+    if room.attempt is not None and room.attempt.peer_stepped_out_at is None:
+        # Kept: a peer whose call ends while out of the room had met their caller (callbacks.peer_leg_ended).
+        room.attempt.peer_stepped_out_at = now
     session.commit()
     try:
-        if conference:
-            svc.twilio.update_participant(conference, req.call_sid, announce_url=caller_notice_url(svc, req),
+        if conference and room.caller_call_sid:
+            svc.twilio.update_participant(conference, room.caller_call_sid, announce_url=caller_notice_url(svc, room),
                                           announce_method="POST")
     except TwilioGatewayError:
-        log.warning("could not reassure the caller of request %s", req.id, exc_info=True)
+        log.warning("could not reassure the caller of %s", room.label, exc_info=True)
     return True
 
 
-def add_crisis_line(session: Session, svc: Services, req: PeerRequest, now: datetime) -> Handoff:
+def add_crisis_line(session: Session, svc: Services, room: Room, now: datetime) -> Handoff:
     """Warm hand-off: dial CRISIS_NUMBER into the caller's room from the line's number (one at a time)."""
-    if not in_conversation(req):
+    if not in_conversation(room):
         raise EscalationError("the call is over")
-    already = open_handoffs(session, req, "crisis")
+    already = open_handoffs(session, room, "crisis")
     if already:
         return already[0]
-    handoff = Handoff(request_id=req.id, peer_id=req.peer_id, kind="crisis", status="ringing", created_at=now)
+    handoff = Handoff(**room.owner(), peer_id=room.peer_id, kind="crisis", status="ringing", created_at=now)
     session.add(handoff)
     session.flush()
-    record_event(session, req.call_sid, "in_call", "1", f"crisis line added (hand-off {handoff.id})")
+    _note(session, room, "1", f"crisis line added (hand-off {handoff.id})")
     session.commit()  # stored before Twilio can call back
     try:
         handoff.call_sid = svc.twilio.add_participant(
-            room_name(req), svc.settings.crisis_number, handoff_status_url(svc, handoff),
+            room.name, svc.settings.crisis_number, handoff_status_url(svc, handoff),
             timeout=svc.settings.crisis_answer_seconds, early_media=False, beep="false", muted=False,
             end_conference_on_exit=False, start_conference_on_enter=True)
     except TwilioGatewayError:
-        log.exception("could not add the crisis line to request %s", req.id)
+        log.exception("could not add the crisis line to %s", room.label)
         handoff.status = "failed"
         handoff.ended_at = now
     session.commit()
@@ -218,17 +235,17 @@ def supervisor_numbers(session: Session, svc: Services, now: datetime | None = N
     return [svc.vault.decrypt_text(u.phone_encrypted) for u in users if u.phone_encrypted][:1]
 
 
-def ask_supervisor(session: Session, svc: Services, req: PeerRequest, now: datetime) -> Handoff:
+def ask_supervisor(session: Session, svc: Services, room: Room, now: datetime) -> Handoff:
     """Ring the supervisor with a whisper ("A peer is asking for help. Press 1 to join.")."""
-    if not in_conversation(req):
+    if not in_conversation(room):
         raise EscalationError("the call is over")
-    already = open_handoffs(session, req, "supervisor")
+    already = open_handoffs(session, room, "supervisor")
     if already:
         return already[0]
-    handoff = Handoff(request_id=req.id, peer_id=req.peer_id, kind="supervisor", status="ringing", created_at=now)
+    handoff = Handoff(**room.owner(), peer_id=room.peer_id, kind="supervisor", status="ringing", created_at=now)
     session.add(handoff)
     session.flush()
-    record_event(session, req.call_sid, "in_call", "2", f"supervisor asked (hand-off {handoff.id})")
+    _note(session, room, "2", f"supervisor asked (hand-off {handoff.id})")
     session.commit()
     numbers = supervisor_numbers(session, svc, now, req.peer_id)
     if not numbers:
@@ -241,35 +258,35 @@ def ask_supervisor(session: Session, svc: Services, req: PeerRequest, now: datet
             numbers[0], svc.public_url("routing.supervisor_whisper", handoff_id=handoff.id),
             handoff_status_url(svc, handoff), timeout=svc.settings.supervisor_answer_seconds)
     except TwilioGatewayError:
-        log.exception("could not ring the supervisor for request %s", req.id)
+        log.exception("could not ring the supervisor for %s", room.label)
         handoff.status = "failed"
         handoff.ended_at = now
     session.commit()
     return handoff
 
 
-def handoff_for_call(session: Session, handoff_id: int, call_sid: str) -> tuple[Handoff, PeerRequest] | None:
-    """A hand-off and its caller's request, only when ``call_sid`` is its leg (or its SID is not known yet)."""
+def handoff_for_call(session: Session, handoff_id: int, call_sid: str) -> tuple[Handoff, Room] | None:
+    """A hand-off and its caller's room, only when ``call_sid`` is its leg (or its SID is not known yet)."""
     handoff = by_id(session, Handoff, handoff_id)
     if handoff is None or (handoff.call_sid and handoff.call_sid != call_sid):
         return None
-    req = session.get(PeerRequest, handoff.request_id)
-    return (handoff, req) if req is not None else None
+    room = rooms.of_row(session, handoff)
+    return (handoff, room) if room is not None else None
 
 
-def supervisor_joins(session: Session, handoff: Handoff, req: PeerRequest, now: datetime) -> str | None:
+def supervisor_joins(session: Session, handoff: Handoff, room: Room, now: datetime) -> str | None:
     """The supervisor pressed 1: the peer's call SID to coach, or None when the call is over."""
-    leg = peer_leg(session, req)
-    if not in_conversation(req) or leg is None or not leg.call_sid or handoff.status not in OPEN_HANDOFFS:
+    peer_call = room.peer_call_sid
+    if not in_conversation(room) or not peer_call or handoff.status not in OPEN_HANDOFFS:
         return None
     handoff.status = "joined"
     handoff.answered_at = handoff.answered_at or now
-    record_event(session, req.call_sid, "in_call", None, f"supervisor joined as coach (hand-off {handoff.id})")
+    _note(session, room, None, f"supervisor joined as coach (hand-off {handoff.id})")
     session.commit()
-    return leg.call_sid
+    return peer_call
 
 
-def handoff_status(session: Session, svc: Services, handoff: Handoff, req: PeerRequest, call_status: str,
+def handoff_status(session: Session, svc: Services, handoff: Handoff, room: Room, call_status: str,
                    now: datetime) -> None:
     """Status callback of a hand-off's leg: answered, or over (and then who must be told or moved on)."""
     if call_status in ANSWERED_CALL_STATUSES:
@@ -278,9 +295,9 @@ def handoff_status(session: Session, svc: Services, handoff: Handoff, req: PeerR
             handoff.answered_at = now
             session.commit()
             if handoff.kind == "crisis":
-                record_event(session, req.call_sid, "in_call", None, f"crisis counselor on the line (hand-off {handoff.id})")
+                _note(session, room, None, f"crisis counselor on the line (hand-off {handoff.id})")
                 session.commit()
-                tell_peer(session, svc, req, "crisis_answered")
+                tell_peer(session, svc, room, "crisis_answered")
         return
     if call_status not in FINAL_CALL_STATUSES or handoff.status not in OPEN_HANDOFFS:
         return
@@ -288,35 +305,37 @@ def handoff_status(session: Session, svc: Services, handoff: Handoff, req: PeerR
     came = handoff.status == "joined" or (handoff.kind == "crisis" and handoff.status == "answered")
     handoff.status = "ended" if came else ("failed" if call_status == "failed" else "no_answer")
     handoff.ended_at = now
-    record_event(session, req.call_sid, "in_call", None, f"{handoff.kind} hand-off {handoff.id}: {handoff.status}")
+    _note(session, room, None, f"{handoff.kind} hand-off {handoff.id}: {handoff.status}")
     session.commit()
-    if not came and in_conversation(req):
-        tell_peer(session, svc, req, f"{handoff.kind}_no_answer")
-    elif handoff.kind == "crisis" and not in_conversation(req):
+    if not came and in_conversation(room):
+        tell_peer(session, svc, room, f"{handoff.kind}_no_answer")
+    elif handoff.kind == "crisis" and not in_conversation(room):
         # The counselor hung up after the peer had left: never leave the caller alone in the room.
-        _move_caller_on(session, svc, req)
+        _move_caller_on(session, svc, room)
 
 
 # The ends of the call ------------------------------------------------------------------------
 
 
-def _move_caller_on(session: Session, svc: Services, req: PeerRequest) -> None:
+def _move_caller_on(session: Session, svc: Services, room: Room) -> None:
     """The caller is alone in the room: take them to the goodbye (their Dial action), if still there."""
     try:
-        if svc.twilio.conference_sid(room_name(req)) is None:  # the room ended with the caller
+        if svc.twilio.conference_sid(room.name) is None:  # the room ended with the caller
             return
     except TwilioGatewayError:  # unknown: try the move anyway (Twilio refuses it for a call that is over)
-        log.warning("could not look up the room of request %s", req.id, exc_info=True)
+        log.warning("could not look up the room of %s", room.label, exc_info=True)
+    if not room.caller_call_sid:
+        return
     try:
-        svc.twilio.update_call(req.call_sid, url=svc.public_url("routing.caller_done", req_id=req.id), method="POST")
+        svc.twilio.update_call(room.caller_call_sid, url=room.url(svc, "caller_done"), method="POST")
     except TwilioGatewayError:  # their call is over already
-        log.info("caller of request %s is gone", req.id)
+        log.info("caller of %s is gone", room.label)
 
 
-def _stop_ringing(session: Session, svc: Services, req: PeerRequest, now: datetime) -> None:
+def _stop_ringing(session: Session, svc: Services, room: Room, now: datetime) -> None:
     """Stop the hand-off and monitor legs of this call that are still ringing."""
-    legs: list[Handoff | MonitorSession] = [h for h in open_handoffs(session, req) if h.status == "ringing"]
-    legs += list(session.scalars(select(MonitorSession).where(MonitorSession.request_id == req.id,
+    legs: list[Handoff | MonitorSession] = [h for h in open_handoffs(session, room) if h.status == "ringing"]
+    legs += list(session.scalars(select(MonitorSession).where(rooms.in_room(MonitorSession, room),
                                                               MonitorSession.status == "ringing")))
     for row in legs:
         row.status = "canceled"
@@ -329,55 +348,59 @@ def _stop_ringing(session: Session, svc: Services, req: PeerRequest, now: dateti
                 log.info("leg %s ended already", row.call_sid)
 
 
-def peer_leg_over(session: Session, svc: Services, req: PeerRequest, now: datetime) -> None:
+def peer_leg_over(session: Session, svc: Services, where: Room | PeerRequest, now: datetime) -> None:
     """The peer's connected leg ended: the caller stays only with a crisis counselor on the line or on the way."""
-    crisis = open_handoffs(session, req, "crisis")
+    room = _as_room(where)
+    crisis = open_handoffs(session, room, "crisis")
     if crisis:
-        record_event(session, req.call_sid, "in_call", None, "peer left; caller stays with the crisis line")
+        _note(session, room, None, "peer left; caller stays with the crisis line")
         session.commit()
         return
-    _stop_ringing(session, svc, req, now)
-    _move_caller_on(session, svc, req)
+    _stop_ringing(session, svc, room, now)
+    _move_caller_on(session, svc, room)
 
 
-def caller_left(session: Session, svc: Services, req: PeerRequest, now: datetime) -> None:
+def caller_left(session: Session, svc: Services, where: Room | PeerRequest, now: datetime) -> None:
     """The caller's side of the call ended: stop every leg still ringing for them (the room ends with them)."""
-    _stop_ringing(session, svc, req, now)
+    _stop_ringing(session, svc, _as_room(where), now)
 
 
 # Listening in: supervisors from the live board, trainees shadowing ---------------------------------
 
 
-def start_monitor(session: Session, svc: Services, req: PeerRequest, mode: str, number: str, now: datetime,
+def start_monitor(session: Session, svc: Services, where: Room | PeerRequest, mode: str, number: str, now: datetime,
                   staff_user_id: int | None = None, trainee: Peer | None = None) -> MonitorSession:
     """Add a listener to a live call from the line's number: always muted at first; a coach hears only the peer."""
     if mode not in ("listen", "coach", "join", "shadow"):
         raise ValueError(f"unknown monitor mode {mode!r}")
-    leg = peer_leg(session, req)
-    if not in_conversation(req) or leg is None or not leg.call_sid:
+    room = where if isinstance(where, Room) else rooms.of_request(session, where)
+    peer_call = room.peer_call_sid
+    if not in_conversation(room) or not peer_call:
         raise EscalationError("the call is over")
     if not number:
         raise EscalationError("no phone number to ring")
-    monitor = MonitorSession(request_id=req.id, staff_user_id=staff_user_id, peer_id=req.peer_id,
+    monitor = MonitorSession(**room.owner(), staff_user_id=staff_user_id, peer_id=room.peer_id,
                              trainee_peer_id=trainee.id if trainee else None, mode=mode, status="ringing",
                              started_at=now)
     session.add(monitor)
     session.flush()
     who = f"trainee peer {trainee.id}" if trainee else f"staff user {staff_user_id}"
-    session.add(AuditEntry(staff_user_id=staff_user_id, action=f"monitor_{mode}", target_type="peer_request",
-                           target_id=req.id, detail=f"monitor session {monitor.id} started by {who} ({mode})"))
-    record_event(session, req.call_sid, "monitor", mode, f"monitor session {monitor.id}")
+    target_type, target_id = room.audit_target()
+    session.add(AuditEntry(staff_user_id=staff_user_id, action=f"monitor_{mode}", target_type=target_type,
+                           target_id=target_id, detail=f"monitor session {monitor.id} started by {who} ({mode})"))
+    if room.event_sid:
+        record_event(session, room.event_sid, "monitor", mode, f"monitor session {monitor.id}")
     session.commit()
     extra: dict[str, object] = {}
     if mode == "coach":
-        extra = {"coaching": True, "call_sid_to_coach": leg.call_sid}
+        extra = {"coaching": True, "call_sid_to_coach": peer_call}
     try:
         monitor.call_sid = svc.twilio.add_participant(
-            room_name(req), number, monitor_status_url(svc, monitor), muted=True, beep="false", early_media=False,
+            room.name, number, monitor_status_url(svc, monitor), muted=True, beep="false", early_media=False,
             timeout=svc.settings.supervisor_answer_seconds, end_conference_on_exit=False,
             start_conference_on_enter=True, **extra)
     except TwilioGatewayError:
-        log.exception("could not add a listener to request %s", req.id)
+        log.exception("could not add a listener to %s", room.label)
         _end_monitor(session, monitor, "failed", now)
     session.commit()
     return monitor
@@ -386,8 +409,10 @@ def start_monitor(session: Session, svc: Services, req: PeerRequest, mode: str, 
 def _end_monitor(session: Session, monitor: MonitorSession, status: str, now: datetime) -> None:
     monitor.status = status
     monitor.ended_at = now
+    target_type, target_id = (("callback_attempt", monitor.callback_attempt_id) if monitor.callback_attempt_id
+                              else ("peer_request", monitor.request_id))
     session.add(AuditEntry(staff_user_id=monitor.staff_user_id, action=f"monitor_{monitor.mode}_end",
-                           target_type="peer_request", target_id=monitor.request_id,
+                           target_type=target_type, target_id=target_id,
                            detail=f"monitor session {monitor.id} {status}"))
     session.commit()
 
@@ -401,13 +426,13 @@ def monitor_for_call(session: Session, monitor_id: int, call_sid: str) -> Monito
 def monitor_status(session: Session, svc: Services, monitor: MonitorSession, call_status: str,
                    now: datetime) -> None:
     """Status callback of a listener's leg: live (the peer is told, as configured), or over (end time stored)."""
-    req = session.get(PeerRequest, monitor.request_id)
+    room = rooms.of_row(session, monitor)
     if call_status in ANSWERED_CALL_STATUSES and monitor.status == "ringing":
         monitor.status = "live"
         monitor.answered_at = now
         session.commit()
-        if req is not None and svc.settings.monitor_notice != "none":
-            tell_peer(session, svc, req, "trainee" if monitor.mode == "shadow" else "monitor")
+        if room is not None and svc.settings.monitor_notice != "none":
+            tell_peer(session, svc, room, "trainee" if monitor.mode == "shadow" else "monitor")
     elif call_status in FINAL_CALL_STATUSES and monitor.status in OPEN_MONITORS:
         _end_monitor(session, monitor, "ended" if monitor.status == "live" else "no_answer", now)
 
@@ -417,17 +442,18 @@ def change_monitor(session: Session, svc: Services, monitor: MonitorSession, cha
     """From the board: speak (unmute), speak to both (no longer only a coach), coach the peer only, or end."""
     if change not in MONITOR_CHANGES:
         raise ValueError(f"unknown change {change!r}")
-    req = session.get(PeerRequest, monitor.request_id)
-    if req is None or monitor.status not in OPEN_MONITORS or not monitor.call_sid:
+    room = rooms.of_row(session, monitor)
+    if room is None or monitor.status not in OPEN_MONITORS or not monitor.call_sid:
         raise EscalationError("this session is over")
-    session.add(AuditEntry(staff_user_id=staff_user_id, action=f"monitor_{change}", target_type="peer_request",
-                           target_id=req.id, detail=f"monitor session {monitor.id}"))
+    target_type, target_id = room.audit_target()
+    session.add(AuditEntry(staff_user_id=staff_user_id, action=f"monitor_{change}", target_type=target_type,
+                           target_id=target_id, detail=f"monitor session {monitor.id}"))
     session.commit()
     try:
         if change == "end":
             svc.twilio.update_call(monitor.call_sid, status="completed")
             return
-        conference = _conference_sid(svc, req)
+        conference = _conference_sid(svc, room)
         if conference is None:
             raise EscalationError("the call is over")
         if change == "speak":
@@ -435,10 +461,10 @@ def change_monitor(session: Session, svc: Services, monitor: MonitorSession, cha
         elif change == "speak_to_both":
             svc.twilio.update_participant(conference, monitor.call_sid, muted=False, coaching=False)
         else:
-            leg = peer_leg(session, req)
-            if leg is None or not leg.call_sid:
+            peer_call = room.peer_call_sid
+            if not peer_call:
                 raise EscalationError("the peer has left")
-            svc.twilio.update_participant(conference, monitor.call_sid, coaching=True, call_sid_to_coach=leg.call_sid)
+            svc.twilio.update_participant(conference, monitor.call_sid, coaching=True, call_sid_to_coach=peer_call)
     except TwilioGatewayError as exc:
         raise EscalationError(str(exc)) from exc
     if change in ("speak_to_both", "coach"):

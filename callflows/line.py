@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from callflows import callbacks, escalation, routing
+from callflows import callbacks, escalation, rooms, routing
 from callflows.calls import ANSWERED_CALL_STATUSES, FINAL_CALL_STATUSES
 from callflows.errors import SchedulingError
 from callflows.peers import SELF_STATUSES, anyone_available, free_peers, has_live_call, note_status
@@ -151,9 +151,22 @@ def call_ended(session: Session, svc: Services, call_sid: str, now: datetime) ->
 
 
 def callback_peer_leg_ended(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> None:
-    """The peer's leg of a callback attempt ended."""
-    callbacks.peer_leg_ended(session, svc, attempt, now)
+    """The peer's leg of a callback attempt ended (hung up in their in-call menu: the caller is never left alone)."""
+    if callbacks.peer_leg_ended(session, svc, attempt, now):
+        escalation.peer_leg_over(session, svc, rooms.of_attempt(session, attempt), now)
     dispatch(session, svc, now)
+
+
+def callback_peer_hung_up(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> None:
+    """The peer hung up in a callback's room (their Dial's action): wrap-up; the caller stays only with a counselor."""
+    if callbacks.peer_hung_up_in_room(session, svc, attempt, now):
+        escalation.peer_leg_over(session, svc, rooms.of_attempt(session, attempt), now)
+
+
+def callback_caller_left_room(session: Session, svc: Services, attempt: CallbackAttempt, now: datetime) -> None:
+    """The called-back caller's side of the room ended: completed, and every leg still ringing for them stopped."""
+    callbacks.caller_in_room(session, attempt, now)
+    escalation.caller_left(session, svc, rooms.of_attempt(session, attempt), now)
 
 
 def callback_peer_leg_status(session: Session, svc: Services, attempt: CallbackAttempt, call_status: str,

@@ -351,3 +351,7 @@ class CallbackAttempt(Base):
     outcome: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
+    # The caller, past the greeting, was put in the room while their peer was still there.
+    caller_joined_at: Mapped[datetime | None]
+    # The peer pressed * in the conversation (so they had met the caller): their in-call menu.
+    peer_stepped_out_at: Mapped[datetime | None]

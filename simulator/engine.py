@@ -249,7 +249,8 @@ class PeerActor:
 
     A peer who accepts may be scripted further (``keys``, taken from ``keys_source`` once they are
     in the call, so the peer who won the caller gets them): a ``*`` is pressed in the call after
-    STAR_AFTER_S (with ``hangupOnStar`` it opens the peer's in-call menu), every other key answers
+    STAR_AFTER_S with someone else in the room (with ``hangupOnStar`` it opens the peer's in-call
+    menu; a callback's peer waits in the room for the caller first), every other key answers
     the next menu.
     """
 
@@ -277,12 +278,13 @@ class PeerActor:
             return parse_answer(self.keys.pop(0))
         return None
 
-    def press_star(self) -> bool:
-        """In a call: press ``*`` now when it is the next scripted key and the call has gone on a moment."""
+    def press_star(self, company: bool = True) -> bool:
+        """In a call: press ``*`` now when it is the next scripted key and the call (with ``company``, someone
+        else in the room) has gone on a moment."""
         if self.keys_source is not None:
             # Taken by the first peer who is in a call (the one who won the caller), once.
             self.keys, self.keys_source = self.keys_source(), None
-        if not self.keys or self.keys[0] != "*":
+        if not self.keys or self.keys[0] != "*" or not company:
             self._in_call_since = None
             return False
         self._in_call_since = self._in_call_since or time.monotonic()
@@ -652,7 +654,17 @@ class Leg:
             self.out("[the phone drops before the conversation]")
             raise HangUp(by="caller")
         if conference is not None:
-            status = self.conference(conference, hangup_on_star=verb.get("hangupOnStar") == "true")
+            try:
+                status = self.conference(conference, hangup_on_star=verb.get("hangupOnStar") == "true")
+            except HangUp as ended:
+                if ended.by == "caller" or not action:
+                    raise
+                # The call was ended in the room (the network or the REST API): Twilio still tells the app
+                # how the Dial ended (CallStatus completed), as it tells an <Enqueue>'s action.
+                self.status = "completed"
+                self.notify(urljoin(doc_url, action), method, DialCallStatus="completed", DialCallSid=dial_sid,
+                            DialCallDuration=str(int(time.monotonic() - started)))
+                raise
         else:
             number = verb.find("Number")
             target = (number.text if number is not None else verb.text or "").strip()
@@ -704,7 +716,7 @@ class Leg:
                 if int(call.get("announce_seq") or 0) > announced:
                     announced = int(call.get("announce_seq") or 0)
                     self.announcement(call.get("announce") or {})
-                if hangup_on_star and press_star is not None and press_star():
+                if hangup_on_star and press_star is not None and press_star(int(call.get("company") or 0) > 0):
                     self.out("> you press *")
                     self.hub.act(self.call_sid, "leave")
                     return "completed"

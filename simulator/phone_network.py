@@ -368,8 +368,11 @@ def create_phone_network(state: NetworkState | None = None) -> Flask:
                 return _not_found()
             since = request.args.get("since", type=int)
             events = network.events[since:] if since is not None else []
-            return jsonify(call={k: call.get(k) for k in ("sid", "status", "redirect_seq", "redirect", "queue",
-                                                          "conference", "To", "From", "announce_seq", "announce")},
+            state = {k: call.get(k) for k in ("sid", "status", "redirect_seq", "redirect", "queue", "conference",
+                                              "To", "From", "announce_seq", "announce")}
+            # How many others share its conference (a scripted peer presses * only with someone there).
+            state["company"] = max(0, len(network.conferences.get(call.get("conference") or "", {})) - 1)
+            return jsonify(call=state,
                            participant=network.participants.get(sid),
                            queue=network.queue_info(sid), events=events, next_event=len(network.events))
 

@@ -136,7 +136,8 @@ def test_a_callback_ended_by_the_peer_ends_for_both(svc: Any, db: Any, wired: An
     room = f"callback-{db.scalar(select(CallbackAttempt)).id}"
     wait_until(lambda: len(wired.state.conferences.get(room, {})) == 2)
     db.expire_all()
-    HubClient(wired.base_url).act(db.scalar(select(CallbackAttempt)).peer_call_sid, "leave")  # the peer hangs up
+    # The peer hangs up (their call ends; a leg that only leaves the room is a peer pressing *, who comes back).
+    HubClient(wired.base_url).act(db.scalar(select(CallbackAttempt)).peer_call_sid, "end", status="completed")
     wired.state.wait_for_legs()
     db.expire_all()
     assert db.get(CallbackRequest, cb.id).status == "completed"

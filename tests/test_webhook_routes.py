@@ -49,7 +49,7 @@ NOBODY = {"voice.status", "voice.voicemail_recording", "routing.leg_status", "ca
           "callbacks.caller_status",
           # in-call help: announcements (heard inside a conference) and the hand-off and listener callbacks
           "routing.in_call_peer_notice", "routing.in_call_caller_notice", "routing.handoff_status",
-          "routing.monitor_status"}
+          "routing.monitor_status", "callbacks.in_call_peer_notice", "callbacks.in_call_caller_notice"}
 ON_HOLD = {"routing.hold_wait", "routing.hold_choice"}
 LEG = {"routing.leg_whisper", "routing.leg_answer", "routing.leg_after", "routing.leg_notice", "callbacks.peer_whisper",
        "callbacks.peer_answer", "callbacks.peer_after", "callbacks.peer_notice", "callbacks.caller_answer",
@@ -59,6 +59,7 @@ LEG = {"routing.leg_whisper", "routing.leg_answer", "routing.leg_after", "routin
        "routing.supervisor_after", "routing.supervisor_choice"}
 LEG |= {"routing.leg_record", "routing.leg_referral"}  # the post-call record keyed in wrap-up
 LEG |= {"callbacks.peer_record", "callbacks.peer_referral"}  # the same after a callback
+LEG |= {"callbacks.in_call_choice", "callbacks.in_call_rejoin"}  # the peer's in-call menu on a callback
 
 BOGUS_IDS = {"zero": 0, "unknown": 999_999, "huge": 2**64}  # the huge one no database column holds
 JUNK_QUERY = {"attempt": "abc", "i": "-5", "lang": "xx", "slow": "maybe", "err": "zz", "tries": "9" * 30,
