@@ -247,7 +247,7 @@ def ask_supervisor(session: Session, svc: Services, room: Room, now: datetime) -
     session.flush()
     _note(session, room, "2", f"supervisor asked (hand-off {handoff.id})")
     session.commit()
-    numbers = supervisor_numbers(session, svc, now, req.peer_id)
+    numbers = supervisor_numbers(session, svc, now, room.peer_id)
     if not numbers:
         handoff.status = "failed"
         handoff.ended_at = now
