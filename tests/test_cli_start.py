@@ -94,10 +94,13 @@ def test_up_says_which_port_is_taken_and_how_to_choose_another(listening: socket
     assert not (tmp_path / "i").exists()  # nothing was started or written
 
 
-def test_up_checks_the_phone_networks_port_too(listening: socket.socket, tmp_path: Path) -> None:
-    port = listening.getsockname()[1] - 1
-    result = CliRunner().invoke(up, [], env={"PORT": str(port), "PEERLINE_INSTANCE_PATH": str(tmp_path / "i"),
-                                             "TWILIO_API_BASE_URL": ""})
+def test_up_checks_the_phone_networks_port_too(tmp_path: Path) -> None:
+    port = free_port_pair()  # the web app's port is free; another program listens on the next one
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port + 1))
+        other.listen()
+        result = CliRunner().invoke(up, [], env={"PORT": str(port), "PEERLINE_INSTANCE_PATH": str(tmp_path / "i"),
+                                                 "TWILIO_API_BASE_URL": ""})
     assert result.exit_code == 1
     assert f"port {port + 1} (the phone network) is already in use" in result.output
     assert f"port {port} (the web app)" not in result.output
