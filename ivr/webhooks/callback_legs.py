@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from callflows import callbacks, callers, escalation, line, records
-from callflows.calls import FINAL_CALL_STATUSES
+from callflows import callbacks, callers, line, records
 from callflows.times import aware
 from ivr.db import get_session
 from ivr.services import services
 from ivr.twiml import Speaker, empty, hang_up, to_response
-from ivr.webhooks import in_call
 from ivr.webhooks.blueprints import callbacks as bp
 from ivr.webhooks.context import caller_flow, peer_flow, public_url
 from ivr.webhooks.failures import Audience, heard_by
@@ -76,36 +74,13 @@ def peer_answer(attempt_id: int) -> Response:
         return to_response(speaker.say_then_hangup([speaker.text("whisper_missed")]))
     outcome = callbacks.peer_accepts(get_session(), services(), attempt, utcnow())
     if outcome == "dialing":
-        # The peer's side of the room: * opens their in-call menu, and their leaving never ends the caller's room.
-        return to_response(in_call.back_to_caller(in_call.callback_side(attempt),
-                                                  [speaker.text("callback_peer_calling")]))
+        # The peer's side of the room: * opens their in-call menu (its Dial's action is in_call.peer_after),
+        # and their leaving never ends the caller's room.
+        return to_response(speaker.peer_conference([speaker.text("callback_peer_calling")],
+                                                   callbacks.room_name(attempt.id),
+                                                   public_url("callbacks.peer_after", attempt_id=attempt.id)))
     said = "callback_peer_gone" if outcome == "gone" else "callback_peer_no_answer"
     return to_response(speaker.say_then_hangup([speaker.text(said)]))
-
-
-@bp.post("/attempt/<int:attempt_id>/peer/after")
-@heard_by(Audience.LEG)
-def peer_after(attempt_id: int) -> Response:
-    """The peer's Dial ended: ``*`` (their in-call menu, as on a live call), a hang-up (the caller is never left
-    alone in the room), or the room ended: after a connected callback, wrap-up starts with the call record."""
-    attempt = _attempt(attempt_id, "peer")
-    speaker = _peer_speaker(attempt)
-    session = get_session()
-    if attempt is not None and request.form.get("CallStatus", "") in FINAL_CALL_STATUSES:
-        # Nobody hears this answer; the caller they leave stays only with a crisis counselor.
-        line.callback_peer_hung_up(session, services(), attempt, utcnow())
-        return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
-    if attempt is not None:
-        side = in_call.callback_side(attempt)
-        if escalation.peer_stepped_out(session, services(), side.room, utcnow()):
-            return to_response(in_call.peer_menu(side))
-        if attempt.stage == "caller_ringing" or (attempt.stage == "connected" and attempt.caller_joined_at is None):
-            # * while the caller's phone rings or they hear the greeting: back into the room to wait for them.
-            return to_response(in_call.back_to_caller(side, [speaker.text("callback_peer_calling")]))
-    if attempt is not None and records.call_of_callback(session, attempt) is not None:
-        # As after a live call: the outcome (1-5), then referral yes or no.
-        return to_response(speaker.record_prompt([], public_url("callbacks.peer_record", attempt_id=attempt_id)))
-    return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
 
 
 @bp.post("/attempt/<int:attempt_id>/peer/record")

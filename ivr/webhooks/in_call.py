@@ -4,7 +4,7 @@ The rules are :mod:`callflows.escalation`. A live call's routes live on the ``ro
 (``/peer``): the peer's ``<Dial hangupOnStar>`` comes back to :func:`in_call_after` when the peer
 presses ``*``; the caller meanwhile hears :func:`in_call_caller_notice` (a participant
 announcement) and never leaves the room. A callback's peer has the same menu: their Dial's
-action is :func:`ivr.webhooks.callback_legs.peer_after`, and the menu's routes are the same
+action is :func:`callback_peer_after` (``callbacks.peer_after``), and the menu's routes are the same
 handlers on the ``callbacks`` blueprint (``/callbacks/attempt/<id>/...``), reached through one
 :class:`PeerSide` per kind of room. The supervisor is rung with a whisper and joins as a coach of
 the peer's leg; their own ``*`` lets them speak to both or leave.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows import callbacks, escalation, line, rooms, routing
+from callflows import callbacks, escalation, line, records, rooms, routing
 from callflows.calls import by_id
 from callflows.errors import CallflowError
 from callflows.rooms import Room
@@ -203,7 +203,34 @@ def in_call_caller_notice(req_id: int) -> Response:
     return _caller_notice()
 
 
-# The peer's side of a callback (its Dial's action is callback_legs.peer_after) ----------------------
+# The peer's side of a callback (the rest of its legs: callback_legs) --------------------------------
+
+
+@callbacks_bp.post("/attempt/<int:attempt_id>/peer/after", endpoint="peer_after")
+@heard_by(Audience.LEG)
+def callback_peer_after(attempt_id: int) -> Response:
+    """The callback peer's Dial ended: ``*`` (their in-call menu, as on a live call), a hang-up (the caller is never
+    left alone in the room), or the room ended: after a connected callback, wrap-up starts with the call record."""
+    session = get_session()
+    attempt = callbacks.attempt_for_call(session, attempt_id, "peer", request.form.get("CallSid", ""))
+    if attempt is None:
+        speaker = Speaker(peer_flow(None))
+        return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
+    side = callback_side(attempt)
+    speaker = side.speaker
+    if _hung_up():
+        # Nobody hears this answer; the caller they leave stays only with a crisis counselor.
+        line.callback_peer_hung_up(session, services(), attempt, utcnow())
+        return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
+    if escalation.peer_stepped_out(session, services(), side.room, utcnow()):
+        return to_response(peer_menu(side))
+    if attempt.stage == "caller_ringing" or (attempt.stage == "connected" and attempt.caller_joined_at is None):
+        # * while the caller's phone rings or they hear the greeting: back into the room to wait for them.
+        return to_response(back_to_caller(side, [speaker.text("callback_peer_calling")]))
+    if records.call_of_callback(session, attempt) is not None:
+        # As after a live call: the outcome (1-5), then referral yes or no.
+        return to_response(speaker.record_prompt([], public_url("callbacks.peer_record", attempt_id=attempt_id)))
+    return to_response(speaker.say_then_hangup([speaker.text("peer_thanks")]))
 
 
 @callbacks_bp.post("/attempt/<int:attempt_id>/peer/in-call/choice", endpoint="in_call_choice")
