@@ -417,7 +417,7 @@ def test_a_hand_off_belongs_to_exactly_one_room(svc, db, client, net) -> None:  
 
 
 def test_a_listener_on_a_callbacks_room_joins_muted_and_the_peer_is_told(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]
-    """The rules hold for a callback's room (the board offers Listen on live calls only, for now)."""
+    """The rules hold for a callback's room (the board test below starts one from the staff page)."""
     call = talking(client, net, db, svc)
     mark = len(net.state.requests)
     monitor = escalation.start_monitor(db, svc, rooms.of_attempt(db, call.attempt), "listen", "+15555550998",
@@ -440,3 +440,32 @@ def test_a_listener_on_a_callbacks_room_joins_muted_and_the_peer_is_told(svc, db
     db.expire_all()
     assert db.get(MonitorSession, monitor.id).status == "ended"
     assert escalation.monitored(db, call.attempt.peer_id)[0].id == monitor.id  # on the peer's own page
+
+
+def test_a_listen_on_a_callback_call_started_from_the_board_is_muted_and_audit_logged(  # type: ignore[no-untyped-def]
+        svc, db, client, net, dashboard_data) -> None:
+    """The board offers Listen / Coach / Join on a callback call too, beside the callback it belongs to."""
+    from tests.test_dashboard import post, sign_in
+
+    call = talking(client, net, db, svc)
+    peer_name = db.get(Peer, call.attempt.peer_id).display_name
+    assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    path = f"/staff/board/callbacks/{call.attempt.id}/monitor"
+    assert post(client, path, mode="listen", phone="+15555550777").status_code == 403  # a peer cannot listen
+    client.post("/staff/sign-out", data={})
+    client.delete_cookie("session")
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    board = client.get("/staff/board").get_data(as_text=True)
+    card = board[board.index(f"Callback {call.cb.id}"):]
+    assert f"Called back by {peer_name}" in card and f"(callback {call.cb.id})" in card and ">Listen<" in card
+    mark = len(net.state.requests)
+    assert post(client, path, mode="listen", phone="+15555550777").status_code == 302
+    monitor = db.scalar(select(MonitorSession))
+    (rest_path, form), = rest(net, mark)
+    assert rest_path == f"/Conferences/{call.room}/Participants.json"
+    assert form["To"] == ["+15555550777"] and form["Muted"] == ["true"] and form["EndConferenceOnExit"] == ["false"]
+    assert (monitor.callback_attempt_id, monitor.request_id, monitor.mode) == (call.attempt.id, None, "listen")
+    audit = db.scalar(select(AuditEntry).where(AuditEntry.action == "monitor_listen"))
+    assert (audit.staff_user_id, audit.target_type, audit.target_id) == (
+        dashboard_data.users["super"].id, "callback_attempt", call.attempt.id)
+    assert "Listen · ringing" in client.get("/staff/board").get_data(as_text=True)

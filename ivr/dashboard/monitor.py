@@ -18,13 +18,14 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callflows import escalation
+from callflows import escalation, rooms
+from callflows.rooms import Room
 from ivr.dashboard.core import audit, bp, supervisor_required
 from ivr.db import get_session
 from ivr.services import services
 from models import MonitorSession, Peer, StaffUser, utcnow
 from models.crypto import normalize_number
-from models.tables import PeerRequest
+from models.tables import CallbackAttempt, PeerRequest
 
 _PHONE = re.compile(r"^\+?[0-9]{7,15}$")
 MODES = {"listen": "Listen", "coach": "Coach", "join": "Join"}
@@ -58,6 +59,33 @@ def live_calls(db: Session, now: datetime) -> dict[int, LiveCall]:
     return found
 
 
+@dataclass
+class LiveCallback:
+    """A callback call on the board: the caller and the peer who called them back, talking in its room."""
+
+    attempt: CallbackAttempt
+    peer_name: str
+    handoff: str
+    sessions: list[MonitorSession] = field(default_factory=list)
+
+
+def live_callbacks(db: Session) -> dict[int, LiveCallback]:
+    """Callback calls in conversation by callback id, for the board (peer pseudonym, hand-off state, sessions)."""
+    found: dict[int, LiveCallback] = {}
+    rows = db.execute(select(CallbackAttempt, Peer.display_name).join(Peer, Peer.id == CallbackAttempt.peer_id)
+                      .where(CallbackAttempt.stage == "connected", CallbackAttempt.caller_joined_at.is_not(None),
+                             CallbackAttempt.ended_at.is_(None))).all()
+    for attempt, name in rows:
+        room = rooms.of_attempt(db, attempt)
+        if not room.talking:
+            continue
+        sessions = list(db.scalars(select(MonitorSession).where(rooms.in_room(MonitorSession, room),
+                                                                MonitorSession.status.in_(escalation.OPEN_MONITORS))
+                                   .order_by(MonitorSession.id)))
+        found[attempt.callback_id] = LiveCallback(attempt, name, escalation.handoff_state(db, room), sessions)
+    return found
+
+
 def trainees(db: Session) -> list[Peer]:
     """Peers marked as trainees who may shadow a call now (active, not on a call of their own)."""
     return list(db.scalars(select(Peer).where(Peer.trainee.is_(True), Peer.active.is_(True),
@@ -87,12 +115,31 @@ def _live_request(db: Session, req_id: int) -> PeerRequest:
     return req
 
 
+def _callback_room(db: Session, attempt_id: int) -> Room:
+    attempt = db.get(CallbackAttempt, attempt_id)
+    if attempt is None:
+        abort(404)
+    return rooms.of_attempt(db, attempt)
+
+
 @bp.post("/board/calls/<int:req_id>/monitor")
 @supervisor_required
 def start_monitor(req_id: int) -> ResponseReturnValue:
     """Listen (muted), Coach (muted, then heard by the peer only) or Join (muted, then heard by both) from my phone."""
     db = get_session()
-    req = _live_request(db, req_id)
+    return _start_monitor(db, _live_request(db, req_id))
+
+
+@bp.post("/board/callbacks/<int:attempt_id>/monitor")
+@supervisor_required
+def start_callback_monitor(attempt_id: int) -> ResponseReturnValue:
+    """Listen, Coach or Join a callback call (the caller called back, talking with their peer) from my phone."""
+    db = get_session()
+    return _start_monitor(db, _callback_room(db, attempt_id))
+
+
+def _start_monitor(db: Session, req: PeerRequest | Room) -> ResponseReturnValue:
+    """Start a supervisor's session on a live call or a callback call, from the form's mode and phone."""
     mode = request.form.get("mode", "")
     if mode not in MODES:
         abort(400)
@@ -115,7 +162,19 @@ def start_monitor(req_id: int) -> ResponseReturnValue:
 def add_trainee(req_id: int) -> ResponseReturnValue:
     """Add a trainee peer to shadow this call, muted (tandem calling)."""
     db = get_session()
-    req = _live_request(db, req_id)
+    return _add_trainee(db, _live_request(db, req_id))
+
+
+@bp.post("/board/callbacks/<int:attempt_id>/trainee")
+@supervisor_required
+def add_callback_trainee(attempt_id: int) -> ResponseReturnValue:
+    """Add a trainee peer to shadow this callback call, muted."""
+    db = get_session()
+    return _add_trainee(db, _callback_room(db, attempt_id))
+
+
+def _add_trainee(db: Session, req: PeerRequest | Room) -> ResponseReturnValue:
+    """Ring the form's trainee into a live call or a callback call, muted."""
     trainee = db.get(Peer, request.form.get("trainee", type=int) or 0)
     if trainee is None or not trainee.trainee or not trainee.active or trainee.id == req.peer_id:
         flash("Choose a trainee who is not on this call.", "error")

@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from callflows import line, repair
-from ivr.dashboard.monitor import CHANGES as MONITOR_CHANGES, MODES as MONITOR_MODES, live_calls, trainees
+from ivr.dashboard.monitor import CHANGES as MONITOR_CHANGES, MODES as MONITOR_MODES, live_calls, live_callbacks, trainees
 from ivr.dashboard.core import audit, aware, bp, supervisor_required
 from ivr.db import get_session
 from ivr.services import services
@@ -179,7 +179,7 @@ def board() -> str:
                            peer_of_call=peer_of_call, callbacks=callbacks, peers=peers, peer_names=peer_names,
                            now=utcnow(), aware=aware, holding=repair.holding(db, utcnow()),
                            # In-call help: each conversation's details and the Listen / Coach / Join forms.
-                           live=live_calls(db, utcnow()), trainees=trainees(db),
+                           live=live_calls(db, utcnow()), live_callbacks=live_callbacks(db), trainees=trainees(db),
                            monitor_modes=MONITOR_MODES, monitor_changes=MONITOR_CHANGES)
 
 
