@@ -288,8 +288,21 @@ def on_call_supervisors(session: Session, vault: Vault, now: datetime,
 
 
 def _on_call_numbers(session: Session, svc: Services, now: datetime) -> list[str]:
-    """Phones of the peers on an on-call shift now (decrypted), else the supervisor's number."""
-    numbers = [svc.vault.decrypt_text(entry.peer.phone_encrypted) for entry in on_call_now(session, now)]
+    """Phones of the peers on an on-call shift now (decrypted), else the supervisor's number.
+
+    An on-call supervisor is texted on the phone of their staff login when it has one, as they
+    are rung there for help: a supervisor's peer phone may be a shared line's handset.
+    """
+    numbers: list[str] = []
+    for entry in on_call_now(session, now):
+        own = entry.supervisor.phone_encrypted if entry.supervisor is not None else None
+        try:
+            number = svc.vault.decrypt_text(own or entry.peer.phone_encrypted)
+        except DecryptError:  # one unreadable phone must not stop the others being texted
+            log.error("the phone of on-call peer %s cannot be read", entry.peer.id)
+            continue
+        if number and number not in numbers:
+            numbers.append(number)
     if not numbers and svc.settings.supervisor_number:
         numbers = [svc.settings.supervisor_number]
     return numbers

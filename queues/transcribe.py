@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from twilio.base.exceptions import TwilioRestException
 
 from callflows.errors import TwilioGatewayError
+from callflows.escalation import supervisor_numbers
 from callflows.services import Services
 from callflows.storage import stored_path
 from models import Voicemail, utcnow
@@ -157,16 +158,30 @@ def _fail(session: Session, vm: Voicemail, reason: str) -> str:
 
 
 def _notify_supervisor(svc: Services, session: Session, vm: Voicemail) -> None:
-    """Text the on-call supervisor about a high-risk message, once; no caller details."""
+    """Text the on-call supervisors (else SUPERVISOR_NUMBER) about a high-risk message, once; no caller details."""
     if vm.risk_level != "high" or vm.notified_at is not None:
         return
-    number = svc.settings.supervisor_number
-    if not number:
-        log.warning("voicemail %s is high risk but SUPERVISOR_NUMBER is not set; nobody was texted", vm.id)
+    # The same people a peer's "ask the supervisor" rings: whoever is on call by the rota now,
+    # so a message left at 3 am reaches the person covering 3 am rather than a fixed number.
+    numbers = supervisor_numbers(session, svc)
+    if not numbers:
+        log.warning("voicemail %s is high risk but no supervisor is on call and SUPERVISOR_NUMBER is not set; "
+                    "nobody was texted", vm.id)
         return
     # Sent before it is recorded: if the worker dies in between, a retry texts again, and a
-    # second text is better than none.
-    svc.twilio.send_sms(number, SUPERVISOR_ALERT.format(id=vm.id))
+    # second text is better than none. One failed number must not stop the others; when every
+    # text failed the job fails, and RQ's retry tries them all again.
+    failure: TwilioGatewayError | None = None
+    sent = 0
+    for number in numbers:
+        try:
+            svc.twilio.send_sms(number, SUPERVISOR_ALERT.format(id=vm.id))
+            sent += 1
+        except TwilioGatewayError as exc:
+            log.error("could not text the high-risk alert for voicemail %s: %s", vm.id, exc)
+            failure = exc
+    if not sent and failure is not None:
+        raise failure
     session.execute(update(Voicemail).where(Voicemail.id == vm.id).values(notified_at=utcnow()))
     session.commit()
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from callflows import callers, records, shifts
 from callflows.callers import Reached, count_calls
-from models import AuditEntry, CallbackRequest, CallerPlan, CallRecord, Shift, ShiftSignup, utcnow
+from models import AuditEntry, CallbackRequest, CallerPlan, CallRecord, Shift, ShiftSignup, StaffUser, utcnow
 from models.tables import CallbackAttempt, PeerRequest, RingLeg
 from queues.periodic import check_shifts
 from tests.factories import make_call, make_caller, make_peer
@@ -368,7 +368,7 @@ def test_sign_up_and_drop_within_the_supervisors_rules(svc, db) -> None:  # type
         "shift_rules", "shift_signup", "shift_signup", "shift_signup", "shift_drop", "shift_signup"]
 
 
-def test_a_shift_nobody_signed_in_for_texts_the_on_call_peer_once(app_config, phone_network) -> None:  # type: ignore[no-untyped-def]
+def test_a_shift_nobody_signed_in_for_texts_the_on_call_peer_once(app_config, phone_network, engine) -> None:  # type: ignore[no-untyped-def]
     app_config["twilio_api_base_url"] = phone_network.base_url
     app_config["supervisor_number"] = "+15555550399"
     from ivr import create_app
@@ -395,6 +395,30 @@ def test_a_shift_nobody_signed_in_for_texts_the_on_call_peer_once(app_config, ph
     assert message["To"] == "+15555550332"
     assert message["Body"] == (f"peerline: nobody has signed in for the {local:%H:%M} shift (en). "
                                "Please sign in or find cover.")
+    svc.engine.dispose()
+
+
+def test_an_on_call_supervisor_is_texted_about_an_empty_shift_on_their_staff_phone(app_config, phone_network, engine) -> None:  # type: ignore[no-untyped-def]
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    app_config["supervisor_number"] = "+15555550399"
+    from ivr import create_app
+    from ivr.services import services
+
+    svc = services(create_app(app_config))
+    now = utcnow()
+    with svc.sessions() as db:
+        late = make_peer(db, svc.vault, phone="+15555550351", display_name="Late", status="signed_off")
+        boss = make_peer(db, svc.vault, phone="+15555550352", display_name="Boss", status="signed_off")
+        db.add(StaffUser(username="boss", password_hash="x", role="supervisor", peer_id=boss.id,
+                         phone_encrypted=svc.vault.encrypt_text("+15555550353")))
+        shift = Shift(starts_at=now - timedelta(minutes=6), ends_at=now + timedelta(hours=3), languages=["en"])
+        on_call = Shift(starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=5), on_call=True)
+        db.add_all([shift, on_call])
+        db.flush()
+        db.add_all([ShiftSignup(shift_id=shift.id, peer_id=late.id), ShiftSignup(shift_id=on_call.id, peer_id=boss.id)])
+        db.commit()
+    check_shifts(svc)
+    assert [m["To"] for m in phone_network.state.messages] == ["+15555550353"]
     svc.engine.dispose()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,7 +16,7 @@ from sqlalchemy import select
 
 from callflows.services import Services
 from ivr.services import services
-from models import Voicemail
+from models import Shift, ShiftSignup, StaffUser, Voicemail, utcnow
 from queues.context import JobContext
 from queues.connection import DEFAULT_QUEUE, TRANSCRIPTION_QUEUE, queue
 from queues.periodic import TICK_PREFIX, tick
@@ -23,6 +24,7 @@ from queues.scheduler import transcription_job_id
 from queues.reconcile import recover_abandoned_jobs, requeue_pending_voicemails
 from queues.transcribe import run_transcription
 from simulator.phone_network import NetworkState, create_phone_network
+from tests.factories import make_peer
 from tests.helpers import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller, serving
 from tests.workers import SpawnedWorker, wait_for, worker_env
 from transcription import TranscriptResult, VoskTranscriber
@@ -369,6 +371,31 @@ def assert_done_once(app: Any, held_network: Any, vm_id: int, transcribed: Voice
     job = Job.fetch(transcription_job_id(vm_id), connection=services(app).redis)
     assert job.get_status() == "finished"
     assert job.retries_left == 2  # run again through the job's own Retry (3 tries), once
+
+
+def test_a_high_risk_voicemail_texts_the_supervisors_on_call_by_the_rota_instead_of_the_fixed_number(
+        line: Any, svc: Services, caller: TestCaller, shared_transcriber: VoskTranscriber,
+        worker_context: JobContext, work_jobs: Any) -> None:
+    now = utcnow()
+    with svc.sessions() as db:
+        night = Shift(starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=7), on_call=True)
+        db.add(night)
+        db.flush()
+        for name, peer_phone, own_phone in (("Rosa", "+15555550721", "+15555550722"),
+                                            ("Ada", "+15555550731", None)):
+            peer = make_peer(db, svc.vault, display_name=name, phone=peer_phone, status="signed_off")
+            db.add(StaffUser(username=name.lower(), password_hash="x", role="supervisor", peer_id=peer.id,
+                             phone_encrypted=svc.vault.encrypt_text(own_phone) if own_phone else None))
+            db.add(ShiftSignup(shift_id=night.id, peer_id=peer.id))
+            db.flush()
+        db.commit()
+    worker_context.transcriber = RiskyWords(shared_transcriber, "i want to die tonight")
+    vm_id = leave_voicemail(caller, line, (AUDIO / "speech_8k.wav").read_bytes())
+    work_jobs(TRANSCRIPTION_QUEUE)
+
+    # Each on-call supervisor once, on their staff phone where they have one; not SUPERVISOR_NUMBER.
+    assert [m.form["To"][0] for m in requests_to(line, "POST", "/Messages.json")] == ["+15555550722", "+15555550731"]
+    assert reload(svc, vm_id).notified_at is not None
 
 
 def test_worker_killed_mid_job_is_run_again_by_the_next_tick_and_finishes_once(
