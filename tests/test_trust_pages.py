@@ -69,3 +69,26 @@ def test_the_player_gets_a_fresh_signed_link_each_time(as_supervisor: Any, db: A
     assert as_supervisor.get(url).data == dashboard_data.audio
     assert as_supervisor.get("/staff/audio-link/nothing/1").status_code == 404
     assert app.test_client().get(fresh.group(1)).status_code == 302  # signed out: no link
+
+
+def test_spanish_titles_and_transcripts_carry_lang_es(as_supervisor: Any, db: Any, svc: Any,  # noqa: F811
+                                                      dashboard_data: Any) -> None:
+    from models import PeerStory
+
+    story = PeerStory(title="Encontrar una clínica que escucha", topic="medication", language="es",
+                      transcript="Me costó tres intentos encontrar una clínica.", status="approved",
+                      consent_given=True, peer_id=dashboard_data.rosa.id)
+    db.add(story)
+    vm = dashboard_data.safe
+    vm.language, vm.model_name = "es", "vosk-model-small-es-0.42"
+    vm.transcript_encrypted = svc.vault.encrypt_text("necesito hablar con alguien")
+    db.commit()
+    listed = as_supervisor.get("/staff/stories").get_data(as_text=True)
+    assert re.search(rf'href="/staff/stories/{story.id}" lang="es">Encontrar una clínica que escucha<', listed)
+    page = as_supervisor.get(f"/staff/stories/{story.id}").get_data(as_text=True)
+    assert '<title lang="es">Encontrar una clínica que escucha · peerline</title>' in page
+    assert '<h1 lang="es">Encontrar una clínica que escucha</h1>' in page
+    assert '<p class="transcript" lang="es">Me costó tres intentos encontrar una clínica.</p>' in page
+    voicemail = as_supervisor.get(f"/staff/voicemails/{vm.id}").get_data(as_text=True)
+    transcript = re.search(r'<p class="transcript" id="transcript" lang="es">(.*?)</p>', voicemail, re.S)
+    assert transcript and "necesito" in transcript.group(1)
