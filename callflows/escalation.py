@@ -45,6 +45,10 @@ OPEN_MONITORS = ("ringing", "live")
 # also adds the crisis line here (to the caller's room: the peer's own leg is never dialled away).
 PEER_MENU = {"1": "crisis", "2": "supervisor", "3": "back", "9": "crisis"}
 # A supervisor in the room presses * for theirs.
+# How many supervisors a peer's one request for help rings, one after the other, before the
+# peer is told nobody answered: each waits SUPERVISOR_ANSWER_SECONDS, and a peer with a caller
+# in crisis should not wait through more than a few.
+SUPERVISOR_CHAIN = 3
 SUPERVISOR_MENU = {"1": "join", "2": "coach", "3": "leave"}
 MONITOR_CHANGES = ("speak", "speak_to_both", "coach", "end")
 
@@ -224,7 +228,6 @@ def add_crisis_line(session: Session, svc: Services, room: Room, now: datetime) 
 def supervisor_numbers(session: Session, svc: Services, now: datetime | None = None,
                        asking_peer_id: int | None = None) -> list[str]:
     """Who is rung for backup: the on-call supervisors of the rota, else SUPERVISOR_NUMBER, else a supervisor's phone."""
-    # In order: ask_supervisor rings the first, one leg, as it always has (its hand-off row holds one call).
     on_call = on_call_supervisors(session, svc.vault, now or utcnow(), asking_peer_id)
     if on_call:
         return on_call
@@ -235,6 +238,27 @@ def supervisor_numbers(session: Session, svc: Services, now: datetime | None = N
     return [svc.vault.decrypt_text(u.phone_encrypted) for u in users if u.phone_encrypted][:1]
 
 
+def supervisor_chain(session: Session, svc: Services, now: datetime, asking_peer_id: int | None) -> list[str]:
+    """The order in which supervisors are rung for a peer, one at a time: the on-call supervisors by the
+    rota, then SUPERVISOR_NUMBER (when it is not one of them), at most :data:`SUPERVISOR_CHAIN` numbers."""
+    numbers = supervisor_numbers(session, svc, now, asking_peer_id)
+    fixed = svc.settings.supervisor_number
+    if fixed and fixed not in numbers:
+        numbers.append(fixed)
+    return numbers[:SUPERVISOR_CHAIN]
+
+
+def _unanswered_in_a_row(session: Session, room: Room) -> int:
+    """How many supervisors were rung for this room since the last one who came (or since the call began)."""
+    count = 0
+    for handoff in reversed(session.scalars(select(Handoff).where(rooms.in_room(Handoff, room), Handoff.kind == "supervisor")
+                                            .order_by(Handoff.id)).all()):
+        if handoff.status not in ("no_answer", "failed"):
+            break
+        count += 1
+    return count
+
+
 def ask_supervisor(session: Session, svc: Services, room: Room, now: datetime) -> Handoff:
     """Ring the supervisor with a whisper ("A peer is asking for help. Press 1 to join.")."""
     if not in_conversation(room):
@@ -242,12 +266,16 @@ def ask_supervisor(session: Session, svc: Services, room: Room, now: datetime) -
     already = open_handoffs(session, room, "supervisor")
     if already:
         return already[0]
+    return _ring_supervisor(session, svc, room, supervisor_chain(session, svc, now, room.peer_id)[:1], now)
+
+
+def _ring_supervisor(session: Session, svc: Services, room: Room, numbers: list[str], now: datetime) -> Handoff:
+    """A supervisor hand-off ringing the first of ``numbers`` (failed at once when there is none)."""
     handoff = Handoff(**room.owner(), peer_id=room.peer_id, kind="supervisor", status="ringing", created_at=now)
     session.add(handoff)
     session.flush()
     _note(session, room, "2", f"supervisor asked (hand-off {handoff.id})")
     session.commit()
-    numbers = supervisor_numbers(session, svc, now, room.peer_id)
     if not numbers:
         handoff.status = "failed"
         handoff.ended_at = now
@@ -263,6 +291,18 @@ def ask_supervisor(session: Session, svc: Services, room: Room, now: datetime) -
         handoff.ended_at = now
     session.commit()
     return handoff
+
+
+def _ring_next_supervisor(session: Session, svc: Services, room: Room, now: datetime) -> Handoff | None:
+    """After a supervisor did not answer: ring the next one in the chain, if there is one; None when all were tried."""
+    chain = supervisor_chain(session, svc, now, room.peer_id)
+    tried = _unanswered_in_a_row(session, room)
+    while tried < len(chain):
+        handoff = _ring_supervisor(session, svc, room, [chain[tried]], now)
+        if handoff.status == "ringing":
+            return handoff
+        tried += 1  # Twilio refused this one: go on down the chain
+    return None
 
 
 def handoff_for_call(session: Session, handoff_id: int, call_sid: str) -> tuple[Handoff, Room] | None:
@@ -308,6 +348,11 @@ def handoff_status(session: Session, svc: Services, handoff: Handoff, room: Room
     _note(session, room, None, f"{handoff.kind} hand-off {handoff.id}: {handoff.status}")
     session.commit()
     if not came and in_conversation(room):
+        # A peer asking for help is never left with one unanswered phone: the next supervisor
+        # on call is rung, and the peer told so, before the crisis line is suggested.
+        if handoff.kind == "supervisor" and _ring_next_supervisor(session, svc, room, now) is not None:
+            tell_peer(session, svc, room, "supervisor_next")
+            return
         tell_peer(session, svc, room, f"{handoff.kind}_no_answer")
     elif handoff.kind == "crisis" and not in_conversation(room):
         # The counselor hung up after the peer had left: never leave the caller alone in the room.

@@ -15,7 +15,8 @@ from callflows import shifts
 from models import Handoff, Peer, Shift, ShiftSignup, StaffUser, utcnow
 from tests.factories import make_peer
 from tests.test_dashboard import sign_in
-from tests.test_escalation import LINE, SUPERVISOR, connected, rest, star
+from tests.helpers import PUBLIC_BASE, TestCaller
+from tests.test_escalation import LINE, SUPERVISOR, announced, connected, enter, rest, say_of, star
 from tests.test_routing import pick_up
 
 UTC = timezone.utc
@@ -127,6 +128,56 @@ def test_of_several_on_call_supervisors_the_first_on_the_rota_is_rung_once(svc, 
     on_call_shift(db, now - timedelta(minutes=30), now + timedelta(hours=3), rosa, ana)
     assert shifts.on_call_supervisors(db, svc.vault, now) == ["+15555550722", ROSA_OWN_PHONE]
     assert rung_for_help(client, net, db, svc) == ["+15555550722"]
+
+
+def test_an_unanswered_supervisor_is_followed_by_the_next_on_call_then_the_supervisor_number(  # type: ignore[no-untyped-def]
+        svc, db, client, net) -> None:
+    rosa = supervisor_on_rota(db, svc.vault, "Rosa", ROSA_PEER_PHONE, ROSA_OWN_PHONE)
+    ana = supervisor_on_rota(db, svc.vault, "Ana", "+15555550721", "+15555550722")
+    now = utcnow()
+    on_call_shift(db, now - timedelta(hours=1), now + timedelta(hours=3), ana, rosa)
+    call = connected(client, net, db, svc)
+    star(net, call)
+    call.peer.press("2")
+    enter(net, call.peer.call_sid, call.room, False)  # back in the room while the phones ring
+    heard = []
+    for expected in ("+15555550722", ROSA_OWN_PHONE, SUPERVISOR):
+        db.expire_all()
+        handoff = db.scalars(select(Handoff).order_by(Handoff.id.desc())).first()
+        [dialled] = [form["To"][0] for path, form in rest(net) if path == "/Calls.json"
+                     and form["StatusCallback"][0].endswith(f"/peer/handoff/{handoff.id}/status")]
+        assert dialled == expected
+        mark = len(net.state.requests)
+        TestCaller(client, number=LINE, call_sid=handoff.call_sid).post(
+            f"{PUBLIC_BASE}/peer/handoff/{handoff.id}/status", CallStatus="no-answer")
+        heard += [say_of(client, url) for url in announced(net, mark, call.peer.call_sid)]
+    assert heard == ["That supervisor did not answer. Ringing the next one on call."] * 2 + [
+        "No supervisor answered. To add the crisis line, press star, then 1."]
+    db.expire_all()
+    assert [h.status for h in db.scalars(select(Handoff).order_by(Handoff.id))] == ["no_answer"] * 3
+
+
+def test_a_peer_who_asks_again_after_a_supervisor_came_starts_at_the_top_of_the_rota(  # type: ignore[no-untyped-def]
+        svc, db, client, net) -> None:
+    ana = supervisor_on_rota(db, svc.vault, "Ana", "+15555550721", "+15555550722")
+    now = utcnow()
+    on_call_shift(db, now - timedelta(hours=1), now + timedelta(hours=3), ana)
+    call = connected(client, net, db, svc)
+    star(net, call)
+    call.peer.press("2")
+    first = db.scalar(select(Handoff))
+    first.status, first.ended_at = "ended", now  # Ana came, coached, and left
+    db.commit()
+    enter(net, call.peer.call_sid, call.room, False)
+    assert rung_again(client, net, call) == ["+15555550722"]
+
+
+def rung_again(client, net, call) -> list[str]:  # type: ignore[no-untyped-def]
+    """The peer presses * then 2 once more: the numbers dialled for it."""
+    star(net, call)
+    mark = len(net.state.requests)
+    call.peer.press("2")
+    return [form["To"][0] for path, form in rest(net, mark) if path == "/Calls.json"]
 
 
 def test_a_peer_who_is_the_on_call_supervisor_is_not_rung_for_their_own_call(svc, db, client, net) -> None:  # type: ignore[no-untyped-def]

@@ -34,6 +34,7 @@ from models.tables import CallbackAttempt, RingLeg
 PEER_NOTICES = {"crisis_answered": "notice_crisis_answered", "crisis_no_answer": "notice_crisis_no_answer",
                 "supervisor_joined": "notice_supervisor_joined",
                 "supervisor_no_answer": "notice_supervisor_no_answer",
+                "supervisor_next": "notice_supervisor_next",
                 "monitor": "notice_monitor", "trainee": "notice_trainee"}
 
 
