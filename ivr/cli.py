@@ -5,6 +5,7 @@ Commands that need the app are registered on ``app.cli`` (so tests reach them th
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -256,18 +257,18 @@ def up(port: int) -> None:
             click.echo(choice.note)
     children: list[subprocess.Popen[bytes]] = []
     exe = shutil.which("peerline") or sys.argv[0]
-    # SIGTERM (a service manager, `kill`) stops everything just like Ctrl-C does; SIGINT is set
-    # explicitly because a shell starts background jobs with it ignored.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    # SIGTERM (a service manager, `kill`) and SIGHUP (the terminal closed) stop everything just like
+    # Ctrl-C does; SIGINT is set explicitly because a shell starts background jobs with it ignored.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _raise_keyboard_interrupt)
     try:
         if not env.get("TWILIO_API_BASE_URL"):
             env["TWILIO_API_BASE_URL"] = f"http://127.0.0.1:{port + 1}"
-            children.append(subprocess.Popen([exe, "phone-network", "--port", str(port + 1)], env=env))
+            children.append(start_child([exe, "phone-network", "--port", str(port + 1)], env))
         subprocess.run([exe, "db", "upgrade"], env=env, check=True)
         subprocess.run([exe, "seed-demo"], env=env, check=True)
-        children.append(subprocess.Popen([exe, "serve", "--port", str(port)], env=env))
-        children.append(subprocess.Popen([exe, "worker"], env=env))
+        children.append(start_child([exe, "serve", "--port", str(port)], env))
+        children.append(start_child([exe, "worker"], env))
         if not wait_until_answering(f"http://127.0.0.1:{port}/healthz", children, 120.0):
             raise click.ClickException("the web app did not start; see its output above")
         sim_args = "" if port == 5000 else f" --url {env['PUBLIC_BASE_URL']} --network {env['TWILIO_API_BASE_URL']}"
@@ -300,9 +301,23 @@ def up(port: int) -> None:
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                child.kill()
+                pass
+            # Whatever is left of the child's process group (a gunicorn worker whose master is gone
+            # would keep the port) goes too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
         for server in keep_alive:
             stop_embedded(server)
+
+
+def start_child(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A part of `peerline up` in its own process group, stopped by `up` alone.
+
+    Ctrl-C signals the terminal's whole foreground group; a gunicorn worker signalled by the
+    terminal and by its master at once can deadlock in its quit handler and outlive `up`,
+    holding the port. In their own group the parts get exactly one SIGTERM, from `up`.
+    """
+    return subprocess.Popen(argv, env=env, start_new_session=True)
 
 
 def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
