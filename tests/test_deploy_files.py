@@ -155,7 +155,7 @@ def check_compose_structure() -> None:
     assert used <= set(spec["volumes"])
     # The settings file it reads exists as an example with every variable the services override.
     example = (DEPLOY / "peerline.env.example").read_text()
-    for variable in ("PUBLIC_BASE_URL", "PEERLINE_DATA_KEY", "TWILIO_AUTH_TOKEN", "METRICS_TOKEN"):
+    for variable in ("PUBLIC_BASE_URL", "PEERLINE_DATA_KEY", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER", "METRICS_TOKEN"):
         assert re.search(rf"^{variable}=", example, flags=re.M), variable
 
 
@@ -211,6 +211,9 @@ def test_proxies_limit_the_body_to_what_the_app_accepts_and_terminate_tls() -> N
     nginx = (DEPLOY / "nginx.conf").read_text()
     assert f"client_max_body_size {MAX_REQUEST_BYTES // 1024}k;" in nginx
     assert "listen 443 ssl;" in nginx and "ssl_certificate " in nginx and "return 301 https://" in nginx
+    # Certificate renewals over http still reach the folder certbot writes its challenge to.
+    assert re.search(r"location /\.well-known/acme-challenge/ \{\s*root /var/www/html;", nginx)
+    assert "certbot certonly --webroot -w /var/www/html" in GUIDE.read_text()
     caddy = (DEPLOY / "Caddyfile").read_text()
     assert f"max_size {MAX_REQUEST_BYTES // 1024}KB" in caddy
     # Both send to the port the web unit and the compose web service listen on.
@@ -221,7 +224,9 @@ def test_proxies_limit_the_body_to_what_the_app_accepts_and_terminate_tls() -> N
 def test_proxies_forward_the_browsers_address_and_scheme_and_the_settings_trust_one_hop() -> None:
     # Without them the sign-in pause per address would pause every staff member at once.
     nginx = (DEPLOY / "nginx.conf").read_text()
-    for location in re.findall(r"location [^{]*\{[^}]*\}", nginx):
+    proxied = [block for block in re.findall(r"location [^{]*\{[^}]*\}", nginx) if "proxy_pass" in block]
+    assert len(proxied) == 2, proxied  # the app and /metrics
+    for location in proxied:
         assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in location, location
         assert "proxy_set_header X-Forwarded-Proto $scheme;" in location, location
     caddy = (DEPLOY / "Caddyfile").read_text()
