@@ -5,8 +5,8 @@ everywhere (CI included) the file, interpolated as Compose does, is validated ag
 Compose Specification's JSON schema (vendored in tests/fixtures/compose-spec/, the schema
 ``docker compose`` itself checks against), and a structure check holds the promises the schema
 cannot: the four services with health checks, start order on healthy dependencies, one image
-for web and worker, every named volume and every dependency declared. Every ``peerline <command>`` the files and the operator's guide name
-is a command the console script has.
+for web and worker, every named volume and every dependency declared. Every ``peerline
+<command>`` the files and the operator's guide name is a command the console script has.
 """
 from __future__ import annotations
 
@@ -155,7 +155,8 @@ def check_compose_structure() -> None:
     assert used <= set(spec["volumes"])
     # The settings file it reads exists as an example with every variable the services override.
     example = (DEPLOY / "peerline.env.example").read_text()
-    for variable in ("PUBLIC_BASE_URL", "PEERLINE_DATA_KEY", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER", "METRICS_TOKEN"):
+    for variable in ("PUBLIC_BASE_URL", "PEERLINE_DATA_KEY", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER",
+                     "METRICS_TOKEN"):
         assert re.search(rf"^{variable}=", example, flags=re.M), variable
 
 
