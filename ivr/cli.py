@@ -38,7 +38,7 @@ from callflows.retention import RetentionPolicy, purge
 from callflows.settings import SPEECH_LANGUAGES, Settings, ensure_key_file
 from ivr import create_app, demo, operations_cli
 from ivr.services import services
-from models import Peer, StaffUser, utcnow
+from models import AuditEntry, Peer, StaffUser, utcnow
 from models.audit import chain_key, verify_chain
 from models.crypto import generate_key, normalize_number
 from models.errors import DecryptError
@@ -120,6 +120,27 @@ def create_user(username: str, role: str, password: str, peer_id: int | None, ph
         except IntegrityError as exc:
             raise click.ClickException(f"could not create {username!r}: {exc.orig}") from exc
     click.echo(f"created {role} {username}")
+
+
+@click.command("set-pin")
+@click.argument("peer_id", type=int)
+@click.option("--pin", prompt="PIN (4 to 8 digits)", hide_input=True, confirmation_prompt=True)
+@with_appcontext
+def set_pin(peer_id: int, pin: str) -> None:
+    """Set a peer's PIN for signing on by phone (stored hashed; clears a sign-in lock)."""
+    if not re.fullmatch(r"[0-9]{4,8}", pin):
+        raise click.ClickException("a PIN is 4 to 8 digits (the keys of a phone)")
+    with services().sessions() as session:
+        peer = session.get(Peer, peer_id)
+        if peer is None:
+            raise click.ClickException(f"there is no peer with id {peer_id}")
+        peer.pin_hash = generate_password_hash(pin)
+        # A new PIN is a fresh start: the lock from wrong guesses at the old one goes.
+        peer.pin_failures, peer.pin_locked_until = 0, None
+        session.add(AuditEntry(action="set_pin", target_type="peer", target_id=peer.id, detail="from the command line"))
+        session.commit()
+        click.echo(f"PIN set for peer {peer.id} ({peer.display_name}): they sign on by calling the line from "
+                   "their phone on the roster (or pressing 8 at the language question from another phone)")
 
 
 @click.command("check-flows")
@@ -476,8 +497,8 @@ def audit_verify() -> None:
 
 def register_commands(app: Flask) -> None:
     """Add the commands that need the app (database, Redis) to ``app.cli``."""
-    for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker, export, purge_command,
-                    metrics_command):
+    for command in (db_group, seed_demo_command, create_user, set_pin, check_flows, gen_key, worker, export,
+                    purge_command, metrics_command):
         app.cli.add_command(command)
     app.cli.add_command(operations_cli.hours_group)  # peerline hours show | close --reason | open | set | holiday
     app.cli.add_command(rotate_keys_command)

@@ -25,7 +25,7 @@ from tests.helpers import PUBLIC_BASE, REPO, TEST_AUTH_TOKEN
 
 PEERLINE = str(Path(sys.executable).parent / "peerline")
 EVERY_COMMAND = ("call", "check-flows", "create-user", "db", "export", "gen-key", "models", "phone-network", "purge",
-                 "seed-demo", "serve", "transcribe", "up", "worker")
+                 "seed-demo", "serve", "set-pin", "transcribe", "up", "worker")
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
