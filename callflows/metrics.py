@@ -38,7 +38,7 @@ from callflows import records, survey
 from callflows.times import as_utc, aware
 from models import Call, CallbackRequest, CallRecord, CallEvent, Caller, Peer, PeerStatusChange, SurveyAnswer, Voicemail
 from models.escalation import Handoff
-from models.tables import PeerRequest, RingLeg
+from models.tables import CallbackAttempt, PeerRequest, RingLeg
 
 WAIT_BUCKETS = ((10, "under 10 s"), (30, "10-30 s"), (60, "30-60 s"), (120, "1-2 min"), (300, "2-5 min"),
                 (600, "5-10 min"))
@@ -52,6 +52,9 @@ WORKING = ("busy", "wrap_up")
 SERVICE_NODES = ("story", "crisis", "voicemail", "callback_pending")
 SURVEY_QUESTIONS = survey.QUESTIONS
 NOT_GIVEN = "not_given"  # a post-call record without that field
+# What an inbound call was for, as the cost note of docs/operations.md counts its minutes.
+CALL_TYPES = {"peer": "talked with a peer", "crisis": "pressed 9", "callback": "asked for a callback",
+              "message": "left a message", "other": "stories, menus or hung up"}
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,15 @@ class Metrics:
     talk_by_hour_of_week: list[list[float]] = field(default_factory=lambda: [[0.0] * 24 for _ in range(7)])
     talks_by_hour_of_week: list[list[int]] = field(default_factory=lambda: [[0] * 24 for _ in range(7)])
     wait_distribution: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Minutes as a provider bills them, each leg rounded up to the minute (the cost note of
+    # docs/operations.md): the inbound legs by call type, how much of them callers spent waiting
+    # for a peer, the peers' legs of answered calls and the two outbound legs of callbacks.
+    minutes_inbound: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {kind: {"calls": 0, "minutes": 0} for kind in CALL_TYPES})
+    minutes_waiting: int = 0
+    minutes_peer_legs: int = 0
+    minutes_callback_peer_legs: int = 0
+    minutes_callback_caller_legs: int = 0
 
     @property
     def abandoned(self) -> int:
@@ -233,6 +245,12 @@ def compute(session: Session, period: Period, zone: ZoneInfo, service_level_seco
         m.calls_offered += 1
         reqs = requests.get(call.call_sid, [])
         outcome = _classify(call, reqs, gone_legs, events.get(call.id, []), reached_callback, reached_voicemail)
+        if call.ended_at is not None:
+            kind = m.minutes_inbound[_call_type(call, outcome, events.get(call.id, []), reached_callback,
+                                                reached_voicemail)]
+            kind["calls"] += 1
+            kind["minutes"] += billed_minutes(call.duration_s if call.duration_s is not None
+                                              else _seconds(call.ended_at, call.started_at))
         if outcome == "answered":
             m.answered_by_peer += 1
         elif outcome == "ringing":
@@ -256,6 +274,7 @@ def compute(session: Session, period: Period, zone: ZoneInfo, service_level_seco
                 waits_all.append((wait, True))
                 within += wait <= service_level_seconds
                 talk = _seconds(req.ended_at, req.connected_at)
+                m.minutes_peer_legs += billed_minutes(talk)
                 if talk is not None:
                     handle.append(talk)
                     m.talk_by_hour_of_week[arrived.weekday()][arrived.hour] += talk
@@ -267,6 +286,7 @@ def compute(session: Session, period: Period, zone: ZoneInfo, service_level_seco
     m.speed_of_answer_p90 = percentile(waits_answered, 90)
     m.service_level = within / (len(waits_answered) + gave_up) if (waits_answered or gave_up) else None
     m.longest_wait = max((w for w, _ in waits_all), default=None)
+    m.minutes_waiting = billed_minutes(sum(w for w, _ in waits_all))
     m.handle_time_avg = _average(handle)
     m.wait_distribution = {label: {"answered": 0, "not_answered": 0}
                            for label in [b for _, b in WAIT_BUCKETS] + [WAIT_OVER]}
@@ -274,6 +294,7 @@ def compute(session: Session, period: Period, zone: ZoneInfo, service_level_seco
         m.wait_distribution[wait_bucket(wait)]["answered" if answered else "not_answered"] += 1
 
     _callbacks(session, period, m)
+    _callback_minutes(session, period, m)
     _voicemails(session, period, m)
     presses = session.scalars(select(CallEvent.call_id).where(
         CallEvent.node == "crisis", CallEvent.at >= period.since, CallEvent.at < period.until)).all()
@@ -316,6 +337,40 @@ def _classify(call: Call, reqs: list[PeerRequest], gone_legs: set[int], events: 
     if any(e.node in SERVICE_NODES for e in events) or call.outcome not in (None, "hung_up"):
         return "served"
     return "menus" if call.ended_at is not None else "in_progress"
+
+
+def billed_minutes(seconds: float | None) -> int:
+    """A leg's minutes as providers bill them: each started minute counts; none for a leg that never connected."""
+    return math.ceil(seconds / 60) if seconds and seconds > 0 else 0
+
+
+def _call_type(call: Call, outcome: str, events: list[CallEvent], reached_callback: set[str],
+               reached_voicemail: set[int]) -> str:
+    """What an inbound call was for, one of CALL_TYPES: the first that applies in that order."""
+    if outcome == "answered":
+        return "peer"
+    if any(e.node == "crisis" for e in events):
+        return "crisis"
+    if call.call_sid in reached_callback:
+        return "callback"
+    if call.id in reached_voicemail:
+        return "message"
+    return "other"
+
+
+def _callback_minutes(session: Session, period: Period, m: Metrics) -> None:
+    """The callbacks' outbound legs: the peer's from dialling until the attempt ended (once the peer
+    answered, which is when the caller is dialled), the caller's from joining the room; a caller leg
+    a machine or fax answered costs its first minute."""
+    for attempt in session.scalars(select(CallbackAttempt).where(
+            CallbackAttempt.started_at >= period.since, CallbackAttempt.started_at < period.until,
+            CallbackAttempt.ended_at.is_not(None))):
+        if attempt.caller_call_sid is not None:
+            m.minutes_callback_peer_legs += billed_minutes(_seconds(attempt.ended_at, attempt.started_at))
+        if attempt.caller_joined_at is not None:
+            m.minutes_callback_caller_legs += billed_minutes(_seconds(attempt.ended_at, attempt.caller_joined_at))
+        elif attempt.answered_by not in (None, "human"):
+            m.minutes_callback_caller_legs += 1
 
 
 def _callbacks(session: Session, period: Period, m: Metrics) -> None:
@@ -444,6 +499,11 @@ def summary_lines(m: Metrics) -> list[str]:
                                              for level in RISK_LEVELS),
         f"crisis key: {m.crisis_key_presses} presses on {m.crisis_key_calls} calls; hand-offs: {m.handoffs} ({m.handoffs_answered} answered)",
         f"peer occupancy: {fmt_share(m.occupancy)}",
+        "inbound minutes (billed per started minute): " + ", ".join(
+            f"{label} {m.minutes_inbound[kind]['minutes']} on {m.minutes_inbound[kind]['calls']} calls"
+            for kind, label in CALL_TYPES.items()) + f"; of them waiting for a peer: {m.minutes_waiting}",
+        f"outbound minutes: peers' legs {m.minutes_peer_legs}; callbacks: peers' legs "
+        f"{m.minutes_callback_peer_legs}, callers' legs {m.minutes_callback_caller_legs}",
     ]
     for question, data in m.survey.items():
         avg = "-" if data["average"] is None else f"{data['average']:.1f}"

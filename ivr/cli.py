@@ -5,6 +5,7 @@ Commands that need the app are registered on ``app.cli`` (so tests reach them th
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -37,7 +38,7 @@ from callflows.retention import RetentionPolicy, purge
 from callflows.settings import SPEECH_LANGUAGES, Settings, ensure_key_file
 from ivr import create_app, demo, operations_cli
 from ivr.services import services
-from models import Peer, StaffUser, utcnow
+from models import AuditEntry, Peer, StaffUser, utcnow
 from models.audit import chain_key, verify_chain
 from models.crypto import generate_key, normalize_number
 from models.errors import DecryptError
@@ -119,6 +120,27 @@ def create_user(username: str, role: str, password: str, peer_id: int | None, ph
         except IntegrityError as exc:
             raise click.ClickException(f"could not create {username!r}: {exc.orig}") from exc
     click.echo(f"created {role} {username}")
+
+
+@click.command("set-pin")
+@click.argument("peer_id", type=int)
+@click.option("--pin", prompt="PIN (4 to 8 digits)", hide_input=True, confirmation_prompt=True)
+@with_appcontext
+def set_pin(peer_id: int, pin: str) -> None:
+    """Set a peer's PIN for signing on by phone (stored hashed; clears a sign-in lock)."""
+    if not re.fullmatch(r"[0-9]{4,8}", pin):
+        raise click.ClickException("a PIN is 4 to 8 digits (the keys of a phone)")
+    with services().sessions() as session:
+        peer = session.get(Peer, peer_id)
+        if peer is None:
+            raise click.ClickException(f"there is no peer with id {peer_id}")
+        peer.pin_hash = generate_password_hash(pin)
+        # A new PIN is a fresh start: the lock from wrong guesses at the old one goes.
+        peer.pin_failures, peer.pin_locked_until = 0, None
+        session.add(AuditEntry(action="set_pin", target_type="peer", target_id=peer.id, detail="from the command line"))
+        session.commit()
+        click.echo(f"PIN set for peer {peer.id} ({peer.display_name}): they sign on by calling the line from "
+                   "their phone on the roster (or pressing 8 at the language question from another phone)")
 
 
 @click.command("check-flows")
@@ -256,18 +278,18 @@ def up(port: int) -> None:
             click.echo(choice.note)
     children: list[subprocess.Popen[bytes]] = []
     exe = shutil.which("peerline") or sys.argv[0]
-    # SIGTERM (a service manager, `kill`) stops everything just like Ctrl-C does; SIGINT is set
-    # explicitly because a shell starts background jobs with it ignored.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    # SIGTERM (a service manager, `kill`) and SIGHUP (the terminal closed) stop everything just like
+    # Ctrl-C does; SIGINT is set explicitly because a shell starts background jobs with it ignored.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _raise_keyboard_interrupt)
     try:
         if not env.get("TWILIO_API_BASE_URL"):
             env["TWILIO_API_BASE_URL"] = f"http://127.0.0.1:{port + 1}"
-            children.append(subprocess.Popen([exe, "phone-network", "--port", str(port + 1)], env=env))
+            children.append(start_child([exe, "phone-network", "--port", str(port + 1)], env))
         subprocess.run([exe, "db", "upgrade"], env=env, check=True)
         subprocess.run([exe, "seed-demo"], env=env, check=True)
-        children.append(subprocess.Popen([exe, "serve", "--port", str(port)], env=env))
-        children.append(subprocess.Popen([exe, "worker"], env=env))
+        children.append(start_child([exe, "serve", "--port", str(port)], env))
+        children.append(start_child([exe, "worker"], env))
         if not wait_until_answering(f"http://127.0.0.1:{port}/healthz", children, 120.0):
             raise click.ClickException("the web app did not start; see its output above")
         sim_args = "" if port == 5000 else f" --url {env['PUBLIC_BASE_URL']} --network {env['TWILIO_API_BASE_URL']}"
@@ -300,9 +322,23 @@ def up(port: int) -> None:
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                child.kill()
+                pass
+            # Whatever is left of the child's process group (a gunicorn worker whose master is gone
+            # would keep the port) goes too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
         for server in keep_alive:
             stop_embedded(server)
+
+
+def start_child(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A part of `peerline up` in its own process group, stopped by `up` alone.
+
+    Ctrl-C signals the terminal's whole foreground group; a gunicorn worker signalled by the
+    terminal and by its master at once can deadlock in its quit handler and outlive `up`,
+    holding the port. In their own group the parts get exactly one SIGTERM, from `up`.
+    """
+    return subprocess.Popen(argv, env=env, start_new_session=True)
 
 
 def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
@@ -461,8 +497,8 @@ def audit_verify() -> None:
 
 def register_commands(app: Flask) -> None:
     """Add the commands that need the app (database, Redis) to ``app.cli``."""
-    for command in (db_group, seed_demo_command, create_user, check_flows, gen_key, worker, export, purge_command,
-                    metrics_command):
+    for command in (db_group, seed_demo_command, create_user, set_pin, check_flows, gen_key, worker, export,
+                    purge_command, metrics_command):
         app.cli.add_command(command)
     app.cli.add_command(operations_cli.hours_group)  # peerline hours show | close --reason | open | set | holiday
     app.cli.add_command(rotate_keys_command)

