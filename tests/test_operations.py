@@ -240,12 +240,16 @@ def test_the_peer_keys_the_call_record_in_wrap_up_and_completes_it_on_the_page( 
     assert (row.outcome, row.referral, row.minutes, row.source, row.reason) == ("referred", True, 12, "keypad", None)
 
     assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    # The keypad gave the outcome and the referral only: the page asks for the rest.
+    link = f'href="/staff/me/calls/{call.id}/record"'
+    assert link in client.get("/staff/me").get_data(as_text=True)
     response = post(client, f"/staff/me/calls/{call.id}/record", reason="loneliness", outcome="referred",
                     referral="yes", risk="low", minutes="12")
     assert response.status_code == 302
     db.expire_all()
     row = db.scalars(select(CallRecord)).one()
     assert (row.reason, row.risk, row.outcome) == ("loneliness", "low", "referred")
+    assert link not in client.get("/staff/me").get_data(as_text=True)
     response = post(client, f"/staff/me/calls/{call.id}/record", reason="free text is refused")
     assert response.status_code == 302
     db.expire_all()
