@@ -268,8 +268,8 @@ def test_every_phrase_of_hours_plans_and_shifts_is_in_both_languages() -> None:
 
     flows = load_flows()
     ours = {"closed_now", "closed_opens", "closed_unknown", "when_at", "when_later", "hold_nobody_on",
-            "limit_reached", "blocked", "whisper_plan", "peer_next_shift", "record_outcome", "record_referral",
-            "record_saved", "record_skipped", *(f"weekday_{d}" for d in range(7))}
+            "limit_reached", "blocked", "whisper_plan", "peer_next_shift", "peer_shift_ends", "record_outcome",
+            "record_referral", "record_saved", "record_skipped", *(f"weekday_{d}" for d in range(7))}
     for flow in flows.values():
         assert ours <= set(flow.strings), flow.language
         assert {"closed", "limit_reached", "blocked"} <= set(flow.nodes), flow.language

@@ -421,6 +421,33 @@ def test_a_peer_hears_their_next_shift_when_they_call_in(client, svc, db) -> Non
     assert phone.said.startswith(f"You are signed off. Your next shift starts tomorrow at {clock}. Callers waiting: 0.")
 
 
+def test_a_peer_in_a_shift_under_way_hears_and_sees_when_it_ends(client, svc, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
+    from werkzeug.security import generate_password_hash
+
+    sam = dashboard_data.sam
+    sam.status = "signed_off"
+    sam.pin_hash = generate_password_hash("4321")
+    now = utcnow()
+    ends = now + timedelta(hours=3)
+    shift = Shift(starts_at=now - timedelta(hours=1), ends_at=ends, languages=["en"])
+    db.add(shift)
+    db.flush()
+    db.add(ShiftSignup(shift_id=shift.id, peer_id=sam.id))
+    db.commit()
+    phone = TestCaller(client, number="+15555550101")
+    phone.call()
+    phone.press("4321")
+    local = ends.astimezone(svc.settings.zone)
+    day = "today" if local.date() == now.astimezone(svc.settings.zone).date() else "tomorrow"
+    hour = local.hour % 12 or 12
+    part = "am" if local.hour < 12 else "pm"
+    clock = f"{hour}:{local.minute:02d} {part}" if local.minute else f"{hour} {part}"
+    assert phone.said.startswith(f"You are signed off. Your shift ends {day} at {clock}. Callers waiting: 0.")
+    assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    page = client.get("/staff/me").get_data(as_text=True)
+    assert "On shift now, until" in page and "My next shift" not in page
+
+
 # Staff pages: roles --------------------------------------------------------------------------------
 
 

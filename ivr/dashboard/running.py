@@ -409,7 +409,10 @@ def _my_operations(peer: Peer) -> dict[str, Any]:
             audit("view_caller_plan", "caller", caller_id, detail=f"accepting peer {peer.id}")
             db.commit()
     to_record = records.unrecorded_calls(db, peer.id, now - timedelta(days=1))
+    # A shift under way is shown with its end: its start is already past.
+    under_way = nxt is not None and (aware(nxt.starts_at) or now) <= now
     return {"next_shift": _local(nxt.starts_at) if nxt is not None else None, "plan": plan,
+            "shift_ends": _local(nxt.ends_at) if nxt is not None and under_way else None,
             "plan_live": live,
             "to_record": [(call_id, _local(started), kind) for call_id, started, kind in to_record]}
 
