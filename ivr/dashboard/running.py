@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from callflows import callers, hours, records, shifts
 from callflows.times import aware
 from ivr.dashboard.core import audit, bp, peer_required, supervisor_required
+from ivr.dashboard.labels import LANGUAGES
 from ivr.db import get_session
 from ivr.services import services
 from models import Call, Caller, CallerBlock, CallRecord, Holiday, Peer, Shift, ShiftTemplate, utcnow
@@ -277,7 +278,8 @@ def shift_calendar() -> str:
                            .order_by(ShiftTemplate.weekday, ShiftTemplate.start_minute)).all()
     views = shifts.upcoming(db, now)
     on_call = shifts.on_call_now(db, now)
-    return render_template("staff/shifts.html", templates=templates, label=shifts.template_label, views=views,
+    return render_template("staff/shifts.html", templates=templates,
+                           label=lambda t: shifts.template_label(t, LANGUAGES), views=views,
                            gaps=sum(1 for v in views if v.missing), names=_peer_names(), rules=shifts.rules(db),
                            weekdays=WEEKDAY_CHOICES, languages=sorted(svc.flows), zone=svc.settings.line_timezone,
                            on_call=on_call, rung=next((o for o in on_call if o.supervisor), None),
