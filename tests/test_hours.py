@@ -151,6 +151,23 @@ def test_a_closed_line_says_when_it_opens_and_keeps_the_safe_options(client, svc
     assert dial is not None and dial.findtext("Number") == "988"
 
 
+def test_a_closed_line_still_plays_stories_and_takes_a_message(client, svc, db,  # type: ignore[no-untyped-def]
+                                                             closed_until_tomorrow_9) -> None:
+    make_caller(db, svc.vault, "+15555550186", language="en")
+    caller = TestCaller(client, number="+15555550186")
+    caller.call()
+    caller.follow()
+    caller.press("1")
+    assert caller.said.startswith("Which stories would you like to hear?")
+    caller.press("5")  # the stories go back to the main menu, where "talk with a peer" is the closed line's choices
+    assert caller.said.startswith("What would you like to do?")
+    caller.press("1")
+    assert "While the line is closed, you can still choose." in caller.said
+    caller.press("3")
+    assert caller.said.startswith("You can leave a message for our peer team.")
+    assert caller.twiml.find("Record") is not None
+
+
 def test_a_callback_asked_for_while_closed_is_made_at_the_next_opening(client, svc, db,  # type: ignore[no-untyped-def]
                                                                        closed_until_tomorrow_9) -> None:
     make_caller(db, svc.vault, "+15555550178", language="en")

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from callflows import callers, records, shifts
 from callflows.callers import Reached, count_calls
-from models import AuditEntry, CallbackRequest, CallerPlan, CallRecord, Shift, ShiftSignup, utcnow
+from models import AuditEntry, CallbackRequest, CallerBlock, CallerPlan, CallRecord, Shift, ShiftSignup, utcnow
 from models.tables import CallbackAttempt, PeerRequest, RingLeg
 from queues.periodic import check_shifts
 from tests.factories import make_call, make_caller, make_peer
@@ -480,3 +480,107 @@ def test_supervisor_closes_and_reopens_from_the_hours_page(client, db, dashboard
     users = {e.action: e.staff_user_id for e in db.scalars(select(AuditEntry))}
     assert set(users) >= {"line_closed", "line_opened", "hours_set", "holiday_added"}
     assert users["line_closed"] == dashboard_data.users["super"].id
+
+
+def test_supervisor_adds_recurring_shifts_and_rules_and_sees_the_gaps_on_the_shifts_page(  # type: ignore[no-untyped-def]
+        client, svc, db, dashboard_data) -> None:
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    tomorrow = (utcnow().astimezone(svc.settings.zone) + timedelta(days=1)).weekday()
+    response = post(client, "/staff/shifts/templates", weekday=str(tomorrow), start="10:00", end="14:00",
+                    peers_needed="2", languages=["en", "es"])
+    assert response.status_code == 302
+    post(client, "/staff/shifts/templates", weekday=str(tomorrow), start="08:00", end="20:00", peers_needed="1",
+         languages=["en"], on_call="yes")
+    post(client, "/staff/shifts/rules", max_shifts_per_week="3", drop_notice_hours="48")
+    page = client.get("/staff/shifts").get_data(as_text=True)
+    assert "10:00-14:00, 2 peers, English/Spanish" in page
+    assert "08:00-20:00, 1 peer, English on call" in page
+    # The next two weeks: each recurring shift twice, every one a gap until peers sign up.
+    assert "(4 with gaps)" in page
+    assert "<td>English, Spanish</td>" in page and "<strong>2 needed</strong>" in page
+    assert "en, es" not in page and ">es<" not in page  # language names, never codes
+    assert (shifts.rules(db).max_shifts_per_week, shifts.rules(db).drop_notice_hours) == (3, 48)
+    template_id = db.scalars(select(Shift.template_id).where(Shift.peers_needed == 2)).first()
+    assert post(client, f"/staff/shifts/templates/{template_id}/retire").status_code == 302
+    assert "(2 with gaps)" in client.get("/staff/shifts").get_data(as_text=True)
+    supervisor = dashboard_data.users["super"].id
+    assert [(a.action, a.staff_user_id) for a in audit_actions(db, "shift_template_added")] == [
+        ("shift_template_added", supervisor)] * 2
+    assert [a.staff_user_id for a in audit_actions(db, "shift_rules")] == [supervisor]
+    assert [a.staff_user_id for a in audit_actions(db, "shift_template_retired")] == [supervisor]
+
+
+def test_with_nobody_on_call_the_unstaffed_shift_texts_the_supervisor_number(app_config, phone_network) -> None:  # type: ignore[no-untyped-def]
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    app_config["supervisor_number"] = "+15555550399"
+    from ivr import create_app
+    from ivr.services import services
+
+    svc = services(create_app(app_config))
+    now = utcnow()
+    with svc.sessions() as db:
+        late = make_peer(db, svc.vault, phone="+15555550333", display_name="Late", status="signed_off")
+        shift = Shift(starts_at=now - timedelta(minutes=7), ends_at=now + timedelta(hours=3), languages=["es"])
+        db.add(shift)
+        db.flush()
+        db.add(ShiftSignup(shift_id=shift.id, peer_id=late.id))
+        db.commit()
+        shift_id = shift.id
+    assert check_shifts(svc) == [shift_id]
+    [message] = phone_network.state.messages
+    assert message["To"] == "+15555550399"
+    assert message["Body"].startswith("peerline: nobody has signed in for the ")
+    svc.engine.dispose()
+
+
+def test_a_peer_signed_in_for_their_shift_or_outside_any_shift_sets_off_no_text(app_config, phone_network) -> None:  # type: ignore[no-untyped-def]
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    app_config["supervisor_number"] = "+15555550399"
+    from ivr import create_app
+    from ivr.services import services
+
+    svc = services(create_app(app_config))
+    now = utcnow()
+    with svc.sessions() as db:
+        on_time = make_peer(db, svc.vault, phone="+15555550334", display_name="On time", status="available")
+        # Signed in with no shift at all: welcome, and nothing about it is an alert.
+        make_peer(db, svc.vault, phone="+15555550335", display_name="Extra hands", status="available")
+        shift = Shift(starts_at=now - timedelta(minutes=8), ends_at=now + timedelta(hours=3), languages=["en"])
+        db.add(shift)
+        db.flush()
+        db.add(ShiftSignup(shift_id=shift.id, peer_id=on_time.id))
+        db.commit()
+    assert check_shifts(svc) == []
+    assert phone_network.state.messages == []
+    svc.engine.dispose()
+
+
+def test_a_supervisor_blocks_and_lifts_from_the_caller_page(client, svc, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
+    caller_id = dashboard_data.caller.id
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    assert post(client, f"/staff/callers/{caller_id}/block", reason="", days="3").status_code == 302
+    assert audit_actions(db, "caller_blocked") == []  # a block needs a reason
+    assert post(client, f"/staff/callers/{caller_id}/block", reason="Threats to peers", days="3").status_code == 302
+    page = client.get(f"/staff/callers/{caller_id}").get_data(as_text=True)
+    assert "Threats to peers" in page
+    listing = client.get("/staff/callers").get_data(as_text=True)
+    assert callers.pseudonym(svc.vault, caller_id) in listing and "+1555" not in listing
+    [blocked] = audit_actions(db, "caller_blocked")
+    assert blocked.staff_user_id == dashboard_data.users["super"].id and "Threats" not in (blocked.detail or "")
+    block_id = db.scalars(select(CallerBlock.id)).one()
+    assert post(client, f"/staff/callers/blocks/{block_id}/lift").status_code == 302
+    assert [a.staff_user_id for a in audit_actions(db, "caller_unblocked")] == [dashboard_data.users["super"].id]
+    assert callers.active_block(db, caller_id, utcnow()) is None
+
+
+def test_the_supervisor_sees_each_calls_record_with_its_labels(client, svc, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
+    call = make_call(db, caller=dashboard_data.caller)
+    records.save(db, call.id, dashboard_data.sam.id, "keypad", outcome="referred", referral=True)
+    records.save(db, call.id, dashboard_data.sam.id, "page", reason="medication_treatment", risk="low", minutes=14)
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    page = client.get("/staff/records").get_data(as_text=True)
+    assert "1 record." in page
+    row = page.split("<tbody>")[1].split("</tr>")[0]
+    for shown in ("Sam", "Medication treatment (buprenorphine, methadone)", "Referred", "yes", "Low", "14"):
+        assert shown in row, shown
+    assert "medication_treatment" not in row  # labels, never codes
