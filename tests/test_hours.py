@@ -79,6 +79,39 @@ def test_fall_back_a_night_period_lasts_an_hour_longer_by_the_clock() -> None:
     assert not fall.is_open(datetime(2026, 11, 1, 7, 0, tzinfo=UTC))  # 02:00 EST
 
 
+def test_closures_across_daylight_saving_and_midnight_and_what_callers_hear(svc) -> None:  # type: ignore[no-untyped-def]
+    from callflows import load_flows
+    from callflows.announce import spoken_opening
+
+    flows = load_flows()
+    settings = svc.settings.replace(line_timezone="America/New_York")
+    # A holiday on the line open around the clock: it opens again at midnight, said as the end of the day.
+    thanksgiving = Schedule(NY, holidays=frozenset({date(2026, 11, 26)}))
+    now = at(2026, 11, 26, 14)
+    opening = thanksgiving.next_opening(now)
+    assert opening == at(2026, 11, 27, 0)
+    assert spoken_opening(opening, now, settings, flows["en"]) == "The line opens again tonight at midnight."
+    assert spoken_opening(opening, now, settings, flows["es"]) == ("La línea abre otra vez esta noche a la "
+                                                                   "medianoche.")
+    assert spoken_opening(opening, at(2026, 11, 25, 14), settings, flows["en"]) == (
+        "The line opens again tomorrow night at midnight.")
+    # A holiday on the Sunday the clocks go forward is 23 real hours long; it ends at Monday's midnight (EDT).
+    spring = Schedule(NY, holidays=frozenset({date(2027, 3, 14)}))
+    assert spring.is_open(at(2027, 3, 13, 23, 59))
+    assert not spring.is_open(datetime(2027, 3, 14, 5, 0, tzinfo=UTC))  # 00:00 EST
+    assert spring.next_opening(datetime(2027, 3, 14, 12, tzinfo=UTC)) == datetime(2027, 3, 15, 4, 0, tzinfo=UTC)
+    # A closure by hand until 1:30 on the night the clocks go back ends at the first 1:30 (EDT), said as such.
+    until = at(2026, 11, 1, 1, 30)
+    assert until == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+    storm = Schedule(NY, closed_manually=True, closure_until=until)
+    saturday = at(2026, 10, 31, 22)
+    assert not storm.is_open(datetime(2026, 11, 1, 5, 29, tzinfo=UTC))
+    assert storm.is_open(until) and storm.next_opening(saturday) == until
+    assert spoken_opening(until, saturday, settings, flows["en"]) == "The line opens again tomorrow at 1:30 am."
+    assert spoken_opening(at(2026, 11, 2, 9), saturday, settings, flows["es"]) == (
+        "La línea abre otra vez el lunes a las 9 de la mañana.")
+
+
 def test_hours_are_parsed_and_labelled() -> None:
     assert hours.parse_hhmm("9") == 540
     assert hours.parse_hhmm("24:00") == 1440
@@ -204,6 +237,15 @@ def test_key_zero_on_a_closed_line_goes_to_a_message(client, svc, db, closed_unt
     assert caller.twiml.findtext("Redirect").split("?")[0].endswith("/voice/voicemail")
 
 
+def test_a_caller_on_a_holiday_hears_the_line_opens_tonight_at_midnight(client, svc, db) -> None:  # type: ignore[no-untyped-def]
+    hours.add_holiday(db, utcnow().astimezone(svc.settings.zone).date(), "Thanksgiving", None)
+    make_caller(db, svc.vault, "+15555550187", language="en")
+    caller = TestCaller(client, number="+15555550187")
+    caller.call()
+    assert caller.said.endswith("Peer Line is closed right now, so no peer can answer live. "
+                                "The line opens again tonight at midnight.")
+
+
 def test_reopened_line_answers_as_before(client, svc, db, closed_until_tomorrow_9) -> None:  # type: ignore[no-untyped-def]
     assert hours.reopen(db, None, utcnow())
     make_caller(db, svc.vault, "+15555550181", language="en")
@@ -284,7 +326,8 @@ def test_every_phrase_of_hours_plans_and_shifts_is_in_both_languages() -> None:
     from callflows import load_flows
 
     flows = load_flows()
-    ours = {"closed_now", "closed_opens", "closed_unknown", "when_at", "when_later", "hold_nobody_on",
+    ours = {"closed_now", "closed_opens", "closed_unknown", "when_at", "when_later", "when_midnight",
+            "midnight_tonight", "hold_nobody_on",
             "limit_reached", "blocked", "whisper_plan", "peer_next_shift", "peer_shift_ends", "record_outcome",
             "record_referral", "record_saved", "record_skipped", *(f"weekday_{d}" for d in range(7))}
     for flow in flows.values():

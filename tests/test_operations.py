@@ -406,6 +406,8 @@ def test_a_peer_hears_their_next_shift_when_they_call_in(client, svc, db) -> Non
     sam = make_peer(db, svc.vault, phone="+15555550341", status="signed_off", pin="4321")
     now = utcnow()
     starts = now + timedelta(days=1)
+    if starts.astimezone(svc.settings.zone).strftime("%H:%M") == "00:00":  # midnight is said otherwise
+        starts += timedelta(minutes=5)
     shift = Shift(starts_at=starts, ends_at=starts + timedelta(hours=4), languages=["en"])
     db.add(shift)
     db.flush()
@@ -429,6 +431,8 @@ def test_a_peer_in_a_shift_under_way_hears_and_sees_when_it_ends(client, svc, db
     sam.pin_hash = generate_password_hash("4321")
     now = utcnow()
     ends = now + timedelta(hours=3)
+    if ends.astimezone(svc.settings.zone).strftime("%H:%M") == "00:00":  # midnight is said otherwise
+        ends += timedelta(minutes=5)
     shift = Shift(starts_at=now - timedelta(hours=1), ends_at=ends, languages=["en"])
     db.add(shift)
     db.flush()
