@@ -218,6 +218,24 @@ def test_a_callback_asked_for_while_closed_is_made_at_the_next_opening(client, s
     assert cb.due_at.replace(tzinfo=UTC) == closed_until_tomorrow_9
 
 
+def test_a_callback_put_off_to_the_next_opening_shows_its_day_to_peers(client, svc, db, dashboard_data,  # type: ignore[no-untyped-def]
+                                                                        closed_until_tomorrow_9) -> None:
+    from tests.test_dashboard import sign_in
+
+    caller = TestCaller(client, number="+15555550188")
+    caller.call()
+    caller.press("1")  # English
+    caller.press("2")  # a call back when the line opens
+    caller.press("1")  # the number is right
+    caller.press("1")  # as soon as a peer is free
+    caller.press("2")  # no message
+    assert caller.said.startswith("Thank you. We will call you back tomorrow at 9 am")
+    assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    page = client.get("/staff/me").get_data(as_text=True)
+    tomorrow = closed_until_tomorrow_9.astimezone(svc.settings.zone)
+    assert f"next try {tomorrow:%a} 09:00" in page  # not "09:00", which reads as this morning
+
+
 def test_a_spanish_caller_hears_the_opening_in_spanish(client, svc, db, closed_until_tomorrow_9) -> None:  # type: ignore[no-untyped-def]
     caller = TestCaller(client, number="+15555550179")
     caller.call()
