@@ -65,8 +65,10 @@ def test_a_caller_over_the_limit_hears_a_kind_message_and_keeps_every_safe_optio
     peer = make_peer(db, svc.vault, phone="+15555550311", status="available")
     caller_row = make_caller(db, svc.vault, NUMBER, language="en")
     callers.set_plan(db, svc.vault, caller_row.id, None, 1, None, utcnow())
-    # Asked to call back, and never reached a peer: that does not count.
-    db.add(PeerRequest(call_sid="CAasked", language="en", status="callback", arrived_at=utcnow()))
+    # Asked to call back, and never reached a peer on that call: that does not count.
+    asked = make_call(db, caller=caller_row, status="completed")
+    db.add(PeerRequest(call_sid=asked.call_sid, call_id=asked.id, language="en", status="callback",
+                       arrived_at=utcnow() - timedelta(minutes=50)))
     db.commit()
     assert not callers.over_limit(db, svc.settings, caller_row.id, utcnow())
     reached_peer(db, caller_row, connected_ago=40, ended_ago=30, peer=peer)
