@@ -105,18 +105,20 @@ def test_a_blocked_caller_hears_a_message_keeps_stories_and_the_crisis_line(clie
     make_peer(db, svc.vault, phone="+15555550313", status="available")
     caller_row = make_caller(db, svc.vault, NUMBER, language="en")
     now = utcnow()
-    row = callers.block(db, svc.vault, caller_row.id, "threats to peers", now + timedelta(days=2), None, now)
+    ends = (now.astimezone(svc.settings.zone) + timedelta(days=2)).replace(hour=15, minute=0, second=0, microsecond=0)
+    row = callers.block(db, svc.vault, caller_row.id, "threats to peers", ends.astimezone(UTC), None, now)
     assert b"threats" not in row.reason_encrypted
     caller = TestCaller(client, number=NUMBER)
     caller.call()
     caller.to_menu()
     caller.press("0")  # a person: not while blocked, and never silence
-    assert caller.said.startswith("For now, calls from this number cannot be put through to a peer, until ")
+    assert caller.said.startswith("For now, calls from this number cannot be put through to a peer. "
+                                  f"That ends on {ends:%A} at 3 pm.")
     assert "You can still hear stories from peers. If you are in danger, press 9 for the crisis line." in caller.said
     assert db.scalars(select(PeerRequest)).all() == []
     caller.press("5")  # back to the main menu: a call back would reach a peer too
     caller.press("3")
-    assert caller.said.startswith("For now, calls from this number cannot be put through to a peer, until ")
+    assert caller.said.startswith("For now, calls from this number cannot be put through to a peer. That ends ")
     assert db.scalars(select(CallbackRequest)).all() == []
     caller.press("1")
     assert caller.said.startswith("Which stories would you like to hear?")
