@@ -477,6 +477,9 @@ def test_staff_pages_check_roles(client, dashboard_data) -> None:  # type: ignor
 
 def test_supervisor_closes_and_reopens_from_the_hours_page(client, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
     assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    post(client, "/staff/hours/close", reason="Thanksgiving", until="next thursday")  # unreadable: not closed
+    assert "Cannot read the reopening time" in client.get("/staff/hours").get_data(as_text=True)
+    assert audit_actions(db, "line_closed") == []
     post(client, "/staff/hours/close", reason="Thanksgiving")
     page = client.get("/staff/hours").get_data(as_text=True)
     assert "the line is CLOSED now; it opens when reopened" in page and "closed by hand: Thanksgiving" in page

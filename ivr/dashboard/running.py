@@ -73,10 +73,13 @@ def line_hours() -> str:
 def close_line() -> ResponseReturnValue:
     """Close the line now, with a reason (and an optional time it reopens by itself)."""
     reason = request.form.get("reason", "").strip()
-    until = _from_local_input(request.form.get("until", ""))
+    until_text = request.form.get("until", "").strip()
+    until = _from_local_input(until_text)
     now = utcnow()
     if not reason:
         flash("Give a reason for closing the line.", "error")
+    elif until_text and until is None:  # never close until further notice when a time was meant
+        flash("Cannot read the reopening time: give a date and time, like 2026-12-26 09:00.", "error")
     elif until is not None and until <= now:
         flash("The reopening time must be in the future.", "error")
     else:
