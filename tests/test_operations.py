@@ -592,6 +592,7 @@ def test_the_supervisor_sees_each_calls_record_with_its_labels(client, svc, db, 
     page = client.get("/staff/records").get_data(as_text=True)
     assert "1 record." in page
     row = page.split("<tbody>")[1].split("</tr>")[0]
-    for shown in ("Sam", "Medication treatment (buprenorphine, methadone)", "Referred", "yes", "Low", "14"):
+    for shown in ("Sam", "Medication treatment (buprenorphine, methadone)", "Referred", "yes", "Low", "14",
+                  "Phone keypad"):
         assert shown in row, shown
     assert "medication_treatment" not in row  # labels, never codes
