@@ -5,7 +5,7 @@ next opening) and the hours do not import each other: this module uses both.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -31,8 +31,17 @@ def spoken_day(moment: datetime, now: datetime, settings: Settings, flow: Flow) 
 def spoken_day_time(moment: datetime, now: datetime, settings: Settings, flow: Flow) -> str:
     """A moment as people say it relative to today: "tomorrow at 9 am", "el lunes a las 9 de la mañana"."""
     zone = settings.zone
-    days = (moment.astimezone(zone).date() - now.astimezone(zone).date()).days
-    when = flow.text("when_at", day=spoken_day(moment, now, settings, flow), time=spoken_time(moment, settings, flow))
+    local = moment.astimezone(zone)
+    midnight = (local.hour, local.minute) == (0, 0)
+    # "Tomorrow at 12 am", said on a holiday afternoon, means tonight, and few hear it so: midnight
+    # is said as the end of the day before ("tonight at midnight", "el viernes a la medianoche").
+    day_of = moment - timedelta(minutes=1) if midnight else moment
+    days = (day_of.astimezone(zone).date() - now.astimezone(zone).date()).days
+    day = spoken_day(day_of, now, settings, flow)
+    if not midnight:
+        when = flow.text("when_at", day=day, time=spoken_time(moment, settings, flow))
+    else:
+        when = flow.text("midnight_tonight") if days <= 0 else flow.text("when_midnight", day=day)
     # Beyond a week a weekday alone is ambiguous: say how many days away it is too.
     return flow.text("when_later", days=days, when=when) if days >= 7 else when
 

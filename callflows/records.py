@@ -183,8 +183,11 @@ def calls_of_peer(session: Session, peer_id: int) -> set[int]:
 
 
 def unrecorded_calls(session: Session, peer_id: int, since: datetime, limit: int = 10) -> list[tuple[int, datetime, str]]:
-    """This peer's calls since ``since`` without their record yet: (call id, when, "call" or "callback"), newest first."""
-    recorded = select(CallRecord.call_id).where(CallRecord.peer_id == peer_id)
+    """This peer's calls since ``since`` whose record is incomplete: (call id, when, "call" or "callback"), newest first."""
+    # The keypad in wrap-up gives only the outcome and the referral: a record is complete once the
+    # page has added the reason and the risk level, so until then the call stays on the peer's list.
+    recorded = select(CallRecord.call_id).where(CallRecord.peer_id == peer_id, CallRecord.reason.is_not(None),
+                                                CallRecord.risk.is_not(None))
     live = session.execute(select(Call.id, Call.started_at).join(PeerRequest, PeerRequest.call_id == Call.id)
                            .where(PeerRequest.peer_id == peer_id, PeerRequest.connected_at > since,
                                   Call.id.not_in(recorded))

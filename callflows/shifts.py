@@ -25,6 +25,7 @@ Every change is audit-logged in the same commit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -85,13 +86,14 @@ def set_rules(session: Session, max_shifts_per_week: int, drop_notice_hours: int
     return row
 
 
-def template_label(t: ShiftTemplate) -> str:
-    """``Monday 09:00-13:00, 2 peers, en/es`` (+ on call)."""
+def template_label(t: ShiftTemplate, language_names: Mapping[str, str] | None = None) -> str:
+    """``Monday 09:00-13:00, 2 peers, en/es`` (+ on call); ``English/Spanish`` with the languages' names."""
     weekdays = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
     nxt = " (+1 day)" if t.end_minute <= t.start_minute else ""
     kind = " on call" if t.on_call else ""
     return (f"{weekdays[t.weekday]} {hhmm(t.start_minute)}-{hhmm(t.end_minute)}{nxt}, {t.peers_needed} "
-            f"peer{'s' if t.peers_needed != 1 else ''}, {'/'.join(t.languages or [])}{kind}")
+            f"peer{'s' if t.peers_needed != 1 else ''}, "
+            f"{'/'.join((language_names or {}).get(code, code) for code in t.languages or [])}{kind}")
 
 
 def add_template(session: Session, weekday: int, start_minute: int, end_minute: int, peers_needed: int,

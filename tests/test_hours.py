@@ -79,6 +79,39 @@ def test_fall_back_a_night_period_lasts_an_hour_longer_by_the_clock() -> None:
     assert not fall.is_open(datetime(2026, 11, 1, 7, 0, tzinfo=UTC))  # 02:00 EST
 
 
+def test_closures_across_daylight_saving_and_midnight_and_what_callers_hear(svc) -> None:  # type: ignore[no-untyped-def]
+    from callflows import load_flows
+    from callflows.announce import spoken_opening
+
+    flows = load_flows()
+    settings = svc.settings.replace(line_timezone="America/New_York")
+    # A holiday on the line open around the clock: it opens again at midnight, said as the end of the day.
+    thanksgiving = Schedule(NY, holidays=frozenset({date(2026, 11, 26)}))
+    now = at(2026, 11, 26, 14)
+    opening = thanksgiving.next_opening(now)
+    assert opening == at(2026, 11, 27, 0)
+    assert spoken_opening(opening, now, settings, flows["en"]) == "The line opens again tonight at midnight."
+    assert spoken_opening(opening, now, settings, flows["es"]) == ("La línea abre otra vez esta noche a la "
+                                                                   "medianoche.")
+    assert spoken_opening(opening, at(2026, 11, 25, 14), settings, flows["en"]) == (
+        "The line opens again tomorrow night at midnight.")
+    # A holiday on the Sunday the clocks go forward is 23 real hours long; it ends at Monday's midnight (EDT).
+    spring = Schedule(NY, holidays=frozenset({date(2027, 3, 14)}))
+    assert spring.is_open(at(2027, 3, 13, 23, 59))
+    assert not spring.is_open(datetime(2027, 3, 14, 5, 0, tzinfo=UTC))  # 00:00 EST
+    assert spring.next_opening(datetime(2027, 3, 14, 12, tzinfo=UTC)) == datetime(2027, 3, 15, 4, 0, tzinfo=UTC)
+    # A closure by hand until 1:30 on the night the clocks go back ends at the first 1:30 (EDT), said as such.
+    until = at(2026, 11, 1, 1, 30)
+    assert until == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+    storm = Schedule(NY, closed_manually=True, closure_until=until)
+    saturday = at(2026, 10, 31, 22)
+    assert not storm.is_open(datetime(2026, 11, 1, 5, 29, tzinfo=UTC))
+    assert storm.is_open(until) and storm.next_opening(saturday) == until
+    assert spoken_opening(until, saturday, settings, flows["en"]) == "The line opens again tomorrow at 1:30 am."
+    assert spoken_opening(at(2026, 11, 2, 9), saturday, settings, flows["es"]) == (
+        "La línea abre otra vez el lunes a las 9 de la mañana.")
+
+
 def test_hours_are_parsed_and_labelled() -> None:
     assert hours.parse_hhmm("9") == 540
     assert hours.parse_hhmm("24:00") == 1440
@@ -151,6 +184,23 @@ def test_a_closed_line_says_when_it_opens_and_keeps_the_safe_options(client, svc
     assert dial is not None and dial.findtext("Number") == "988"
 
 
+def test_a_closed_line_still_plays_stories_and_takes_a_message(client, svc, db,  # type: ignore[no-untyped-def]
+                                                             closed_until_tomorrow_9) -> None:
+    make_caller(db, svc.vault, "+15555550186", language="en")
+    caller = TestCaller(client, number="+15555550186")
+    caller.call()
+    caller.follow()
+    caller.press("1")
+    assert caller.said.startswith("Which stories would you like to hear?")
+    caller.press("5")  # the stories go back to the main menu, where "talk with a peer" is the closed line's choices
+    assert caller.said.startswith("What would you like to do?")
+    caller.press("1")
+    assert "While the line is closed, you can still choose." in caller.said
+    caller.press("3")
+    assert caller.said.startswith("You can leave a message for our peer team.")
+    assert caller.twiml.find("Record") is not None
+
+
 def test_a_callback_asked_for_while_closed_is_made_at_the_next_opening(client, svc, db,  # type: ignore[no-untyped-def]
                                                                        closed_until_tomorrow_9) -> None:
     make_caller(db, svc.vault, "+15555550178", language="en")
@@ -166,6 +216,24 @@ def test_a_callback_asked_for_while_closed_is_made_at_the_next_opening(client, s
     assert cb.status == "pending"
     assert cb.not_before.replace(tzinfo=UTC) == closed_until_tomorrow_9
     assert cb.due_at.replace(tzinfo=UTC) == closed_until_tomorrow_9
+
+
+def test_a_callback_put_off_to_the_next_opening_shows_its_day_to_peers(client, svc, db, dashboard_data,  # type: ignore[no-untyped-def]
+                                                                        closed_until_tomorrow_9) -> None:
+    from tests.test_dashboard import sign_in
+
+    caller = TestCaller(client, number="+15555550188")
+    caller.call()
+    caller.press("1")  # English
+    caller.press("2")  # a call back when the line opens
+    caller.press("1")  # the number is right
+    caller.press("1")  # as soon as a peer is free
+    caller.press("2")  # no message
+    assert caller.said.startswith("Thank you. We will call you back tomorrow at 9 am")
+    assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    page = client.get("/staff/me").get_data(as_text=True)
+    tomorrow = closed_until_tomorrow_9.astimezone(svc.settings.zone)
+    assert f"next try {tomorrow:%a} 09:00" in page  # not "09:00", which reads as this morning
 
 
 def test_a_spanish_caller_hears_the_opening_in_spanish(client, svc, db, closed_until_tomorrow_9) -> None:  # type: ignore[no-untyped-def]
@@ -185,6 +253,15 @@ def test_key_zero_on_a_closed_line_goes_to_a_message(client, svc, db, closed_unt
     assert caller.said == ("Peer Line is closed right now, so no peer can answer live. "
                            "The line opens again tomorrow at 9 am.")
     assert caller.twiml.findtext("Redirect").split("?")[0].endswith("/voice/voicemail")
+
+
+def test_a_caller_on_a_holiday_hears_the_line_opens_tonight_at_midnight(client, svc, db) -> None:  # type: ignore[no-untyped-def]
+    hours.add_holiday(db, utcnow().astimezone(svc.settings.zone).date(), "Thanksgiving", None)
+    make_caller(db, svc.vault, "+15555550187", language="en")
+    caller = TestCaller(client, number="+15555550187")
+    caller.call()
+    assert caller.said.endswith("Peer Line is closed right now, so no peer can answer live. "
+                                "The line opens again tonight at midnight.")
 
 
 def test_reopened_line_answers_as_before(client, svc, db, closed_until_tomorrow_9) -> None:  # type: ignore[no-untyped-def]
@@ -267,9 +344,10 @@ def test_every_phrase_of_hours_plans_and_shifts_is_in_both_languages() -> None:
     from callflows import load_flows
 
     flows = load_flows()
-    ours = {"closed_now", "closed_opens", "closed_unknown", "when_at", "when_later", "hold_nobody_on",
-            "limit_reached", "blocked", "whisper_plan", "peer_next_shift", "record_outcome", "record_referral",
-            "record_saved", "record_skipped", *(f"weekday_{d}" for d in range(7))}
+    ours = {"closed_now", "closed_opens", "closed_unknown", "when_at", "when_later", "when_midnight",
+            "midnight_tonight", "hold_nobody_on",
+            "limit_reached", "blocked", "whisper_plan", "peer_next_shift", "peer_shift_ends", "record_outcome",
+            "record_referral", "record_saved", "record_skipped", *(f"weekday_{d}" for d in range(7))}
     for flow in flows.values():
         assert ours <= set(flow.strings), flow.language
         assert {"closed", "limit_reached", "blocked"} <= set(flow.nodes), flow.language

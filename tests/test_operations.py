@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from callflows import callers, records, shifts
 from callflows.callers import Reached, count_calls
-from models import AuditEntry, CallbackRequest, CallerPlan, CallRecord, Shift, ShiftSignup, StaffUser, utcnow
+from models import (AuditEntry, CallbackRequest, CallerBlock, CallerPlan, CallRecord, Shift, ShiftSignup, StaffUser,
+                    utcnow)
 from models.tables import CallbackAttempt, PeerRequest, RingLeg
 from queues.periodic import check_shifts
 from tests.factories import make_call, make_caller, make_peer
@@ -65,8 +66,10 @@ def test_a_caller_over_the_limit_hears_a_kind_message_and_keeps_every_safe_optio
     peer = make_peer(db, svc.vault, phone="+15555550311", status="available")
     caller_row = make_caller(db, svc.vault, NUMBER, language="en")
     callers.set_plan(db, svc.vault, caller_row.id, None, 1, None, utcnow())
-    # Asked to call back, and never reached a peer: that does not count.
-    db.add(PeerRequest(call_sid="CAasked", language="en", status="callback", arrived_at=utcnow()))
+    # Asked to call back, and never reached a peer on that call: that does not count.
+    asked = make_call(db, caller=caller_row, status="completed")
+    db.add(PeerRequest(call_sid=asked.call_sid, call_id=asked.id, language="en", status="callback",
+                       arrived_at=utcnow() - timedelta(minutes=50)))
     db.commit()
     assert not callers.over_limit(db, svc.settings, caller_row.id, utcnow())
     reached_peer(db, caller_row, connected_ago=40, ended_ago=30, peer=peer)
@@ -103,18 +106,20 @@ def test_a_blocked_caller_hears_a_message_keeps_stories_and_the_crisis_line(clie
     make_peer(db, svc.vault, phone="+15555550313", status="available")
     caller_row = make_caller(db, svc.vault, NUMBER, language="en")
     now = utcnow()
-    row = callers.block(db, svc.vault, caller_row.id, "threats to peers", now + timedelta(days=2), None, now)
+    ends = (now.astimezone(svc.settings.zone) + timedelta(days=2)).replace(hour=15, minute=0, second=0, microsecond=0)
+    row = callers.block(db, svc.vault, caller_row.id, "threats to peers", ends.astimezone(UTC), None, now)
     assert b"threats" not in row.reason_encrypted
     caller = TestCaller(client, number=NUMBER)
     caller.call()
     caller.to_menu()
     caller.press("0")  # a person: not while blocked, and never silence
-    assert caller.said.startswith("For now, calls from this number cannot be put through to a peer, until ")
+    assert caller.said.startswith("For now, calls from this number cannot be put through to a peer. "
+                                  f"That ends on {ends:%A} at 3 pm.")
     assert "You can still hear stories from peers. If you are in danger, press 9 for the crisis line." in caller.said
     assert db.scalars(select(PeerRequest)).all() == []
     caller.press("5")  # back to the main menu: a call back would reach a peer too
     caller.press("3")
-    assert caller.said.startswith("For now, calls from this number cannot be put through to a peer, until ")
+    assert caller.said.startswith("For now, calls from this number cannot be put through to a peer. That ends ")
     assert db.scalars(select(CallbackRequest)).all() == []
     caller.press("1")
     assert caller.said.startswith("Which stories would you like to hear?")
@@ -240,12 +245,16 @@ def test_the_peer_keys_the_call_record_in_wrap_up_and_completes_it_on_the_page( 
     assert (row.outcome, row.referral, row.minutes, row.source, row.reason) == ("referred", True, 12, "keypad", None)
 
     assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    # The keypad gave the outcome and the referral only: the page asks for the rest.
+    link = f'href="/staff/me/calls/{call.id}/record"'
+    assert link in client.get("/staff/me").get_data(as_text=True)
     response = post(client, f"/staff/me/calls/{call.id}/record", reason="loneliness", outcome="referred",
                     referral="yes", risk="low", minutes="12")
     assert response.status_code == 302
     db.expire_all()
     row = db.scalars(select(CallRecord)).one()
     assert (row.reason, row.risk, row.outcome) == ("loneliness", "low", "referred")
+    assert link not in client.get("/staff/me").get_data(as_text=True)
     response = post(client, f"/staff/me/calls/{call.id}/record", reason="free text is refused")
     assert response.status_code == 302
     db.expire_all()
@@ -426,6 +435,8 @@ def test_a_peer_hears_their_next_shift_when_they_call_in(client, svc, db) -> Non
     sam = make_peer(db, svc.vault, phone="+15555550341", status="signed_off", pin="4321")
     now = utcnow()
     starts = now + timedelta(days=1)
+    if starts.astimezone(svc.settings.zone).strftime("%H:%M") == "00:00":  # midnight is said otherwise
+        starts += timedelta(minutes=5)
     shift = Shift(starts_at=starts, ends_at=starts + timedelta(hours=4), languages=["en"])
     db.add(shift)
     db.flush()
@@ -439,6 +450,35 @@ def test_a_peer_hears_their_next_shift_when_they_call_in(client, svc, db) -> Non
     part = "am" if local.hour < 12 else "pm"
     clock = f"{hour}:{local.minute:02d} {part}" if local.minute else f"{hour} {part}"
     assert phone.said.startswith(f"You are signed off. Your next shift starts tomorrow at {clock}. Callers waiting: 0.")
+
+
+def test_a_peer_in_a_shift_under_way_hears_and_sees_when_it_ends(client, svc, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
+    from werkzeug.security import generate_password_hash
+
+    sam = dashboard_data.sam
+    sam.status = "signed_off"
+    sam.pin_hash = generate_password_hash("4321")
+    now = utcnow()
+    ends = now + timedelta(hours=3)
+    if ends.astimezone(svc.settings.zone).strftime("%H:%M") == "00:00":  # midnight is said otherwise
+        ends += timedelta(minutes=5)
+    shift = Shift(starts_at=now - timedelta(hours=1), ends_at=ends, languages=["en"])
+    db.add(shift)
+    db.flush()
+    db.add(ShiftSignup(shift_id=shift.id, peer_id=sam.id))
+    db.commit()
+    phone = TestCaller(client, number="+15555550101")
+    phone.call()
+    phone.press("4321")
+    local = ends.astimezone(svc.settings.zone)
+    day = "today" if local.date() == now.astimezone(svc.settings.zone).date() else "tomorrow"
+    hour = local.hour % 12 or 12
+    part = "am" if local.hour < 12 else "pm"
+    clock = f"{hour}:{local.minute:02d} {part}" if local.minute else f"{hour} {part}"
+    assert phone.said.startswith(f"You are signed off. Your shift ends {day} at {clock}. Callers waiting: 0.")
+    assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    page = client.get("/staff/me").get_data(as_text=True)
+    assert "On shift now, until" in page and "My next shift" not in page
 
 
 # Staff pages: roles --------------------------------------------------------------------------------
@@ -462,6 +502,9 @@ def test_staff_pages_check_roles(client, dashboard_data) -> None:  # type: ignor
 
 def test_supervisor_closes_and_reopens_from_the_hours_page(client, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
     assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    post(client, "/staff/hours/close", reason="Thanksgiving", until="next thursday")  # unreadable: not closed
+    assert "Cannot read the reopening time" in client.get("/staff/hours").get_data(as_text=True)
+    assert audit_actions(db, "line_closed") == []
     post(client, "/staff/hours/close", reason="Thanksgiving")
     page = client.get("/staff/hours").get_data(as_text=True)
     assert "the line is CLOSED now; it opens when reopened" in page and "closed by hand: Thanksgiving" in page
@@ -473,3 +516,108 @@ def test_supervisor_closes_and_reopens_from_the_hours_page(client, db, dashboard
     users = {e.action: e.staff_user_id for e in db.scalars(select(AuditEntry))}
     assert set(users) >= {"line_closed", "line_opened", "hours_set", "holiday_added"}
     assert users["line_closed"] == dashboard_data.users["super"].id
+
+
+def test_supervisor_adds_recurring_shifts_and_rules_and_sees_the_gaps_on_the_shifts_page(  # type: ignore[no-untyped-def]
+        client, svc, db, dashboard_data) -> None:
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    tomorrow = (utcnow().astimezone(svc.settings.zone) + timedelta(days=1)).weekday()
+    response = post(client, "/staff/shifts/templates", weekday=str(tomorrow), start="10:00", end="14:00",
+                    peers_needed="2", languages=["en", "es"])
+    assert response.status_code == 302
+    post(client, "/staff/shifts/templates", weekday=str(tomorrow), start="08:00", end="20:00", peers_needed="1",
+         languages=["en"], on_call="yes")
+    post(client, "/staff/shifts/rules", max_shifts_per_week="3", drop_notice_hours="48")
+    page = client.get("/staff/shifts").get_data(as_text=True)
+    assert "10:00-14:00, 2 peers, English/Spanish" in page
+    assert "08:00-20:00, 1 peer, English on call" in page
+    # The next two weeks: each recurring shift twice, every one a gap until peers sign up.
+    assert "(4 with gaps)" in page
+    assert "<td>English, Spanish</td>" in page and "<strong>2 needed</strong>" in page
+    assert "en, es" not in page and ">es<" not in page  # language names, never codes
+    assert (shifts.rules(db).max_shifts_per_week, shifts.rules(db).drop_notice_hours) == (3, 48)
+    template_id = db.scalars(select(Shift.template_id).where(Shift.peers_needed == 2)).first()
+    assert post(client, f"/staff/shifts/templates/{template_id}/retire").status_code == 302
+    assert "(2 with gaps)" in client.get("/staff/shifts").get_data(as_text=True)
+    supervisor = dashboard_data.users["super"].id
+    assert [(a.action, a.staff_user_id) for a in audit_actions(db, "shift_template_added")] == [
+        ("shift_template_added", supervisor)] * 2
+    assert [a.staff_user_id for a in audit_actions(db, "shift_rules")] == [supervisor]
+    assert [a.staff_user_id for a in audit_actions(db, "shift_template_retired")] == [supervisor]
+
+
+def test_with_nobody_on_call_the_unstaffed_shift_texts_the_supervisor_number(app_config, phone_network, engine) -> None:  # type: ignore[no-untyped-def]
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    app_config["supervisor_number"] = "+15555550399"
+    from ivr import create_app
+    from ivr.services import services
+
+    svc = services(create_app(app_config))
+    now = utcnow()
+    with svc.sessions() as db:
+        late = make_peer(db, svc.vault, phone="+15555550333", display_name="Late", status="signed_off")
+        shift = Shift(starts_at=now - timedelta(minutes=7), ends_at=now + timedelta(hours=3), languages=["es"])
+        db.add(shift)
+        db.flush()
+        db.add(ShiftSignup(shift_id=shift.id, peer_id=late.id))
+        db.commit()
+        shift_id = shift.id
+    assert check_shifts(svc) == [shift_id]
+    [message] = phone_network.state.messages
+    assert message["To"] == "+15555550399"
+    assert message["Body"].startswith("peerline: nobody has signed in for the ")
+    svc.engine.dispose()
+
+
+def test_a_peer_signed_in_for_their_shift_or_outside_any_shift_sets_off_no_text(app_config, phone_network, engine) -> None:  # type: ignore[no-untyped-def]
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    app_config["supervisor_number"] = "+15555550399"
+    from ivr import create_app
+    from ivr.services import services
+
+    svc = services(create_app(app_config))
+    now = utcnow()
+    with svc.sessions() as db:
+        on_time = make_peer(db, svc.vault, phone="+15555550334", display_name="On time", status="available")
+        # Signed in with no shift at all: welcome, and nothing about it is an alert.
+        make_peer(db, svc.vault, phone="+15555550335", display_name="Extra hands", status="available")
+        shift = Shift(starts_at=now - timedelta(minutes=8), ends_at=now + timedelta(hours=3), languages=["en"])
+        db.add(shift)
+        db.flush()
+        db.add(ShiftSignup(shift_id=shift.id, peer_id=on_time.id))
+        db.commit()
+    assert check_shifts(svc) == []
+    assert phone_network.state.messages == []
+    svc.engine.dispose()
+
+
+def test_a_supervisor_blocks_and_lifts_from_the_caller_page(client, svc, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
+    caller_id = dashboard_data.caller.id
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    assert post(client, f"/staff/callers/{caller_id}/block", reason="", days="3").status_code == 302
+    assert audit_actions(db, "caller_blocked") == []  # a block needs a reason
+    assert post(client, f"/staff/callers/{caller_id}/block", reason="Threats to peers", days="3").status_code == 302
+    page = client.get(f"/staff/callers/{caller_id}").get_data(as_text=True)
+    assert "Threats to peers" in page
+    listing = client.get("/staff/callers").get_data(as_text=True)
+    assert callers.pseudonym(svc.vault, caller_id) in listing and "+1555" not in listing
+    [blocked] = audit_actions(db, "caller_blocked")
+    assert blocked.staff_user_id == dashboard_data.users["super"].id and "Threats" not in (blocked.detail or "")
+    block_id = db.scalars(select(CallerBlock.id)).one()
+    assert post(client, f"/staff/callers/blocks/{block_id}/lift").status_code == 302
+    assert [a.staff_user_id for a in audit_actions(db, "caller_unblocked")] == [dashboard_data.users["super"].id]
+    assert callers.active_block(db, caller_id, utcnow()) is None
+
+
+def test_the_supervisor_sees_each_calls_record_with_its_labels(client, svc, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
+    call = make_call(db, caller=dashboard_data.caller)
+    records.save(db, call.id, dashboard_data.sam.id, "keypad", outcome="referred", referral=True)
+    records.save(db, call.id, dashboard_data.sam.id, "page", reason="medication_treatment", risk="low", minutes=14)
+    assert sign_in(client, "super", dashboard_data.passwords["super"]).status_code == 302
+    page = client.get("/staff/records").get_data(as_text=True)
+    assert "1 record." in page
+    row = page.split("<tbody>")[1].split("</tr>")[0]
+    for shown in ("Sam", "Medication treatment (buprenorphine, methadone)", "Referred", "yes", "Low", "14",
+                  "Phone keypad"):
+        assert shown in row, shown
+    assert "medication_treatment" not in row  # labels, never codes

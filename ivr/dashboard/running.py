@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from callflows import callers, hours, records, shifts
 from callflows.times import aware
 from ivr.dashboard.core import audit, bp, peer_required, supervisor_required
+from ivr.dashboard.labels import LANGUAGES
 from ivr.db import get_session
 from ivr.services import services
 from models import Call, Caller, CallerBlock, CallRecord, Holiday, Peer, Shift, ShiftTemplate, utcnow
@@ -72,10 +73,13 @@ def line_hours() -> str:
 def close_line() -> ResponseReturnValue:
     """Close the line now, with a reason (and an optional time it reopens by itself)."""
     reason = request.form.get("reason", "").strip()
-    until = _from_local_input(request.form.get("until", ""))
+    until_text = request.form.get("until", "").strip()
+    until = _from_local_input(until_text)
     now = utcnow()
     if not reason:
         flash("Give a reason for closing the line.", "error")
+    elif until_text and until is None:  # never close until further notice when a time was meant
+        flash("Cannot read the reopening time: give a date and time, like 2026-12-26 09:00.", "error")
     elif until is not None and until <= now:
         flash("The reopening time must be in the future.", "error")
     else:
@@ -277,7 +281,8 @@ def shift_calendar() -> str:
                            .order_by(ShiftTemplate.weekday, ShiftTemplate.start_minute)).all()
     views = shifts.upcoming(db, now)
     on_call = shifts.on_call_now(db, now)
-    return render_template("staff/shifts.html", templates=templates, label=shifts.template_label, views=views,
+    return render_template("staff/shifts.html", templates=templates,
+                           label=lambda t: shifts.template_label(t, LANGUAGES), views=views,
                            gaps=sum(1 for v in views if v.missing), names=_peer_names(), rules=shifts.rules(db),
                            weekdays=WEEKDAY_CHOICES, languages=sorted(svc.flows), zone=svc.settings.line_timezone,
                            on_call=on_call, rung=next((o for o in on_call if o.supervisor), None),
@@ -409,7 +414,10 @@ def _my_operations(peer: Peer) -> dict[str, Any]:
             audit("view_caller_plan", "caller", caller_id, detail=f"accepting peer {peer.id}")
             db.commit()
     to_record = records.unrecorded_calls(db, peer.id, now - timedelta(days=1))
+    # A shift under way is shown with its end: its start is already past.
+    under_way = nxt is not None and (aware(nxt.starts_at) or now) <= now
     return {"next_shift": _local(nxt.starts_at) if nxt is not None else None, "plan": plan,
+            "shift_ends": _local(nxt.ends_at) if nxt is not None and under_way else None,
             "plan_live": live,
             "to_record": [(call_id, _local(started), kind) for call_id, started, kind in to_record]}
 

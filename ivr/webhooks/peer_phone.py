@@ -125,12 +125,15 @@ def _menu(session: Session, peer: Peer, token: str, preface: list[str] | None = 
 
 
 def _next_shift(session: Session, peer: Peer, flow: Flow) -> list[str]:
-    """"Your next shift starts tomorrow at 9 am." (nothing when they have none: signing in is welcome anyway)."""
+    """"Your next shift starts tomorrow at 9 am." ("Your shift ends today at 4 pm." in one; nothing with none)."""
     now = utcnow()
     shift = shifts.next_shift(session, peer.id, now)
     starts = aware(shift.starts_at) if shift is not None else None
-    if starts is None:
+    ends = aware(shift.ends_at) if shift is not None else None
+    if starts is None or ends is None:
         return []
+    if starts <= now:  # a shift under way has no start to look forward to: say when it ends
+        return [flow.text("peer_shift_ends", when=spoken_day_time(ends, now, services().settings, flow))]
     return [flow.text("peer_next_shift", when=spoken_day_time(starts, now, services().settings, flow))]
 
 
