@@ -38,7 +38,7 @@ from callflows import records, survey
 from callflows.times import as_utc, aware
 from models import Call, CallbackRequest, CallRecord, CallEvent, Caller, Peer, PeerStatusChange, SurveyAnswer, Voicemail
 from models.escalation import Handoff
-from models.tables import PeerRequest, RingLeg
+from models.tables import CallbackAttempt, PeerRequest, RingLeg
 
 WAIT_BUCKETS = ((10, "under 10 s"), (30, "10-30 s"), (60, "30-60 s"), (120, "1-2 min"), (300, "2-5 min"),
                 (600, "5-10 min"))
@@ -325,8 +325,19 @@ def _callbacks(session: Session, period: Period, m: Metrics) -> None:
     m.callbacks_requested = len(rows)
     m.callbacks_completed = sum(1 for r in rows if r.status == "completed")
     m.callbacks_missed = sum(1 for r in rows if r.status == "missed")
+    done = [r for r in rows if r.status == "completed"]
+    # The callback reached the caller when they joined the peer's room on the attempt that completed
+    # it; the request's own last change is the end of that call (used only for rows without a join).
+    joined: dict[int, datetime] = {}
+    if done:
+        for callback_id, at in session.execute(
+                select(CallbackAttempt.callback_id, CallbackAttempt.caller_joined_at)
+                .where(CallbackAttempt.callback_id.in_([r.id for r in done]),
+                       CallbackAttempt.caller_joined_at.is_not(None))
+                .order_by(CallbackAttempt.caller_joined_at)):
+            joined.setdefault(callback_id, at)
     m.time_to_callback_avg = _average(
-        s for r in rows if r.status == "completed" and (s := _seconds(r.updated_at, r.created_at)) is not None)
+        s for r in done if (s := _seconds(joined.get(r.id, r.updated_at), r.created_at)) is not None)
 
 
 def _voicemails(session: Session, period: Period, m: Metrics) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from callflows import metrics, records
 from models.escalation import Handoff
+from models.tables import CallbackAttempt
 from tests.factories import (
     make_call,
     make_callback,
@@ -83,8 +84,13 @@ def history(db, svc) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     call("+15555550131", T0 + timedelta(hours=4))
     yesterday = call("+15555550121", T0 - timedelta(days=1))
 
-    # Callbacks: one completed after 30 minutes, one missed, one pending; a draft and a cancelled one do not count.
-    make_callback(db, vault, created_at=T0, status="completed", updated_at=T0 + s(1800))
+    # Callbacks: one that reached the caller after 30 minutes (they joined the peer's room then, on the
+    # second attempt, and talked 10 minutes), one missed, one pending; a draft and a cancelled one do not count.
+    done = make_callback(db, vault, created_at=T0, status="completed", updated_at=T0 + s(2400))
+    db.add_all([CallbackAttempt(callback_id=done.id, number=1, stage="ended", outcome="no_answer", started_at=T0 + s(5),
+                                ended_at=T0 + s(40)),
+                CallbackAttempt(callback_id=done.id, number=2, stage="ended", outcome="connected",
+                                started_at=T0 + s(1780), caller_joined_at=T0 + s(1800), ended_at=T0 + s(2400))])
     make_callback(db, vault, created_at=T0 + s(60), status="missed")
     make_callback(db, vault, created_at=T0 + s(120), status="pending")
     make_callback(db, vault, created_at=T0 + s(180), status="draft")
