@@ -43,7 +43,10 @@ from models.tables import CallbackAttempt, PeerRequest, RingLeg
 WAIT_BUCKETS = ((10, "under 10 s"), (30, "10-30 s"), (60, "30-60 s"), (120, "1-2 min"), (300, "2-5 min"),
                 (600, "5-10 min"))
 WAIT_OVER = "10 min or more"
-RISK_LEVELS = ("high", "medium", "low", "none", "untriaged")
+# The triage's levels (transcription.triage, queues.transcribe): "mentioned" is a message with only
+# negated risk words, "unknown" one the demo speech model could not judge; "untriaged" is a message
+# not (yet) triaged at all. Each is counted apart, so a judged message is never reported as untriaged.
+RISK_LEVELS = ("high", "medium", "low", "mentioned", "none", "unknown", "untriaged")
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 # Statuses in which a peer is signed on; busy (ringing or talking) and wrap_up are the work.
 ON_SHIFT = ("available", "busy", "wrap_up", "break")

@@ -162,8 +162,9 @@ def test_every_metric_of_a_known_day(db, history) -> None:  # type: ignore[no-un
     assert m.occupancy == pytest.approx((440 + 210) / (3 * 3600 + 15 * 3600 + 2 * 3600))
     assert (m.callbacks_requested, m.callbacks_completed, m.callbacks_missed) == (3, 1, 1)
     assert m.time_to_callback_avg == 1800
-    assert m.voicemails == {"high": 1, "medium": 1, "low": 1, "none": 0, "untriaged": 1}
-    assert m.time_to_review_avg == {"high": 600, "medium": None, "low": 3600, "none": None, "untriaged": None}
+    assert m.voicemails == {"high": 1, "medium": 1, "low": 1, "mentioned": 0, "none": 0, "unknown": 0, "untriaged": 1}
+    assert m.time_to_review_avg == {"high": 600, "medium": None, "low": 3600, "mentioned": None, "none": None,
+                                    "unknown": None, "untriaged": None}
     assert (m.crisis_key_presses, m.crisis_key_calls) == (2, 1)
     assert (m.handoffs, m.handoffs_answered) == (2, 1)
     assert m.survey["helped"] == {"count": 2, "average": 4.5,
@@ -257,3 +258,14 @@ def test_a_caller_who_pressed_9_on_hold_counts_as_gone_to_the_crisis_line_not_lo
     assert m.calls_offered == 3
     assert (m.abandoned_in_menus, m.abandoned_while_ringing, m.abandoned_on_hold) == (0, 0, 1)
     assert m.crisis_key_calls == 3
+
+
+def test_every_triage_level_is_counted_apart_from_untriaged(db) -> None:  # type: ignore[no-untyped-def]
+    # Only negated risk words, and a message the demo speech model could not judge: both were triaged.
+    make_voicemail(db, created_at=T0, risk_level="mentioned", reviewed_at=T0 + s(120))
+    make_voicemail(db, created_at=T0, risk_level="unknown")
+    make_voicemail(db, created_at=T0, risk_level=None)
+    m = compute(db)
+    assert m.voicemails == {"high": 0, "medium": 0, "low": 0, "mentioned": 1, "none": 0, "unknown": 1, "untriaged": 1}
+    assert m.time_to_review_avg["mentioned"] == 120
+    assert "voicemails: high 0, medium 0, low 0, mentioned 1, none 0, unknown 1, untriaged 1" in metrics.summary_lines(m)
