@@ -531,12 +531,14 @@ def export_cells(m: Metrics) -> list[tuple[str, str, str]]:
         # The codes add up to the records: a second cell is hidden with a small one, as for the calls.
         for code, shown in zip(counts, suppress_group(list(counts.values()))):
             rows.append((section, code, shown))
-    for hour, b in sorted(m.by_hour.items()):
-        rows += [("by_hour", f"{hour:02d}_offered", suppress(b.offered)),
-                 ("by_hour", f"{hour:02d}_answered", suppress(b.answered))]
-    for day, b in sorted(m.by_day.items()):
-        rows += [("by_day", f"{day}_offered", suppress(b.offered)), ("by_day", f"{day}_answered", suppress(b.answered))]
-    for lang, b in sorted(m.by_language.items()):
-        rows += [("by_language", f"{lang}_offered", suppress(b.offered)),
-                 ("by_language", f"{lang}_answered", suppress(b.answered))]
+    breakdowns: tuple[tuple[str, list[tuple[str, Breakdown]]], ...] = (
+        ("by_hour", [(f"{hour:02d}", b) for hour, b in sorted(m.by_hour.items())]),
+        ("by_day", sorted(m.by_day.items())), ("by_language", sorted(m.by_language.items())))
+    for section, items in breakdowns:
+        # The hours (days, languages) add up to the offered and answered calls shown above: a second
+        # cell is hidden with a lone small one, so no subtraction from the total reveals it.
+        offered = suppress_group([b.offered for _, b in items])
+        answered = suppress_group([b.answered for _, b in items])
+        for (key, _), shown_offered, shown_answered in zip(items, offered, answered):
+            rows += [(section, f"{key}_offered", shown_offered), (section, f"{key}_answered", shown_answered)]
     return rows

@@ -269,3 +269,17 @@ def test_every_triage_level_is_counted_apart_from_untriaged(db) -> None:  # type
     assert m.voicemails == {"high": 0, "medium": 0, "low": 0, "mentioned": 1, "none": 0, "unknown": 1, "untriaged": 1}
     assert m.time_to_review_avg["mentioned"] == 120
     assert "voicemails: high 0, medium 0, low 0, mentioned 1, none 0, unknown 1, untriaged 1" in metrics.summary_lines(m)
+
+
+def test_breakdowns_in_the_export_hide_a_second_cell_so_no_subtraction_reveals_a_small_one() -> None:
+    m = metrics.Metrics(since="", until="", timezone="UTC", service_level_seconds=30, calls_offered=18,
+                        answered_by_peer=14, by_language={"en": metrics.Breakdown(15, 12, 1),
+                                                          "es": metrics.Breakdown(3, 2, 0)},
+                        by_hour={9: metrics.Breakdown(18, 14, 1)}, by_day={"2026-11-02": metrics.Breakdown(18, 14, 1)})
+    cells = {(section, item): v for section, item, v in metrics.export_cells(m)}
+    assert cells[("calls", "offered")] == "18"
+    # 18 - 15 would give Spanish's 3 away: English is hidden with it.
+    assert (cells[("by_language", "en_offered")], cells[("by_language", "es_offered")]) == ("<11", "<11")
+    assert (cells[("by_language", "en_answered")], cells[("by_language", "es_answered")]) == ("<11", "<11")
+    assert (cells[("by_hour", "09_offered")], cells[("by_hour", "09_answered")]) == ("18", "14")
+    assert cells[("by_day", "2026-11-02_offered")] == "18"
