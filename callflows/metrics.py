@@ -465,8 +465,10 @@ def summary_lines(m: Metrics) -> list[str]:
     lines.append(f"post-call records: {m.call_records}; by outcome: "
                  + ", ".join(f"{code} {n}" for code, n in m.records_by_outcome.items() if n)
                  + "; by reason: " + ", ".join(f"{code} {n}" for code, n in m.records_by_reason.items() if n))
-    lines.append("by language: " + ", ".join(f"{lang} {b.offered} offered / {b.answered} answered / "
-                                              f"{b.abandoned} abandoned" for lang, b in sorted(m.by_language.items())))
+    for name, items in (("by hour", [(f"{hour:02d}:00", b) for hour, b in sorted(m.by_hour.items())]),
+                        ("by day", sorted(m.by_day.items())), ("by language", sorted(m.by_language.items()))):
+        lines.append(f"{name}: " + ", ".join(f"{key} {b.offered} offered / {b.answered} answered / "
+                                              f"{b.abandoned} abandoned" for key, b in items))
     return lines
 
 

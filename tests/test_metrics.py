@@ -208,10 +208,18 @@ def test_metrics_command_prints_the_day_and_json(runner, history, app) -> None: 
     assert "calls offered: 10" in result.output
     assert "abandoned: in menus 1, while ringing 1, on hold 1" in result.output
     assert "service level (answered within 30 s): 40 %" in result.output
+    assert "by hour: 09:00 1 offered / 1 answered / 0 abandoned, 10:00 2 offered / 1 answered / 1 abandoned, " \
+           "11:00 2 offered / 0 answered / 2 abandoned, 12:00 3 offered / 0 answered / 0 abandoned" in result.output
+    assert "by day: 2026-11-02 10 offered / 3 answered / 3 abandoned" in result.output
+    assert "by language: en 9 offered / 2 answered / 3 abandoned, es 1 offered / 1 answered / 0 abandoned" \
+        in result.output
     as_json = runner.invoke(args=["metrics", "--since", "2026-11-02", "--until", "2026-11-02", "--json"])
     data = json.loads(as_json.output)
     assert (data["calls_offered"], data["answered_by_peer"], data["abandoned"]) == (10, 3, 3)
     assert data["speed_of_answer_p90"] == 50
+    assert data["by_hour"]["23"] == {"offered": 1, "answered": 0, "abandoned": 0}
+    assert data["by_day"] == {"2026-11-02": {"offered": 10, "answered": 3, "abandoned": 3}}
+    assert data["by_language"]["es"] == {"offered": 1, "answered": 1, "abandoned": 0}
 
 
 def test_post_call_records_by_outcome_and_reason(db, history) -> None:  # type: ignore[no-untyped-def]
