@@ -268,6 +268,50 @@ def test_a_caller_who_pressed_9_on_hold_counts_as_gone_to_the_crisis_line_not_lo
     assert m.crisis_key_calls == 3
 
 
+def test_service_level_counts_within_the_configured_seconds(db, history) -> None:  # type: ignore[no-untyped-def]
+    period = metrics.period_for_days(date(2026, 11, 2), date(2026, 11, 2), ZONE, NOW)
+    # Answered after 10, 20 and 50 s; two gave up waiting. Within 60 s: three of five; within 15 s: one.
+    assert metrics.compute(db, period, ZONE, 60, now=NOW).service_level == pytest.approx(3 / 5)
+    assert metrics.compute(db, period, ZONE, 15, now=NOW).service_level == pytest.approx(1 / 5)
+
+
+@pytest.fixture
+def answer_within_60(app_config):  # type: ignore[no-untyped-def]
+    """SERVICE_LEVEL_SECONDS=60 for the app the test builds."""
+    app_config["service_level_seconds"] = 60
+
+
+def test_service_level_seconds_setting_reaches_the_metrics_command(answer_within_60, runner, history) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(args=["metrics", "--since", "2026-11-02", "--until", "2026-11-02"])
+    assert "service level (answered within 60 s): 60 %" in result.output, result.output
+
+
+def test_calls_fall_on_their_local_day_and_hour_across_midnight(db, svc) -> None:  # type: ignore[no-untyped-def]
+    vault = svc.vault
+    peer = make_peer(db, vault, phone="+15555550151", display_name="Sam")
+    # 23:30 on Monday 2 November in New York is 04:30 UTC on Tuesday; 00:30 on Tuesday is 05:30 UTC.
+    late = make_call(db, caller=make_caller(db, vault, "+15555550152"), started_at=T0 + timedelta(hours=14, minutes=30),
+                     ended_at=T0 + timedelta(hours=15), status="completed", outcome="hung_up", language="es")
+    make_request(db, late, arrived_at=late.started_at, status="ended", peer=peer, connected_at=late.started_at + s(5),
+                 ended_at=late.started_at + s(65), language="es", legs=["completed"])
+    early = make_call(db, caller=make_caller(db, vault, "+15555550153"), started_at=T0 + timedelta(hours=15, minutes=30),
+                      ended_at=T0 + timedelta(hours=16), status="completed", outcome="hung_up", language="en")
+    make_request(db, early, arrived_at=early.started_at, status="abandoned", peer=peer, ended_at=early.started_at + s(30),
+                 legs=["no_answer"])
+    period = metrics.period_for_days(date(2026, 11, 2), date(2026, 11, 3), ZONE, NOW)
+    m = metrics.compute(db, period, ZONE, 30, now=NOW)
+    assert {d: (b.offered, b.answered, b.abandoned) for d, b in m.by_day.items()} == {
+        "2026-11-02": (1, 1, 0), "2026-11-03": (1, 0, 1)}
+    assert {h: (b.offered, b.answered, b.abandoned) for h, b in m.by_hour.items()} == {23: (1, 1, 0), 0: (1, 0, 1)}
+    assert {k: (b.offered, b.answered, b.abandoned) for k, b in m.by_language.items()} == {
+        "es": (1, 1, 0), "en": (1, 0, 1)}
+    assert (m.hour_of_week[0][23], m.hour_of_week[1][0]) == (1, 1)
+    # Monday alone holds only the late call.
+    monday = metrics.compute(db, metrics.period_for_days(date(2026, 11, 2), date(2026, 11, 2), ZONE, NOW), ZONE, 30,
+                             now=NOW)
+    assert (monday.calls_offered, list(monday.by_day)) == (1, ["2026-11-02"])
+
+
 def test_every_triage_level_is_counted_apart_from_untriaged(db) -> None:  # type: ignore[no-untyped-def]
     # Only negated risk words, and a message the demo speech model could not judge: both were triaged.
     make_voicemail(db, created_at=T0, risk_level="mentioned", reviewed_at=T0 + s(120))
