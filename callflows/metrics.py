@@ -338,7 +338,8 @@ def _callbacks(session: Session, period: Period, m: Metrics) -> None:
                 .where(CallbackAttempt.callback_id.in_([r.id for r in done]),
                        CallbackAttempt.caller_joined_at.is_not(None))
                 .order_by(CallbackAttempt.caller_joined_at)):
-            joined.setdefault(callback_id, at)
+            if at is not None:
+                joined.setdefault(callback_id, at)
     m.time_to_callback_avg = _average(
         s for r in done if (s := _seconds(joined.get(r.id, r.updated_at), r.created_at)) is not None)
 
@@ -539,8 +540,8 @@ def export_cells(m: Metrics) -> list[tuple[str, str, str]]:
     for section, items in breakdowns:
         # The hours (days, languages) add up to the offered and answered calls shown above: a second
         # cell is hidden with a lone small one, so no subtraction from the total reveals it.
-        offered = suppress_group([b.offered for _, b in items])
-        answered = suppress_group([b.answered for _, b in items])
-        for (key, _), shown_offered, shown_answered in zip(items, offered, answered):
+        offered_cells = suppress_group([b.offered for _, b in items])
+        answered_cells = suppress_group([b.answered for _, b in items])
+        for (key, _), shown_offered, shown_answered in zip(items, offered_cells, answered_cells):
             rows += [(section, f"{key}_offered", shown_offered), (section, f"{key}_answered", shown_answered)]
     return rows
