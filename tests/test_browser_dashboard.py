@@ -314,7 +314,8 @@ def staff_pages(live: SimpleNamespace, extra: SimpleNamespace) -> list[tuple[str
         f"/staff/voicemails/{data.failed.id}", f"/staff/voicemails/{extra.demo}",
         f"/staff/voicemails/{extra.waiting_es}", f"/staff/voicemails/{extra.mentioned}", "/staff/stories",
         f"/staff/stories/{data.story.id}", f"/staff/stories/{extra.story}", "/staff/peers", "/staff/peers/new",
-        f"/staff/peers/{data.sam.id}/edit", "/staff/board", "/staff/jobs", "/staff/audit", "/staff/no-such-page",
+        f"/staff/peers/{data.sam.id}/edit", "/staff/board", "/staff/jobs", "/staff/audit", "/staff/reports",
+        "/staff/no-such-page",
     ]
     pages: list[tuple[str | None, str]] = [(None, "/staff/sign-in")]
     pages += [("admin", p) for p in supervisor_pages]
@@ -350,7 +351,7 @@ def test_every_staff_page_has_no_serious_accessibility_violations(driver: Any, l
         if found:
             problems[f"{user or 'signed out'} {path}"] = found
         checked.append(path)
-    assert len(checked) == 21
+    assert len(checked) == 22
     assert problems == {}
 
 
