@@ -43,7 +43,10 @@ from models.tables import CallbackAttempt, PeerRequest, RingLeg
 WAIT_BUCKETS = ((10, "under 10 s"), (30, "10-30 s"), (60, "30-60 s"), (120, "1-2 min"), (300, "2-5 min"),
                 (600, "5-10 min"))
 WAIT_OVER = "10 min or more"
-RISK_LEVELS = ("high", "medium", "low", "none", "untriaged")
+# The triage's levels (transcription.triage, queues.transcribe): "mentioned" is a message with only
+# negated risk words, "unknown" one the demo speech model could not judge; "untriaged" is a message
+# not (yet) triaged at all. Each is counted apart, so a judged message is never reported as untriaged.
+RISK_LEVELS = ("high", "medium", "low", "mentioned", "none", "unknown", "untriaged")
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 # Statuses in which a peer is signed on; busy (ringing or talking) and wrap_up are the work.
 ON_SHIFT = ("available", "busy", "wrap_up", "break")
@@ -380,8 +383,20 @@ def _callbacks(session: Session, period: Period, m: Metrics) -> None:
     m.callbacks_requested = len(rows)
     m.callbacks_completed = sum(1 for r in rows if r.status == "completed")
     m.callbacks_missed = sum(1 for r in rows if r.status == "missed")
+    done = [r for r in rows if r.status == "completed"]
+    # The callback reached the caller when they joined the peer's room on the attempt that completed
+    # it; the request's own last change is the end of that call (used only for rows without a join).
+    joined: dict[int, datetime] = {}
+    if done:
+        for callback_id, at in session.execute(
+                select(CallbackAttempt.callback_id, CallbackAttempt.caller_joined_at)
+                .where(CallbackAttempt.callback_id.in_([r.id for r in done]),
+                       CallbackAttempt.caller_joined_at.is_not(None))
+                .order_by(CallbackAttempt.caller_joined_at)):
+            if at is not None:
+                joined.setdefault(callback_id, at)
     m.time_to_callback_avg = _average(
-        s for r in rows if r.status == "completed" and (s := _seconds(r.updated_at, r.created_at)) is not None)
+        s for r in done if (s := _seconds(joined.get(r.id, r.updated_at), r.created_at)) is not None)
 
 
 def _voicemails(session: Session, period: Period, m: Metrics) -> None:
@@ -511,8 +526,10 @@ def summary_lines(m: Metrics) -> list[str]:
     lines.append(f"post-call records: {m.call_records}; by outcome: "
                  + ", ".join(f"{code} {n}" for code, n in m.records_by_outcome.items() if n)
                  + "; by reason: " + ", ".join(f"{code} {n}" for code, n in m.records_by_reason.items() if n))
-    lines.append("by language: " + ", ".join(f"{lang} {b.offered} offered / {b.answered} answered / "
-                                              f"{b.abandoned} abandoned" for lang, b in sorted(m.by_language.items())))
+    for name, items in (("by hour", [(f"{hour:02d}:00", b) for hour, b in sorted(m.by_hour.items())]),
+                        ("by day", sorted(m.by_day.items())), ("by language", sorted(m.by_language.items()))):
+        lines.append(f"{name}: " + ", ".join(f"{key} {b.offered} offered / {b.answered} answered / "
+                                              f"{b.abandoned} abandoned" for key, b in items))
     return lines
 
 
@@ -577,12 +594,14 @@ def export_cells(m: Metrics) -> list[tuple[str, str, str]]:
         # The codes add up to the records: a second cell is hidden with a small one, as for the calls.
         for code, shown in zip(counts, suppress_group(list(counts.values()))):
             rows.append((section, code, shown))
-    for hour, b in sorted(m.by_hour.items()):
-        rows += [("by_hour", f"{hour:02d}_offered", suppress(b.offered)),
-                 ("by_hour", f"{hour:02d}_answered", suppress(b.answered))]
-    for day, b in sorted(m.by_day.items()):
-        rows += [("by_day", f"{day}_offered", suppress(b.offered)), ("by_day", f"{day}_answered", suppress(b.answered))]
-    for lang, b in sorted(m.by_language.items()):
-        rows += [("by_language", f"{lang}_offered", suppress(b.offered)),
-                 ("by_language", f"{lang}_answered", suppress(b.answered))]
+    breakdowns: tuple[tuple[str, list[tuple[str, Breakdown]]], ...] = (
+        ("by_hour", [(f"{hour:02d}", b) for hour, b in sorted(m.by_hour.items())]),
+        ("by_day", sorted(m.by_day.items())), ("by_language", sorted(m.by_language.items())))
+    for section, items in breakdowns:
+        # The hours (days, languages) add up to the offered and answered calls shown above: a second
+        # cell is hidden with a lone small one, so no subtraction from the total reveals it.
+        offered_cells = suppress_group([b.offered for _, b in items])
+        answered_cells = suppress_group([b.answered for _, b in items])
+        for (key, _), shown_offered, shown_answered in zip(items, offered_cells, answered_cells):
+            rows += [(section, f"{key}_offered", shown_offered), (section, f"{key}_answered", shown_answered)]
     return rows

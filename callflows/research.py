@@ -43,7 +43,9 @@ DAY_COLUMNS = ("caller", "call_date", "language", "menu_path", "outcome", "durat
                *RECORD_COLUMNS)
 WEEK_COLUMNS = ("caller", "call_week", "language", "menu_path", "outcome", "duration", "voicemail_risk",
                 *RECORD_COLUMNS)
-RISK_ORDER = ("none", "low", "medium", "high")
+# The triage's levels, lowest first ("mentioned": only negated risk words); "unknown" (the demo
+# speech model could not judge) is left empty, as a message not yet triaged is.
+RISK_ORDER = ("none", "mentioned", "low", "medium", "high")
 # Upper bounds (seconds, exclusive) of the duration buckets; coarse on purpose.
 DURATION_BUCKETS = ((60, "0-1m"), (300, "1-5m"), (900, "5-15m"), (1800, "15-30m"))
 OUTCOMES = ("hung_up", "voicemail", "callback_requested")
@@ -260,7 +262,8 @@ def dictionary(period: str = "day") -> list[ColumnDoc]:
         ColumnDoc("duration", "string", "length of the call in coarse buckets",
                   f"{', '.join(label for _upper, label in DURATION_BUCKETS)}, 30m+; empty when unknown; {kept}"),
         ColumnDoc("voicemail_risk", "string", "highest risk level found in a voicemail the caller left on this call",
-                  f"{', '.join(RISK_ORDER)}; empty when no voicemail or not yet triaged; {kept}"),
+                  f"{', '.join(RISK_ORDER)} (mentioned: only negated risk words); empty when no voicemail, not "
+                  f"yet triaged or the risk is unknown; {kept}"),
     ]
     config = records.fields()
     not_recorded = f"empty when the peer recorded none; {kept}"

@@ -124,7 +124,7 @@ class TerminalActor:
               help="Tell the phone network how peers' phones answer from now on.")
 @click.option("--peer-keys", default=None,
               help='Keys the next peer who accepts presses during the call, e.g. "*,1" (star opens their '
-                   "in-call menu, 1 adds the crisis line).")
+                   "in-call menu, 1 adds the crisis line; hangup ends the conversation from the peer's side).")
 @click.option("--from", "from_", default=None,
               help="The caller's number. Default: a new caller each run (a fictional 555-01xx number: 555-0100 "
                    "to 555-0199 in a random area code), so a "

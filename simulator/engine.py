@@ -242,6 +242,10 @@ class ScriptActor:
         return True
 
 
+# A scripted peer key that hangs up the conversation (``--peer-keys "hangup"``): the peer ends the call first.
+HANG_UP = "hangup"
+
+
 class PeerActor:
     """A peer's phone: ``accept`` (and ``unknown``, a person who is quiet at first) presses 1 at the
     first menu; ``drop`` presses 1 and then its line drops before the room; ``ignore``, machines, a
@@ -274,18 +278,35 @@ class PeerActor:
         if self.mode in ("accept", "unknown", "drop") and not self.pressed:
             self.pressed = True
             return Answer(digits="1")
-        if self.keys and self.keys[0] != "*":
+        if self.keys and self.keys[0] not in ("*", HANG_UP):
             return parse_answer(self.keys.pop(0))
         return None
 
     def press_star(self, company: bool = True) -> bool:
         """In a call: press ``*`` now when it is the next scripted key and the call (with ``company``, someone
         else in the room) has gone on a moment."""
+        self._take_keys()
+        if not self.keys or self.keys[0] != "*" or not company:
+            if not self.keys or self.keys[0] != HANG_UP:
+                self._in_call_since = None
+            return False
+        self._in_call_since = self._in_call_since or time.monotonic()
+        if time.monotonic() - self._in_call_since < self.STAR_AFTER_S:
+            return False
+        self.keys.pop(0)
+        self._in_call_since = None
+        return True
+
+    def _take_keys(self) -> None:
         if self.keys_source is not None:
             # Taken by the first peer who is in a call (the one who won the caller), once.
             self.keys, self.keys_source = self.keys_source(), None
-        if not self.keys or self.keys[0] != "*" or not company:
-            self._in_call_since = None
+
+    def hangs_up(self, company: bool = True) -> bool:
+        """In a call: hang up now when ``hangup`` is the next scripted key and the call (with ``company``,
+        someone else in the room) has gone on a moment, so the peer ends the conversation first."""
+        self._take_keys()
+        if not self.keys or self.keys[0] != HANG_UP or not company:
             return False
         self._in_call_since = self._in_call_since or time.monotonic()
         if time.monotonic() - self._in_call_since < self.STAR_AFTER_S:
@@ -706,6 +727,7 @@ class Leg:
                  else "  [connected to the caller]")
         announced = int(self._last.get("call", {}).get("announce_seq") or 0)
         press_star = getattr(self.actor, "press_star", None)
+        hangs_up = getattr(self.actor, "hangs_up", None)
         try:
             while True:
                 self.check()
@@ -720,6 +742,10 @@ class Leg:
                     self.out("> you press *")
                     self.hub.act(self.call_sid, "leave")
                     return "completed"
+                if hangs_up is not None and hangs_up(int(call.get("company") or 0) > 0):
+                    self.out("> you hang up")
+                    self.hub.act(self.call_sid, "leave")
+                    return "hangup"
                 if not self.actor.stay("conference", max(self.poll_s, 0.05)):
                     self.hub.act(self.call_sid, "leave")
                     return "hangup"

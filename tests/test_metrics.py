@@ -84,8 +84,13 @@ def history(db, svc) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     call("+15555550131", T0 + timedelta(hours=4))
     yesterday = call("+15555550121", T0 - timedelta(days=1))
 
-    # Callbacks: one completed after 30 minutes, one missed, one pending; a draft and a cancelled one do not count.
-    make_callback(db, vault, created_at=T0, status="completed", updated_at=T0 + s(1800))
+    # Callbacks: one that reached the caller after 30 minutes (they joined the peer's room then, on the
+    # second attempt, and talked 10 minutes), one missed, one pending; a draft and a cancelled one do not count.
+    done = make_callback(db, vault, created_at=T0, status="completed", updated_at=T0 + s(2400))
+    db.add_all([CallbackAttempt(callback_id=done.id, number=1, stage="ended", outcome="no_answer", started_at=T0 + s(5),
+                                ended_at=T0 + s(40)),
+                CallbackAttempt(callback_id=done.id, number=2, stage="ended", outcome="connected",
+                                started_at=T0 + s(1780), caller_joined_at=T0 + s(1800), ended_at=T0 + s(2400))])
     make_callback(db, vault, created_at=T0 + s(60), status="missed")
     make_callback(db, vault, created_at=T0 + s(120), status="pending")
     make_callback(db, vault, created_at=T0 + s(180), status="draft")
@@ -157,8 +162,9 @@ def test_every_metric_of_a_known_day(db, history) -> None:  # type: ignore[no-un
     assert m.occupancy == pytest.approx((440 + 210) / (3 * 3600 + 15 * 3600 + 2 * 3600))
     assert (m.callbacks_requested, m.callbacks_completed, m.callbacks_missed) == (3, 1, 1)
     assert m.time_to_callback_avg == 1800
-    assert m.voicemails == {"high": 1, "medium": 1, "low": 1, "none": 0, "untriaged": 1}
-    assert m.time_to_review_avg == {"high": 600, "medium": None, "low": 3600, "none": None, "untriaged": None}
+    assert m.voicemails == {"high": 1, "medium": 1, "low": 1, "mentioned": 0, "none": 0, "unknown": 0, "untriaged": 1}
+    assert m.time_to_review_avg == {"high": 600, "medium": None, "low": 3600, "mentioned": None, "none": None,
+                                    "unknown": None, "untriaged": None}
     assert (m.crisis_key_presses, m.crisis_key_calls) == (2, 1)
     assert (m.handoffs, m.handoffs_answered) == (2, 1)
     assert m.survey["helped"] == {"count": 2, "average": 4.5,
@@ -241,10 +247,18 @@ def test_metrics_command_prints_the_day_and_json(runner, history, app) -> None: 
     assert "calls offered: 10" in result.output
     assert "abandoned: in menus 1, while ringing 1, on hold 1" in result.output
     assert "service level (answered within 30 s): 40 %" in result.output
+    assert "by hour: 09:00 1 offered / 1 answered / 0 abandoned, 10:00 2 offered / 1 answered / 1 abandoned, " \
+           "11:00 2 offered / 0 answered / 2 abandoned, 12:00 3 offered / 0 answered / 0 abandoned" in result.output
+    assert "by day: 2026-11-02 10 offered / 3 answered / 3 abandoned" in result.output
+    assert "by language: en 9 offered / 2 answered / 3 abandoned, es 1 offered / 1 answered / 0 abandoned" \
+        in result.output
     as_json = runner.invoke(args=["metrics", "--since", "2026-11-02", "--until", "2026-11-02", "--json"])
     data = json.loads(as_json.output)
     assert (data["calls_offered"], data["answered_by_peer"], data["abandoned"]) == (10, 3, 3)
     assert data["speed_of_answer_p90"] == 50
+    assert data["by_hour"]["23"] == {"offered": 1, "answered": 0, "abandoned": 0}
+    assert data["by_day"] == {"2026-11-02": {"offered": 10, "answered": 3, "abandoned": 3}}
+    assert data["by_language"]["es"] == {"offered": 1, "answered": 1, "abandoned": 0}
 
 
 def test_post_call_records_by_outcome_and_reason(db, history) -> None:  # type: ignore[no-untyped-def]
@@ -291,3 +305,72 @@ def test_a_caller_who_pressed_9_on_hold_counts_as_gone_to_the_crisis_line_not_lo
     assert m.calls_offered == 3
     assert (m.abandoned_in_menus, m.abandoned_while_ringing, m.abandoned_on_hold) == (0, 0, 1)
     assert m.crisis_key_calls == 3
+
+
+def test_service_level_counts_within_the_configured_seconds(db, history) -> None:  # type: ignore[no-untyped-def]
+    period = metrics.period_for_days(date(2026, 11, 2), date(2026, 11, 2), ZONE, NOW)
+    # Answered after 10, 20 and 50 s; two gave up waiting. Within 60 s: three of five; within 15 s: one.
+    assert metrics.compute(db, period, ZONE, 60, now=NOW).service_level == pytest.approx(3 / 5)
+    assert metrics.compute(db, period, ZONE, 15, now=NOW).service_level == pytest.approx(1 / 5)
+
+
+@pytest.fixture
+def answer_within_60(app_config):  # type: ignore[no-untyped-def]
+    """SERVICE_LEVEL_SECONDS=60 for the app the test builds."""
+    app_config["service_level_seconds"] = 60
+
+
+def test_service_level_seconds_setting_reaches_the_metrics_command(answer_within_60, runner, history) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(args=["metrics", "--since", "2026-11-02", "--until", "2026-11-02"])
+    assert "service level (answered within 60 s): 60 %" in result.output, result.output
+
+
+def test_calls_fall_on_their_local_day_and_hour_across_midnight(db, svc) -> None:  # type: ignore[no-untyped-def]
+    vault = svc.vault
+    peer = make_peer(db, vault, phone="+15555550151", display_name="Sam")
+    # 23:30 on Monday 2 November in New York is 04:30 UTC on Tuesday; 00:30 on Tuesday is 05:30 UTC.
+    late = make_call(db, caller=make_caller(db, vault, "+15555550152"), started_at=T0 + timedelta(hours=14, minutes=30),
+                     ended_at=T0 + timedelta(hours=15), status="completed", outcome="hung_up", language="es")
+    make_request(db, late, arrived_at=late.started_at, status="ended", peer=peer, connected_at=late.started_at + s(5),
+                 ended_at=late.started_at + s(65), language="es", legs=["completed"])
+    early = make_call(db, caller=make_caller(db, vault, "+15555550153"), started_at=T0 + timedelta(hours=15, minutes=30),
+                      ended_at=T0 + timedelta(hours=16), status="completed", outcome="hung_up", language="en")
+    make_request(db, early, arrived_at=early.started_at, status="abandoned", peer=peer, ended_at=early.started_at + s(30),
+                 legs=["no_answer"])
+    period = metrics.period_for_days(date(2026, 11, 2), date(2026, 11, 3), ZONE, NOW)
+    m = metrics.compute(db, period, ZONE, 30, now=NOW)
+    assert {d: (b.offered, b.answered, b.abandoned) for d, b in m.by_day.items()} == {
+        "2026-11-02": (1, 1, 0), "2026-11-03": (1, 0, 1)}
+    assert {h: (b.offered, b.answered, b.abandoned) for h, b in m.by_hour.items()} == {23: (1, 1, 0), 0: (1, 0, 1)}
+    assert {k: (b.offered, b.answered, b.abandoned) for k, b in m.by_language.items()} == {
+        "es": (1, 1, 0), "en": (1, 0, 1)}
+    assert (m.hour_of_week[0][23], m.hour_of_week[1][0]) == (1, 1)
+    # Monday alone holds only the late call.
+    monday = metrics.compute(db, metrics.period_for_days(date(2026, 11, 2), date(2026, 11, 2), ZONE, NOW), ZONE, 30,
+                             now=NOW)
+    assert (monday.calls_offered, list(monday.by_day)) == (1, ["2026-11-02"])
+
+
+def test_every_triage_level_is_counted_apart_from_untriaged(db) -> None:  # type: ignore[no-untyped-def]
+    # Only negated risk words, and a message the demo speech model could not judge: both were triaged.
+    make_voicemail(db, created_at=T0, risk_level="mentioned", reviewed_at=T0 + s(120))
+    make_voicemail(db, created_at=T0, risk_level="unknown")
+    make_voicemail(db, created_at=T0, risk_level=None)
+    m = compute(db)
+    assert m.voicemails == {"high": 0, "medium": 0, "low": 0, "mentioned": 1, "none": 0, "unknown": 1, "untriaged": 1}
+    assert m.time_to_review_avg["mentioned"] == 120
+    assert "voicemails: high 0, medium 0, low 0, mentioned 1, none 0, unknown 1, untriaged 1" in metrics.summary_lines(m)
+
+
+def test_breakdowns_in_the_export_hide_a_second_cell_so_no_subtraction_reveals_a_small_one() -> None:
+    m = metrics.Metrics(since="", until="", timezone="UTC", service_level_seconds=30, calls_offered=18,
+                        answered_by_peer=14, by_language={"en": metrics.Breakdown(15, 12, 1),
+                                                          "es": metrics.Breakdown(3, 2, 0)},
+                        by_hour={9: metrics.Breakdown(18, 14, 1)}, by_day={"2026-11-02": metrics.Breakdown(18, 14, 1)})
+    cells = {(section, item): v for section, item, v in metrics.export_cells(m)}
+    assert cells[("calls", "offered")] == "18"
+    # 18 - 15 would give Spanish's 3 away: English is hidden with it.
+    assert (cells[("by_language", "en_offered")], cells[("by_language", "es_offered")]) == ("<11", "<11")
+    assert (cells[("by_language", "en_answered")], cells[("by_language", "es_answered")]) == ("<11", "<11")
+    assert (cells[("by_hour", "09_offered")], cells[("by_hour", "09_answered")]) == ("18", "14")
+    assert cells[("by_day", "2026-11-02_offered")] == "18"

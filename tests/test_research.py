@@ -12,7 +12,7 @@ from sqlalchemy import select
 from callflows import records, research
 from callflows.research import DAY_COLUMNS, WEEK_COLUMNS, duration_bucket, research_pseudonym
 from models import Call, Caller, Voicemail
-from tests.factories import make_peer
+from tests.factories import make_call, make_caller, make_peer, make_voicemail
 from tests.helpers import TestCaller
 
 RESEARCH_KEY = "research-key-for-tests"
@@ -284,3 +284,14 @@ def test_record_codes_count_in_the_small_group_check() -> None:
     assert protected[:3] == rows[:3]
     assert protected[3:] == [dict(common, menu_path="*", record_reason="*")] * 3
     assert report.suppressed == {"menu_path": 3, "record_reason": 3}
+
+
+def test_a_message_with_only_negated_risk_words_is_exported_as_mentioned(svc, runner, db) -> None:  # type: ignore[no-untyped-def]
+    now = datetime.now(timezone.utc)
+    for number, level in (("+15555550161", "mentioned"), ("+15555550162", "unknown")):
+        call = make_call(db, caller=make_caller(db, svc.vault, number), started_at=now, outcome="voicemail")
+        make_voicemail(db, created_at=now, risk_level=level, call_id=call.id)
+    # "mentioned" was triaged (only "I'm not suicidal"-like words); "unknown" could not be judged: left empty.
+    assert sorted(row["voicemail_risk"] for row in export_csv(runner)) == ["", "mentioned"]
+    allowed = {doc.name: doc.allowed for doc in research.dictionary()}["voicemail_risk"]
+    assert allowed.startswith("none, mentioned, low, medium, high")

@@ -130,3 +130,31 @@ def test_another_call_cannot_answer_for_this_one(survey_on, svc, db, client, net
     stranger.post(f"/peer/survey/{req.id}/nonsense?lang=en")
     assert stranger.said == GOODBYE
     assert answers(db) == []
+
+
+def test_peerline_call_with_a_peer_who_hangs_up_first_reaches_the_survey(survey_on, live_app: str, svc, db, net) -> None:  # type: ignore[no-untyped-def]
+    """`peerline call --peer-keys hangup`: the peer ends the conversation, and the caller, still on the line, is asked."""
+    from click.testing import CliRunner
+
+    from simulator.cli import call_command
+    from tests.helpers import TEST_AUTH_TOKEN
+
+    make_peer(db, svc.vault, display_name="sam", phone="+15555550131")
+    net.state.rewrite = {PUBLIC_BASE: live_app}  # the network's legs reach the app where it listens
+    net.state.ring_s = 0.1
+    # The caller would talk 30 s; their script ("1,1") is used up, so they hang up at the first question.
+    result = CliRunner().invoke(call_command, [
+        "--script", "1,1", "--talk-seconds", "30", "--peer-answers", "accept", "--peer-keys", "hangup",
+        "--url", live_app, "--public-url", PUBLIC_BASE, "--token", TEST_AUTH_TOKEN, "--network", net.base_url,
+        "--from", "+15555550179"])
+    net.state.wait_for_legs()
+    assert result.exit_code == 0, result.output
+    out = result.output
+    steps = ["[connected: you are in the conversation]", '"Your call with the peer has ended."', f'"{INTRO}"',
+             f'"{HELPED}"', "[you hang up]"]
+    positions = [out.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions), "\n".join(
+        f"{p:6d} {s}" for p, s in zip(positions, steps)) + "\n" + out
+    # The network's line comes from another leg, so its place among the caller's own lines varies.
+    assert out.find("[network] +15555550131 hangs up") > positions[0], out
+    assert answers(db) == []  # hanging up at a question answers nothing
