@@ -90,6 +90,7 @@ def history(db, svc) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     db.add_all([CallbackAttempt(callback_id=done.id, number=1, stage="ended", outcome="no_answer", started_at=T0 + s(5),
                                 ended_at=T0 + s(40)),
                 CallbackAttempt(callback_id=done.id, number=2, stage="ended", outcome="connected",
+                                peer_call_sid="CA-done-peer", caller_call_sid="CA-done-caller", answered_by="human",
                                 started_at=T0 + s(1780), caller_joined_at=T0 + s(1800), ended_at=T0 + s(2400))])
     make_callback(db, vault, created_at=T0 + s(60), status="missed")
     make_callback(db, vault, created_at=T0 + s(120), status="pending")
@@ -203,12 +204,14 @@ def test_minutes_by_call_type_as_a_provider_bills_them(db, svc, history) -> None
     assert m.minutes_waiting == 4
     # Talks of 300, 100 and 200 s, each leg rounded up: 5 + 2 + 4.
     assert m.minutes_peer_legs == 11
-    assert (m.minutes_callback_peer_legs, m.minutes_callback_caller_legs) == (12 + 1, 11 + 1)
+    # With the history's own callback (its peer's leg 620 s, its caller in the room 600 s, and a first
+    # attempt the peer never answered, so nobody was dialled for it).
+    assert (m.minutes_callback_peer_legs, m.minutes_callback_caller_legs) == (12 + 1 + 11, 11 + 1 + 10)
     text = "\n".join(metrics.summary_lines(m))
     assert ("inbound minutes (billed per started minute): talked with a peer 30 on 3 calls, pressed 9 10 on "
             "1 calls, asked for a callback 0 on 0 calls, left a message 10 on 1 calls, stories, menus or hung up "
             "40 on 4 calls; of them waiting for a peer: 4") in text
-    assert "outbound minutes: peers' legs 11; callbacks: peers' legs 13, callers' legs 12" in text
+    assert "outbound minutes: peers' legs 11; callbacks: peers' legs 24, callers' legs 22" in text
 
 
 def test_breakdowns_by_local_hour_day_and_language(db, history) -> None:  # type: ignore[no-untyped-def]
