@@ -229,12 +229,17 @@ def drop(session: Session, peer: Peer, shift: Shift, user_id: int | None, now: d
     if row is None:
         raise ShiftRuleError("You are not on that shift.")
     notice = rules(session).drop_notice_hours
-    if (aware(shift.starts_at) or now) - now < timedelta(hours=notice):
+    if not may_drop(shift, notice, now):
         raise ShiftRuleError(f"Shifts can be dropped up to {notice} hours before they start; "
                              "ask a supervisor to find cover.")
     session.delete(row)
     _audit(session, user_id, "shift_drop", "shift", shift.id, f"peer {peer.id} dropped")
     session.commit()
+
+
+def may_drop(shift: Shift, notice_hours: int, now: datetime) -> bool:
+    """Whether a peer may still drop this shift themselves: it starts at least ``notice_hours`` from now."""
+    return (aware(shift.starts_at) or now) - now >= timedelta(hours=notice_hours)
 
 
 def next_shift(session: Session, peer_id: int, now: datetime) -> Shift | None:

@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from lxml import html
 from sqlalchemy import select
 
 from callflows import callers, records, shifts
@@ -479,6 +480,23 @@ def test_a_peer_in_a_shift_under_way_hears_and_sees_when_it_ends(client, svc, db
     assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
     page = client.get("/staff/me").get_data(as_text=True)
     assert "On shift now, until" in page and "My next shift" not in page
+
+
+def test_my_shifts_offers_drop_only_for_shifts_far_enough_ahead(client, svc, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
+    sam = dashboard_data.sam
+    now = utcnow()
+    under_way = Shift(starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=2), languages=["en"])
+    next_week = Shift(starts_at=now + timedelta(days=6), ends_at=now + timedelta(days=6, hours=3), languages=["en"])
+    db.add_all([under_way, next_week])
+    db.flush()
+    db.add_all([ShiftSignup(shift_id=under_way.id, peer_id=sam.id), ShiftSignup(shift_id=next_week.id, peer_id=sam.id)])
+    db.commit()
+    assert sign_in(client, "sam", dashboard_data.passwords["sam"]).status_code == 302
+    page = html.fromstring(client.get("/staff/me/shifts").get_data(as_text=True))
+    actions = {form.get("action") for form in page.xpath("//form")}
+    assert f"/staff/me/shifts/{next_week.id}/drop" in actions
+    assert f"/staff/me/shifts/{under_way.id}/drop" not in actions
+    assert "Too close to drop: ask a supervisor to find cover." in page.text_content()
 
 
 # Staff pages: roles --------------------------------------------------------------------------------

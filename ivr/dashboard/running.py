@@ -351,8 +351,10 @@ def my_shifts() -> str:
     shifts.ensure_shifts(db, svc.settings.zone, now)
     views = [v for v in shifts.upcoming(db, now)
              if peer.id in v.peer_ids or set(v.shift.languages or []) & set(peer.languages or [])]
+    rules = shifts.rules(db)
+    droppable = {v.shift.id for v in views if shifts.may_drop(v.shift, rules.drop_notice_hours, now)}
     return render_template("staff/my_shifts.html", peer=peer, views=views, names=_peer_names(),
-                           rules=shifts.rules(db), zone=svc.settings.line_timezone)
+                           rules=rules, droppable=droppable, zone=svc.settings.line_timezone)
 
 
 def _shift(shift_id: int) -> Shift:
