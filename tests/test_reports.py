@@ -65,7 +65,9 @@ def test_supervisor_sees_the_days_figures_charts_and_tables(client, dashboard_da
     assert "Monday 12:00, 3 calls" in heat_titles and len(heat_titles) == 7 * 24
     waits = {row[0]: row[1:] for row in table_rows(doc, "waits")}
     assert waits["10-30 s"] == ["2", "0"] and waits["30-60 s"] == ["1", "1"] and waits["1-2 min"] == ["0", "1"]
-    assert table_rows(doc, "voicemails")[0] == ["high", "1", "10.0 min"]
+    assert table_rows(doc, "voicemails")[0] == ["High risk", "1", "10.0 min"]
+    # Levels in words, as on the inbox: no raw codes.
+    assert [row[0] for row in table_rows(doc, "voicemails")][-3:] == ["No risk words", "Risk unknown", "Not yet triaged"]
     assert table_rows(doc, "survey")[0] == ["Did this call help?", "2", "4.5", "0", "0", "0", "1", "1"]
 
 

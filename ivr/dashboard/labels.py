@@ -1,5 +1,5 @@
 """Words for people instead of codes on the staff pages: times in the line's time zone with the
-zone shown, language names, call steps and callback windows."""
+zone shown, language names, call steps, callback windows and risk levels."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -25,6 +25,10 @@ STEPS = {
     "callback_pending": "told a callback is already pending",
     "callback_key": "keying a callback number",
 }
+# A voicemail's triage level ("untriaged" is how the metrics name a message not triaged yet).
+RISK_LABELS: dict[str | None, str] = {
+    "high": "High risk", "medium": "Medium risk", "low": "Low risk", "none": "No risk words", "unknown": "Risk unknown",
+    "mentioned": "Risk words mentioned (negated)", None: "Not yet triaged", "untriaged": "Not yet triaged"}
 WINDOW_NAMES = {"now": "As soon as possible", "morning": "Morning", "afternoon": "Afternoon", "evening": "Evening"}
 
 

@@ -12,6 +12,7 @@ from flask.typing import ResponseReturnValue
 
 from callflows import metrics, records, staffing
 from ivr.dashboard.core import audit, bp, supervisor_required
+from ivr.dashboard.labels import RISK_LABELS
 from ivr.db import get_session
 from ivr.services import services
 from models import utcnow
@@ -136,7 +137,7 @@ def reports() -> str:
     return render_template(
         "staff/reports.html", m=m, first=first, last=last, advice=advice, hour_bars=bars, hour_top=bars_top,
         wait_bars=waits, wait_top=waits_top, heat=cells, heat_top=heat_top, shades=HEAT_SHADES,
-        record_fields=records.fields(), short_hours=sum(1 for a in advice if a.short), weekdays=metrics.WEEKDAYS, risk_levels=metrics.RISK_LEVELS, target=settings.service_level_target,
+        record_fields=records.fields(), short_hours=sum(1 for a in advice if a.short), weekdays=metrics.WEEKDAYS, risk_levels=metrics.RISK_LEVELS, risk_labels=RISK_LABELS, target=settings.service_level_target,
         chart=dict(w=BAR_CHART_W, h=BAR_CHART_H, top=BAR_TOP, bottom=BAR_BOTTOM, left=BAR_LEFT,
                    cell=HEAT_CELL, heat_left=HEAT_LEFT, heat_top=HEAT_TOP),
         fmt_s=metrics.fmt_seconds, fmt_share=metrics.fmt_share)

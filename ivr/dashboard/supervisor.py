@@ -22,10 +22,9 @@ from ivr.db import get_session
 from ivr.services import services
 from models import Caller, Peer, PeerStory, StaffUser, Voicemail, utcnow
 from models.errors import DecryptError
+from ivr.dashboard.labels import RISK_LABELS
 from models.tables import FollowUp, VoicemailNote
 
-RISK_LABELS = {"high": "High risk", "medium": "Medium risk", "low": "Low risk", "none": "No risk words",
-               "unknown": "Risk unknown", "mentioned": "Risk words mentioned (negated)", None: "Not yet triaged"}
 # A voicemail not yet transcribed (or whose transcription failed) could be anything: it ranks
 # above low and no risk, so it is never buried under messages known to be safe.
 RISK_RANK = case(
