@@ -461,12 +461,15 @@ def ring_peer(session: Session, svc: Services, cb: DueCallback, peer: FreePeer, 
     """Claim the callback and the peer atomically, record the attempt, then ring the peer's phone.
 
     Core statements (no ORM loading or unit of work on the way to the peer's phone): the
-    callback's claim, the peer's claim with its status change, the attempt, one commit.
+    callback's claim, the peer's claim with its status change, the attempt, one commit. The
+    claims are made in a savepoint: a failed one undoes only them, never what the transaction
+    did before (the release of the peer who just came free, committed with this claim).
     """
-    conn = core(session)
+    claim = session.begin_nested()
+    conn = core(session)  # after the savepoint began: SQLAlchemy emits SAVEPOINT when the connection is asked for
     claimed = rowcount(conn.execute(_CLAIM, {"callback_id": cb.id, "peer_id": peer.id, "now": now})) == 1
     if not claimed or not claim_peer(session, peer.id, now):
-        session.rollback()  # neither claim stands alone
+        claim.rollback()  # neither claim stands alone
         return False
     attempt_id = int(conn.execute(_NEW_ATTEMPT, {"callback_id": cb.id, "number": cb.attempts + 1,
                                                  "peer_id": peer.id, "now": now}).scalar_one())

@@ -223,33 +223,40 @@ def _end_wrap_ups(break_after: int, one_peer: bool) -> Update:
 
 
 def _finish_wrap_ups(session: Session, svc: Services, now: datetime, one_peer: bool,
-                     params: dict[str, Any]) -> list[tuple[int, str]]:
-    """End the wrap-ups :func:`_end_wrap_ups` finds, note each status change and commit; (peer id, status) each.
-
-    Committed on its own, before any offer: a failed claim's rollback must never undo a peer's release.
-    """
+                     params: dict[str, Any], commit: bool = True) -> list[tuple[int, str]]:
+    """End the wrap-ups :func:`_end_wrap_ups` finds and note each status change; (peer id, status) each."""
     ended = [(int(peer_id), str(status)) for peer_id, status in core(session).execute(
         _end_wrap_ups(svc.settings.peer_break_after_calls, one_peer), {"now": now, **params})]
     if ended:
         note_statuses(session, ended, now)
         changed_by_core(session, Peer, *(peer_id for peer_id, _ in ended))
-        session.commit()
+        if commit:
+            session.commit()
     return ended
 
 
 def wrap_up_passed(session: Session, svc: Services, peer_id: int, started: float, now: datetime) -> str:
     """The wrap-up that began at ``started`` (epoch seconds) is over for ``peer_id``; returns what happened.
 
-    Available (or a break after N calls in a row), then the line is offered.
+    Available (or a break after N calls in a row), then the line is offered, in the same
+    transaction: the first claim's commit is the release's too (one wait for the disk, not two).
+    A failed claim undoes only itself (:func:`callflows.callbacks.ring_peer` claims in a
+    savepoint), and should the offer fail, the release is made again and stands on its own.
     """
     began = datetime.fromtimestamp(started, timezone.utc)
     # Only this very wrap-up: a later call's wrap-up has its own job.
-    ended = _finish_wrap_ups(session, svc, now, True,
-                             {"peer_id": peer_id, "began_from": began - SAME_WRAP_UP, "began_to": began + SAME_WRAP_UP})
+    this_one = {"peer_id": peer_id, "began_from": began - SAME_WRAP_UP, "began_to": began + SAME_WRAP_UP}
+    ended = _finish_wrap_ups(session, svc, now, True, this_one, commit=False)
     if not ended:
         peer = session.get(Peer, peer_id)
         return "nothing to do" if peer is None or peer.status != "wrap_up" else "superseded"
-    dispatch(session, svc, now)
+    try:
+        if not dispatch(session, svc, now):
+            session.commit()  # nobody was rung: the release on its own (a ring commits it with its claim)
+    except Exception:
+        session.rollback()
+        _finish_wrap_ups(session, svc, now, True, this_one)
+        raise
     return ended[0][1]
 
 
