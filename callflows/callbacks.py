@@ -31,14 +31,14 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, Select, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Insert, Integer, Select, Table, and_, bindparam, func, insert, literal, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from callflows.calls import FINAL_CALL_STATUSES, by_id, caller_for_call, find_or_create_call, is_withheld, record_event
 from callflows.errors import SchedulingError, TwilioGatewayError
 from callflows.hours import defer_to_opening, load_schedule
 from callflows.loader import Flow
-from callflows.peers import (FreePeer, choose_peers, claim_peer, free_peers, offer_missed, offer_taken,
+from callflows.peers import (PEERS, STATUS_CHANGES, FreePeer, choose_peers, claim_peer, free_peers, offer_missed, offer_taken,
                              release_peer, start_wrap_up)
 from callflows.sql import changed_by_core, core, rowcount
 from callflows.services import Services
@@ -457,23 +457,67 @@ _PEER_CALL_SID = (update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt_id"
                   .values(peer_call_sid=bindparam("sid")))
 
 
+def _claim_together() -> Insert:
+    """PostgreSQL: both claims, the peer's status change and the attempt in one statement (one round trip).
+
+    ``FOR UPDATE`` locks the callback and the peer and checks each again as last committed
+    (still pending, still available); the writes happen only when both are, so a claim never
+    half-succeeds and nothing needs undoing. Returns the attempt's id, or no row.
+    """
+    now = bindparam("now", type_=_WHEN)
+    cb = (select(CALLBACKS.c.id, CALLBACKS.c.attempts)
+          .where(CALLBACKS.c.id == bindparam("callback_id"), CALLBACKS.c.status == "pending").with_for_update().cte("cb"))
+    free = (select(PEERS.c.id).where(PEERS.c.id == bindparam("peer_id"), PEERS.c.status == "available")
+            .with_for_update().cte("free"))
+    both = (select(cb.c.id.label("callback_id"), cb.c.attempts, free.c.id.label("peer_id"))
+            .join_from(cb, free, true()).cte("claim"))
+    callback_claimed = (update(CALLBACKS).where(CALLBACKS.c.id.in_(select(both.c.callback_id)))
+                        .values(status="dialing", peer_id=bindparam("peer_id"), updated_at=now).cte("callback_claimed"))
+    peer_claimed = (update(PEERS).where(PEERS.c.id.in_(select(both.c.peer_id)))
+                    .values(status="busy", status_changed_at=now).cte("peer_claimed"))
+    noted = (insert(STATUS_CHANGES).from_select(["peer_id", "status", "at"], select(both.c.peer_id, literal("busy"), now))
+             .cte("noted"))
+    return (insert(ATTEMPTS).from_select(["callback_id", "number", "peer_id", "stage", "started_at"],
+                                         select(both.c.callback_id, both.c.attempts + 1, both.c.peer_id,
+                                                literal("peer_ringing"), now))
+            .returning(ATTEMPTS.c.id).add_cte(callback_claimed, peer_claimed, noted))
+
+
+_CLAIM_TOGETHER = _claim_together()
+
+
+def _claim(session: Session, cb: DueCallback, peer: FreePeer, now: datetime) -> int | None:
+    """Claim the callback and the peer atomically and record the attempt; its id, or None when either was taken.
+
+    In a savepoint: a failed claim undoes only itself, never what the transaction did before (the
+    release of the peer who just came free), and lets go at once of the rows it locked (another
+    dispatcher waiting for this callback gets it in its turn). On PostgreSQL one statement in it.
+    """
+    params = {"callback_id": cb.id, "peer_id": peer.id, "now": now}
+    claim = session.begin_nested()
+    conn = core(session)  # after the savepoint began: SQLAlchemy emits SAVEPOINT when the connection is asked for
+    if conn.dialect.name == "postgresql":
+        attempt_id = conn.execute(_CLAIM_TOGETHER, params).scalar()
+    elif rowcount(conn.execute(_CLAIM, params)) == 1 and claim_peer(session, peer.id, now):
+        attempt_id = conn.execute(_NEW_ATTEMPT, {**params, "number": cb.attempts + 1}).scalar_one()
+    else:
+        attempt_id = None
+    if attempt_id is None:
+        claim.rollback()  # neither claim stands alone
+        return None
+    return int(attempt_id)
+
+
 def ring_peer(session: Session, svc: Services, cb: DueCallback, peer: FreePeer, now: datetime) -> bool:
     """Claim the callback and the peer atomically, record the attempt, then ring the peer's phone.
 
-    Core statements (no ORM loading or unit of work on the way to the peer's phone): the
-    callback's claim, the peer's claim with its status change, the attempt, one commit. The
-    claims are made in a savepoint: a failed one undoes only them, never what the transaction
-    did before (the release of the peer who just came free, committed with this claim).
+    Core statements (no ORM loading or unit of work on the way to the peer's phone), one commit.
     """
-    claim = session.begin_nested()
-    conn = core(session)  # after the savepoint began: SQLAlchemy emits SAVEPOINT when the connection is asked for
-    claimed = rowcount(conn.execute(_CLAIM, {"callback_id": cb.id, "peer_id": peer.id, "now": now})) == 1
-    if not claimed or not claim_peer(session, peer.id, now):
-        claim.rollback()  # neither claim stands alone
+    attempt_id = _claim(session, cb, peer, now)
+    if attempt_id is None:
         return False
-    attempt_id = int(conn.execute(_NEW_ATTEMPT, {"callback_id": cb.id, "number": cb.attempts + 1,
-                                                 "peer_id": peer.id, "now": now}).scalar_one())
     changed_by_core(session, CallbackRequest, cb.id)
+    changed_by_core(session, Peer, peer.id)
     session.commit()  # claimed and recorded before Twilio can call back
     try:
         sid = svc.twilio.create_call(svc.vault.decrypt_text(peer.phone_encrypted), peer_whisper_url(svc, attempt_id),

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Update, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Insert, Update, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from callflows import callbacks, escalation, rooms, routing
 from callflows.calls import ANSWERED_CALL_STATUSES, FINAL_CALL_STATUSES
 from callflows.errors import SchedulingError
-from callflows.peers import (FREE_PEERS, PEERS, SELF_STATUSES, anyone_available, free_peer, has_live_call,
+from callflows.peers import (FREE_PEERS, PEERS, SELF_STATUSES, STATUS_CHANGES, anyone_available, free_peer, has_live_call,
                              note_status, note_statuses)
 from callflows.sql import changed_by_core, core
 from callflows.services import Services
@@ -225,10 +225,29 @@ def _end_wrap_ups(break_after: int, one_peer: bool) -> Update:
 def _finish_wrap_ups(session: Session, svc: Services, now: datetime, one_peer: bool,
                      params: dict[str, Any], commit: bool = True) -> list[tuple[int, str]]:
     """End the wrap-ups :func:`_end_wrap_ups` finds and note each status change; (peer id, status) each."""
-    ended = [(int(peer_id), str(status)) for peer_id, status in core(session).execute(
-        _end_wrap_ups(svc.settings.peer_break_after_calls, one_peer), {"now": now, **params})]
+    conn = core(session)
+    shape = (svc.settings.peer_break_after_calls, one_peer)
+    if conn.dialect.name == "postgresql":  # the status changes noted in the same statement: one round trip
+        return _noted(session, [(int(peer_id), str(status))
+                                for peer_id, status in conn.execute(_end_and_note(*shape), {"now": now, **params})],
+                      commit)
+    ended = [(int(peer_id), str(status)) for peer_id, status in conn.execute(_end_wrap_ups(*shape), {"now": now, **params})]
+    note_statuses(session, ended, now)
+    return _noted(session, ended, commit)
+
+
+@functools.cache
+def _end_and_note(break_after: int, one_peer: bool) -> Insert:
+    """PostgreSQL: :func:`_end_wrap_ups` and the INSERT of the status changes in one statement (a data-modifying WITH)."""
+    ended = _end_wrap_ups(break_after, one_peer).cte("ended")
+    return (insert(STATUS_CHANGES).from_select(["peer_id", "status", "at"],
+                                               select(ended.c.id, ended.c.status, bindparam("now", type_=_WHEN)))
+            .returning(STATUS_CHANGES.c.peer_id, STATUS_CHANGES.c.status))
+
+
+def _noted(session: Session, ended: list[tuple[int, str]], commit: bool) -> list[tuple[int, str]]:
+    """Peers just released by a Core statement: the session forgets what it held of them; committed if asked."""
     if ended:
-        note_statuses(session, ended, now)
         changed_by_core(session, Peer, *(peer_id for peer_id, _ in ended))
         if commit:
             session.commit()

@@ -78,7 +78,7 @@ def test_a_callback_another_dispatcher_took_meanwhile_never_undoes_the_release_o
 
     def taken_meanwhile(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         # Between this dispatch's read of the line and its claim, another dispatcher claims the first callback.
-        if statement.startswith("UPDATE callback_requests") and not taken:
+        if "UPDATE callback_requests" in statement and not taken:
             taken.append(True)
             with other.begin() as conn:
                 conn.execute(update(CallbackRequest).where(CallbackRequest.id == first.id).values(status="dialing"))
