@@ -435,12 +435,17 @@ def offer_due(session: Session, svc: Services, now: datetime, arrived_before: da
                     missed = _recent_peer_misses(session, sorted(page.missed), now)
                 exclude = missed.get(cb.id, set())
             peers = choose_peers(free, cb.language, None, 1, exclude)
-            if not peers:
-                continue  # nobody free speaks this caller's language (or only peers who just missed it)
-            if ring_peer(session, svc, cb, peers[0], now):
-                placed += 1
-                live += 1
-            free = free_peers(session)
+            while peers:  # none: nobody free speaks this caller's language (or only peers who just missed it)
+                rung = ring_peer(session, svc, cb, peers[0], now)
+                free = free_peers(session)
+                if rung:
+                    placed += 1
+                    live += 1
+                    break
+                if any(p.id == peers[0].id for p in free):
+                    break  # the peer is still free: the callback was taken meanwhile, so the next in line is offered
+                # Another dispatcher took that peer: this callback keeps its turn with the next free peer.
+                peers = choose_peers(free, cb.language, None, 1, exclude)
         free = None  # the next page reads them again
         if len(page.callbacks) < DUE_PAGE:
             return placed
