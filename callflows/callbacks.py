@@ -23,22 +23,24 @@ are settings, checked when the process starts (:meth:`callflows.settings.Setting
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Insert, Integer, Select, Table, and_, bindparam, func, insert, literal, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from callflows.calls import FINAL_CALL_STATUSES, by_id, caller_for_call, find_or_create_call, is_withheld, record_event
 from callflows.errors import SchedulingError, TwilioGatewayError
 from callflows.hours import defer_to_opening, load_schedule
 from callflows.loader import Flow
-from callflows.peers import (choose_peers, claim_peer, free_peers, offer_missed, offer_taken,
+from callflows.peers import (PEERS, STATUS_CHANGES, FreePeer, choose_peers, claim_peer, free_peers, offer_missed, offer_taken,
                              release_peer, start_wrap_up)
-from callflows.sql import rowcount
+from callflows.sql import changed_by_core, core, rowcount
 from callflows.services import Services
 from callflows.settings import Settings
 from callflows.times import aware
@@ -314,47 +316,75 @@ def room_name(attempt_id: int) -> str:
 # Dispatch ----------------------------------------------------------------------------------
 
 
+class DueCallback(NamedTuple):
+    """What dispatch needs of a due callback to offer it (read as plain columns, not an ORM object)."""
+
+    id: int
+    language: str
+    attempts: int
+    arrived_at: datetime
+
+
 @dataclass(frozen=True)
 class DuePage:
     """A page of the line of due callbacks, read in one round trip with what dispatch checks before ringing."""
 
-    callbacks: list[CallbackRequest]  # in arrival order
+    callbacks: list[DueCallback]  # in arrival order
     live: int  # callback attempts in progress (the cap on concurrent outbound callback calls counts these)
     missed: frozenset[int]  # ids of those a peer once missed: only theirs are read for the recent misses
 
 
-# Per row of a page: whether a peer ever missed this callback, and the attempts in progress.
-_EVER_MISSED = (select(CallbackAttempt.id)
-                .where(CallbackAttempt.callback_id == CallbackRequest.id, CallbackAttempt.outcome.in_(PEER_MISSES))
-                .exists())
-_LIVE = select(func.count()).select_from(CallbackAttempt).where(CallbackAttempt.stage.in_(LIVE_STAGES))
+CALLBACKS, ATTEMPTS = cast(Table, CallbackRequest.__table__), cast(Table, CallbackAttempt.__table__)
+_WHEN = CALLBACKS.c.due_at.type  # binds typed as their columns: SQLite keeps a time as text, written one way
+
+
+@functools.cache
+def _due_page(before: bool, after: bool) -> Select[Any]:
+    """The statement that reads a page of the line (one per shape, built and compiled once).
+
+    Plain Core: each row is a few columns, with whether a peer ever missed this callback and the
+    attempts in progress (the same for every row).
+    """
+    ever_missed = (select(ATTEMPTS.c.id)
+                   .where(ATTEMPTS.c.callback_id == CALLBACKS.c.id, ATTEMPTS.c.outcome.in_(PEER_MISSES)).exists())
+    live = select(func.count()).select_from(ATTEMPTS).where(ATTEMPTS.c.stage.in_(LIVE_STAGES)).scalar_subquery()
+    now = bindparam("now", type_=_WHEN)
+    stmt = (select(*(CALLBACKS.c[name] for name in DueCallback._fields), ever_missed.label("missed"), live.label("live"))
+            .where(CALLBACKS.c.status == "pending", CALLBACKS.c.due_at <= now,
+                   or_(CALLBACKS.c.not_after.is_(None), CALLBACKS.c.not_after > now))
+            .order_by(CALLBACKS.c.arrived_at, CALLBACKS.c.id)
+            .limit(bindparam("limit", type_=Integer)))
+    if before:
+        stmt = stmt.where(CALLBACKS.c.arrived_at < bindparam("before", type_=_WHEN))
+    if after:  # the place in line after a callback: (arrived_at, id) as the order has it
+        after_at = bindparam("after_at", type_=_WHEN)
+        stmt = stmt.where(or_(CALLBACKS.c.arrived_at > after_at,
+                              and_(CALLBACKS.c.arrived_at == after_at, CALLBACKS.c.id > bindparam("after_id"))))
+    return stmt
 
 
 def due_callbacks(session: Session, now: datetime, arrived_before: datetime | None = None,
-                  limit: int = DUE_PAGE, after: CallbackRequest | None = None) -> DuePage:
+                  limit: int = DUE_PAGE, after: DueCallback | None = None) -> DuePage:
     """Pending callbacks whose time has come and whose window is open, in arrival order.
 
     Only those that arrived before ``arrived_before`` (if given), those after ``after`` in the
     line, and at most ``limit`` of them.
     """
-    stmt = (select(CallbackRequest, _EVER_MISSED.label("missed"), _LIVE.scalar_subquery().label("live"))
-            .where(CallbackRequest.status == "pending", CallbackRequest.due_at <= now,
-                   or_(CallbackRequest.not_after.is_(None), CallbackRequest.not_after > now))
-            .order_by(CallbackRequest.arrived_at, CallbackRequest.id)
-            .limit(limit))
+    params: dict[str, Any] = {"now": now, "limit": limit}
     if arrived_before is not None:
-        stmt = stmt.where(CallbackRequest.arrived_at < arrived_before)
-    if after is not None:  # the place in line after ``after``: (arrived_at, id) as the order has it
-        stmt = stmt.where(or_(CallbackRequest.arrived_at > after.arrived_at,
-                              and_(CallbackRequest.arrived_at == after.arrived_at, CallbackRequest.id > after.id)))
-    rows = session.execute(stmt).all()
-    return DuePage(callbacks=[cb for cb, _, _ in rows], live=int(rows[0].live) if rows else 0,
-                   missed=frozenset(cb.id for cb, missed, _ in rows if missed))
+        params["before"] = arrived_before
+    if after is not None:
+        params.update(after_at=after.arrived_at, after_id=after.id)
+    rows = core(session).execute(_due_page(arrived_before is not None, after is not None), params).all()
+    width = len(DueCallback._fields)
+    return DuePage(callbacks=[DueCallback._make(row[:width]) for row in rows], live=int(rows[0].live) if rows else 0,
+                   missed=frozenset(row.id for row in rows if row.missed))
 
 
 def live_attempts(session: Session) -> int:
     """Callback attempts in progress (the cap on concurrent outbound callback calls counts these)."""
-    return int(session.scalar(_LIVE) or 0)
+    return int(session.scalar(select(func.count()).select_from(CallbackAttempt)
+                              .where(CallbackAttempt.stage.in_(LIVE_STAGES))) or 0)
 
 
 def _recent_peer_misses(session: Session, callback_ids: list[int], now: datetime) -> dict[int, set[int]]:
@@ -370,7 +400,7 @@ def _recent_peer_misses(session: Session, callback_ids: list[int], now: datetime
 
 
 def offer_due(session: Session, svc: Services, now: datetime, arrived_before: datetime | None = None,
-              free: list[Peer] | None = None) -> int:
+              free: list[FreePeer] | None = None) -> int:
     """Offer free peers to due callbacks (arrived before ``arrived_before``); returns peer calls placed.
 
     The line is read a page at a time: with a thousand callbacks waiting and one peer free,
@@ -382,7 +412,7 @@ def offer_due(session: Session, svc: Services, now: datetime, arrived_before: da
     """
     placed = 0
     hours_checked = False
-    after: CallbackRequest | None = None
+    after: DueCallback | None = None
     while True:
         page = due_callbacks(session, now, arrived_before, limit=DUE_PAGE, after=after)
         if not page.callbacks:
@@ -405,48 +435,113 @@ def offer_due(session: Session, svc: Services, now: datetime, arrived_before: da
                     missed = _recent_peer_misses(session, sorted(page.missed), now)
                 exclude = missed.get(cb.id, set())
             peers = choose_peers(free, cb.language, None, 1, exclude)
-            if not peers:
-                continue  # nobody free speaks this caller's language (or only peers who just missed it)
-            if ring_peer(session, svc, cb, peers[0], now):
-                placed += 1
-                live += 1
-            free = free_peers(session)
+            while peers:  # none: nobody free speaks this caller's language (or only peers who just missed it)
+                rung = ring_peer(session, svc, cb, peers[0], now)
+                free = free_peers(session)
+                if rung:
+                    placed += 1
+                    live += 1
+                    break
+                if any(p.id == peers[0].id for p in free):
+                    break  # the peer is still free: the callback was taken meanwhile, so the next in line is offered
+                # Another dispatcher took that peer: this callback keeps its turn with the next free peer.
+                peers = choose_peers(free, cb.language, None, 1, exclude)
         free = None  # the next page reads them again
         if len(page.callbacks) < DUE_PAGE:
             return placed
         after = page.callbacks[-1]
 
 
-def ring_peer(session: Session, svc: Services, cb: CallbackRequest, peer: Peer, now: datetime) -> bool:
-    """Claim the callback and the peer atomically, record the attempt, then ring the peer's phone."""
-    claimed = rowcount(session.execute(
-        update(CallbackRequest).where(CallbackRequest.id == cb.id, CallbackRequest.status == "pending")
-        .values(status="dialing", peer_id=peer.id, updated_at=now)
-    )) == 1
-    if not claimed or not claim_peer(session, peer.id, now):
-        session.rollback()  # neither claim stands alone
+_CLAIM = (update(CALLBACKS).where(CALLBACKS.c.id == bindparam("callback_id"), CALLBACKS.c.status == "pending")
+          .values(status="dialing", peer_id=bindparam("peer_id"), updated_at=bindparam("now", type_=_WHEN)))
+_NEW_ATTEMPT = (insert(ATTEMPTS).values(callback_id=bindparam("callback_id"), number=bindparam("number"),
+                                        peer_id=bindparam("peer_id"), stage="peer_ringing",
+                                        started_at=bindparam("now", type_=_WHEN))
+                .returning(ATTEMPTS.c.id))
+_PEER_CALL_SID = (update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt_id"), ATTEMPTS.c.peer_call_sid.is_(None))
+                  .values(peer_call_sid=bindparam("sid")))
+
+
+def _claim_together() -> Insert:
+    """PostgreSQL: both claims, the peer's status change and the attempt in one statement (one round trip).
+
+    ``FOR UPDATE`` locks the callback and the peer and checks each again as last committed
+    (still pending, still available); the writes happen only when both are, so a claim never
+    half-succeeds and nothing needs undoing. Returns the attempt's id, or no row.
+    """
+    now = bindparam("now", type_=_WHEN)
+    cb = (select(CALLBACKS.c.id, CALLBACKS.c.attempts)
+          .where(CALLBACKS.c.id == bindparam("callback_id"), CALLBACKS.c.status == "pending").with_for_update().cte("cb"))
+    free = (select(PEERS.c.id).where(PEERS.c.id == bindparam("peer_id"), PEERS.c.status == "available")
+            .with_for_update().cte("free"))
+    both = (select(cb.c.id.label("callback_id"), cb.c.attempts, free.c.id.label("peer_id"))
+            .join_from(cb, free, true()).cte("claim"))
+    callback_claimed = (update(CALLBACKS).where(CALLBACKS.c.id.in_(select(both.c.callback_id)))
+                        .values(status="dialing", peer_id=bindparam("peer_id"), updated_at=now).cte("callback_claimed"))
+    peer_claimed = (update(PEERS).where(PEERS.c.id.in_(select(both.c.peer_id)))
+                    .values(status="busy", status_changed_at=now).cte("peer_claimed"))
+    noted = (insert(STATUS_CHANGES).from_select(["peer_id", "status", "at"], select(both.c.peer_id, literal("busy"), now))
+             .cte("noted"))
+    return (insert(ATTEMPTS).from_select(["callback_id", "number", "peer_id", "stage", "started_at"],
+                                         select(both.c.callback_id, both.c.attempts + 1, both.c.peer_id,
+                                                literal("peer_ringing"), now))
+            .returning(ATTEMPTS.c.id).add_cte(callback_claimed, peer_claimed, noted))
+
+
+_CLAIM_TOGETHER = _claim_together()
+
+
+def _claim(session: Session, cb: DueCallback, peer: FreePeer, now: datetime) -> int | None:
+    """Claim the callback and the peer atomically and record the attempt; its id, or None when either was taken.
+
+    In a savepoint: a failed claim undoes only itself, never what the transaction did before (the
+    release of the peer who just came free), and lets go at once of the rows it locked (another
+    dispatcher waiting for this callback gets it in its turn). On PostgreSQL one statement in it.
+    """
+    params = {"callback_id": cb.id, "peer_id": peer.id, "now": now}
+    claim = session.begin_nested()
+    conn = core(session)  # after the savepoint began: SQLAlchemy emits SAVEPOINT when the connection is asked for
+    if conn.dialect.name == "postgresql":
+        attempt_id = conn.execute(_CLAIM_TOGETHER, params).scalar()
+    elif rowcount(conn.execute(_CLAIM, params)) == 1 and claim_peer(session, peer.id, now):
+        attempt_id = conn.execute(_NEW_ATTEMPT, {**params, "number": cb.attempts + 1}).scalar_one()
+    else:
+        attempt_id = None
+    if attempt_id is None:
+        claim.rollback()  # neither claim stands alone
+        return None
+    return int(attempt_id)
+
+
+def ring_peer(session: Session, svc: Services, cb: DueCallback, peer: FreePeer, now: datetime) -> bool:
+    """Claim the callback and the peer atomically, record the attempt, then ring the peer's phone.
+
+    Core statements (no ORM loading or unit of work on the way to the peer's phone), one commit.
+    """
+    attempt_id = _claim(session, cb, peer, now)
+    if attempt_id is None:
         return False
-    attempt = CallbackAttempt(callback_id=cb.id, number=cb.attempts + 1, peer_id=peer.id, stage="peer_ringing",
-                              started_at=now)
-    session.add(attempt)
+    changed_by_core(session, CallbackRequest, cb.id)
+    changed_by_core(session, Peer, peer.id)
     session.commit()  # claimed and recorded before Twilio can call back
     try:
-        sid = svc.twilio.create_call(svc.vault.decrypt_text(peer.phone_encrypted), peer_whisper_url(svc, attempt.id),
-                                     peer_status_url(svc, attempt.id), timeout=PEER_RING_S)
+        sid = svc.twilio.create_call(svc.vault.decrypt_text(peer.phone_encrypted), peer_whisper_url(svc, attempt_id),
+                                     peer_status_url(svc, attempt_id), timeout=PEER_RING_S)
     except TwilioGatewayError:  # network failures included
         log.exception("could not ring peer %s for callback %s", peer.id, cb.id)
+        attempt, request, rung = (session.get(CallbackAttempt, attempt_id), session.get(CallbackRequest, cb.id),
+                                  session.get(Peer, peer.id))
+        assert attempt is not None and request is not None and rung is not None
         _end_attempt(session, attempt, "peer_failed", now)
-        _back_in_line(session, cb, now)
-        session.refresh(peer)
-        release_peer(session, peer, now)
+        _back_in_line(session, request, now)
+        session.refresh(rung)
+        release_peer(session, rung, now)
         session.commit()
         return False
     # A webhook of this very call may already have recorded the SID; never overwrite it.
-    session.execute(update(CallbackAttempt).where(CallbackAttempt.id == attempt.id,
-                                                  CallbackAttempt.peer_call_sid.is_(None))
-                    .values(peer_call_sid=sid))
+    core(session).execute(_PEER_CALL_SID, {"attempt_id": attempt_id, "sid": sid})
     session.commit()
-    log.info("callback %s: ringing peer %s (attempt %s)", cb.id, peer.id, attempt.id)
+    log.info("callback %s: ringing peer %s (attempt %s)", cb.id, peer.id, attempt_id)
     return True
 
 

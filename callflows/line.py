@@ -8,18 +8,22 @@ is a function here, so web handlers and jobs cannot forget the offer.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Insert, Update, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from callflows import callbacks, escalation, rooms, routing
 from callflows.calls import ANSWERED_CALL_STATUSES, FINAL_CALL_STATUSES
 from callflows.errors import SchedulingError
-from callflows.peers import SELF_STATUSES, anyone_available, free_peers, has_live_call, note_status
+from callflows.peers import (FREE_PEERS, PEERS, SELF_STATUSES, STATUS_CHANGES, anyone_available, free_peer, has_live_call,
+                             note_status, note_statuses)
+from callflows.sql import changed_by_core, core
 from callflows.services import Services
 from callflows.times import aware
 from models import CallbackRequest, Peer
@@ -33,14 +37,24 @@ HISTORY_CALLS = 20
 PHONE_SIGN_ON_DELAY = timedelta(seconds=15)
 
 
+# Who is free to be rung and (on each of their rows) whether any caller waits: one round trip
+# decides what dispatch reads next. Plain Core, compiled once: dispatch runs whenever a peer may
+# have come free, and on every hold poll.
+_GATE = FREE_PEERS.add_columns(select(PeerRequest.__table__.c.id)
+                               .where(PeerRequest.__table__.c.status == "waiting").exists().label("waiting"))
+
+
 def dispatch(session: Session, svc: Services, now: datetime) -> int:
     """Offer free peers to waiting callers and due callbacks, in one order by arrival; returns calls placed."""
-    rung = 0
-    free = free_peers(session)
-    if not free:
+    gate = core(session).execute(_GATE).all()
+    if not gate:
         # Nothing to offer (the usual case on a busy line, checked on every hold poll): never
         # read the whole line of waiting callers only to stop at the first of them.
         return 0
+    if not gate[0].waiting:
+        # Nobody waiting: the callbacks get the free peers as just read (one read fewer).
+        return callbacks.offer_due(session, svc, now, free=[free_peer(row) for row in gate])
+    rung = 0
     waiting = session.scalars(
         select(PeerRequest).where(PeerRequest.status == "waiting").order_by(PeerRequest.arrived_at, PeerRequest.id)
     ).all()
@@ -50,8 +64,7 @@ def dispatch(session: Session, svc: Services, now: datetime) -> int:
         # Callbacks that arrived before this caller go first: a callback keeps its place, never jumps it.
         rung += callbacks.offer_due(session, svc, now, arrived_before=aware(req.arrived_at))
         rung += routing.ring(session, svc, req, now, exclude=routing.recently_missed(session, req.id, now))
-    # Nobody waiting: the callbacks get the free peers as just read (one read fewer).
-    return rung + callbacks.offer_due(session, svc, now, free=None if waiting else free)
+    return rung + callbacks.offer_due(session, svc, now)
 
 
 # Events that free a peer ------------------------------------------------------------------
@@ -178,42 +191,97 @@ def callback_peer_leg_status(session: Session, svc: Services, attempt: CallbackA
         callback_peer_leg_ended(session, svc, attempt, now)
 
 
-def finish_wrap_up(session: Session, svc: Services, peer: Peer, now: datetime) -> None:
-    """Wrap-up over: available (or a break after N calls in a row), then offer the line."""
-    if peer.status != "wrap_up":
-        return
-    after = svc.settings.peer_break_after_calls
-    if not peer.active:
-        peer.status = "signed_off"  # deactivated during the call
-    elif after and (peer.calls_in_a_row or 0) >= after:
-        peer.status = "break"
-        peer.calls_in_a_row = 0
+# A wrap-up job names the wrap-up it ends by its start, as epoch seconds: matched to the millisecond.
+SAME_WRAP_UP = timedelta(milliseconds=1)
+_WHEN = PEERS.c.status_changed_at.type  # binds typed as the column: SQLite keeps a time as text, written one way
+
+
+@functools.cache
+def _end_wrap_ups(break_after: int, one_peer: bool) -> Update:
+    """The one UPDATE that ends wrap-ups: one peer's very wrap-up, or every one over by the clock.
+
+    Each peer becomes available, or goes on a break after ``break_after`` calls in a row (0:
+    never; the count starts again), or is signed off when deactivated during the call. Returns
+    each peer's id and new status. Built once per shape and compiled once.
+    """
+    active = PEERS.c.active.is_(True)
+    values: dict[str, Any] = {"status_changed_at": bindparam("now", type_=_WHEN)}
+    if break_after:
+        tired = and_(active, func.coalesce(PEERS.c.calls_in_a_row, 0) >= break_after)
+        values["status"] = case((PEERS.c.active.is_not(True), "signed_off"), (tired, "break"), else_="available")
+        values["calls_in_a_row"] = case((tired, 0), else_=PEERS.c.calls_in_a_row)
     else:
-        peer.status = "available"
-    peer.status_changed_at = now
-    note_status(session, peer.id, peer.status, now)
-    session.commit()
-    dispatch(session, svc, now)
+        values["status"] = case((PEERS.c.active.is_not(True), "signed_off"), else_="available")
+    if one_peer:
+        which = and_(PEERS.c.id == bindparam("peer_id"),
+                     PEERS.c.status_changed_at.between(bindparam("began_from", type_=_WHEN),
+                                                       bindparam("began_to", type_=_WHEN)))
+    else:
+        which = PEERS.c.status_changed_at <= bindparam("due", type_=_WHEN)
+    return (update(PEERS).where(PEERS.c.status == "wrap_up", which).values(values)
+            .returning(PEERS.c.id, PEERS.c.status))
+
+
+def _finish_wrap_ups(session: Session, svc: Services, now: datetime, one_peer: bool,
+                     params: dict[str, Any], commit: bool = True) -> list[tuple[int, str]]:
+    """End the wrap-ups :func:`_end_wrap_ups` finds and note each status change; (peer id, status) each."""
+    conn = core(session)
+    shape = (svc.settings.peer_break_after_calls, one_peer)
+    if conn.dialect.name == "postgresql":  # the status changes noted in the same statement: one round trip
+        return _noted(session, [(int(peer_id), str(status))
+                                for peer_id, status in conn.execute(_end_and_note(*shape), {"now": now, **params})],
+                      commit)
+    ended = [(int(peer_id), str(status)) for peer_id, status in conn.execute(_end_wrap_ups(*shape), {"now": now, **params})]
+    note_statuses(session, ended, now)
+    return _noted(session, ended, commit)
+
+
+@functools.cache
+def _end_and_note(break_after: int, one_peer: bool) -> Insert:
+    """PostgreSQL: :func:`_end_wrap_ups` and the INSERT of the status changes in one statement (a data-modifying WITH)."""
+    ended = _end_wrap_ups(break_after, one_peer).cte("ended")
+    return (insert(STATUS_CHANGES).from_select(["peer_id", "status", "at"],
+                                               select(ended.c.id, ended.c.status, bindparam("now", type_=_WHEN)))
+            .returning(STATUS_CHANGES.c.peer_id, STATUS_CHANGES.c.status))
+
+
+def _noted(session: Session, ended: list[tuple[int, str]], commit: bool) -> list[tuple[int, str]]:
+    """Peers just released by a Core statement: the session forgets what it held of them; committed if asked."""
+    if ended:
+        changed_by_core(session, Peer, *(peer_id for peer_id, _ in ended))
+        if commit:
+            session.commit()
+    return ended
 
 
 def wrap_up_passed(session: Session, svc: Services, peer_id: int, started: float, now: datetime) -> str:
-    """The wrap-up that began at ``started`` (epoch seconds) is over for ``peer_id``; returns what happened."""
-    peer = session.get(Peer, peer_id)
-    if peer is None or peer.status != "wrap_up":
-        return "nothing to do"
-    began = aware(peer.status_changed_at)
-    if began is None or abs(began.timestamp() - started) > 0.001:  # a later call's wrap-up has its own job
-        return "superseded"
-    finish_wrap_up(session, svc, peer, now)
-    return peer.status
+    """The wrap-up that began at ``started`` (epoch seconds) is over for ``peer_id``; returns what happened.
+
+    Available (or a break after N calls in a row), then the line is offered, in the same
+    transaction: the first claim's commit is the release's too (one wait for the disk, not two).
+    A failed claim undoes only itself (:func:`callflows.callbacks.ring_peer` claims in a
+    savepoint), and should the offer fail, the release is made again and stands on its own.
+    """
+    began = datetime.fromtimestamp(started, timezone.utc)
+    # Only this very wrap-up: a later call's wrap-up has its own job.
+    this_one = {"peer_id": peer_id, "began_from": began - SAME_WRAP_UP, "began_to": began + SAME_WRAP_UP}
+    ended = _finish_wrap_ups(session, svc, now, True, this_one, commit=False)
+    if not ended:
+        peer = session.get(Peer, peer_id)
+        return "nothing to do" if peer is None or peer.status != "wrap_up" else "superseded"
+    try:
+        if not dispatch(session, svc, now):
+            session.commit()  # nobody was rung: the release on its own (a ring commits it with its claim)
+    except Exception:
+        session.rollback()
+        _finish_wrap_ups(session, svc, now, True, this_one)
+        raise
+    return ended[0][1]
 
 
 def reconcile(session: Session, svc: Services, now: datetime) -> None:
     """Free peers whose wrap-up is over by the clock, then offer the line."""
-    due = now - timedelta(seconds=svc.settings.peer_wrapup_seconds)
-    for peer in session.scalars(select(Peer).where(Peer.status == "wrap_up")).all():
-        if (aware(peer.status_changed_at) or now) <= due:
-            finish_wrap_up(session, svc, peer, now)
+    _finish_wrap_ups(session, svc, now, False, {"due": now - timedelta(seconds=svc.settings.peer_wrapup_seconds)})
     dispatch(session, svc, now)
 
 

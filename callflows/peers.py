@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from callflows.errors import SchedulingError
-from callflows.sql import rowcount
+from callflows.sql import changed_by_core, core, rowcount
 from callflows.services import Services
 from callflows.times import aware
 from models import AuditEntry, Peer, PeerStatusChange
@@ -44,7 +45,31 @@ def anyone_available(session: Session) -> bool:
                                .where(Peer.status == "available", Peer.active.is_(True), Peer.line_call_sid.is_(None))))
 
 
-def _idle_key(peer: Peer) -> tuple[int, datetime, int]:
+class FreePeer(NamedTuple):
+    """What the line needs of a free peer to choose and ring them (read as plain columns, not ORM objects)."""
+
+    id: int
+    display_name: str
+    languages: list[str] | None
+    tags: list[str] | None
+    status_changed_at: datetime | None
+    last_call_ended_at: datetime | None
+    phone_encrypted: bytes
+
+
+PEERS, STATUS_CHANGES = cast(Table, Peer.__table__), cast(Table, PeerStatusChange.__table__)
+# Free to be rung now: available, active, not on their own call with the line. Plain Core
+# (compiled once, no ORM loading): dispatch reads it whenever a peer may have come free.
+FREE_PEERS = (select(*(PEERS.c[name] for name in FreePeer._fields))
+              .where(PEERS.c.active.is_(True), PEERS.c.status == "available", PEERS.c.line_call_sid.is_(None)))
+
+
+def free_peer(row: Row[Any]) -> FreePeer:
+    """A row that begins with :data:`FREE_PEERS`' columns, as a :class:`FreePeer`."""
+    return FreePeer._make(row[:len(FreePeer._fields)])
+
+
+def _idle_key(peer: FreePeer) -> tuple[int, datetime, int]:
     # Longest idle first: never called yet, then the oldest end of last call; ties by
     # the time they became available, then id for a stable order.
     ended = aware(peer.last_call_ended_at)
@@ -52,20 +77,19 @@ def _idle_key(peer: Peer) -> tuple[int, datetime, int]:
     return (0 if ended is None else 1, ended or changed, peer.id)
 
 
-def free_peers(session: Session) -> list[Peer]:
+def free_peers(session: Session) -> list[FreePeer]:
     """Every peer free to be rung now (available, active, not on their own call with the line)."""
-    return list(session.scalars(select(Peer).where(Peer.active.is_(True), Peer.status == "available",
-                                                   Peer.line_call_sid.is_(None))))
+    return [free_peer(row) for row in core(session).execute(FREE_PEERS)]
 
 
 def pick_peers(session: Session, language: str, tag: str | None, limit: int,
-               exclude: set[int] | frozenset[int] = frozenset()) -> list[Peer]:
+               exclude: set[int] | frozenset[int] = frozenset()) -> list[FreePeer]:
     """Available peers for a caller: language match, wanted lived experience first (else any)."""
     return choose_peers(free_peers(session), language, tag, limit, exclude)
 
 
-def choose_peers(free: list[Peer], language: str, tag: str | None, limit: int,
-                 exclude: set[int] | frozenset[int] = frozenset()) -> list[Peer]:
+def choose_peers(free: list[FreePeer], language: str, tag: str | None, limit: int,
+                 exclude: set[int] | frozenset[int] = frozenset()) -> list[FreePeer]:
     """Of the ``free`` peers, those to ring for a caller: language match, wanted lived experience first, longest idle first."""
     candidates = [p for p in free if language in (p.languages or []) and p.id not in exclude]
     if tag:
@@ -80,15 +104,26 @@ def note_status(session: Session, peer_id: int, status: str, now: datetime) -> N
     session.add(PeerStatusChange(peer_id=peer_id, status=status, at=now))
 
 
+# Binds typed as their columns: SQLite keeps a time as text, which must be written one way.
+_NOW = bindparam("now", type_=PEERS.c.status_changed_at.type)
+_CLAIM = (update(PEERS).where(PEERS.c.id == bindparam("peer_id"), PEERS.c.status == "available")
+          .values(status="busy", status_changed_at=_NOW))
+_NOTE = insert(STATUS_CHANGES).values(peer_id=bindparam("peer_id"), status=bindparam("status"), at=_NOW)
+
+
+def note_statuses(session: Session, changes: list[tuple[int, str]], now: datetime) -> None:
+    """Keep these (peer id, status) changes for the metrics, as one Core INSERT; committed with the changes."""
+    if changes:
+        core(session).execute(_NOTE, [{"peer_id": peer_id, "status": status, "now": now} for peer_id, status in changes])
+
+
 def claim_peer(session: Session, peer_id: int, now: datetime) -> bool:
     """Atomically move an available peer to busy (one UPDATE; False if someone got there first)."""
-    result = session.execute(
-        update(Peer).where(Peer.id == peer_id, Peer.status == "available")
-        .values(status="busy", status_changed_at=now)
-    )
-    claimed = rowcount(result) == 1
+    conn = core(session)
+    claimed = rowcount(conn.execute(_CLAIM, {"peer_id": peer_id, "now": now})) == 1
     if claimed:
-        note_status(session, peer_id, "busy", now)
+        note_statuses(session, [(peer_id, "busy")], now)
+        changed_by_core(session, Peer, peer_id)
     return claimed
 
 

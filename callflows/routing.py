@@ -121,8 +121,10 @@ def ring(session: Session, svc: Services, req: PeerRequest, now: datetime,
             log.exception("could not ring peer %s", peer.id)
             leg.status = "no_answer"
             leg.ended_at = now
-            session.refresh(peer)
-            release_peer(session, peer, now)
+            claimed = session.get(Peer, peer.id)
+            if claimed is not None:
+                session.refresh(claimed)
+                release_peer(session, claimed, now)
             session.commit()
             continue
         rung += 1

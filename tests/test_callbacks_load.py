@@ -6,13 +6,14 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import NullPool, event, func, select, update
 
 from callflows import callbacks, line
-from models import CallbackRequest, Peer, utcnow
+from models import CallbackRequest, Peer, PeerStatusChange, utcnow
+from models.session import make_engine
 from models.tables import CallbackAttempt, PeerRequest
 from tests.factories import make_peer
-from tests.helpers import TEST_ACCOUNT_SID
+from tests.helpers import TEST_ACCOUNT_SID, require
 from tests.test_routing import ask_for_peer, wait_doc
 from tests.test_stranded import heard_by, net, wired  # noqa: F401  (fixtures)
 
@@ -63,6 +64,42 @@ def test_only_as_many_callbacks_as_free_peers_and_never_twice_under_concurrent_d
     assert db.scalar(select(func.count()).select_from(CallbackAttempt)) == 3
     assert {cb.peer_id for cb in dialing} == {p.id for p in peers}
     assert db.scalar(select(func.count()).select_from(Peer).where(Peer.status == "busy")) == 3
+
+
+def test_a_callback_another_dispatcher_took_meanwhile_never_undoes_the_release_of_the_peer_who_came_free(
+        svc: Any, db: Any, phone_network: Any) -> None:
+    require(svc.engine.dialect.name == "postgresql",
+            "needs PostgreSQL: set TEST_DATABASE_URL (SQLite lets no other writer in while the release is uncommitted)")
+    now = utcnow()
+    began = now - timedelta(seconds=svc.settings.peer_wrapup_seconds)
+    peer = make_peer(db, svc.vault, display_name="p", phone="+15555550820", status="wrap_up", status_changed_at=began)
+    first, second = (add_callback(svc, db, f"+1555555092{i}", now - timedelta(minutes=10 - i)) for i in range(2))
+    other = make_engine(svc.settings.database_url, poolclass=NullPool)
+
+    def taken_meanwhile(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        # Between this dispatch's read of the line and its claim, another dispatcher claims the first callback.
+        if "UPDATE callback_requests" in statement and not taken:
+            taken.append(True)
+            with other.begin() as conn:
+                conn.execute(update(CallbackRequest).where(CallbackRequest.id == first.id).values(status="dialing"))
+
+    taken: list[bool] = []
+    event.listen(svc.engine, "before_cursor_execute", taken_meanwhile)
+    try:
+        with svc.sessions() as session:
+            assert line.wrap_up_passed(session, svc, peer.id, began.timestamp(), utcnow()) == "available"
+    finally:
+        event.remove(svc.engine, "before_cursor_execute", taken_meanwhile)
+        other.dispose()
+    assert taken
+    # The failed claim undid only itself: the peer was released and rung for the next callback in line.
+    assert dialled(phone_network) == ["+15555550820"]
+    db.expire_all()
+    assert db.get(Peer, peer.id).status == "busy"
+    assert db.get(CallbackRequest, second.id).status == "dialing"
+    assert db.scalars(select(CallbackAttempt.callback_id)).all() == [second.id]
+    assert db.scalars(select(PeerStatusChange.status).where(PeerStatusChange.peer_id == peer.id)
+                      .order_by(PeerStatusChange.id)).all() == ["available", "busy"]
 
 
 def test_callers_ahead_count_callbacks_in_the_spoken_position(svc: Any, db: Any, client: Any, phone_network: Any) -> None:

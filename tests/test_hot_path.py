@@ -14,7 +14,7 @@ from sqlalchemy import NullPool, event, func, select
 
 from callflows import callbacks, line
 from callflows.services import Services
-from models import Call, CallbackRequest, CallEvent, utcnow
+from models import Call, CallbackRequest, CallEvent, Peer, PeerStatusChange, utcnow
 from models.session import PING_AFTER_IDLE_S, make_engine
 from tests.factories import make_peer
 from tests.helpers import TestCaller, require
@@ -197,6 +197,48 @@ def test_a_free_peer_reaches_the_first_callback_they_can_take_past_many_they_can
     assert db.get(CallbackRequest, english.id).status == "dialing"
     assert db.get(CallbackRequest, closed.id).status == "pending"
     assert {db.get(CallbackRequest, cb.id).status for cb in spanish} == {"pending"}
+
+
+def test_a_peer_whose_wrap_up_ends_rings_for_the_first_due_callback_in_one_transaction(
+        network: Any, svc: Services, db: Any, statements: Statements) -> None:
+    now = utcnow()
+    began = now - timedelta(seconds=svc.settings.peer_wrapup_seconds)
+    ana = make_peer(db, svc.vault, display_name="Ana", phone="+15555550321", status="wrap_up",
+                    status_changed_at=began)
+    not_before, not_after = callbacks.window_bounds("now", now, svc.settings)
+    line_of = [CallbackRequest(number_encrypted=svc.vault.encrypt_text(f"+155555505{i:02d}"), language="en",
+                               status="pending", arrived_at=now - timedelta(minutes=60 - i), not_before=not_before,
+                               not_after=not_after, due_at=not_before) for i in range(3 * callbacks.DUE_PAGE)]
+    db.add_all(line_of)
+    db.commit()
+    statements.take()
+    with svc.sessions() as session:
+        assert line.wrap_up_passed(session, svc, ana.id, began.timestamp(), utcnow()) == "available"
+    sent, commits = statements.take()
+    # Up to the peer's phone, in one transaction: the release and its status change; who is free,
+    # with whether anyone waits; one page of the line; the hours; both claims, the peer's status
+    # change and the attempt, in a savepoint (a failed claim never undoes the release); one commit.
+    # Then the call's SID, committed, and the free peers read again.
+    if svc.engine.dialect.name == "postgresql":  # the writes as data-modifying WITHs: one statement each
+        assert [_what(statement) for statement in sent] == [
+            "WITH", "SELECT", "SELECT", "SELECT", "SAVEPOINT", "WITH", "RELEASE", "UPDATE callback_attempts", "SELECT"]
+        assert "UPDATE peers" in sent[0] and "INSERT INTO peer_status_changes" in sent[0]
+        assert "EXISTS" in sent[1] and "FOR UPDATE" in sent[5] and "INSERT INTO callback_attempts" in sent[5]
+    else:
+        assert [_what(statement) for statement in sent] == [
+            "UPDATE peers", "INSERT INTO peer_status_changes", "SELECT", "SELECT", "SELECT",
+            "SAVEPOINT", "UPDATE callback_requests", "UPDATE peers", "INSERT INTO peer_status_changes",
+            "INSERT INTO callback_attempts", "RELEASE",
+            "UPDATE callback_attempts", "SELECT"]
+        assert "EXISTS" in sent[2]
+    assert commits == 2
+    rung = [r.form for r in network.state.requests if r.method == "POST" and r.path.endswith("/Calls.json")]
+    assert [form["To"] for form in rung] == [["+15555550321"]]
+    db.expire_all()
+    assert db.get(Peer, ana.id).status == "busy"
+    assert [cb.status for cb in line_of[:2]] == ["dialing", "pending"]  # the first in line, and only one
+    assert db.scalars(select(PeerStatusChange.status).where(PeerStatusChange.peer_id == ana.id)
+                      .order_by(PeerStatusChange.id)).all() == ["available", "busy"]
 
 
 # No ping on a busy line, a ping after a pause ----------------------------------------------------
