@@ -255,6 +255,36 @@ def test_key_zero_on_a_closed_line_goes_to_a_message(client, svc, db, closed_unt
     assert caller.twiml.findtext("Redirect").split("?")[0].endswith("/voice/voicemail")
 
 
+def test_a_closed_line_offers_nobody_as_a_person_but_key_zero_still_works(  # type: ignore[no-untyped-def]
+        client, svc, db, closed_until_tomorrow_9) -> None:
+    make_peer(db, svc.vault, phone="+15555550302", status="available")  # signed in, but the line is closed
+    make_caller(db, svc.vault, "+15555550189", language="en")
+    caller = TestCaller(client, number="+15555550189")
+    caller.call()
+    caller.follow()
+    keys = ("To hear this again, press star. If you are in danger or thinking of suicide, press 9 for the "
+            "crisis line.")
+    assert caller.said.endswith(f"To leave a message, press 3. To go back, press 5. {keys}")
+    caller.press("7")  # a wrong key says the whole block again: still nobody offered as a person
+    assert caller.said.endswith(f"To go back, press 5. {keys}") and "press 0" not in caller.said
+    caller.press("0")  # never a dead key: the closed notice, then a message
+    assert caller.said.startswith("Peer Line is closed right now")
+    assert caller.twiml.findtext("Redirect").split("?")[0].endswith("/voice/voicemail")
+    # A Spanish caller is not offered a person either; an open line still offers one.
+    make_caller(db, svc.vault, "+15555550190", language="es")
+    spanish = TestCaller(client, number="+15555550190")
+    spanish.call()
+    spanish.follow()
+    assert spanish.said.endswith("Para oír esto otra vez, oprima asterisco. Si está en peligro o piensa en el "
+                                 "suicidio, oprima 9 para la línea de crisis.")
+    assert "oprima 0" not in spanish.said
+    assert hours.reopen(db, None, utcnow())
+    caller = TestCaller(client, number="+15555550189")
+    caller.call()
+    caller.follow()
+    assert "For a person, press 0." in caller.said
+
+
 def test_a_caller_on_a_holiday_hears_the_line_opens_tonight_at_midnight(client, svc, db) -> None:  # type: ignore[no-untyped-def]
     hours.add_holiday(db, utcnow().astimezone(svc.settings.zone).date(), "Thanksgiving", None)
     make_caller(db, svc.vault, "+15555550187", language="en")
@@ -345,7 +375,7 @@ def test_every_phrase_of_hours_plans_and_shifts_is_in_both_languages() -> None:
 
     flows = load_flows()
     ours = {"closed_now", "closed_opens", "closed_unknown", "when_at", "when_later", "when_midnight",
-            "midnight_tonight", "hold_nobody_on",
+            "midnight_tonight", "hold_nobody_on", "global_keys_closed",
             "limit_reached", "blocked", "whisper_plan", "peer_next_shift", "peer_shift_ends", "record_outcome",
             "record_referral", "record_saved", "record_skipped", *(f"weekday_{d}" for d in range(7))}
     for flow in flows.values():
