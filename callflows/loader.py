@@ -69,7 +69,7 @@ REQUIRED_STRINGS = frozenset(
     {
         "greeting", "press", "global_keys", "global_keys_short", "no_input", "simpler", "invalid",
         "invalid_speech", "choices", "or_word", "crisis", "voicemail_consent", "voicemail_saved",
-        "goodbye", "error", "error_hangup", "fallback", "key_star", "key_pound",
+        "voicemail_saved_closed", "goodbye", "error", "error_hangup", "fallback", "key_star", "key_pound",
         # the first question, and a call that goes on before its caller chose a language
         "line_name", "language_offer", "language_crisis", "language_switch", "language_kept",
         # times of day, as people say them in the language (see callflows.callbacks.spoken_clock)

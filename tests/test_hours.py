@@ -198,7 +198,20 @@ def test_a_closed_line_still_plays_stories_and_takes_a_message(client, svc, db, 
     assert "While the line is closed, you can still choose." in caller.said
     caller.press("3")
     assert caller.said.startswith("You can leave a message for our peer team.")
-    assert caller.twiml.find("Record") is not None
+    caller.post(caller.twiml.find("Record").get("action"), RecordingSid="RE" + "c" * 32, RecordingDuration="9",
+                Digits="#")
+    # Nobody promises "soon" while the line is closed: a supervisor checks messages, maybe not before it opens.
+    assert caller.said == ("Thank you. Your message is saved. The line is closed now, so our team may not check it "
+                           "until the line opens. Thank you for calling Peer Line. Take care. If you ever feel "
+                           "unsafe, call or text 9 8 8, any time.")
+    spanish = TestCaller(client, number="+15555550191")
+    spanish.call()
+    spanish.press("2")  # español: the closed line's menu
+    spanish.press("3")
+    spanish.post(spanish.twiml.find("Record").get("action"), RecordingSid="RE" + "d" * 32, RecordingDuration="9",
+                 Digits="#")
+    assert spanish.said.startswith("Gracias. Su mensaje está guardado. La línea está cerrada ahora, así que puede "
+                                   "que nuestro equipo no lo revise hasta que abra. Gracias por llamar")
 
 
 def test_a_callback_asked_for_while_closed_is_made_at_the_next_opening(client, svc, db,  # type: ignore[no-untyped-def]
@@ -375,7 +388,7 @@ def test_every_phrase_of_hours_plans_and_shifts_is_in_both_languages() -> None:
 
     flows = load_flows()
     ours = {"closed_now", "closed_opens", "closed_unknown", "when_at", "when_later", "when_midnight",
-            "midnight_tonight", "hold_nobody_on", "global_keys_closed",
+            "midnight_tonight", "hold_nobody_on", "global_keys_closed", "voicemail_saved_closed",
             "limit_reached", "blocked", "whisper_plan", "peer_next_shift", "peer_shift_ends", "record_outcome",
             "record_referral", "record_saved", "record_skipped", *(f"weekday_{d}" for d in range(7))}
     for flow in flows.values():
