@@ -148,6 +148,27 @@ def test_cli_close_show_open_are_audit_logged(runner, db, svc) -> None:  # type:
     assert actions[0][1] == "Staff training"
 
 
+def test_cli_shows_holidays_by_name_and_removes_one_audit_logged(runner, db, svc) -> None:  # type: ignore[no-untyped-def]
+    day = utcnow().astimezone(svc.settings.zone).date() + timedelta(days=30)
+    later = day + timedelta(days=7)
+    assert runner.invoke(args=["hours", "holiday", day.isoformat(), "Founders' day"]).exit_code == 0
+    assert runner.invoke(args=["hours", "holiday", later.isoformat()]).exit_code == 0
+    result = runner.invoke(args=["hours", "show"])
+    assert f"holidays: {day} (Founders' day), {later} (Holiday)" in result.output.splitlines()
+    result = runner.invoke(args=["hours", "holiday", "--remove", day.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"removed the holiday on {day} (Founders' day)",
+                                          f"holidays: {later} (Holiday)"]
+    result = runner.invoke(args=["hours", "holiday", "--remove", day.isoformat()])
+    assert result.exit_code != 0 and f"no holiday on {day}" in result.output
+    result = runner.invoke(args=["hours", "holiday", "--remove", later.isoformat(), "Holiday"])
+    assert result.exit_code != 0 and "--remove takes only the date" in result.output
+    assert f"{later} (Holiday)" in runner.invoke(args=["hours", "show"]).output  # not removed by a mistyped command
+    entries = [(a.action, a.detail, a.staff_user_id) for a in db.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert entries == [("holiday_added", f"{day} Founders' day", None), ("holiday_added", f"{later} Holiday", None),
+                       ("holiday_removed", f"{day} Founders' day", None)]
+
+
 # What a caller hears ----------------------------------------------------------------------------
 
 
