@@ -325,7 +325,7 @@ def set_hours(session: Session, periods: list[Period], user_id: int | None) -> N
 
 def add_holiday(session: Session, day: date, name: str, user_id: int | None) -> Holiday:
     """Close the line all day on a local date (an existing holiday on that day is renamed)."""
-    holiday = session.scalar(select(Holiday).where(Holiday.day == day))
+    holiday = holiday_on(session, day)
     if holiday is None:
         holiday = Holiday(day=day, name=name.strip()[:80] or "Holiday")
         session.add(holiday)
@@ -335,6 +335,11 @@ def add_holiday(session: Session, day: date, name: str, user_id: int | None) -> 
     _audit(session, user_id, "holiday_added", f"{day.isoformat()} {holiday.name}", holiday.id)
     session.commit()
     return holiday
+
+
+def holiday_on(session: Session, day: date) -> Holiday | None:
+    """The holiday on a local date, if there is one (at most one: adding it again renames it)."""
+    return session.scalar(select(Holiday).where(Holiday.day == day))
 
 
 def remove_holiday(session: Session, holiday_id: int, user_id: int | None) -> bool:
@@ -364,6 +369,11 @@ def describe(session: Session, settings: Settings, now: datetime) -> list[str]:
         lines.append(f"closed by hand: {closure.reason}" + (f" (until {until.astimezone(settings.zone):%Y-%m-%d %H:%M})"
                                                              if until else ""))
     lines.append("hours: " + ("; ".join(p.label() for p in schedule.periods) or "open around the clock"))
-    holidays = sorted(h for h in schedule.holidays if h >= now.astimezone(settings.zone).date())
-    lines.append("holidays: " + (", ".join(d.isoformat() for d in holidays) or "none ahead"))
+    lines.append(holidays_ahead(session, now.astimezone(settings.zone).date()))
     return lines
+
+
+def holidays_ahead(session: Session, today: date) -> str:
+    """``holidays: 2026-12-25 (Christmas), ...`` from ``today`` (a local date) on, or ``holidays: none ahead``."""
+    ahead = session.scalars(select(Holiday).where(Holiday.day >= today).order_by(Holiday.day)).all()
+    return "holidays: " + (", ".join(f"{h.day.isoformat()} ({h.name})" for h in ahead) or "none ahead")

@@ -69,7 +69,7 @@ REQUIRED_STRINGS = frozenset(
     {
         "greeting", "press", "global_keys", "global_keys_short", "no_input", "simpler", "invalid",
         "invalid_speech", "choices", "or_word", "crisis", "voicemail_consent", "voicemail_saved",
-        "goodbye", "error", "error_hangup", "fallback", "key_star", "key_pound",
+        "voicemail_saved_closed", "goodbye", "error", "error_hangup", "fallback", "key_star", "key_pound",
         # the first question, and a call that goes on before its caller chose a language
         "line_name", "language_offer", "language_crisis", "language_switch", "language_kept",
         # times of day, as people say them in the language (see callflows.callbacks.spoken_clock)
@@ -105,6 +105,9 @@ class Menu:
     default_note: str  # said just before the default is taken: "I'll take you to ... now."
     options: tuple[Option, ...]
     back: str | None = None  # where BACK_KEY leads (the option is the last of ``options``)
+    # The phrase said in full for the keys that work everywhere: a menu may word them itself
+    # (the closed line's names no person, though 0 still works there); the short reminder is shared.
+    global_keys: str = "global_keys"
 
     def option_for_key(self, key: str) -> Option | None:
         """The option bound to ``key``, if any."""
@@ -213,6 +216,9 @@ def validate(raw: Mapping[str, Any], source: str) -> list[str]:
             target = str(opt.get("target", ""))
             if not _is_known_target(target, nodes):
                 problems.append(f"node '{node_id}': option '{key}' leads to unknown target '{target}'")
+        keys_phrase = node.get("global_keys")
+        if keys_phrase is not None and str(keys_phrase) not in (raw["strings"] or {}):
+            problems.append(f"node '{node_id}': global_keys names no phrase in strings: '{keys_phrase}'")
         default = node.get("default")
         if default and not _is_known_target(str(default), nodes):
             problems.append(f"node '{node_id}': default leads to unknown target '{default}'")
@@ -278,6 +284,7 @@ def _menu(node_id: str, node: Mapping[str, Any], back_option: Mapping[str, Any])
         default_note=node["default_note"],
         options=tuple(options),
         back=None if back is None else str(back),
+        global_keys=str(node.get("global_keys") or "global_keys"),
     )
 
 

@@ -172,7 +172,9 @@ class Settings:
             twilio_account_sid=(signalwire and env.get("SIGNALWIRE_PROJECT_ID")) or env.get("TWILIO_ACCOUNT_SID")
             or cls.twilio_account_sid,
             twilio_auth_token=(signalwire and env.get("SIGNALWIRE_API_TOKEN")) or env.get("TWILIO_AUTH_TOKEN", ""),
-            twilio_phone_number=env.get("TWILIO_PHONE_NUMBER") or cls.twilio_phone_number,
+            # The default is Twilio's magic test number (valid with Twilio's test credentials and on
+            # the phone network); no other provider has it, so there the line's number must be set.
+            twilio_phone_number=env.get("TWILIO_PHONE_NUMBER") or ("" if signalwire else cls.twilio_phone_number),
             twilio_api_base_url=(env.get("TWILIO_API_BASE_URL") or default_api).rstrip("/"),
             telephony_provider=provider,
             signing_key=env.get("SIGNALWIRE_SIGNING_KEY", "") if signalwire else "",
@@ -249,6 +251,10 @@ class Settings:
         if self.twilio_api_base_url == TWILIO_API_HOST:
             problems.append("SIGNALWIRE_SPACE_URL: required with TELEPHONY_PROVIDER=signalwire "
                             "(e.g. example.signalwire.com), or set TWILIO_API_BASE_URL")
+        if not self.twilio_phone_number:
+            # Every call and text goes out from it, and Twilio's test number is no SignalWire project's number.
+            problems.append("TWILIO_PHONE_NUMBER: required with TELEPHONY_PROVIDER=signalwire (the line's "
+                            "SignalWire number in E.164 form, e.g. +15551234567)")
         return problems
 
     @property

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from callflows.errors import TwilioGatewayError
 from callflows.hours import MINUTES_PER_DAY, hhmm, local_moment
+from callflows.loader import Flow
 from callflows.peers import ON_SHIFT
 from callflows.services import Services
 from callflows.sql import rowcount
@@ -315,6 +316,11 @@ def _on_call_numbers(session: Session, svc: Services, now: datetime) -> list[str
     return numbers
 
 
+def language_names(flow: Flow) -> dict[str, str]:
+    """Each language's name by code, as ``flow`` says it (its ``lang_<code>`` phrases: "English", "Spanish")."""
+    return {name.removeprefix("lang_"): text for name, text in flow.strings.items() if name.startswith("lang_")}
+
+
 def alert_unstaffed(session: Session, svc: Services, now: datetime) -> list[int]:
     """Text the on-call peer (else the supervisor) about shifts whose peers have not signed in; returns their ids."""
     due = session.scalars(select(Shift).where(Shift.on_call.is_(False), Shift.alerted_at.is_(None),
@@ -322,6 +328,8 @@ def alert_unstaffed(session: Session, svc: Services, now: datetime) -> list[int]
                                               Shift.starts_at > now - ALERT_WINDOW, Shift.ends_at > now)
                           .order_by(Shift.starts_at)).all()
     alerted = []
+    # Staff texts are in English: the languages as the English flow names them ("English/Spanish").
+    names = language_names(svc.flow("en"))
     for shift in due:
         peer_ids = signups(session, shift.id)
         signed_in = peer_ids and session.scalar(select(func.count()).select_from(Peer).where(
@@ -335,7 +343,8 @@ def alert_unstaffed(session: Session, svc: Services, now: datetime) -> list[int]
         if rowcount(claimed) != 1:
             continue
         local = (aware(shift.starts_at) or now).astimezone(svc.settings.zone)
-        body = (f"peerline: nobody has signed in for the {local:%H:%M} shift ({'/'.join(shift.languages or [])}). "
+        languages = "/".join(names.get(code, code) for code in shift.languages or [])
+        body = (f"peerline: nobody has signed in for the {local:%H:%M} shift ({languages}). "
                 "Please sign in or find cover.")
         numbers = _on_call_numbers(session, svc, now)
         if not numbers:

@@ -500,7 +500,7 @@ def register_commands(app: Flask) -> None:
     for command in (db_group, seed_demo_command, create_user, set_pin, check_flows, gen_key, worker, export,
                     purge_command, metrics_command):
         app.cli.add_command(command)
-    app.cli.add_command(operations_cli.hours_group)  # peerline hours show | close --reason | open | set | holiday
+    app.cli.add_command(operations_cli.hours_group)  # peerline hours show | close --reason | open | set | holiday [--remove]
     app.cli.add_command(rotate_keys_command)
     app.cli.add_command(audit_group)
 

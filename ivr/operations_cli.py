@@ -102,14 +102,26 @@ def set_hours(periods: tuple[str, ...]) -> None:
 
 @hours_group.command("holiday")
 @click.argument("day", type=click.DateTime(["%Y-%m-%d"]))
-@click.argument("name", default="Holiday")
+@click.argument("name", required=False)
+@click.option("--remove", is_flag=True, help="Remove the holiday on DAY instead: the usual hours apply that day.")
 @with_appcontext
-def holiday(day: datetime, name: str) -> None:
-    """Close the line all day on DAY (YYYY-MM-DD, local)."""
+def holiday(day: datetime, name: str | None, remove: bool) -> None:
+    """Close the line all day on DAY (YYYY-MM-DD, local), named NAME (default "Holiday"); or --remove it."""
     svc = services()
     with svc.sessions() as session:
-        hours.add_holiday(session, day.date(), name, None)
-        click.echo(f"closed all day on {day.date().isoformat()} ({name})")
+        if not remove:
+            added = hours.add_holiday(session, day.date(), name or "Holiday", None)
+            click.echo(f"closed all day on {day.date().isoformat()} ({added.name})")
+            return
+        if name is not None:  # "--remove DAY NAME" may be a typo for adding: change nothing
+            raise click.ClickException("--remove takes only the date: peerline hours holiday --remove YYYY-MM-DD")
+        found = hours.holiday_on(session, day.date())
+        if found is None:
+            raise click.ClickException(f"no holiday on {day.date().isoformat()}")
+        label = f"{found.day.isoformat()} ({found.name})"
+        hours.remove_holiday(session, found.id, None)  # audit-logged as on the Hours page
+        click.echo(f"removed the holiday on {label}")
+        click.echo(hours.holidays_ahead(session, utcnow().astimezone(svc.settings.zone).date()))
 
 
 # Demo data (``peerline seed-demo``, ``make run``) ---------------------------------------------

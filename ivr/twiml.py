@@ -127,7 +127,7 @@ class Speaker:
         else:
             lines.append(menu.prompt)
             lines.extend(self.flow.text("press", label=o.label, key=o.key) for o in menu.options)
-        lines.append(self.flow.text("global_keys" if full_keys else "global_keys_short"))
+        lines.append(self.flow.text(menu.global_keys if full_keys else "global_keys_short"))
         self._lines(gather, lines)
         # If Twilio ever reaches here the gather produced nothing: treat it as no input.
         twiml.redirect(action_url, method="POST")
@@ -370,7 +370,7 @@ class Speaker:
             self.say(gather, line)
         self.say_slowly(gather, digits)
         lines = [menu.prompt, *(self.flow.text("press", label=o.label, key=o.key) for o in menu.options),
-                 self.flow.text("global_keys" if full_keys else "global_keys_short")]
+                 self.flow.text(menu.global_keys if full_keys else "global_keys_short")]
         self._lines(gather, lines)
         twiml.redirect(action_url, method="POST")
         return twiml

@@ -129,6 +129,15 @@ def test_every_menu_says_what_its_default_does() -> None:
     assert "node 'callback_window': missing 'default_note'" in problems_of(raw)
 
 
+def test_a_menu_that_words_the_keys_that_work_everywhere_itself_names_a_phrase_the_flow_has() -> None:
+    raw = broken(closed__global_keys="global_keys_nowhere")
+    assert "node 'closed': global_keys names no phrase in strings: 'global_keys_nowhere'" in problems_of(raw)
+    flows = load_flows()
+    for flow in flows.values():  # the closed line's own block; every other menu the flow's block
+        assert {m.id for m in flow.nodes.values() if m.global_keys != "global_keys"} == {"closed"}
+        assert "0" not in flow.text(flow.nodes["closed"].global_keys)
+
+
 def test_words_said_to_callers_are_required_in_each_language() -> None:
     raw = broken()
     for name in ("key_pound", "part_afternoon", "hold_wait_one", "global_keys_short", "language_offer"):

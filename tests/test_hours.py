@@ -148,6 +148,27 @@ def test_cli_close_show_open_are_audit_logged(runner, db, svc) -> None:  # type:
     assert actions[0][1] == "Staff training"
 
 
+def test_cli_shows_holidays_by_name_and_removes_one_audit_logged(runner, db, svc) -> None:  # type: ignore[no-untyped-def]
+    day = utcnow().astimezone(svc.settings.zone).date() + timedelta(days=30)
+    later = day + timedelta(days=7)
+    assert runner.invoke(args=["hours", "holiday", day.isoformat(), "Founders' day"]).exit_code == 0
+    assert runner.invoke(args=["hours", "holiday", later.isoformat()]).exit_code == 0
+    result = runner.invoke(args=["hours", "show"])
+    assert f"holidays: {day} (Founders' day), {later} (Holiday)" in result.output.splitlines()
+    result = runner.invoke(args=["hours", "holiday", "--remove", day.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"removed the holiday on {day} (Founders' day)",
+                                          f"holidays: {later} (Holiday)"]
+    result = runner.invoke(args=["hours", "holiday", "--remove", day.isoformat()])
+    assert result.exit_code != 0 and f"no holiday on {day}" in result.output
+    result = runner.invoke(args=["hours", "holiday", "--remove", later.isoformat(), "Holiday"])
+    assert result.exit_code != 0 and "--remove takes only the date" in result.output
+    assert f"{later} (Holiday)" in runner.invoke(args=["hours", "show"]).output  # not removed by a mistyped command
+    entries = [(a.action, a.detail, a.staff_user_id) for a in db.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert entries == [("holiday_added", f"{day} Founders' day", None), ("holiday_added", f"{later} Holiday", None),
+                       ("holiday_removed", f"{day} Founders' day", None)]
+
+
 # What a caller hears ----------------------------------------------------------------------------
 
 
@@ -198,7 +219,20 @@ def test_a_closed_line_still_plays_stories_and_takes_a_message(client, svc, db, 
     assert "While the line is closed, you can still choose." in caller.said
     caller.press("3")
     assert caller.said.startswith("You can leave a message for our peer team.")
-    assert caller.twiml.find("Record") is not None
+    caller.post(caller.twiml.find("Record").get("action"), RecordingSid="RE" + "c" * 32, RecordingDuration="9",
+                Digits="#")
+    # Nobody promises "soon" while the line is closed: a supervisor checks messages, maybe not before it opens.
+    assert caller.said == ("Thank you. Your message is saved. The line is closed now, so our team may not check it "
+                           "until the line opens. Thank you for calling Peer Line. Take care. If you ever feel "
+                           "unsafe, call or text 9 8 8, any time.")
+    spanish = TestCaller(client, number="+15555550191")
+    spanish.call()
+    spanish.press("2")  # español: the closed line's menu
+    spanish.press("3")
+    spanish.post(spanish.twiml.find("Record").get("action"), RecordingSid="RE" + "d" * 32, RecordingDuration="9",
+                 Digits="#")
+    assert spanish.said.startswith("Gracias. Su mensaje está guardado. La línea está cerrada ahora, así que puede "
+                                   "que nuestro equipo no lo revise hasta que abra. Gracias por llamar")
 
 
 def test_a_callback_asked_for_while_closed_is_made_at_the_next_opening(client, svc, db,  # type: ignore[no-untyped-def]
@@ -253,6 +287,36 @@ def test_key_zero_on_a_closed_line_goes_to_a_message(client, svc, db, closed_unt
     assert caller.said == ("Peer Line is closed right now, so no peer can answer live. "
                            "The line opens again tomorrow at 9 am.")
     assert caller.twiml.findtext("Redirect").split("?")[0].endswith("/voice/voicemail")
+
+
+def test_a_closed_line_offers_nobody_as_a_person_but_key_zero_still_works(  # type: ignore[no-untyped-def]
+        client, svc, db, closed_until_tomorrow_9) -> None:
+    make_peer(db, svc.vault, phone="+15555550302", status="available")  # signed in, but the line is closed
+    make_caller(db, svc.vault, "+15555550189", language="en")
+    caller = TestCaller(client, number="+15555550189")
+    caller.call()
+    caller.follow()
+    keys = ("To hear this again, press star. If you are in danger or thinking of suicide, press 9 for the "
+            "crisis line.")
+    assert caller.said.endswith(f"To leave a message, press 3. To go back, press 5. {keys}")
+    caller.press("7")  # a wrong key says the whole block again: still nobody offered as a person
+    assert caller.said.endswith(f"To go back, press 5. {keys}") and "press 0" not in caller.said
+    caller.press("0")  # never a dead key: the closed notice, then a message
+    assert caller.said.startswith("Peer Line is closed right now")
+    assert caller.twiml.findtext("Redirect").split("?")[0].endswith("/voice/voicemail")
+    # A Spanish caller is not offered a person either; an open line still offers one.
+    make_caller(db, svc.vault, "+15555550190", language="es")
+    spanish = TestCaller(client, number="+15555550190")
+    spanish.call()
+    spanish.follow()
+    assert spanish.said.endswith("Para oír esto otra vez, oprima asterisco. Si está en peligro o piensa en el "
+                                 "suicidio, oprima 9 para la línea de crisis.")
+    assert "oprima 0" not in spanish.said
+    assert hours.reopen(db, None, utcnow())
+    caller = TestCaller(client, number="+15555550189")
+    caller.call()
+    caller.follow()
+    assert "For a person, press 0." in caller.said
 
 
 def test_a_caller_on_a_holiday_hears_the_line_opens_tonight_at_midnight(client, svc, db) -> None:  # type: ignore[no-untyped-def]
@@ -345,7 +409,7 @@ def test_every_phrase_of_hours_plans_and_shifts_is_in_both_languages() -> None:
 
     flows = load_flows()
     ours = {"closed_now", "closed_opens", "closed_unknown", "when_at", "when_later", "when_midnight",
-            "midnight_tonight", "hold_nobody_on",
+            "midnight_tonight", "hold_nobody_on", "global_keys_closed", "voicemail_saved_closed",
             "limit_reached", "blocked", "whisper_plan", "peer_next_shift", "peer_shift_ends", "record_outcome",
             "record_referral", "record_saved", "record_skipped", *(f"weekday_{d}" for d in range(7))}
     for flow in flows.values():

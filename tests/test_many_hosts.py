@@ -178,7 +178,7 @@ def test_two_web_servers_and_two_workers_serve_simultaneous_calls_once_each(
         assert not any("Sorry" in line for line in leg.heard), leg.heard
     assert any(line.startswith("Thank you. We will call you back as soon as a peer is free")
                for line in legs["callback"].heard)
-    assert "Thank you. Your message is saved. A peer will hear it soon." in legs["message"].heard
+    assert "Thank you. Your message is saved. Our team will check it soon." in legs["message"].heard
 
     # The callback: one call to the peer, then one to the caller, however many workers and ticks ran.
     def callback_connected() -> bool:

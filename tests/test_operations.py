@@ -389,7 +389,7 @@ def test_a_shift_nobody_signed_in_for_texts_the_on_call_peer_once(app_config, ph
     with svc.sessions() as db:
         late = make_peer(db, svc.vault, phone="+15555550331", display_name="Late", status="signed_off")
         backup = make_peer(db, svc.vault, phone="+15555550332", display_name="Backup", status="signed_off")
-        shift = Shift(starts_at=now - timedelta(minutes=6), ends_at=now + timedelta(hours=3), languages=["en"])
+        shift = Shift(starts_at=now - timedelta(minutes=6), ends_at=now + timedelta(hours=3), languages=["en", "es"])
         on_call = Shift(starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=5), on_call=True)
         fresh = Shift(starts_at=now - timedelta(minutes=2), ends_at=now + timedelta(hours=3), languages=["en"])
         db.add_all([shift, on_call, fresh])
@@ -403,7 +403,7 @@ def test_a_shift_nobody_signed_in_for_texts_the_on_call_peer_once(app_config, ph
     [message] = phone_network.state.messages
     local = (now - timedelta(minutes=6)).astimezone(svc.settings.zone)
     assert message["To"] == "+15555550332"
-    assert message["Body"] == (f"peerline: nobody has signed in for the {local:%H:%M} shift (en). "
+    assert message["Body"] == (f"peerline: nobody has signed in for the {local:%H:%M} shift (English/Spanish). "
                                "Please sign in or find cover.")
     svc.engine.dispose()
 
@@ -584,6 +584,7 @@ def test_with_nobody_on_call_the_unstaffed_shift_texts_the_supervisor_number(app
     [message] = phone_network.state.messages
     assert message["To"] == "+15555550399"
     assert message["Body"].startswith("peerline: nobody has signed in for the ")
+    assert message["Body"].endswith(" shift (Spanish). Please sign in or find cover.")  # a name, never a code
     svc.engine.dispose()
 
 

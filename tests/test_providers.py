@@ -38,7 +38,7 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a
 LINE = "+15005550006"
 SIGNALWIRE_ENV = {"TELEPHONY_PROVIDER": "signalwire", "SIGNALWIRE_SPACE_URL": "example.signalwire.com",
                   "SIGNALWIRE_PROJECT_ID": PROJECT, "SIGNALWIRE_API_TOKEN": API_TOKEN,
-                  "SIGNALWIRE_SIGNING_KEY": SIGNING_KEY}
+                  "SIGNALWIRE_SIGNING_KEY": SIGNING_KEY, "TWILIO_PHONE_NUMBER": "+12025550100"}
 
 
 # Settings ------------------------------------------------------------------------------
@@ -49,6 +49,7 @@ def test_signalwire_settings_choose_its_base_url_credentials_and_signature(tmp_p
     assert (settings.twilio_account_sid, settings.twilio_auth_token) == (PROJECT, API_TOKEN)
     assert settings.provider.signature_header == "X-SignalWire-Signature"
     assert settings.webhook_signing_key == SIGNING_KEY
+    assert settings.twilio_phone_number == "+12025550100"
     gateway = gateway_for(settings)
     assert gateway.recording_url("0a1b") == (
         f"https://example.signalwire.com/api/laml/2010-04-01/Accounts/{PROJECT}/Recordings/0a1b")
@@ -60,12 +61,15 @@ def test_twilio_stays_the_default_with_its_header_and_auth_token(tmp_path: Path)
     assert settings.telephony_provider == "twilio"
     assert settings.twilio_api_base_url == "https://api.twilio.com"
     assert (settings.provider.signature_header, settings.webhook_signing_key) == ("X-Twilio-Signature", "tok")
+    assert settings.twilio_phone_number == "+15005550006"  # Twilio's test number, for its test credentials
 
 
 @pytest.mark.parametrize(("env", "problem"), [
     ({"TELEPHONY_PROVIDER": "telnyx"}, "TELEPHONY_PROVIDER: 'telnyx' is not one of twilio, signalwire"),
     ({**SIGNALWIRE_ENV, "SIGNALWIRE_SIGNING_KEY": ""}, "SIGNALWIRE_SIGNING_KEY: required with TELEPHONY_PROVIDER"),
     ({**SIGNALWIRE_ENV, "SIGNALWIRE_SPACE_URL": ""}, "SIGNALWIRE_SPACE_URL: required with TELEPHONY_PROVIDER"),
+    # Twilio's test number (the default, for Twilio's test credentials) is no SignalWire number.
+    ({**SIGNALWIRE_ENV, "TWILIO_PHONE_NUMBER": ""}, "TWILIO_PHONE_NUMBER: required with TELEPHONY_PROVIDER"),
 ])
 def test_a_provider_that_cannot_work_stops_the_start_naming_the_variable(
         tmp_path: Path, env: dict[str, str], problem: str) -> None:

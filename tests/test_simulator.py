@@ -61,7 +61,7 @@ def test_full_call_over_http_leaves_a_pending_voicemail(live_app: str, phone_net
     assert "Welcome to Peer Line." in heard
     assert "To leave a message, press 4." in heard
     assert "Leave your message after the tone." in heard
-    assert leg.heard[-2:] == ["Thank you. Your message is saved. A peer will hear it soon.",
+    assert leg.heard[-2:] == ["Thank you. Your message is saved. Our team will check it soon.",
                               "Thank you for calling Peer Line. Take care. If you ever feel unsafe, call or text 9 8 8, "
                               "any time."]
     assert "  [beep]" in lines and "> you press 4" in lines
@@ -98,7 +98,7 @@ def test_peerline_call_script_and_record(live_app: str, phone_network, db, redis
     assert out.count('"What would you like to do?') == 2  # star repeated the menu
     assert "> you press *" in out
     assert "> you leave a" in out
-    assert '"Thank you. Your message is saved. A peer will hear it soon."' in out
+    assert '"Thank you. Your message is saved. Our team will check it soon."' in out
     assert out.rstrip().endswith("Call ended (completed).")
     vm = db.scalar(select(Voicemail))
     assert vm is not None and vm.status == "pending" and vm.job_id == transcription_job_id(vm.id)

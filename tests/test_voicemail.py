@@ -60,7 +60,7 @@ def test_recording_is_stored_pending_and_its_job_enqueued(caller: TestCaller, db
     assert job.func_name == "queues.jobs.transcribe_voicemail"
     assert job.args == (vm.id,)
     caller.post(action, RecordingSid="RE" + "a" * 32, RecordingDuration="42", Digits="#")
-    assert caller.said == ("Thank you. Your message is saved. A peer will hear it soon. "
+    assert caller.said == ("Thank you. Your message is saved. Our team will check it soon. "
                            "Thank you for calling Peer Line. Take care. If you ever feel unsafe, call or text 9 8 8, "
                            "any time.")
     assert caller.twiml.find("Hangup") is not None
@@ -143,7 +143,7 @@ def test_the_goodbye_after_a_message_names_the_crisis_line_in_spanish(caller: Te
     caller.press("4")
     caller.post(caller.twiml.find("Record").get("action"), RecordingSid="RE" + "b" * 32, RecordingDuration="12",
                 Digits="#")
-    assert caller.said == ("Gracias. Su mensaje está guardado. Un par lo escuchará pronto. "
+    assert caller.said == ("Gracias. Su mensaje está guardado. Nuestro equipo lo revisará pronto. "
                            "Gracias por llamar a Peer Line. Cuídese. "
                            "Si alguna vez se siente en peligro, llame o escriba al 9 8 8, a cualquier hora.")
     assert [verb.tag for verb in caller.twiml] == ["Say", "Say", "Hangup"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows import voicemails
+from callflows import hours, voicemails
 from ivr.db import get_session
 from ivr.services import services
 from ivr.twiml import empty, to_response
@@ -16,6 +16,7 @@ from ivr.webhooks import actions
 from ivr.webhooks.blueprints import voice as bp
 from ivr.webhooks.context import MAX_PARAM, Ctx, current_ctx, int_param
 from ivr.webhooks.failures import Audience, heard_by
+from models import utcnow
 
 
 @actions.action("voicemail")
@@ -38,10 +39,16 @@ def voicemail() -> Response:
 
 @bp.post("/voicemail/done")
 def voicemail_done() -> Response:
-    """After <Record>: confirm the message is saved."""
+    """After <Record>: confirm the message is saved, and when the team may check it (not "soon" on a closed line)."""
     ctx = current_ctx()
-    voicemails.message_left(get_session(), ctx.call_sid, _duration())
-    return to_response(ctx.speaker.say_then_hangup([ctx.flow.text("voicemail_saved"), ctx.flow.text("goodbye")]))
+    session = get_session()
+    now = utcnow()
+    # Read in the transaction that records the message: a supervisor checks messages, and while
+    # the line is closed that may not be before it opens, so the caller is not promised "soon".
+    is_open = hours.load_schedule(session, services().settings.zone, now).is_open(now)
+    voicemails.message_left(session, ctx.call_sid, _duration())
+    saved = ctx.flow.text("voicemail_saved" if is_open else "voicemail_saved_closed")
+    return to_response(ctx.speaker.say_then_hangup([saved, ctx.flow.text("goodbye")]))
 
 
 @bp.post("/voicemail/none")
