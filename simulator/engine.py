@@ -290,6 +290,10 @@ class PeerActor:
             if not self.keys or self.keys[0] != HANG_UP:
                 self._in_call_since = None
             return False
+        return self._key_is_due()
+
+    def _key_is_due(self) -> bool:
+        """Take the next scripted key once the call has gone on a moment (STAR_AFTER_S) in company."""
         self._in_call_since = self._in_call_since or time.monotonic()
         if time.monotonic() - self._in_call_since < self.STAR_AFTER_S:
             return False
@@ -308,12 +312,7 @@ class PeerActor:
         self._take_keys()
         if not self.keys or self.keys[0] != HANG_UP or not company:
             return False
-        self._in_call_since = self._in_call_since or time.monotonic()
-        if time.monotonic() - self._in_call_since < self.STAR_AFTER_S:
-            return False
-        self.keys.pop(0)
-        self._in_call_since = None
-        return True
+        return self._key_is_due()
 
     def record(self) -> bytes | None:
         """A peer never leaves a recording."""
