@@ -4,6 +4,7 @@ a signed caller, and real burst RQ workers in a job context (``work_jobs``)."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Iterator
@@ -102,6 +103,17 @@ def app_config(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, o
         "data_key": DATA_KEY,
         "secret_key": "test-secret-key",
     }
+
+
+@pytest.fixture
+def noon_line(app_config: dict[str, object]) -> None:
+    """A line time zone where it is about noon now: today's afternoon is open, "earlier today" is today.
+
+    Name it before ``app`` (and ``client``, ``svc``, ``db``) in a test's arguments: the app reads
+    its settings when it is made.
+    """
+    offset = 12 - datetime.now(UTC).hour
+    app_config["line_timezone"] = "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 @pytest.fixture

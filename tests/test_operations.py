@@ -26,13 +26,6 @@ UTC = timezone.utc
 NUMBER = "+15555550160"
 
 
-@pytest.fixture
-def midday(app_config: dict[str, object]) -> None:
-    """A line time zone where it is about noon now, so "earlier today" is never yesterday."""
-    offset = 12 - datetime.now(UTC).hour
-    app_config["line_timezone"] = "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
-
-
 def reached_peer(db: Any, caller: Any, connected_ago: int, ended_ago: int | None, peer: Any) -> PeerRequest:
     """An earlier call of ``caller`` that reached ``peer`` (minutes ago), as routing records it."""
     now = utcnow()
@@ -63,7 +56,7 @@ def test_a_call_dropped_and_redialled_within_a_few_minutes_counts_once() -> None
 
 
 def test_a_caller_over_the_limit_hears_a_kind_message_and_keeps_every_safe_option(  # type: ignore[no-untyped-def]
-        midday, client, svc, db) -> None:
+        noon_line, client, svc, db) -> None:
     peer = make_peer(db, svc.vault, phone="+15555550311", status="available")
     caller_row = make_caller(db, svc.vault, NUMBER, language="en")
     callers.set_plan(db, svc.vault, caller_row.id, None, 1, None, utcnow())
@@ -87,7 +80,7 @@ def test_a_caller_over_the_limit_hears_a_kind_message_and_keeps_every_safe_optio
     assert caller.twiml.find("Dial").findtext("Number") == "988"
 
 
-def test_a_redial_within_a_few_minutes_goes_through_as_the_same_call(midday, client, svc, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_redial_within_a_few_minutes_goes_through_as_the_same_call(noon_line, client, svc, db) -> None:  # type: ignore[no-untyped-def]
     peer = make_peer(db, svc.vault, phone="+15555550312", status="available")
     caller_row = make_caller(db, svc.vault, NUMBER, language="en")
     callers.set_plan(db, svc.vault, caller_row.id, None, 1, None, utcnow())
