@@ -133,9 +133,10 @@ def test_a_menu_that_words_the_keys_that_work_everywhere_itself_names_a_phrase_t
     raw = broken(closed__global_keys="global_keys_nowhere")
     assert "node 'closed': global_keys names no phrase in strings: 'global_keys_nowhere'" in problems_of(raw)
     flows = load_flows()
-    for flow in flows.values():  # the closed line's own block; every other menu the flow's block
-        assert {m.id for m in flow.nodes.values() if m.global_keys != "global_keys"} == {"closed"}
-        assert "0" not in flow.text(flow.nodes["closed"].global_keys)
+    for flow in flows.values():  # no person offered where none can be had; every other menu the flow's block
+        no_person = {"closed", "limit_reached", "blocked"}
+        assert {m.id for m in flow.nodes.values() if m.global_keys != "global_keys"} == no_person
+        assert all("0" not in flow.text(flow.nodes[node].global_keys) for node in no_person)
 
 
 def test_words_said_to_callers_are_required_in_each_language() -> None:

@@ -75,6 +75,9 @@ def test_a_caller_over_the_limit_hears_a_kind_message_and_keeps_every_safe_optio
         "You have talked with a peer as many times today as your plan with us says. We are glad you called, and "
         "you are welcome to call again tomorrow. You can still choose. To hear stories from peers, press 1. "
         "To get a call back, press 2. To leave a message, press 3. To go back, press 5.")
+    caller.press("*")  # the keys in full: no person offered, as 0 would only say this again
+    assert caller.said.endswith("To go back, press 5. To hear this again, press star. If you are in danger or "
+                                "thinking of suicide, press 9 for the crisis line.")
     assert db.scalars(select(RingLeg)).all() == []  # nobody was rung
     caller.press("9")  # the crisis key is never limited
     assert caller.twiml.find("Dial").findtext("Number") == "988"
@@ -110,6 +113,9 @@ def test_a_blocked_caller_hears_a_message_keeps_stories_and_the_crisis_line(clie
     assert caller.said.startswith("For now, calls from this number cannot be put through to a peer. "
                                   f"That ends on {ends:%A} at 3 pm.")
     assert "You can still hear stories from peers. If you are in danger, press 9 for the crisis line." in caller.said
+    caller.press("*")  # the keys in full: no person offered, as 0 would only say this again
+    assert caller.said.endswith("To hear stories from peers, press 1. To go back, press 5. To hear this again, "
+                                "press star. If you are in danger or thinking of suicide, press 9 for the crisis line.")
     assert db.scalars(select(PeerRequest)).all() == []
     caller.press("5")  # back to the main menu: a call back would reach a peer too
     caller.press("3")
