@@ -10,6 +10,7 @@ import os
 import secrets
 import select
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -103,6 +104,11 @@ class TerminalActor:
 
     def stay(self, what: str, seconds: float) -> bool:
         """Wait; pressing Enter hangs up (Ctrl-C too)."""
+        if not sys.stdin.isatty():
+            # Answers piped in are for the menus: a line waiting in the pipe (or already in
+            # input()'s buffer, where select cannot see it) is the next menu's answer, not Enter.
+            time.sleep(seconds)
+            return True
         try:
             ready, _, _ = select.select([sys.stdin], [], [], seconds)
         except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import struct
 import wave
@@ -13,8 +14,8 @@ from rq import Queue
 from sqlalchemy import select
 
 from ivr.demo import speak_to_wav
-from simulator.cli import call_command
-from simulator.engine import FlaskTransport, HttpTransport, HubClient, Leg, ScriptActor, new_call_sid
+from simulator.cli import TerminalActor, call_command
+from simulator.engine import FlaskTransport, HangUp, HttpTransport, HubClient, Leg, ScriptActor, new_call_sid
 from models import Call, Voicemail
 from queues.connection import TRANSCRIPTION_QUEUE
 from queues.scheduler import transcription_job_id
@@ -125,3 +126,18 @@ def test_wrong_token_is_refused(live_app: str, phone_network) -> None:  # type: 
     ])
     assert result.exit_code == 1
     assert "HTTP 403" in result.output
+
+
+def test_answers_piped_into_peerline_call_are_kept_for_the_menus_while_on_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``printf '1\\n2\\n' | peerline call``: a line waiting in the pipe is the next menu's answer, not a hang-up."""
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"2\n")
+    os.close(write_fd)
+    with open(read_fd, encoding="utf-8") as piped:
+        monkeypatch.setattr("sys.stdin", piped)
+        actor = TerminalActor()
+        assert actor.stay("hold", 0.01) is True  # still on hold: the pipe's "2" is not Enter
+        answer = actor.gather("Press 2 for a call back.", "dtmf speech", on_hold=True)
+        assert answer is not None and answer.digits == "2"
+        with pytest.raises(HangUp):  # the pipe is done: the caller hangs up
+            actor.gather("Anything else?", "dtmf speech", on_hold=False)
