@@ -31,7 +31,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Insert, Integer, Select, Table, and_, bindparam, func, insert, literal, or_, select, true, update
+from sqlalchemy import Insert, Integer, Select, Table, bindparam, func, insert, literal, or_, select, true, tuple_, update
 from sqlalchemy.orm import Session
 
 from callflows.calls import FINAL_CALL_STATUSES, by_id, caller_for_call, find_or_create_call, is_withheld, record_event
@@ -357,9 +357,10 @@ def _due_page(before: bool, after: bool) -> Select[Any]:
     if before:
         stmt = stmt.where(CALLBACKS.c.arrived_at < bindparam("before", type_=_WHEN))
     if after:  # the place in line after a callback: (arrived_at, id) as the order has it
-        after_at = bindparam("after_at", type_=_WHEN)
-        stmt = stmt.where(or_(CALLBACKS.c.arrived_at > after_at,
-                              and_(CALLBACKS.c.arrived_at == after_at, CALLBACKS.c.id > bindparam("after_id"))))
+        # One row comparison, not "later, or as late with a higher id": PostgreSQL starts the walk of
+        # ix_callback_requests_line there, where the OR was a filter on every row before it.
+        stmt = stmt.where(tuple_(CALLBACKS.c.arrived_at, CALLBACKS.c.id)
+                          > tuple_(bindparam("after_at", type_=_WHEN), bindparam("after_id", type_=Integer)))
     return stmt
 
 

@@ -199,6 +199,32 @@ def test_a_free_peer_reaches_the_first_callback_they_can_take_past_many_they_can
     assert {db.get(CallbackRequest, cb.id).status for cb in spanish} == {"pending"}
 
 
+def test_callbacks_that_arrived_at_the_same_instant_keep_their_turns_from_page_to_page(
+        network: Any, svc: Services, db: Any) -> None:
+    now = utcnow()
+    make_peer(db, svc.vault, display_name="Ana", phone="+15555550321", languages=["en"], status="available")
+    not_before, not_after = callbacks.window_bounds("now", now, svc.settings)
+    arrived = now - timedelta(minutes=30)
+
+    def callback(language: str) -> CallbackRequest:
+        cb = CallbackRequest(number_encrypted=svc.vault.encrypt_text("+15555550500"), language=language,
+                             status="pending", arrived_at=arrived, not_before=not_before, not_after=not_after,
+                             due_at=not_before)
+        db.add(cb)
+        db.flush()  # one at a time: the line orders callbacks of one instant by id
+        return cb
+
+    # Two and a half pages that all arrived at one instant, in Spanish (the peer does not speak it),
+    # and then, at the same instant, the English one: each page must start right after the last.
+    spanish = [callback("es") for _ in range(2 * callbacks.DUE_PAGE + callbacks.DUE_PAGE // 2)]
+    english = callback("en")
+    db.commit()
+    assert line.dispatch(db, svc, now) == 1
+    db.expire_all()
+    assert db.get(CallbackRequest, english.id).status == "dialing"
+    assert {db.get(CallbackRequest, cb.id).status for cb in spanish} == {"pending"}
+
+
 def test_a_peer_whose_wrap_up_ends_rings_for_the_first_due_callback_in_one_transaction(
         network: Any, svc: Services, db: Any, statements: Statements) -> None:
     now = utcnow()
