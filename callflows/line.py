@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Insert, Update, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Insert, Update, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from callflows import callbacks, escalation, rooms, routing
@@ -26,13 +25,11 @@ from callflows.peers import (FREE_PEERS, PEERS, SELF_STATUSES, STATUS_CHANGES, a
 from callflows.sql import changed_by_core, core
 from callflows.services import Services
 from callflows.times import aware
-from models import CallbackRequest, Peer
+from models import Peer
 from models.tables import CallbackAttempt, PeerRequest, RingLeg
 
 log = logging.getLogger(__name__)
 
-HISTORY_WINDOW = timedelta(hours=24)
-HISTORY_CALLS = 20
 # A peer who goes available by phone is still on that call: offer them once they hung up.
 PHONE_SIGN_ON_DELAY = timedelta(seconds=15)
 
@@ -345,35 +342,3 @@ def waiting_count(session: Session) -> int:
     return int(session.scalar(
         select(func.count()).select_from(PeerRequest).where(PeerRequest.status.in_(routing.OPEN_REQUESTS))
     ) or 0)
-
-
-def position_in_line(session: Session, req: PeerRequest, now: datetime) -> int:
-    """Where a caller stands in the one line: callers of their language still waiting who came first,
-    and callbacks due (or being dialled) that came first, plus one. Twilio's queue position knows
-    only the callers in its queue; the line serves callbacks in the same arrival order."""
-    arrived = aware(req.arrived_at) or now
-    callers = session.scalar(
-        select(func.count()).select_from(PeerRequest)
-        .where(PeerRequest.status.in_(routing.OPEN_REQUESTS), PeerRequest.language == req.language,
-               PeerRequest.id != req.id,
-               or_(PeerRequest.arrived_at < arrived, and_(PeerRequest.arrived_at == arrived, PeerRequest.id < req.id))))
-    due = session.scalar(
-        select(func.count()).select_from(CallbackRequest)
-        .where(CallbackRequest.language == req.language, CallbackRequest.arrived_at < arrived,
-               or_(CallbackRequest.status == "dialing",
-                   and_(CallbackRequest.status == "pending", CallbackRequest.due_at <= now))))
-    return 1 + int(callers or 0) + int(due or 0)
-
-
-def expected_wait_minutes(session: Session, position: int, now: datetime) -> int | None:
-    """Expected wait from recent history: average wait of recent connected callers x position."""
-    rows = session.execute(
-        select(PeerRequest.arrived_at, PeerRequest.connected_at)
-        .where(PeerRequest.connected_at.is_not(None), PeerRequest.connected_at > now - HISTORY_WINDOW)
-        .order_by(PeerRequest.connected_at.desc()).limit(HISTORY_CALLS)
-    ).all()
-    if not rows:
-        return None
-    waits = [((aware(c) or now) - (aware(a) or now)).total_seconds() for a, c in rows]
-    average = max(30.0, sum(waits) / len(waits))  # never promise less than half a minute
-    return max(1, math.ceil(average * max(1, position) / 60))

@@ -14,7 +14,8 @@ from sqlalchemy import NullPool, event, func, select
 
 from callflows import callbacks, line
 from callflows.services import Services
-from models import Call, CallbackRequest, CallEvent, Peer, PeerStatusChange, utcnow
+from models import Call, CallbackRequest, CallEvent, Peer, PeerStatusChange, PeerStory, utcnow
+from models.tables import PeerRequest
 from models.session import PING_AFTER_IDLE_S, make_engine
 from tests.factories import make_peer
 from tests.helpers import TestCaller, require
@@ -265,6 +266,87 @@ def test_a_peer_whose_wrap_up_ends_rings_for_the_first_due_callback_in_one_trans
     assert [cb.status for cb in line_of[:2]] == ["dialing", "pending"]  # the first in line, and only one
     assert db.scalars(select(PeerStatusChange.status).where(PeerStatusChange.peer_id == ana.id)
                       .order_by(PeerStatusChange.id)).all() == ["available", "busy"]
+
+
+# A hold round is one statement -------------------------------------------------------------------
+
+
+def _on_hold(caller: TestCaller) -> str:
+    """The caller asks for a peer and waits in the hold queue; the queue's waitUrl."""
+    caller.call()
+    caller.press("1")
+    caller.to_menu()
+    caller.press("1")
+    enqueue = caller.twiml.find("Enqueue") if caller.twiml is not None else None
+    assert enqueue is not None
+    return str(enqueue.get("waitUrl"))
+
+
+def _hold_round(caller: TestCaller, wait_url: str) -> None:
+    caller.post(wait_url, QueuePosition="1", QueueTime="60", CurrentQueueSize="1")
+
+
+def test_a_hold_round_is_one_statement_and_the_caller_hears_their_place_the_wait_and_the_stories_in_turn(
+        network: Any, svc: Services, caller: TestCaller, statements: Statements, db: Any) -> None:
+    now = utcnow()
+    make_peer(db, svc.vault, display_name="Ana", phone="+15555550321", status="busy")
+    db.add_all([PeerStory(title=title, topic="loneliness", language="en", transcript=words, status="approved",
+                          consent_given=True)
+                for title, words in (("The first call", "I almost hung up."), ("Mornings", "Coffee first."))])
+    # Ahead in the one line: a caller who came first, and a callback due that came first. Recent
+    # history: a caller waited three minutes.
+    db.add_all([PeerRequest(call_sid="CAahead", language="en", status="waiting", arrived_at=now - timedelta(minutes=5)),
+                PeerRequest(call_sid="CAold", language="en", status="ended", arrived_at=now - timedelta(minutes=40),
+                            connected_at=now - timedelta(minutes=37))])
+    not_before, not_after = callbacks.window_bounds("now", now, svc.settings)
+    db.add(CallbackRequest(number_encrypted=svc.vault.encrypt_text("+15555550500"), language="en", status="pending",
+                           arrived_at=now - timedelta(minutes=10), not_before=not_before, not_after=not_after,
+                           due_at=not_before))
+    db.commit()
+    wait_url = _on_hold(caller)
+    heard = []
+    for _round in range(3):
+        statements.take()
+        _hold_round(caller, wait_url)
+        autocommitted = statements.autocommitted
+        sent, commits = statements.take()
+        heard.append(caller.said)
+        # The request, the place, the wait, who is on shift, the story in turn and whether the
+        # reconciler has anything to do (nothing: no wrap-up is over, nobody is free), read at once.
+        if svc.engine.dialect.name == "postgresql":
+            # The story's turn moves on in the same statement, which commits itself: one round trip.
+            assert [_what(statement) for statement in sent] == ["WITH"]
+            assert sent[0].startswith("WITH turned AS (UPDATE peer_requests SET hold_plays")
+            assert "set_config" in sent[0]
+        else:
+            assert [_what(statement) for statement in sent] == ["SELECT", "UPDATE peer_requests"]
+        assert autocommitted == sent and commits == 1  # no BEGIN, no COMMIT sent
+    assert all(said.startswith("You are number 3 in line. The expected wait is about 9 minutes.") for said in heard)
+    stories = ["The first call. I almost hung up.", "Mornings. Coffee first.", "The first call. I almost hung up."]
+    assert [f"Here is a story from a peer: {story}" in said for said, story in zip(heard, stories)] == [True] * 3
+    assert "press 9 for the crisis line" in heard[-1]
+    assert db.scalar(select(PeerRequest.hold_plays).where(PeerRequest.call_sid == caller.call_sid)) == 3
+
+
+def test_a_hold_round_frees_a_peer_whose_wrap_up_is_over_and_rings_them_for_the_caller(
+        network: Any, svc: Services, caller: TestCaller, statements: Statements, db: Any) -> None:
+    ana = make_peer(db, svc.vault, display_name="Ana", phone="+15555550321", status="wrap_up",
+                    status_changed_at=utcnow() - timedelta(seconds=svc.settings.peer_wrapup_seconds + 5))
+    wait_url = _on_hold(caller)  # Ana is on shift but not free: nobody is rung yet
+    assert [r for r in network.state.requests if r.path.endswith("/Calls.json")] == []
+    statements.take()
+    _hold_round(caller, wait_url)  # her wrap-up job was lost: the round's reconciler frees her
+    sent, _commits = statements.take()
+    assert caller.said.startswith("You are number 1 in line.")
+    assert len(sent) > 1 and "UPDATE peers" in sent[1]  # the round, then the reconciler
+    rung = [r.form for r in network.state.requests if r.method == "POST" and r.path.endswith("/Calls.json")]
+    assert [form["To"] for form in rung] == [["+15555550321"]]
+    db.expire_all()
+    assert db.get(Peer, ana.id).status == "busy"
+    statements.take()
+    _hold_round(caller, wait_url)  # nothing left for the reconciler: the round alone (no story to turn)
+    sent, _commits = statements.take()
+    assert len(sent) == 1
 
 
 # No ping on a busy line, a ping after a pause ----------------------------------------------------

@@ -8,6 +8,7 @@ one error path's answer for whoever listens to it (``ivr.webhooks.failures``). T
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -17,12 +18,14 @@ from flask import Flask
 from lxml import etree
 from sqlalchemy import select
 
+from callflows import hold as hold_rules
 from callflows import line, routing
 from ivr.twiml import Speaker
 from ivr.webhooks import (blueprints, callback_legs, callback_request, hold, in_call, media, menus, peer_legs,
                           peer_phone, status, stories, survey, voicemail)
 from ivr.webhooks.failures import AUDIENCES, Audience
 from ivr.webhooks.story_audio import story_audio_url
+from models import utcnow
 from models.tables import RingLeg
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TestCaller, parse_twiml, sign, spoken
 
@@ -207,12 +210,20 @@ def on_hold(client, net) -> TestCaller:  # type: ignore[no-untyped-def]
     return caller
 
 
+@pytest.mark.parametrize("failing", ["the round's read", "the reconciler"])
 def test_hold_poll_failing_keeps_the_place_then_leaves_the_queue(app, db, client, net,  # type: ignore[no-untyped-def]
-                                                                 monkeypatch) -> None:
+                                                                 monkeypatch, failing: str) -> None:
     add_peer(app, db, "+15555550111")
     caller = on_hold(client, net)
     enqueue = caller.twiml.find("Enqueue")
-    monkeypatch.setattr(line, "reconcile", explode)
+    if failing == "the reconciler":
+        # It runs only when it has something to do: a second peer's wrap-up is over.
+        ended = add_peer(app, db, "+15555550112")
+        ended.status, ended.status_changed_at = "wrap_up", utcnow() - timedelta(hours=1)
+        db.commit()
+        monkeypatch.setattr(line, "reconcile", explode)
+    else:
+        monkeypatch.setattr(hold_rules, "hold_round", explode)
     caller.post(enqueue.get("waitUrl"), QueuePosition="1")
     assert caller.said == ERROR_LINE
     redirect = caller.twiml.find("Redirect").text

@@ -12,10 +12,11 @@ from datetime import datetime
 from flask import Response, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflows import Flow, callers, escalation, hours, line, routing, stories, survey
+from callflows import Flow, callers, escalation, hours, line, routing, survey
+from callflows import hold as holding
 from callflows.announce import blocked_notice, spoken_opening
 from callflows.calls import FINAL_CALL_STATUSES, commit_step, record_event
-from callflows.peers import peers_on_shift
+from callflows.hold import HoldRound
 from callflows.times import aware
 from ivr.db import get_session
 from ivr.services import services
@@ -118,21 +119,17 @@ def _request_for_caller(req_id: int) -> PeerRequest | None:
     return routing.request_for_call(get_session(), req_id, request.form.get("CallSid", ""))
 
 
-def _wait_document(req: PeerRequest) -> VoiceResponse:
-    session = get_session()
-    ctx = current_ctx(req.language)
+def _wait_document(hold: HoldRound) -> VoiceResponse:
+    ctx = current_ctx(hold.language)
     flow = ctx.flow
     # The line's own order (callbacks that came first count), not Twilio's queue position alone.
-    now = utcnow()
-    position = line.position_in_line(session, req, now)
-    minutes = line.expected_wait_minutes(session, position, now)
-    lines = [flow.text("hold_position", position=position),
-             flow.counted("hold_wait", minutes, minutes=minutes) if minutes else flow.text("hold_wait_unknown")]
-    nobody_on = peers_on_shift(session, req.language) == 0
-    if nobody_on:
+    lines = [flow.text("hold_position", position=hold.position),
+             flow.counted("hold_wait", hold.minutes, minutes=hold.minutes) if hold.minutes
+             else flow.text("hold_wait_unknown")]
+    if hold.nobody_on:
         # Everyone signed off while this caller waited: say so, and the choices follow at once.
-        lines = [flow.text("hold_position", position=position), flow.text("hold_nobody_on")]
-    story = None if nobody_on else stories.hold_story(session, req)
+        lines = [flow.text("hold_position", position=hold.position), flow.text("hold_nobody_on")]
+    story = hold.story
     audio = text = None
     if story is not None:
         intro = flow.text("story_intro", title=story.title)
@@ -142,7 +139,7 @@ def _wait_document(req: PeerRequest) -> VoiceResponse:
         else:
             text = intro + " " + story.transcript
     # The choices come after about a minute of story: a menu once a minute, not a nag.
-    return ctx.speaker.hold(lines, audio, text, _choices(flow), ctx.url("routing.hold_choice", req_id=req.id))
+    return ctx.speaker.hold(lines, audio, text, _choices(flow), ctx.url("routing.hold_choice", req_id=hold.req_id))
 
 
 def _choices(flow: Flow) -> list[str]:
@@ -155,14 +152,17 @@ def _choices(flow: Flow) -> list[str]:
 @heard_by(Audience.ON_HOLD)
 def hold_wait(req_id: int) -> Response:
     """Enqueue waitUrl: position, expected wait, a peer story, the choices; then Twilio loops it."""
-    session = get_session()
-    req = _request_for_caller(req_id)
-    if req is None:
+    svc = services()
+    now = utcnow()
+    waiting = holding.hold_round(svc, req_id, request.form.get("CallSid", ""), now)
+    if waiting is None:
         return to_response(current_ctx().speaker.leave_queue([]))
-    # Every poll is also a reconciler: frees peers whose wrap-up is over and offers them.
-    line.reconcile(session, services(), utcnow())
-    session.refresh(req)
-    return to_response(_wait_document(req))
+    if waiting.reconcile:
+        # A poll is also a reconciler: frees peers whose wrap-up is over and offers the free ones
+        # to the line. The round's read said whether there is anything to do (on a busy line,
+        # seldom); what the caller hears does not depend on it (their place, the peers on shift).
+        line.reconcile(get_session(), svc, now)
+    return to_response(_wait_document(waiting))
 
 
 @bp.post("/hold/<int:req_id>/choice")
