@@ -44,8 +44,11 @@ _GATE = FREE_PEERS.add_columns(select(PeerRequest.__table__.c.id)
                                .where(PeerRequest.__table__.c.status == "waiting").exists().label("waiting"))
 
 
-def dispatch(session: Session, svc: Services, now: datetime) -> int:
-    """Offer free peers to waiting callers and due callbacks, in one order by arrival; returns calls placed."""
+def dispatch(session: Session, svc: Services, now: datetime, held: callbacks.Held | None = None) -> int:
+    """Offer free peers to waiting callers and due callbacks, in one order by arrival; returns calls placed.
+
+    ``held``: the peer this transaction has just released, uncommitted (the wrap-up's end).
+    """
     gate = core(session).execute(_GATE).all()
     if not gate:
         # Nothing to offer (the usual case on a busy line, checked on every hold poll): never
@@ -53,7 +56,7 @@ def dispatch(session: Session, svc: Services, now: datetime) -> int:
         return 0
     if not gate[0].waiting:
         # Nobody waiting: the callbacks get the free peers as just read (one read fewer).
-        return callbacks.offer_due(session, svc, now, free=[free_peer(row) for row in gate])
+        return callbacks.offer_due(session, svc, now, free=[free_peer(row) for row in gate], held=held)
     rung = 0
     waiting = session.scalars(
         select(PeerRequest).where(PeerRequest.status == "waiting").order_by(PeerRequest.arrived_at, PeerRequest.id)
@@ -62,9 +65,9 @@ def dispatch(session: Session, svc: Services, now: datetime) -> int:
         if not anyone_available(session):
             break
         # Callbacks that arrived before this caller go first: a callback keeps its place, never jumps it.
-        rung += callbacks.offer_due(session, svc, now, arrived_before=aware(req.arrived_at))
+        rung += callbacks.offer_due(session, svc, now, arrived_before=aware(req.arrived_at), held=held)
         rung += routing.ring(session, svc, req, now, exclude=routing.recently_missed(session, req.id, now))
-    return rung + callbacks.offer_due(session, svc, now)
+    return rung + callbacks.offer_due(session, svc, now, held=held)
 
 
 # Events that free a peer ------------------------------------------------------------------
@@ -259,8 +262,9 @@ def wrap_up_passed(session: Session, svc: Services, peer_id: int, started: float
 
     Available (or a break after N calls in a row), then the line is offered, in the same
     transaction: the first claim's commit is the release's too (one wait for the disk, not two).
-    A failed claim undoes only itself (:func:`callflows.callbacks.ring_peer` claims in a
-    savepoint), and should the offer fail, the release is made again and stands on its own.
+    A failed claim undoes nothing (:func:`callflows.callbacks.ring_peer`: one statement that writes
+    only when both rows held, on PostgreSQL; else in a savepoint), and should the offer fail, the
+    release is made again and stands on its own.
     """
     began = datetime.fromtimestamp(started, timezone.utc)
     # Only this very wrap-up: a later call's wrap-up has its own job.
@@ -269,8 +273,9 @@ def wrap_up_passed(session: Session, svc: Services, peer_id: int, started: float
     if not ended:
         peer = session.get(Peer, peer_id)
         return "nothing to do" if peer is None or peer.status != "wrap_up" else "superseded"
+    held = callbacks.Held(ended[0][0], session.get_transaction())
     try:
-        if not dispatch(session, svc, now):
+        if not dispatch(session, svc, now, held):
             session.commit()  # nobody was rung: the release on its own (a ring commits it with its claim)
     except Exception:
         session.rollback()
