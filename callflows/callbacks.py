@@ -28,10 +28,10 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, NamedTuple, cast
+from typing import Any, Iterable, NamedTuple, Sequence, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (CompoundSelect, Insert, Integer, Select, Table, bindparam, func, insert, literal, null, or_, select, true,
+from sqlalchemy import (CompoundSelect, Insert, Integer, Row, Select, Table, bindparam, func, insert, literal, null, or_, select, true,
                         tuple_, union_all, update)
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, SessionTransaction
@@ -384,7 +384,7 @@ _HOURS_COLUMNS = ("kind", "weekday", "opens", "closes", "day", "until")
 
 
 @functools.cache
-def _due_page_with_hours(before: bool) -> CompoundSelect:
+def due_page_with_hours(before: bool) -> CompoundSelect:
     """The first page of the line and the whole schedule in one statement (one round trip, not two).
 
     A UNION ALL: the page's rows (kind 3) and :data:`callflows.hours.SCHEDULE`'s (kinds 0-2), each
@@ -402,6 +402,22 @@ def _due_page_with_hours(before: bool) -> CompoundSelect:
     )
 
 
+def _page_of(rows: Iterable[Row[Any]], start: int = 0, schedule: Schedule | None = None) -> DuePage:
+    """A :class:`DuePage` of rows whose columns from ``start`` on are :func:`_due_page`'s, put in line order."""
+    width = len(DueCallback._fields)
+    # A UNION ALL keeps no order, so the rows are sorted here (ten at most; a plain page is sorted already).
+    read = sorted(((DueCallback._make(row[start:start + width]), bool(row[start + width]), int(row[start + width + 1]))
+                   for row in rows), key=lambda each: (each[0].arrived_at, each[0].id))
+    return DuePage(callbacks=[cb for cb, _missed, _live in read], live=read[0][2] if read else 0,
+                   missed=frozenset(cb.id for cb, missed, _live in read if missed), schedule=schedule)
+
+
+def first_page_of(rows: Sequence[Row[Any]], zone: ZoneInfo, start: int = 0) -> DuePage:
+    """The first page and the schedule from rows of :func:`due_page_with_hours` (its columns from ``start`` on)."""
+    return _page_of((row for row in rows if row.kind == _A_CALLBACK), start,
+                    schedule_of((row for row in rows if row.kind != _A_CALLBACK), zone))
+
+
 def due_callbacks(session: Session, now: datetime, arrived_before: datetime | None = None,
                   limit: int = DUE_PAGE, after: DueCallback | None = None, zone: ZoneInfo | None = None) -> DuePage:
     """Pending callbacks whose time has come and whose window is open, in arrival order.
@@ -415,17 +431,9 @@ def due_callbacks(session: Session, now: datetime, arrived_before: datetime | No
         params["before"] = arrived_before
     if after is not None:
         params.update(after_at=after.arrived_at, after_id=after.id)
-    schedule = None
     if zone is not None and after is None:
-        read = core(session).execute(_due_page_with_hours(arrived_before is not None), params).all()
-        # A UNION ALL keeps no order: the page's rows are put back in line order here (ten at most).
-        rows = sorted((row for row in read if row.kind == _A_CALLBACK), key=lambda row: (row.arrived_at, row.id))
-        schedule = schedule_of((row for row in read if row.kind != _A_CALLBACK), zone)
-    else:
-        rows = list(core(session).execute(_due_page(arrived_before is not None, after is not None), params))
-    width = len(DueCallback._fields)
-    return DuePage(callbacks=[DueCallback._make(row[:width]) for row in rows], live=int(rows[0].live) if rows else 0,
-                   missed=frozenset(row.id for row in rows if row.missed), schedule=schedule)
+        return first_page_of(core(session).execute(due_page_with_hours(arrived_before is not None), params).all(), zone)
+    return _page_of(core(session).execute(_due_page(arrived_before is not None, after is not None), params))
 
 
 def live_attempts(session: Session) -> int:
@@ -447,7 +455,7 @@ def _recent_peer_misses(session: Session, callback_ids: list[int], now: datetime
 
 
 def offer_due(session: Session, svc: Services, now: datetime, arrived_before: datetime | None = None,
-              free: list[FreePeer] | None = None, held: Held | None = None) -> int:
+              free: list[FreePeer] | None = None, held: Held | None = None, first: DuePage | None = None) -> int:
     """Offer free peers to due callbacks (arrived before ``arrived_before``); returns peer calls placed.
 
     The line is read a page at a time: with a thousand callbacks waiting and one peer free,
@@ -455,14 +463,18 @@ def offer_due(session: Session, svc: Services, now: datetime, arrived_before: da
     on every claim); the page comes with the attempts in progress (the cap) and which of its
     callbacks a peer once missed, and the first page with the hours (one round trip); the free
     peers (``free``: as the caller just read them) once a page and again after each ring (a claim
-    is atomic anyway: a peer taken meanwhile is simply not claimed). ``held``: the peer whose
+    is atomic anyway: a peer taken meanwhile is simply not claimed). ``first``: the first page
+    with the hours, as the caller just read them (:func:`first_page_of`). ``held``: the peer whose
     release this transaction has not committed yet (see :func:`_claim`).
     """
     placed = 0
     after: DueCallback | None = None
     while True:
-        page = due_callbacks(session, now, arrived_before, limit=DUE_PAGE, after=after,
-                             zone=None if after else svc.settings.zone)
+        if first is not None and after is None and arrived_before is None:
+            page = first
+        else:
+            page = due_callbacks(session, now, arrived_before, limit=DUE_PAGE, after=after,
+                                 zone=None if after else svc.settings.zone)
         if not page.callbacks:
             return placed
         if page.schedule is not None and not page.schedule.is_open(now):
