@@ -564,11 +564,11 @@ def _claim(session: Session, cb: DueCallback, peer: FreePeer, now: datetime, hel
         #   "Taken meanwhile" is no error: FOR UPDATE waits for the taker's commit, reads the row
         #   again as committed and finds it no longer pending (READ COMMITTED: no serialization
         #   failure), so the statement returns no row and the transaction, the release in it, goes on.
-        # - No lock of its own kept: this transaction already holds the peer's row (its release
-        #   updated it), and the claim fails only when the callback is not pending, whose row it
-        #   locked only if that recheck waited for its taker; the taker has committed, so nobody
-        #   is kept waiting for a callback to be offered. No other dispatcher can wait on the
-        #   peer's row either: until the release commits, they read the peer as in wrap-up.
+        # - No lock that matters kept: this transaction already holds the peer's row (its release
+        #   updated it), so the claim fails only when the callback is not pending; it locked that
+        #   row only if its recheck waited for the taker, who has committed, and lets go of it at
+        #   our commit a moment later (before any call to the phone network). No other dispatcher
+        #   waits on the peer's row: until the release commits, they read the peer as in wrap-up.
         # - An error all the same (the connection lost): wrap_up_passed rolls back and makes the
         #   release again on its own, as it does for any failure of the offer.
         # Any other peer (read as free, its row not ours) still claims in a savepoint: a failed claim

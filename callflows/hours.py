@@ -15,7 +15,7 @@ staff user's id and add their audit entry in the same commit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -181,7 +181,7 @@ def _schedule_query() -> Any:
 SCHEDULE = _schedule_query()
 
 
-def schedule_of(rows: Any, zone: ZoneInfo) -> Schedule:
+def schedule_of(rows: Iterable[Any], zone: ZoneInfo) -> Schedule:
     """The :class:`Schedule` of rows of :data:`SCHEDULE` (``kind``, ``weekday``, ``opens``, ``closes``, ``day``, ``until``)."""
     periods: list[Period] = []
     holidays: set[date] = set()

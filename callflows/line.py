@@ -52,9 +52,9 @@ def _gate_and_first_page() -> CompoundSelect:
     One round trip for what dispatch reads first on its usual path (a peer came free, no caller
     on hold): a UNION ALL of the free peers' rows (their ``kind`` NULL) and the rows of
     :func:`callflows.callbacks.due_page_with_hours` (the callback's ``id`` named ``callback_id``
-    here, beside the peer's), each with the other's columns NULL. The page's
-    part is behind a test of its own that PostgreSQL makes once before reading anything, so on a
-    busy line (nobody free) or with callers on hold (every hold poll) no callback is read here.
+    here, beside the peer's), each with the other's columns NULL. The page's part is behind a
+    test PostgreSQL makes once before reading anything (a one-time filter), so on a busy line
+    (nobody free) or with callers on hold (every hold poll) no callback is read here.
     """
     page = callbacks.due_page_with_hours(False).subquery("first_page")
     gate = list(_GATE.selected_columns)
