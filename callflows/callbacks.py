@@ -28,15 +28,17 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, NamedTuple, cast
+from typing import Any, Iterable, NamedTuple, Sequence, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Insert, Integer, Select, Table, bindparam, func, insert, literal, or_, select, true, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (CompoundSelect, Insert, Integer, Row, Select, Table, bindparam, func, insert, literal, null, or_, select, true,
+                        tuple_, union_all, update)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.orm import Session, SessionTransaction
 
 from callflows.calls import FINAL_CALL_STATUSES, by_id, caller_for_call, find_or_create_call, is_withheld, record_event
 from callflows.errors import SchedulingError, TwilioGatewayError
-from callflows.hours import defer_to_opening, load_schedule
+from callflows.hours import SCHEDULE, Schedule, defer_to_opening, schedule_of
 from callflows.loader import Flow
 from callflows.peers import (PEERS, STATUS_CHANGES, FreePeer, choose_peers, claim_peer, free_peers, offer_missed, offer_taken,
                              release_peer, start_wrap_up)
@@ -332,6 +334,19 @@ class DuePage:
     callbacks: list[DueCallback]  # in arrival order
     live: int  # callback attempts in progress (the cap on concurrent outbound callback calls counts these)
     missed: frozenset[int]  # ids of those a peer once missed: only theirs are read for the recent misses
+    schedule: Schedule | None = None  # the hours as the database holds them now, when read with the page
+
+
+@dataclass(frozen=True)
+class Held:
+    """A peer whose release this transaction made and has not committed: it holds their row locked until then."""
+
+    peer_id: int
+    transaction: SessionTransaction | None  # the session's transaction that made the release
+
+    def holds(self, session: Session, peer_id: int) -> bool:
+        """True while ``session`` is still in that transaction (not committed since) and ``peer_id`` is this peer."""
+        return peer_id == self.peer_id and self.transaction is not None and session.get_transaction() is self.transaction
 
 
 CALLBACKS, ATTEMPTS = cast(Table, CallbackRequest.__table__), cast(Table, CallbackAttempt.__table__)
@@ -364,22 +379,61 @@ def _due_page(before: bool, after: bool) -> Select[Any]:
     return stmt
 
 
+_A_CALLBACK = 3  # the kind of a page's row beside the schedule's (0 a period, 1 a holiday, 2 the closure in force)
+_HOURS_COLUMNS = ("kind", "weekday", "opens", "closes", "day", "until")
+
+
+@functools.cache
+def due_page_with_hours(before: bool) -> CompoundSelect:
+    """The first page of the line and the whole schedule in one statement (one round trip, not two).
+
+    A UNION ALL: the page's rows (kind 3) and :data:`callflows.hours.SCHEDULE`'s (kinds 0-2), each
+    with the other's columns NULL. Read afresh on every dispatch: a closure by hand stops the very
+    next one. The schedule is three tiny tables, so it is read with the page even when nobody is
+    due (where it used to be skipped): cheaper than a round trip when somebody is.
+    """
+    page = _due_page(before, False).subquery("page")
+    hours = SCHEDULE.subquery("hours")
+    return union_all(
+        select(*page.c, literal(_A_CALLBACK).label("kind"),
+               *(sql_cast(null(), hours.c[name].type).label(name) for name in _HOURS_COLUMNS[1:])),
+        select(*(sql_cast(null(), column.type).label(column.name) for column in page.c),
+               *(hours.c[name] for name in _HOURS_COLUMNS)),
+    )
+
+
+def _page_of(rows: Iterable[Row[Any]], start: int = 0, schedule: Schedule | None = None) -> DuePage:
+    """A :class:`DuePage` of rows whose columns from ``start`` on are :func:`_due_page`'s, put in line order."""
+    width = len(DueCallback._fields)
+    # A UNION ALL keeps no order, so the rows are sorted here (ten at most; a plain page is sorted already).
+    read = sorted(((DueCallback._make(row[start:start + width]), bool(row[start + width]), int(row[start + width + 1]))
+                   for row in rows), key=lambda each: (each[0].arrived_at, each[0].id))
+    return DuePage(callbacks=[cb for cb, _missed, _live in read], live=read[0][2] if read else 0,
+                   missed=frozenset(cb.id for cb, missed, _live in read if missed), schedule=schedule)
+
+
+def first_page_of(rows: Sequence[Row[Any]], zone: ZoneInfo, start: int = 0) -> DuePage:
+    """The first page and the schedule from rows of :func:`due_page_with_hours` (its columns from ``start`` on)."""
+    return _page_of((row for row in rows if row.kind == _A_CALLBACK), start,
+                    schedule_of((row for row in rows if row.kind != _A_CALLBACK), zone))
+
+
 def due_callbacks(session: Session, now: datetime, arrived_before: datetime | None = None,
-                  limit: int = DUE_PAGE, after: DueCallback | None = None) -> DuePage:
+                  limit: int = DUE_PAGE, after: DueCallback | None = None, zone: ZoneInfo | None = None) -> DuePage:
     """Pending callbacks whose time has come and whose window is open, in arrival order.
 
     Only those that arrived before ``arrived_before`` (if given), those after ``after`` in the
-    line, and at most ``limit`` of them.
+    line, and at most ``limit`` of them. With ``zone`` (the first page only), the schedule too,
+    in the same round trip.
     """
     params: dict[str, Any] = {"now": now, "limit": limit}
     if arrived_before is not None:
         params["before"] = arrived_before
     if after is not None:
         params.update(after_at=after.arrived_at, after_id=after.id)
-    rows = core(session).execute(_due_page(arrived_before is not None, after is not None), params).all()
-    width = len(DueCallback._fields)
-    return DuePage(callbacks=[DueCallback._make(row[:width]) for row in rows], live=int(rows[0].live) if rows else 0,
-                   missed=frozenset(row.id for row in rows if row.missed))
+    if zone is not None and after is None:
+        return first_page_of(core(session).execute(due_page_with_hours(arrived_before is not None), params).all(), zone)
+    return _page_of(core(session).execute(_due_page(arrived_before is not None, after is not None), params))
 
 
 def live_attempts(session: Session) -> int:
@@ -401,27 +455,30 @@ def _recent_peer_misses(session: Session, callback_ids: list[int], now: datetime
 
 
 def offer_due(session: Session, svc: Services, now: datetime, arrived_before: datetime | None = None,
-              free: list[FreePeer] | None = None) -> int:
+              free: list[FreePeer] | None = None, held: Held | None = None, first: DuePage | None = None) -> int:
     """Offer free peers to due callbacks (arrived before ``arrived_before``); returns peer calls placed.
 
     The line is read a page at a time: with a thousand callbacks waiting and one peer free,
     one short page is read, not a thousand rows (which the session would then have to check
     on every claim); the page comes with the attempts in progress (the cap) and which of its
-    callbacks a peer once missed. The hours are read once, and only when a callback is due;
-    the free peers (``free``: as the caller just read them) once a page and again after each
-    ring (a claim is atomic anyway: a peer taken meanwhile is simply not claimed).
+    callbacks a peer once missed, and the first page with the hours (one round trip); the free
+    peers (``free``: as the caller just read them) once a page and again after each ring (a claim
+    is atomic anyway: a peer taken meanwhile is simply not claimed). ``first``: the first page
+    with the hours, as the caller just read them (:func:`first_page_of`). ``held``: the peer whose
+    release this transaction has not committed yet (see :func:`_claim`).
     """
     placed = 0
-    hours_checked = False
     after: DueCallback | None = None
     while True:
-        page = due_callbacks(session, now, arrived_before, limit=DUE_PAGE, after=after)
+        if first is not None and after is None and arrived_before is None:
+            page = first
+        else:
+            page = due_callbacks(session, now, arrived_before, limit=DUE_PAGE, after=after,
+                                 zone=None if after else svc.settings.zone)
         if not page.callbacks:
             return placed
-        if not hours_checked:  # someone is due: only now read the hours
-            if not load_schedule(session, svc.settings.zone, now).is_open(now):
-                return 0  # a closed line calls nobody back; the minute tick offers them once it opens
-            hours_checked = True
+        if page.schedule is not None and not page.schedule.is_open(now):
+            return 0  # a closed line calls nobody back; the minute tick offers them once it opens
         live = page.live
         if free is None:
             free = free_peers(session)
@@ -437,7 +494,7 @@ def offer_due(session: Session, svc: Services, now: datetime, arrived_before: da
                 exclude = missed.get(cb.id, set())
             peers = choose_peers(free, cb.language, None, 1, exclude)
             while peers:  # none: nobody free speaks this caller's language (or only peers who just missed it)
-                rung = ring_peer(session, svc, cb, peers[0], now)
+                rung = ring_peer(session, svc, cb, peers[0], now, held)
                 free = free_peers(session)
                 if rung:
                     placed += 1
@@ -492,14 +549,33 @@ def _claim_together() -> Insert:
 _CLAIM_TOGETHER = _claim_together()
 
 
-def _claim(session: Session, cb: DueCallback, peer: FreePeer, now: datetime) -> int | None:
+def _claim(session: Session, cb: DueCallback, peer: FreePeer, now: datetime, held: Held | None = None) -> int | None:
     """Claim the callback and the peer atomically and record the attempt; its id, or None when either was taken.
 
     In a savepoint: a failed claim undoes only itself, never what the transaction did before (the
     release of the peer who just came free), and lets go at once of the rows it locked (another
-    dispatcher waiting for this callback gets it in its turn). On PostgreSQL one statement in it.
+    dispatcher waiting for this callback gets it in its turn). On PostgreSQL one statement in it,
+    and no savepoint for the peer this transaction itself released (``held``), see below.
     """
     params = {"callback_id": cb.id, "peer_id": peer.id, "now": now}
+    if held is not None and held.holds(session, peer.id) and session.get_bind().dialect.name == "postgresql":
+        # No savepoint needed (two round trips fewer on the wrap-up's path to the peer's phone):
+        # - Nothing to undo: the one statement writes only when both rows held (see _claim_together).
+        #   "Taken meanwhile" is no error: FOR UPDATE waits for the taker's commit, reads the row
+        #   again as committed and finds it no longer pending (READ COMMITTED: no serialization
+        #   failure), so the statement returns no row and the transaction, the release in it, goes on.
+        # - No lock that matters kept: this transaction already holds the peer's row (its release
+        #   updated it), so the claim fails only when the callback is not pending; it locked that
+        #   row only if its recheck waited for the taker, who has committed, and lets go of it at
+        #   our commit a moment later (before any call to the phone network). No other dispatcher
+        #   waits on the peer's row: until the release commits, they read the peer as in wrap-up.
+        # - An error all the same (the connection lost): wrap_up_passed rolls back and makes the
+        #   release again on its own, as it does for any failure of the offer.
+        # Any other peer (read as free, its row not ours) still claims in a savepoint: a failed claim
+        # may have locked the callback, or that peer, and holding either until our commit could make
+        # two dispatchers wait on each other.
+        attempt_id = core(session).execute(_CLAIM_TOGETHER, params).scalar()
+        return None if attempt_id is None else int(attempt_id)
     claim = session.begin_nested()
     conn = core(session)  # after the savepoint began: SQLAlchemy emits SAVEPOINT when the connection is asked for
     if conn.dialect.name == "postgresql":
@@ -514,12 +590,14 @@ def _claim(session: Session, cb: DueCallback, peer: FreePeer, now: datetime) -> 
     return int(attempt_id)
 
 
-def ring_peer(session: Session, svc: Services, cb: DueCallback, peer: FreePeer, now: datetime) -> bool:
+def ring_peer(session: Session, svc: Services, cb: DueCallback, peer: FreePeer, now: datetime,
+              held: Held | None = None) -> bool:
     """Claim the callback and the peer atomically, record the attempt, then ring the peer's phone.
 
     Core statements (no ORM loading or unit of work on the way to the peer's phone), one commit.
+    ``held``: the peer whose release this transaction has not committed yet, if any (see :func:`_claim`).
     """
-    attempt_id = _claim(session, cb, peer, now)
+    attempt_id = _claim(session, cb, peer, now, held)
     if attempt_id is None:
         return False
     changed_by_core(session, CallbackRequest, cb.id)

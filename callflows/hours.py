@@ -15,7 +15,7 @@ staff user's id and add their audit entry in the same commit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -178,15 +178,15 @@ def _schedule_query() -> Any:
     )
 
 
-_SCHEDULE = _schedule_query()
+SCHEDULE = _schedule_query()
 
 
-def load_schedule(session: Session, zone: ZoneInfo, now: datetime | None = None) -> Schedule:
-    """The schedule as the database holds it now (the open manual closure, if any, included), in one query."""
+def schedule_of(rows: Iterable[Any], zone: ZoneInfo) -> Schedule:
+    """The :class:`Schedule` of rows of :data:`SCHEDULE` (``kind``, ``weekday``, ``opens``, ``closes``, ``day``, ``until``)."""
     periods: list[Period] = []
     holidays: set[date] = set()
     closed, until = False, None
-    for row in session.connection().execute(_SCHEDULE, {"now": now or utcnow()}):
+    for row in rows:
         if row.kind == 0:
             periods.append(Period(row.weekday, row.opens, row.closes))
         elif row.kind == 1:
@@ -195,6 +195,11 @@ def load_schedule(session: Session, zone: ZoneInfo, now: datetime | None = None)
             closed, until = True, aware(row.until)
     return Schedule(zone=zone, periods=tuple(sorted(periods, key=lambda p: (p.weekday, p.opens, p.closes))),
                     holidays=frozenset(holidays), closed_manually=closed, closure_until=until)
+
+
+def load_schedule(session: Session, zone: ZoneInfo, now: datetime | None = None) -> Schedule:
+    """The schedule as the database holds it now (the open manual closure, if any, included), in one query."""
+    return schedule_of(session.connection().execute(SCHEDULE, {"now": now or utcnow()}), zone)
 
 
 def open_closure(session: Session, now: datetime) -> Closure | None:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Insert, Update, and_, bindparam, case, func, insert, select, update
+from sqlalchemy import CompoundSelect, Insert, Update, and_, bindparam, case, func, insert, null, select, union_all, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from callflows import callbacks, escalation, rooms, routing
@@ -37,20 +38,47 @@ PHONE_SIGN_ON_DELAY = timedelta(seconds=15)
 # Who is free to be rung and (on each of their rows) whether any caller waits: one round trip
 # decides what dispatch reads next. Plain Core, compiled once: dispatch runs whenever a peer may
 # have come free, and on every hold poll.
-_GATE = FREE_PEERS.add_columns(select(PeerRequest.__table__.c.id)
-                               .where(PeerRequest.__table__.c.status == "waiting").exists().label("waiting"))
+_ANYONE_WAITING = select(PeerRequest.__table__.c.id).where(PeerRequest.__table__.c.status == "waiting").exists()
+_GATE = FREE_PEERS.add_columns(_ANYONE_WAITING.label("waiting"))
 
 
-def dispatch(session: Session, svc: Services, now: datetime) -> int:
-    """Offer free peers to waiting callers and due callbacks, in one order by arrival; returns calls placed."""
-    gate = core(session).execute(_GATE).all()
+@functools.cache
+def _gate_and_first_page() -> CompoundSelect:
+    """:data:`_GATE` and, when someone is free and nobody waits, the first page of callbacks and the hours.
+
+    One round trip for what dispatch reads first on its usual path (a peer came free, no caller
+    on hold): a UNION ALL of the free peers' rows (their ``kind`` NULL) and the rows of
+    :func:`callflows.callbacks.due_page_with_hours` (the callback's ``id`` named ``callback_id``
+    here, beside the peer's), each with the other's columns NULL. The page's part is behind a
+    test PostgreSQL makes once before reading anything (a one-time filter), so on a busy line
+    (nobody free) or with callers on hold (every hold poll) no callback is read here.
+    """
+    page = callbacks.due_page_with_hours(False).subquery("first_page")
+    gate = list(_GATE.selected_columns)
+    return union_all(
+        _GATE.add_columns(*(sql_cast(null(), column.type).label("callback_id" if column.name == "id" else column.name)
+                            for column in page.c)),
+        select(*(sql_cast(null(), column.type) for column in gate), *page.c)
+        .where(FREE_PEERS.exists(), ~_ANYONE_WAITING),
+    )
+
+
+def dispatch(session: Session, svc: Services, now: datetime, held: callbacks.Held | None = None) -> int:
+    """Offer free peers to waiting callers and due callbacks, in one order by arrival; returns calls placed.
+
+    ``held``: the peer this transaction has just released, uncommitted (the wrap-up's end).
+    """
+    read = core(session).execute(_gate_and_first_page(), {"now": now, "limit": callbacks.DUE_PAGE}).all()
+    gate = [row for row in read if row.kind is None]
     if not gate:
         # Nothing to offer (the usual case on a busy line, checked on every hold poll): never
         # read the whole line of waiting callers only to stop at the first of them.
         return 0
     if not gate[0].waiting:
-        # Nobody waiting: the callbacks get the free peers as just read (one read fewer).
-        return callbacks.offer_due(session, svc, now, free=[free_peer(row) for row in gate])
+        # Nobody waiting: the callbacks get the free peers, the first page and the hours as just read.
+        first = callbacks.first_page_of([row for row in read if row.kind is not None], svc.settings.zone,
+                                        start=len(_GATE.selected_columns))
+        return callbacks.offer_due(session, svc, now, free=[free_peer(row) for row in gate], held=held, first=first)
     rung = 0
     waiting = session.scalars(
         select(PeerRequest).where(PeerRequest.status == "waiting").order_by(PeerRequest.arrived_at, PeerRequest.id)
@@ -59,9 +87,9 @@ def dispatch(session: Session, svc: Services, now: datetime) -> int:
         if not anyone_available(session):
             break
         # Callbacks that arrived before this caller go first: a callback keeps its place, never jumps it.
-        rung += callbacks.offer_due(session, svc, now, arrived_before=aware(req.arrived_at))
+        rung += callbacks.offer_due(session, svc, now, arrived_before=aware(req.arrived_at), held=held)
         rung += routing.ring(session, svc, req, now, exclude=routing.recently_missed(session, req.id, now))
-    return rung + callbacks.offer_due(session, svc, now)
+    return rung + callbacks.offer_due(session, svc, now, held=held)
 
 
 # Events that free a peer ------------------------------------------------------------------
@@ -256,8 +284,9 @@ def wrap_up_passed(session: Session, svc: Services, peer_id: int, started: float
 
     Available (or a break after N calls in a row), then the line is offered, in the same
     transaction: the first claim's commit is the release's too (one wait for the disk, not two).
-    A failed claim undoes only itself (:func:`callflows.callbacks.ring_peer` claims in a
-    savepoint), and should the offer fail, the release is made again and stands on its own.
+    A failed claim undoes nothing (:func:`callflows.callbacks.ring_peer`: one statement that writes
+    only when both rows held, on PostgreSQL; else in a savepoint), and should the offer fail, the
+    release is made again and stands on its own.
     """
     began = datetime.fromtimestamp(started, timezone.utc)
     # Only this very wrap-up: a later call's wrap-up has its own job.
@@ -266,8 +295,9 @@ def wrap_up_passed(session: Session, svc: Services, peer_id: int, started: float
     if not ended:
         peer = session.get(Peer, peer_id)
         return "nothing to do" if peer is None or peer.status != "wrap_up" else "superseded"
+    held = callbacks.Held(ended[0][0], session.get_transaction())
     try:
-        if not dispatch(session, svc, now):
+        if not dispatch(session, svc, now, held):
             session.commit()  # nobody was rung: the release on its own (a ring commits it with its claim)
     except Exception:
         session.rollback()

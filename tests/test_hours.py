@@ -404,6 +404,39 @@ def test_a_closed_line_offers_no_due_callback_to_a_free_peer(svc, db) -> None:  
     assert cb.status == "pending"
 
 
+@pytest.fixture
+def network(app_config, phone_network):  # type: ignore[no-untyped-def]
+    """The phone network, wired in before the app is built (list it before ``svc``)."""
+    app_config["twilio_api_base_url"] = phone_network.base_url
+    return phone_network
+
+
+def test_a_closure_by_hand_stops_the_very_next_peer_coming_free_and_a_reopening_the_one_after(  # type: ignore[no-untyped-def]
+        network, svc, db) -> None:
+    from callflows import line
+
+    now = utcnow()
+    began = now - timedelta(seconds=svc.settings.peer_wrapup_seconds)
+    peer = make_peer(db, svc.vault, phone="+15555550304", status="wrap_up", status_changed_at=began)
+    cb = CallbackRequest(number_encrypted=svc.vault.encrypt_text("+15555550184"), language="en", window="now",
+                         status="pending", arrived_at=now - timedelta(minutes=5), not_before=now - timedelta(minutes=1),
+                         not_after=now + timedelta(hours=1), due_at=now - timedelta(minutes=1))
+    db.add(cb)
+    db.commit()
+    hours.close_now(db, "Staff meeting", None, now - timedelta(seconds=1))
+    # The peer's wrap-up ends while the line is closed: released, nobody called back.
+    with svc.sessions() as session:
+        assert line.wrap_up_passed(session, svc, peer.id, began.timestamp(), utcnow()) == "available"
+    db.refresh(cb)
+    assert cb.status == "pending"
+    hours.reopen(db, None, utcnow())
+    # Reopened: the next dispatch reads the hours again and calls back at once.
+    assert line.dispatch(db, svc, utcnow()) == 1
+    db.refresh(cb)
+    assert cb.status == "dialing" and cb.peer_id == peer.id
+    assert [r.form["To"] for r in network.state.requests if r.path.endswith("/Calls.json")] == [["+15555550304"]]
+
+
 def test_every_phrase_of_hours_plans_and_shifts_is_in_both_languages() -> None:
     from callflows import load_flows
 
