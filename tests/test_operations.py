@@ -83,6 +83,23 @@ def test_a_caller_over_the_limit_hears_a_kind_message_and_keeps_every_safe_optio
     assert caller.twiml.find("Dial").findtext("Number") == "988"
 
 
+def test_a_call_late_last_evening_does_not_use_up_todays_limit(svc, db) -> None:  # type: ignore[no-untyped-def]
+    settings = svc.settings.replace(line_timezone="America/New_York")
+    peer = make_peer(db, svc.vault, phone="+15555550314", status="available")
+    caller_row = make_caller(db, svc.vault, NUMBER, language="en")
+    evening = datetime(2026, 11, 27, 3, tzinfo=UTC)  # Thursday 10 pm in New York, already Friday in UTC
+    callers.set_plan(db, svc.vault, caller_row.id, None, 1, None, evening - timedelta(hours=1))
+    call = make_call(db, caller=caller_row, status="completed")
+    db.add(PeerRequest(call_sid=call.call_sid, call_id=call.id, language="en", peer_id=peer.id, status="ended",
+                       arrived_at=evening, connected_at=evening, ended_at=evening + timedelta(minutes=20)))
+    db.commit()
+    assert callers.calls_today(db, settings, caller_row.id, evening + timedelta(hours=1)) == 1
+    assert callers.over_limit(db, settings, caller_row.id, evening + timedelta(hours=1))  # 11 pm: that was today's
+    morning = datetime(2026, 11, 27, 13, tzinfo=UTC)  # Friday 8 am in New York: a new day, a new call
+    assert callers.calls_today(db, settings, caller_row.id, morning) == 0
+    assert not callers.over_limit(db, settings, caller_row.id, morning)
+
+
 def test_a_redial_within_a_few_minutes_goes_through_as_the_same_call(noon_line, client, svc, db) -> None:  # type: ignore[no-untyped-def]
     peer = make_peer(db, svc.vault, phone="+15555550312", status="available")
     caller_row = make_caller(db, svc.vault, NUMBER, language="en")
