@@ -4,7 +4,7 @@ Real SQL and Redis; the phone network stands in for Twilio's REST API (SMS and c
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -450,10 +450,10 @@ def test_an_on_call_supervisor_is_texted_about_an_empty_shift_on_their_staff_pho
 
 def test_a_peer_hears_their_next_shift_when_they_call_in(client, svc, db) -> None:  # type: ignore[no-untyped-def]
     sam = make_peer(db, svc.vault, phone="+15555550341", status="signed_off", pin="4321")
-    now = utcnow()
-    starts = now + timedelta(days=1)
-    if starts.astimezone(svc.settings.zone).strftime("%H:%M") == "00:00":  # midnight is said otherwise
-        starts += timedelta(minutes=5)
+    # Tomorrow at 9:30 am on the line's clock: 24 hours from now is not always tomorrow (on the
+    # night the clocks go forward it is the day after; on the day they go back, still today).
+    tomorrow = (utcnow().astimezone(svc.settings.zone) + timedelta(days=1)).date()
+    starts = datetime.combine(tomorrow, time(9, 30), tzinfo=svc.settings.zone).astimezone(UTC)
     shift = Shift(starts_at=starts, ends_at=starts + timedelta(hours=4), languages=["en"])
     db.add(shift)
     db.flush()
@@ -462,11 +462,7 @@ def test_a_peer_hears_their_next_shift_when_they_call_in(client, svc, db) -> Non
     phone = TestCaller(client, number="+15555550341")
     phone.call()
     phone.press("4321")
-    local = starts.astimezone(svc.settings.zone)
-    hour = local.hour % 12 or 12
-    part = "am" if local.hour < 12 else "pm"
-    clock = f"{hour}:{local.minute:02d} {part}" if local.minute else f"{hour} {part}"
-    assert phone.said.startswith(f"You are signed off. Your next shift starts tomorrow at {clock}. Callers waiting: 0.")
+    assert phone.said.startswith("You are signed off. Your next shift starts tomorrow at 9:30 am. Callers waiting: 0.")
 
 
 def test_a_peer_in_a_shift_under_way_hears_and_sees_when_it_ends(client, svc, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
