@@ -16,7 +16,7 @@ Every change is audit-logged in the same commit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -122,9 +122,11 @@ def count_calls(reached: list[Reached], now: datetime) -> int:
 
 
 def local_day_start(settings: Settings, now: datetime) -> datetime:
-    """Midnight of today in the line's time zone, as an aware datetime."""
+    """Midnight of today in the line's time zone, as an aware UTC datetime."""
     local = now.astimezone(settings.zone)
-    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+    # In UTC, as the times it is compared with are stored: SQLite keeps a bound datetime's wall
+    # clock and drops its zone, so local midnight would be read as midnight UTC.
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(timezone.utc)
 
 
 def calls_today(session: Session, settings: Settings, caller_id: int, now: datetime) -> int:

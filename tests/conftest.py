@@ -112,8 +112,14 @@ def noon_line(app_config: dict[str, object]) -> None:
     Name it before ``app`` (and ``client``, ``svc``, ``db``) in a test's arguments: the app reads
     its settings when it is made.
     """
-    offset = 12 - datetime.now(UTC).hour
-    app_config["line_timezone"] = "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+    app_config["line_timezone"] = zone_where_it_is(12)
+
+
+def zone_where_it_is(hour: int) -> str:
+    """A whole-hour time zone (``Etc/GMT...``) where the clock now reads ``hour`` o'clock and some minutes."""
+    offset = (hour - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 12 else offset  # the zones run from 11 hours behind UTC to 12 ahead
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 @pytest.fixture

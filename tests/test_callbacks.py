@@ -6,6 +6,7 @@ Twilio's REST API is the phone network at the HTTP boundary.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from queues.reconcile import reconcile_callbacks
 from queues import jobs
 from queues.scheduler import due_job_id, schedule_due
 from queues.connection import CALLBACK_QUEUE, DEFAULT_QUEUE
-from tests.conftest import DATA_KEY
+from tests.conftest import DATA_KEY, zone_where_it_is
 from tests.factories import make_peer
 from tests.helpers import PUBLIC_BASE, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TestCaller
 from tests.workers import SpawnedWorker, wait_for, worker_env
@@ -205,6 +206,25 @@ def test_a_spanish_caller_hears_the_window_as_spanish_speakers_say_it(svc, db, c
     caller.press("2")  # sin mensaje
     assert "entre las 5 de la tarde y las 9 de la noche" in caller.said
     assert " pm" not in caller.said and " am" not in caller.said
+
+
+@pytest.fixture
+def one_am_line(app_config):  # type: ignore[no-untyped-def]
+    """A line where it is about 1 am now, with an evening window to 3 am: open since 8 pm yesterday evening."""
+    app_config["line_timezone"] = zone_where_it_is(1)
+    app_config["callback_windows"] = "morning=9-12,afternoon=12-17,evening=20-3"
+
+
+def test_after_midnight_an_evening_window_open_since_yesterday_is_promised_from_now(  # type: ignore[no-untyped-def]
+        one_am_line, svc, db, client, net) -> None:
+    assert utcnow().astimezone(svc.settings.zone).hour == 1  # one_am_line came before the app
+    caller = dial_in(client, net, "+15555550196")
+    caller.press("3")
+    finish_request(caller, window_key="4", message_key="2")
+    # Not "today between 8 pm and 3 am": that 8 pm was yesterday's, and today's is tonight.
+    assert re.search(r"We will call you back today between 1(:\d\d)? am and 3 am,", caller.said), caller.said
+    cb = pending(db, "+15555550196", svc)
+    assert aware(cb.not_before) <= utcnow() < aware(cb.not_after) <= utcnow() + timedelta(hours=2)
 
 
 @pytest.mark.parametrize(("keys", "heard"), [

@@ -4,7 +4,7 @@ Real SQL and Redis; the phone network stands in for Twilio's REST API (SMS and c
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -81,6 +81,23 @@ def test_a_caller_over_the_limit_hears_a_kind_message_and_keeps_every_safe_optio
     assert db.scalars(select(RingLeg)).all() == []  # nobody was rung
     caller.press("9")  # the crisis key is never limited
     assert caller.twiml.find("Dial").findtext("Number") == "988"
+
+
+def test_a_call_late_last_evening_does_not_use_up_todays_limit(svc, db) -> None:  # type: ignore[no-untyped-def]
+    settings = svc.settings.replace(line_timezone="America/New_York")
+    peer = make_peer(db, svc.vault, phone="+15555550314", status="available")
+    caller_row = make_caller(db, svc.vault, NUMBER, language="en")
+    evening = datetime(2026, 11, 27, 3, tzinfo=UTC)  # Thursday 10 pm in New York, already Friday in UTC
+    callers.set_plan(db, svc.vault, caller_row.id, None, 1, None, evening - timedelta(hours=1))
+    call = make_call(db, caller=caller_row, status="completed")
+    db.add(PeerRequest(call_sid=call.call_sid, call_id=call.id, language="en", peer_id=peer.id, status="ended",
+                       arrived_at=evening, connected_at=evening, ended_at=evening + timedelta(minutes=20)))
+    db.commit()
+    assert callers.calls_today(db, settings, caller_row.id, evening + timedelta(hours=1)) == 1
+    assert callers.over_limit(db, settings, caller_row.id, evening + timedelta(hours=1))  # 11 pm: that was today's
+    morning = datetime(2026, 11, 27, 13, tzinfo=UTC)  # Friday 8 am in New York: a new day, a new call
+    assert callers.calls_today(db, settings, caller_row.id, morning) == 0
+    assert not callers.over_limit(db, settings, caller_row.id, morning)
 
 
 def test_a_redial_within_a_few_minutes_goes_through_as_the_same_call(noon_line, client, svc, db) -> None:  # type: ignore[no-untyped-def]
@@ -433,10 +450,10 @@ def test_an_on_call_supervisor_is_texted_about_an_empty_shift_on_their_staff_pho
 
 def test_a_peer_hears_their_next_shift_when_they_call_in(client, svc, db) -> None:  # type: ignore[no-untyped-def]
     sam = make_peer(db, svc.vault, phone="+15555550341", status="signed_off", pin="4321")
-    now = utcnow()
-    starts = now + timedelta(days=1)
-    if starts.astimezone(svc.settings.zone).strftime("%H:%M") == "00:00":  # midnight is said otherwise
-        starts += timedelta(minutes=5)
+    # Tomorrow at 9:30 am on the line's clock: 24 hours from now is not always tomorrow (on the
+    # night the clocks go forward it is the day after; on the day they go back, still today).
+    tomorrow = (utcnow().astimezone(svc.settings.zone) + timedelta(days=1)).date()
+    starts = datetime.combine(tomorrow, time(9, 30), tzinfo=svc.settings.zone).astimezone(UTC)
     shift = Shift(starts_at=starts, ends_at=starts + timedelta(hours=4), languages=["en"])
     db.add(shift)
     db.flush()
@@ -445,11 +462,7 @@ def test_a_peer_hears_their_next_shift_when_they_call_in(client, svc, db) -> Non
     phone = TestCaller(client, number="+15555550341")
     phone.call()
     phone.press("4321")
-    local = starts.astimezone(svc.settings.zone)
-    hour = local.hour % 12 or 12
-    part = "am" if local.hour < 12 else "pm"
-    clock = f"{hour}:{local.minute:02d} {part}" if local.minute else f"{hour} {part}"
-    assert phone.said.startswith(f"You are signed off. Your next shift starts tomorrow at {clock}. Callers waiting: 0.")
+    assert phone.said.startswith("You are signed off. Your next shift starts tomorrow at 9:30 am. Callers waiting: 0.")
 
 
 def test_a_peer_in_a_shift_under_way_hears_and_sees_when_it_ends(client, svc, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]

@@ -199,7 +199,10 @@ def _when(ctx: Ctx, cb: CallbackRequest) -> str:
     # day may be later than tomorrow when the line is closed until then.
     start_h, _end_h = settings.windows[cb.window]
     not_before, not_after = aware(cb.not_before) or utcnow(), aware(cb.not_after) or utcnow()
-    begins = (callbacks.spoken_hour(start_h, ctx.flow) if not_before <= utcnow() + timedelta(minutes=1)
+    # A window past midnight still open after it (evening=20-2 at 1 am) opened yesterday: its start
+    # hour said with "today" would be tonight's, so it is promised from now instead.
+    opened_today = not_before.astimezone(settings.zone).hour >= start_h
+    begins = (callbacks.spoken_hour(start_h, ctx.flow) if not_before <= utcnow() + timedelta(minutes=1) and opened_today
               else callbacks.spoken_time(not_before, settings, ctx.flow))
     day = spoken_day(not_before, utcnow(), settings, ctx.flow)
     return ctx.flow.text("callback_when_window", day=day, start=begins,
