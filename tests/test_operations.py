@@ -5,7 +5,7 @@ Real SQL and Redis; the phone network stands in for Twilio's REST API (SMS and c
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,6 +14,9 @@ from sqlalchemy import select
 
 from callflows import callers, records, shifts
 from callflows.callers import Reached, count_calls
+from callflows.services import Services
+from ivr import create_app
+from ivr.services import services
 from models import (AuditEntry, CallbackRequest, CallerBlock, CallerPlan, CallRecord, Shift, ShiftSignup, StaffUser,
                     utcnow)
 from models.tables import CallbackAttempt, PeerRequest, RingLeg
@@ -394,13 +397,18 @@ def test_sign_up_and_drop_within_the_supervisors_rules(svc, db) -> None:  # type
         "shift_rules", "shift_signup", "shift_signup", "shift_signup", "shift_drop", "shift_signup"]
 
 
-def test_a_shift_nobody_signed_in_for_texts_the_on_call_peer_once(app_config, phone_network, engine) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def texting_svc(app_config: dict[str, object], phone_network: Any, engine: Any) -> Iterator[Services]:
+    """The services of an app whose texts go to the phone network, with a SUPERVISOR_NUMBER (rows emptied after)."""
     app_config["twilio_api_base_url"] = phone_network.base_url
     app_config["supervisor_number"] = "+15555550399"
-    from ivr import create_app
-    from ivr.services import services
-
     svc = services(create_app(app_config))
+    yield svc
+    svc.engine.dispose()
+
+
+def test_a_shift_nobody_signed_in_for_texts_the_on_call_peer_once(texting_svc, phone_network) -> None:  # type: ignore[no-untyped-def]
+    svc = texting_svc
     now = utcnow()
     with svc.sessions() as db:
         late = make_peer(db, svc.vault, phone="+15555550331", display_name="Late", status="signed_off")
@@ -421,16 +429,10 @@ def test_a_shift_nobody_signed_in_for_texts_the_on_call_peer_once(app_config, ph
     assert message["To"] == "+15555550332"
     assert message["Body"] == (f"peerline: nobody has signed in for the {local:%H:%M} shift (English/Spanish). "
                                "Please sign in or find cover.")
-    svc.engine.dispose()
 
 
-def test_an_on_call_supervisor_is_texted_about_an_empty_shift_on_their_staff_phone(app_config, phone_network, engine) -> None:  # type: ignore[no-untyped-def]
-    app_config["twilio_api_base_url"] = phone_network.base_url
-    app_config["supervisor_number"] = "+15555550399"
-    from ivr import create_app
-    from ivr.services import services
-
-    svc = services(create_app(app_config))
+def test_an_on_call_supervisor_is_texted_about_an_empty_shift_on_their_staff_phone(texting_svc, phone_network) -> None:  # type: ignore[no-untyped-def]
+    svc = texting_svc
     now = utcnow()
     with svc.sessions() as db:
         late = make_peer(db, svc.vault, phone="+15555550351", display_name="Late", status="signed_off")
@@ -445,7 +447,6 @@ def test_an_on_call_supervisor_is_texted_about_an_empty_shift_on_their_staff_pho
         db.commit()
     check_shifts(svc)
     assert [m["To"] for m in phone_network.state.messages] == ["+15555550353"]
-    svc.engine.dispose()
 
 
 def test_a_peer_hears_their_next_shift_when_they_call_in(client, svc, db) -> None:  # type: ignore[no-untyped-def]
@@ -576,13 +577,8 @@ def test_supervisor_adds_recurring_shifts_and_rules_and_sees_the_gaps_on_the_shi
     assert [a.staff_user_id for a in audit_actions(db, "shift_template_retired")] == [supervisor]
 
 
-def test_with_nobody_on_call_the_unstaffed_shift_texts_the_supervisor_number(app_config, phone_network, engine) -> None:  # type: ignore[no-untyped-def]
-    app_config["twilio_api_base_url"] = phone_network.base_url
-    app_config["supervisor_number"] = "+15555550399"
-    from ivr import create_app
-    from ivr.services import services
-
-    svc = services(create_app(app_config))
+def test_with_nobody_on_call_the_unstaffed_shift_texts_the_supervisor_number(texting_svc, phone_network) -> None:  # type: ignore[no-untyped-def]
+    svc = texting_svc
     now = utcnow()
     with svc.sessions() as db:
         late = make_peer(db, svc.vault, phone="+15555550333", display_name="Late", status="signed_off")
@@ -597,16 +593,10 @@ def test_with_nobody_on_call_the_unstaffed_shift_texts_the_supervisor_number(app
     assert message["To"] == "+15555550399"
     assert message["Body"].startswith("peerline: nobody has signed in for the ")
     assert message["Body"].endswith(" shift (Spanish). Please sign in or find cover.")  # a name, never a code
-    svc.engine.dispose()
 
 
-def test_a_peer_signed_in_for_their_shift_or_outside_any_shift_sets_off_no_text(app_config, phone_network, engine) -> None:  # type: ignore[no-untyped-def]
-    app_config["twilio_api_base_url"] = phone_network.base_url
-    app_config["supervisor_number"] = "+15555550399"
-    from ivr import create_app
-    from ivr.services import services
-
-    svc = services(create_app(app_config))
+def test_a_peer_signed_in_for_their_shift_or_outside_any_shift_sets_off_no_text(texting_svc, phone_network) -> None:  # type: ignore[no-untyped-def]
+    svc = texting_svc
     now = utcnow()
     with svc.sessions() as db:
         on_time = make_peer(db, svc.vault, phone="+15555550334", display_name="On time", status="available")
@@ -619,7 +609,6 @@ def test_a_peer_signed_in_for_their_shift_or_outside_any_shift_sets_off_no_text(
         db.commit()
     assert check_shifts(svc) == []
     assert phone_network.state.messages == []
-    svc.engine.dispose()
 
 
 def test_a_supervisor_blocks_and_lifts_from_the_caller_page(client, svc, db, dashboard_data) -> None:  # type: ignore[no-untyped-def]
