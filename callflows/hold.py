@@ -22,7 +22,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 
 from callflows.calls import MAX_ROW_ID
-from callflows.peers import FREE_PEERS, ON_SHIFT, PEERS
+from callflows.peers import FREE_PEERS, ON_SHIFT, PEERS, WRAP_UP_OVER, wrap_up_due
 from callflows.routing import OPEN_REQUESTS
 from callflows.services import Services
 from callflows.stories import PLAYABLE
@@ -74,7 +74,7 @@ def hold_round(svc: Services, req_id: int, call_sid: str, now: datetime) -> Hold
         return None
     dialect = svc.engine.dialect.name
     params = {"req_id": req_id, "caller_call": call_sid, "now": now, "since": now - HISTORY_WINDOW,
-              "due": now - timedelta(seconds=svc.settings.peer_wrapup_seconds)}
+              "due": wrap_up_due(svc, now)}
     with svc.engine.connect() as conn:
         auto = conn.execution_options(isolation_level="AUTOCOMMIT")
         row = auto.execute(_round_statement(dialect), params).one_or_none()
@@ -156,8 +156,7 @@ def _round_statement(dialect: str) -> Executable:
     average_wait = select(func.avg(recent.c.wait)).scalar_subquery()
     # What the reconciler looks for (line.reconcile): a wrap-up over by the clock, or a free peer.
     # With neither it would send two statements to change nothing.
-    wrap_up_over = exists().where(PEERS.c.status == "wrap_up",
-                                  PEERS.c.status_changed_at <= bindparam("due", type_=_WHEN))
+    wrap_up_over = exists().where(WRAP_UP_OVER)
     story = _ranked_stories()
     columns: list[Any] = [
         REQUESTS.c.id, REQUESTS.c.language, callers_ahead.label("callers_ahead"),

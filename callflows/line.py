@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from callflows import callbacks, escalation, rooms, routing
 from callflows.calls import ANSWERED_CALL_STATUSES, FINAL_CALL_STATUSES
 from callflows.errors import SchedulingError
-from callflows.peers import (FREE_PEERS, PEERS, SELF_STATUSES, STATUS_CHANGES, anyone_available, free_peer, has_live_call,
-                             note_status, note_statuses)
+from callflows.peers import (FREE_PEERS, PEERS, SELF_STATUSES, STATUS_CHANGES, WRAP_UP_OVER, anyone_available, free_peer,
+                             has_live_call, note_status, note_statuses, wrap_up_due)
 from callflows.sql import changed_by_core, core
 from callflows.services import Services
 from callflows.times import aware
@@ -238,13 +238,12 @@ def _end_wrap_ups(break_after: int, one_peer: bool) -> Update:
     else:
         values["status"] = case((PEERS.c.active.is_not(True), "signed_off"), else_="available")
     if one_peer:
-        which = and_(PEERS.c.id == bindparam("peer_id"),
+        which = and_(PEERS.c.status == "wrap_up", PEERS.c.id == bindparam("peer_id"),
                      PEERS.c.status_changed_at.between(bindparam("began_from", type_=_WHEN),
                                                        bindparam("began_to", type_=_WHEN)))
     else:
-        which = PEERS.c.status_changed_at <= bindparam("due", type_=_WHEN)
-    return (update(PEERS).where(PEERS.c.status == "wrap_up", which).values(values)
-            .returning(PEERS.c.id, PEERS.c.status))
+        which = WRAP_UP_OVER
+    return update(PEERS).where(which).values(values).returning(PEERS.c.id, PEERS.c.status)
 
 
 def _finish_wrap_ups(session: Session, svc: Services, now: datetime, one_peer: bool,
@@ -308,7 +307,7 @@ def wrap_up_passed(session: Session, svc: Services, peer_id: int, started: float
 
 def reconcile(session: Session, svc: Services, now: datetime) -> None:
     """Free peers whose wrap-up is over by the clock, then offer the line."""
-    _finish_wrap_ups(session, svc, now, False, {"due": now - timedelta(seconds=svc.settings.peer_wrapup_seconds)})
+    _finish_wrap_ups(session, svc, now, False, {"due": wrap_up_due(svc, now)})
     dispatch(session, svc, now)
 
 

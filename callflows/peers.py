@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Row, Table, bindparam, func, insert, select, update
+from sqlalchemy import Row, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from callflows.errors import SchedulingError
@@ -62,6 +62,17 @@ PEERS, STATUS_CHANGES = cast(Table, Peer.__table__), cast(Table, PeerStatusChang
 # (compiled once, no ORM loading): dispatch reads it whenever a peer may have come free.
 FREE_PEERS = (select(*(PEERS.c[name] for name in FreePeer._fields))
               .where(PEERS.c.active.is_(True), PEERS.c.status == "available", PEERS.c.line_call_sid.is_(None)))
+
+
+# A wrap-up over by the clock: the reconciler's release ends these, and a hold round asks whether any
+# exists before running it. ``due`` is :func:`wrap_up_due`; a bind typed as the column.
+WRAP_UP_OVER = and_(PEERS.c.status == "wrap_up",
+                    PEERS.c.status_changed_at <= bindparam("due", type_=PEERS.c.status_changed_at.type))
+
+
+def wrap_up_due(svc: Services, now: datetime) -> datetime:
+    """A wrap-up that began at or before this moment is over by the clock."""
+    return now - timedelta(seconds=svc.settings.peer_wrapup_seconds)
 
 
 def free_peer(row: Row[Any]) -> FreePeer:
